@@ -1,0 +1,99 @@
+"""Device and precision choice: CUDA, XPU, MPS or CPU; never a hard-coded `cuda`.
+
+`pick_device("auto")` takes the first available of CUDA, XPU, MPS, CPU. `pick_dtype` maps a
+precision name to the dtype of the FROZEN weights; the LoRA weights and the optimizer state
+always stay in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _xpu_available() -> bool:
+    return hasattr(torch, "xpu") and torch.xpu.is_available()
+
+
+def _mps_available() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Resolve 'auto', 'cuda', 'cuda:1', 'xpu', 'mps' or 'cpu' to an available torch.device."""
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _xpu_available():
+            return torch.device("xpu")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"device {name!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu") from error
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "xpu": _xpu_available(),
+        "mps": _mps_available(),
+    }.get(device.type, False)
+    if not available:
+        raise ValueError(f"device {name!r} is not available on this machine: use --device auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "xpu":
+        return True
+    return False
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """Dtype of the frozen weights. 'auto' = bf16 on CUDA/XPU where supported, else fp32.
+
+    fp16 is never chosen automatically: SDXL's VAE overflows in fp16 and it needs loss scaling;
+    it is available on request (the VAE is then kept in fp32).
+    """
+    if precision == "auto":
+        return torch.bfloat16 if bf16_supported(device) else torch.float32
+    if precision not in _DTYPES:
+        raise ValueError(f"precision {precision!r} is unknown: use auto, fp32, bf16 or fp16")
+    return _DTYPES[precision]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so that wall-clock timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "xpu":
+        torch.xpu.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "xpu":
+        torch.xpu.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an accelerator or host out-of-memory error, whatever the backend."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, (RuntimeError, MemoryError)) and ("out of memory" in text or isinstance(error, MemoryError))

@@ -1,0 +1,357 @@
+"""`siso-generate`: the command line, a drop-in for the authors' `siso_generation_sdxl.py`.
+
+Every upstream argument is accepted, so a documented upstream command runs unchanged; the
+ones that do nothing there (dataset, hub, validation, tracker and distributed options) are
+accepted with a one-line warning. Defaults are the documented SDXL-Turbo command's (see
+config.py), not upstream's argparse defaults, and `--seed` defaults to 42 instead of crashing.
+
+Progress: a tqdm bar on stderr and, on stdout, one machine-readable line per step:
+
+    SISO_PROGRESS {"step": 3, "total": 50, "loss": -1.61, "dino": -0.80, "ir": -0.81, ...}
+
+and a final `SISO_RESULT {...}` line with the status and the paths. Exit codes: 0 the run
+finished and the LoRA is written; 1 the run ended early on a non-finite loss or out of memory
+(the best LoRA so far is written); 2 bad input (nothing written); 130/143 interrupted by
+SIGINT/SIGTERM (the best LoRA so far is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import warnings
+
+from .config import MODES, SISOConfig
+from .errors import SISOError, SISOInputError
+from .optimizer import StepEvent
+
+logger = logging.getLogger("siso_lib")
+
+PROGRESS_PREFIX = "SISO_PROGRESS "
+RESULT_PREFIX = "SISO_RESULT "
+DEFAULTS = SISOConfig()
+
+# upstream arguments that have no effect in upstream's SISO loop either: accepted, warned about
+NO_EFFECT = {
+    "dataset_name": None, "dataset_config_name": None, "train_data_dir": None, "image_column": "image",
+    "caption_column": "text", "validation_prompt": None, "num_validation_images": 4, "validation_epochs": 1,
+    "max_train_samples": None, "center_crop": False, "random_flip": False, "train_batch_size": 16,
+    "max_train_steps": None, "checkpointing_steps": 500, "checkpoints_total_limit": None,
+    "resume_from_checkpoint": None, "snr_gamma": None, "dataloader_num_workers": 0, "use_8bit_adam": False,
+    "push_to_hub": False, "hub_token": None, "prediction_type": None, "hub_model_id": None, "logging_dir": "logs",
+    "report_to": "tensorboard", "local_rank": -1, "enable_xformers_memory_efficient_attention": False,
+    "enable_npu_flash_attention": False, "noise_offset": 0.0, "debug_loss": False, "subject_class": None,
+}
+NO_EFFECT_HINTS = {
+    "train_batch_size": "SISO generates one image per iteration",
+    "max_train_steps": "use --num_train_epochs for the iteration budget",
+    "report_to": "progress goes to the terminal, run.json and SISO_PROGRESS lines",
+    "resume_from_checkpoint": "a SISO run is short; start a new one",
+    "enable_xformers_memory_efficient_attention": "PyTorch SDPA attention is used",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="siso-generate",
+        description="SISO for SDXL-Turbo: optimise a LoRA so that SDXL draws the subject of one photo.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("inputs")
+    g.add_argument("--subject_image_path", required=True, help="the ONE photo of the subject")
+    g.add_argument("--prompt", default=d.prompt, help="a simple prompt naming the subject's class")
+    g.add_argument("--pretrained_model_name_or_path", default=d.pretrained_model_name_or_path, help="SDXL hub id or local diffusers folder")
+    g.add_argument("--pretrained_vae_model_name_or_path", default=None, help="optional separate VAE (e.g. an fp16-safe one)")
+    g.add_argument("--revision", default=None)
+    g.add_argument("--variant", default=None, help="weights variant to download, e.g. fp16")
+    g.add_argument("--cache_dir", default=None, help="hub cache folder")
+    g.add_argument("--dino_model_name", default=d.dino_model_name, help="timm DINOv2 name or a local timm folder")
+    g.add_argument("--ir_features_path", default=d.ir_features_path, help="hand-downloaded ir_features.pth; omit for DINO only")
+
+    g = p.add_argument_group("outputs")
+    g.add_argument("--output_dir", default=None, help="folder for result.png, loss_curve.png, run.json (default: a fresh outputs/runs/<time>-<subject>)")
+    g.add_argument("--weights_output_dir", default=None, help="folder for the LoRA files (default: --output_dir)")
+    g.add_argument("--save_weights", action="store_true", help="accepted for upstream compatibility: the LoRA is always saved")
+    g.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in the output folder")
+    g.add_argument("--log_every_epoch", action="store_true", help="also save every iteration's image as epoch_N.png")
+    g.add_argument("--save_on_improve", action="store_true", help="write the best LoRA whenever it improves (survives a hard kill)")
+    g.add_argument("--progress_file", default=None, help="also append the SISO_PROGRESS JSON objects to this file")
+
+    g = p.add_argument_group("generation")
+    g.add_argument("--resolution", type=int, default=d.resolution)
+    g.add_argument("--num_inference_steps", type=int, default=d.num_inference_steps)
+    g.add_argument("--seed", type=int, default=d.seed)
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--num_train_epochs", type=int, default=d.num_train_epochs, help="maximum SISO iterations")
+    g.add_argument("--learning_rate", type=float, default=d.learning_rate)
+    g.add_argument("--scale_lr", action="store_true", help="upstream's LR scaling by accumulation x batch size")
+    g.add_argument("--lr_scheduler", default=d.lr_scheduler)
+    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps)
+    g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="must be 1 (one image per iteration)")
+    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
+    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
+    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay)
+    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon)
+    g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm)
+    g.add_argument("--rank", type=int, default=d.rank)
+    g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank)")
+    g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=d.train_text_encoder,
+                   help="also put LoRA on both CLIP text encoders")
+    g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight)
+    g.add_argument("--ir_features_weight", type=float, default=d.ir_features_weight)
+    g.add_argument("--early_stopping_threshold_percentage", type=float, default=d.early_stopping_threshold_percentage)
+    g.add_argument("--early_stopping_max_count", type=int, default=d.early_stopping_max_count)
+
+    g = p.add_argument_group("device, speed and memory")
+    g.add_argument("--device", default=d.device, help="auto, cuda, cuda:N, xpu, mps or cpu")
+    g.add_argument("--mixed_precision", default=d.precision, choices=["auto", "no", "fp32", "fp16", "bf16"],
+                   help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on CUDA/XPU, else fp32")
+    g.add_argument("--mode", default=d.mode, choices=MODES,
+                   help="default (fast), low-memory (gradient checkpointing) or reference (the authors' fp32 setup)")
+    g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the mode's gradient checkpointing")
+    g.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
+    g.add_argument("--allow_tf32", action="store_true", help="allow TF32 matmuls on NVIDIA GPUs")
+
+    g = p.add_argument_group("logging")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+    g = p.add_argument_group("accepted for upstream compatibility (no effect)")
+    for name, default in NO_EFFECT.items():
+        if isinstance(default, bool):
+            g.add_argument(f"--{name}", action="store_true", help=argparse.SUPPRESS)
+        else:
+            kind = type(default) if default is not None else str
+            g.add_argument(f"--{name}", type=kind, default=default, help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SISOConfig:
+    precision = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
+    learning_rate = args.learning_rate
+    if args.scale_lr:
+        factor = args.gradient_accumulation_steps * args.train_batch_size
+        learning_rate *= factor
+        logger.warning("--scale_lr: learning rate x%d (accumulation x train_batch_size, as upstream) = %g", factor, learning_rate)
+    return SISOConfig(
+        prompt=args.prompt,
+        pretrained_model_name_or_path=args.pretrained_model_name_or_path,
+        dino_model_name=args.dino_model_name,
+        ir_features_path=args.ir_features_path,
+        resolution=args.resolution,
+        num_inference_steps=args.num_inference_steps,
+        seed=args.seed,
+        num_train_epochs=args.num_train_epochs,
+        learning_rate=learning_rate,
+        lr_scheduler=args.lr_scheduler,
+        lr_warmup_steps=args.lr_warmup_steps,
+        adam_beta1=args.adam_beta1,
+        adam_beta2=args.adam_beta2,
+        adam_weight_decay=args.adam_weight_decay,
+        adam_epsilon=args.adam_epsilon,
+        max_grad_norm=args.max_grad_norm,
+        rank=args.rank,
+        lora_alpha=args.lora_alpha,
+        train_text_encoder=args.train_text_encoder,
+        dino_features_weight=args.dino_features_weight,
+        ir_features_weight=args.ir_features_weight,
+        early_stopping_threshold_percentage=args.early_stopping_threshold_percentage,
+        early_stopping_max_count=args.early_stopping_max_count,
+        device=args.device,
+        precision=precision,
+        mode=args.mode,
+        gradient_checkpointing=args.gradient_checkpointing,
+        compile=args.compile,
+        save_on_improve=args.save_on_improve,
+        extra={
+            key: value
+            for key, value in (
+                ("pretrained_vae_model_name_or_path", args.pretrained_vae_model_name_or_path),
+                ("revision", args.revision),
+                ("variant", args.variant),
+                ("cache_dir", args.cache_dir),
+            )
+            if value is not None
+        },
+    )
+
+
+def warn_no_effect(args: argparse.Namespace) -> None:
+    for name, default in NO_EFFECT.items():
+        if getattr(args, name) != default:
+            hint = NO_EFFECT_HINTS.get(name, "it has no effect in SISO (upstream ignores it too)")
+            logger.warning("ignoring --%s: %s", name, hint)
+    if args.gradient_accumulation_steps != 1:
+        raise SISOInputError("--gradient_accumulation_steps must be 1: SISO takes one step per generated image")
+
+
+class ProgressPrinter:
+    """tqdm bar on stderr + SISO_PROGRESS JSON lines on stdout (and optionally a JSONL file)."""
+
+    def __init__(self, total: int, quiet: bool, progress_file: str | None):
+        self.total, self.quiet, self.bar = total, quiet, None
+        self.progress_file = progress_file
+
+    def __call__(self, event: StepEvent) -> None:
+        record = {
+            "step": event.step + 1,
+            "total": event.max_steps,
+            "loss": round(event.losses["total"], 6),
+            **{k: round(v, 6) for k, v in event.losses.items() if k != "total"},
+            "best_step": event.best_step + 1,
+            "best_loss": round(event.best_loss, 6),
+            "patience": event.patience_count,
+            "seconds": round(event.step_seconds, 4),
+            "elapsed": round(event.elapsed_seconds, 3),
+        }
+        print(PROGRESS_PREFIX + json.dumps(record), flush=True)
+        if self.progress_file:
+            with open(self.progress_file, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        if self.bar is None and not self.quiet:
+            from tqdm.auto import tqdm
+
+            # created at the first step, so that its rate ignores the model loading
+            self.bar = tqdm(total=self.total, desc="SISO", unit="it", file=sys.stderr, dynamic_ncols=True)
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{event.losses['total']:.4f}", best=f"{event.best_loss:.4f}@{event.best_step + 1}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _quiet_libraries() -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*torch_dtype.*")
+    for name in ("diffusers", "transformers", "timm", "huggingface_hub", "accelerate", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+
+        dlog.set_verbosity_error()
+        dlog.disable_progress_bar()
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _log_to_stderr(level: int) -> None:
+    if not any(getattr(h, "_siso", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("siso: %(message)s"))
+        handler._siso = True
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an interrupt so the loop ends the same clean way as Ctrl-C."""
+
+
+_signals_received: list[int] = []
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001
+    _signals_received.append(signum)
+    raise _Terminated()
+
+
+def _interrupt_exit_code() -> int:
+    return 128 + signal.SIGTERM if signal.SIGTERM in _signals_received else 128 + signal.SIGINT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _log_to_stderr(logging.DEBUG if args.debug else logging.INFO)
+    _quiet_libraries()
+    _signals_received.clear()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        warn_no_effect(args)
+        config = config_from_args(args)
+        if args.allow_tf32:
+            import torch
+
+            torch.backends.cuda.matmul.allow_tf32 = True
+        return _run(args, config)
+    except SISOError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("siso: interrupted before the optimisation started: no LoRA was written", file=sys.stderr)
+        return _interrupt_exit_code()
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _run(args: argparse.Namespace, config: SISOConfig) -> int:
+    from .runner import run_siso
+
+    printer = ProgressPrinter(config.num_train_epochs, args.quiet, args.progress_file)
+    try:
+        outcome = run_siso(
+            config,
+            args.subject_image_path,
+            output_dir=args.output_dir,
+            weights_dir=args.weights_output_dir,
+            callbacks=[printer],
+            overwrite=args.overwrite,
+            log_every_epoch=args.log_every_epoch,
+        )
+    finally:
+        printer.close()
+    result, artifacts = outcome.result, outcome.artifacts
+    summary = {
+        "status": "success" if result.completed and artifacts.lora_path else result.stop_reason,
+        "stop_reason": result.stop_reason,
+        "steps_run": result.steps_run,
+        "best_step": None if result.best_step is None else result.best_step + 1,
+        "best_losses": result.best_losses,
+        "error": result.error,
+        **artifacts.as_dict(),
+    }
+    print(RESULT_PREFIX + json.dumps(summary), flush=True)
+    return _report(result, artifacts, outcome.optimizer)
+
+
+def _report(result, artifacts, optimizer) -> int:
+    reason = optimizer.describe_stop(result.stop_reason)
+    best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.best_losses.items())
+    print(f"siso: stopped: {reason}; best {best} ({losses})", file=sys.stderr)
+    if not optimizer.uses_ir:
+        print("siso: NOTE: optimised with DINO features only (no --ir_features_path)", file=sys.stderr)
+    for label, path in (
+        ("LoRA (diffusers)", artifacts.lora_path),
+        ("LoRA (ComfyUI/Kohya)", artifacts.kohya_path),
+        ("best image", artifacts.result_image),
+        ("loss plot", artifacts.loss_plot),
+        ("run summary", artifacts.run_json),
+    ):
+        if path:
+            print(f"siso: {label:22s} {path}", file=sys.stderr)
+    if result.best_step == 0:
+        print("siso: WARNING: the best iteration is the first one, whose LoRA is still zero (the base model)", file=sys.stderr)
+    if result.stop_reason == "interrupted":
+        return _interrupt_exit_code()
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+        return 1
+    return 0 if artifacts.lora_path else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""The SISO loop: generate, score against the subject, step the LoRA; keep the best state.
+
+One iteration ("epoch" upstream), for a fixed prompt and a fixed seed:
+
+    g      <- Generator(device).manual_seed(seed)        # the same starting noise every time
+    x      <- SDXL_LoRA(prompt, g)                        # [1, 3, H, W] in [0, 1], with grad
+    L      <- w_d * -cos(DINO(x), DINO(s)) + w_i * -cos(IR(x), IR(s))
+    best   <- copy of the LoRA weights that produced x, if L is the lowest so far
+    patience bookkeeping (see early_stopping.py)
+    L.backward(); clip_grad_norm(1.0); AdamW.step(); lr_scheduler.step()
+
+`SISOOptimizer.run()` repeats this until early stopping, the step budget, a stop request
+(`request_stop()`, from another thread or a callback), Ctrl-C, a non-finite loss or an
+out-of-memory error, and returns a `SISOResult` holding the best LoRA (a cloned CPU copy), the
+best image and the per-step history. Each step emits a `StepEvent` to every callback: a
+progress bar, a notebook plot, a log file or the ComfyUI node consume the same events.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from diffusers.optimization import get_scheduler
+
+from .config import SISOConfig
+from .devices import dtype_name, is_out_of_memory, pick_device, pick_dtype, synchronize
+from .dino import DinoFeatures
+from .early_stopping import EarlyStopping
+from .images import SubjectImage, load_subject_image, tensor_to_pil
+from .ir_features import IRFeatures
+from .losses import SubjectSimilarityLoss
+from .sdxl import LoRASpec, SDXLGenerator, add_lora, load_sdxl_pipeline, lora_state_dicts
+
+logger = logging.getLogger(__name__)
+
+STOP_REASONS = {
+    "early_stopping": "no {threshold}% improvement for {patience} steps",
+    "max_steps": "reached num_train_epochs",
+    "stopped": "stopped on request",
+    "interrupted": "interrupted (Ctrl-C / SIGTERM)",
+    "non_finite_loss": "the loss became NaN or infinite",
+    "out_of_memory": "ran out of memory",
+}
+
+
+@dataclass
+class RuntimeSettings:
+    """How a mode trades speed and memory; resolved once per run from the config and device."""
+
+    dtype: torch.dtype
+    freeze_feature_networks: bool
+    gradient_checkpointing: bool
+    cache_prompt_embeddings: bool
+    offload_text_encoders: bool
+    fused_adamw: bool
+    compile_unet: bool
+
+    @classmethod
+    def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
+        accelerator = device.type in ("cuda", "xpu")
+        if config.mode == "reference":
+            # the authors' setup: fp32 everywhere, gradients for the feature networks, nothing cached
+            return cls(torch.float32, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
+        checkpointing = config.mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
+        return cls(
+            dtype=pick_dtype(config.precision, device),
+            freeze_feature_networks=True,
+            gradient_checkpointing=checkpointing,
+            cache_prompt_embeddings=True,
+            offload_text_encoders=accelerator and not config.train_text_encoder,
+            fused_adamw=accelerator,
+            compile_unet=config.compile,
+        )
+
+    def describe(self) -> dict:
+        return {
+            "dtype": dtype_name(self.dtype),
+            "freeze_feature_networks": self.freeze_feature_networks,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "cache_prompt_embeddings": self.cache_prompt_embeddings,
+            "offload_text_encoders": self.offload_text_encoders,
+            "fused_adamw": self.fused_adamw,
+            "compile_unet": self.compile_unet,
+        }
+
+
+@dataclass
+class StepEvent:
+    """What one iteration produced; handed to every callback."""
+
+    step: int  # 0-based
+    max_steps: int
+    losses: dict[str, float]  # "total", and "dino" / "ir" where used
+    is_best: bool
+    best_step: int
+    best_loss: float
+    patience_count: int
+    lr: float
+    step_seconds: float
+    elapsed_seconds: float
+    image: torch.Tensor  # [1, 3, H, W] float32 in [0, 1], on the CPU
+    stop_reason: str | None = None  # set on the last event of a run
+
+
+@dataclass
+class SISOResult:
+    best_step: int | None
+    best_losses: dict[str, float]
+    best_lora: dict[str, dict[str, torch.Tensor]]  # part -> peft-named CPU fp32 tensors
+    best_image: torch.Tensor | None  # [1, 3, H, W] on the CPU
+    history: list[dict] = field(default_factory=list)  # per step: step, losses, lr, seconds
+    stop_reason: str = "max_steps"
+    error: str | None = None  # message for the non-finite / out-of-memory endings
+    elapsed_seconds: float = 0.0
+
+    @property
+    def steps_run(self) -> int:
+        return len(self.history)
+
+    @property
+    def best_pil(self):
+        return None if self.best_image is None else tensor_to_pil(self.best_image)
+
+    @property
+    def completed(self) -> bool:
+        return self.stop_reason in ("early_stopping", "max_steps", "stopped")
+
+
+Callback = Callable[[StepEvent], None]
+
+
+class SISOOptimizer:
+    """Owns one SISO run: models, LoRA, optimizer, early stopping and the best state."""
+
+    def __init__(
+        self,
+        config: SISOConfig,
+        subject: SubjectImage | torch.Tensor,
+        pipe=None,
+        dino: DinoFeatures | None = None,
+        ir: IRFeatures | None = None,
+        device: torch.device | None = None,
+    ):
+        config.validate()
+        self.config = config
+        self.device = device or pick_device(config.device)
+        self.settings = RuntimeSettings.resolve(config, self.device)
+        self.subject = subject if isinstance(subject, SubjectImage) else None
+        subject_tensor = subject.tensor if isinstance(subject, SubjectImage) else subject
+
+        dtype = self.settings.dtype
+        if pipe is None:
+            pipe = load_sdxl_pipeline(config.pretrained_model_name_or_path, torch_dtype=dtype)
+        self.pipe = pipe
+        self.params = add_lora(
+            pipe, LoRASpec(config.rank, config.effective_lora_alpha, config.train_text_encoder), config.seed
+        )
+        self._place_pipeline()
+
+        if dino is None and config.dino_features_weight > 0:
+            dino = DinoFeatures.from_pretrained(config.dino_model_name)
+        if ir is None and config.ir_features_path and config.ir_features_weight > 0:
+            ir = IRFeatures.from_checkpoint(config.ir_features_path)
+        if ir is None and config.ir_features_weight > 0:
+            logger.warning(
+                "NO IR CHECKPOINT: optimising with DINO features only (the paper uses DINO + IR). "
+                "Download ir_features.pth (Kaggle louieshao/guieweights0732) and pass --ir_features_path for full SISO."
+            )
+        feature_dtype = dtype if self.settings.freeze_feature_networks else torch.float32
+        for network in (dino, ir):
+            if network is not None:
+                network.to(self.device, feature_dtype)
+                if not self.settings.freeze_feature_networks:
+                    network.requires_grad_(True)  # reference mode: the authors' script never froze them
+                if self.settings.gradient_checkpointing:
+                    _enable_feature_checkpointing(network)
+        self.loss = SubjectSimilarityLoss(
+            subject_tensor, dino, ir, config.dino_features_weight if dino is not None else 0.0,
+            config.ir_features_weight if ir is not None else 0.0,
+        )
+        self.uses_ir = "ir" in self.loss.terms
+        self.generator = SDXLGenerator(
+            pipe, self.device, config.train_text_encoder, self.settings.cache_prompt_embeddings
+        )
+        self.optimizer = torch.optim.AdamW(
+            self.params,
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+            weight_decay=config.adam_weight_decay,
+            eps=config.adam_epsilon,
+            fused=True if self.settings.fused_adamw else None,
+        )
+        self.lr_scheduler = get_scheduler(
+            config.lr_scheduler,
+            optimizer=self.optimizer,
+            num_warmup_steps=config.lr_warmup_steps,
+            num_training_steps=config.num_train_epochs,
+        )
+        self.early_stopping = EarlyStopping(config.early_stopping_threshold_percentage, config.early_stopping_max_count)
+        self.step_index = 0
+        self.history: list[dict] = []
+        self.best_lora: dict[str, dict[str, torch.Tensor]] = {}
+        self.best_image: torch.Tensor | None = None
+        self.best_losses: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._started: float | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _place_pipeline(self) -> None:
+        pipe, settings = self.pipe, self.settings
+        pipe.unet.to(self.device)
+        pipe.vae.to(self.device)
+        if settings.dtype == torch.float16:
+            pipe.vae.to(torch.float32)  # fp16 SDXL VAEs overflow; bf16 has fp32's range and is fine
+        text_device = torch.device("cpu") if settings.offload_text_encoders else self.device
+        pipe.text_encoder.to(text_device)
+        pipe.text_encoder_2.to(text_device)
+        if settings.gradient_checkpointing:
+            pipe.unet.enable_gradient_checkpointing()
+            pipe.vae.enable_gradient_checkpointing()
+            if self.config.train_text_encoder:
+                pipe.text_encoder.gradient_checkpointing_enable()
+                pipe.text_encoder_2.gradient_checkpointing_enable()
+        if settings.compile_unet:
+            pipe.unet.compile()
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self) -> None:
+        """Ask the run to end cleanly after the current step (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ the loop
+    def step(self) -> StepEvent:
+        """Run one SISO iteration and return its event (raises on NaN loss / OOM)."""
+        config = self.config
+        if self._started is None:
+            self._started = time.perf_counter()
+        started = time.perf_counter()
+        self.pipe.unet.train()
+        if config.train_text_encoder:
+            self.pipe.text_encoder.train()
+            self.pipe.text_encoder_2.train()
+        generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        image = self.generator.generate(
+            config.prompt, generator, config.resolution, config.resolution, config.num_inference_steps
+        )
+        losses = self.loss(image)
+        values = {name: float(value.detach().item()) for name, value in losses.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            raise NonFiniteLossError(self.step_index, values)
+        step = self.step_index
+        is_best = self.early_stopping.update(step, values["total"])
+        image_cpu = image.detach().float().cpu()
+        if is_best:
+            # snapshot the weights that PRODUCED this image, before the update below
+            self.best_lora = lora_state_dicts(self.pipe, config.train_text_encoder)
+            self.best_image = image_cpu
+            self.best_losses = values
+        lr = float(self.lr_scheduler.get_last_lr()[0])
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        synchronize(self.device)
+        seconds = time.perf_counter() - started
+        self.step_index += 1
+        self.history.append(
+            {"step": step, "iteration": step + 1, **values, "lr": lr, "seconds": round(seconds, 5), "is_best": is_best}
+        )
+        return StepEvent(
+            step=step,
+            max_steps=config.num_train_epochs,
+            losses=values,
+            is_best=is_best,
+            best_step=self.early_stopping.best_step,
+            best_loss=self.early_stopping.best_loss,
+            patience_count=self.early_stopping.count,
+            lr=lr,
+            step_seconds=seconds,
+            elapsed_seconds=time.perf_counter() - self._started,
+            image=image_cpu,
+        )
+
+    def run(self, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> SISOResult:
+        """Iterate until a stop condition; never lose the best state (see module docstring)."""
+        reason, error = "max_steps", None
+        last_event: StepEvent | None = None
+        try:
+            while self.step_index < self.config.num_train_epochs:
+                if self.stop_requested:
+                    reason = "stopped"
+                    break
+                last_event = self.step()
+                if self.early_stopping.should_stop:
+                    reason = "early_stopping"
+                elif self.step_index >= self.config.num_train_epochs:
+                    reason = "max_steps"
+                elif self.stop_requested:
+                    reason = "stopped"
+                else:
+                    reason = None
+                last_event.stop_reason = reason
+                for callback in callbacks:
+                    callback(last_event)
+                if reason is not None:
+                    break
+        except KeyboardInterrupt:
+            reason = "interrupted"
+        except NonFiniteLossError as failure:
+            reason, error = "non_finite_loss", str(failure)
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as failure:
+            if not is_out_of_memory(failure):
+                raise
+            reason = "out_of_memory"
+            error = (
+                f"out of memory at step {self.step_index}: use --mode low-memory (gradient checkpointing), "
+                "--no-train_text_encoder, or a smaller --resolution"
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+        reason = reason or "max_steps"
+        return self.result(reason, error)
+
+    def result(self, reason: str, error: str | None = None) -> SISOResult:
+        elapsed = 0.0 if self._started is None else time.perf_counter() - self._started
+        return SISOResult(
+            best_step=self.early_stopping.best_step,
+            best_losses=dict(self.best_losses),
+            best_lora=self.best_lora,
+            best_image=self.best_image,
+            history=list(self.history),
+            stop_reason=reason,
+            error=error,
+            elapsed_seconds=elapsed,
+        )
+
+    def describe_stop(self, reason: str) -> str:
+        return STOP_REASONS[reason].format(
+            threshold=self.config.early_stopping_threshold_percentage, patience=self.config.early_stopping_max_count
+        )
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, step: int, losses: dict[str, float]):
+        terms = ", ".join(f"{k}={v}" for k, v in losses.items())
+        super().__init__(
+            f"the loss became non-finite at step {step} ({terms}): the best LoRA so far is kept; "
+            "try --mixed_precision fp32 or a lower --learning_rate"
+        )
+
+
+def _enable_feature_checkpointing(network: torch.nn.Module) -> None:
+    """Gradient checkpointing for the timm / open_clip towers inside a feature network."""
+    for module in network.modules():
+        if hasattr(module, "set_grad_checkpointing") and module is not network:
+            module.set_grad_checkpointing(True)
+            return
+
+
+def build_optimizer(config: SISOConfig, subject_image_path: str, device: torch.device | None = None) -> SISOOptimizer:
+    """Load everything a config names (base model, DINO, IR, subject) and return the optimiser."""
+    subject = load_subject_image(subject_image_path)
+    return SISOOptimizer(config, subject, device=device)

@@ -1,0 +1,246 @@
+"""SDXL with a trainable LoRA, generating one image with gradients.
+
+`load_sdxl_pipeline` loads any SDXL-architecture pipeline (hub id or local diffusers folder)
+and checks that it is SDXL-shaped. `add_lora` attaches rank-r adapters (peft, gaussian init, B
+starts at zero) to the UNet attention projections and, optionally, to both CLIP text encoders,
+under a fixed seed and in the reference order (UNet, text encoder 1, text encoder 2), so the
+initial LoRA is the one the authors' script draws.
+
+`SDXLGenerator.generate` runs the pipeline's own components step by step:
+
+    e, p   = encode_prompt(prompt)                 # [1, 77, 2048], [1, 1280]; grad iff TE LoRA
+    z_T    = randn(generator) * init_noise_sigma   # [1, 4, H/8, W/8], same noise every call
+    z_t-1  = scheduler.step(unet(z_t, t, e, p))    # grad only through the LAST step
+    x      = clamp(vae.decode(z_0 / s) / 2 + 1/2)  # [1, 3, H, W] in [0, 1], float32
+
+which equals `pipe(prompt, guidance_scale=0, output_type="pt")` for the same generator, but
+keeps the autograd graph (diffusers wraps `__call__` in `no_grad`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+from diffusers.training_utils import cast_training_params
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+
+from .config import TEXT_ENCODER_LORA_TARGETS, UNET_LORA_TARGETS
+from .errors import SISOInputError
+
+logger = logging.getLogger(__name__)
+
+SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+
+
+def _check_local_sdxl_folder(path: Path) -> None:
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise SISOInputError(
+            f"base model folder {str(path)!r} is not a diffusers pipeline (no model_index.json): give a folder saved "
+            "with save_pretrained, e.g. a download of stabilityai/sdxl-turbo"
+        )
+    try:
+        components = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SISOInputError(f"base model folder {str(path)!r} has an unreadable model_index.json: re-download it") from error
+    missing = [name for name in SDXL_COMPONENTS if name not in components]
+    if missing:
+        raise SISOInputError(
+            f"base model {str(path)!r} is not SDXL-shaped (it has no {', '.join(missing)}): SISO here needs an SDXL "
+            "pipeline such as stabilityai/sdxl-turbo"
+        )
+
+
+def load_sdxl_pipeline(
+    name_or_path: str,
+    torch_dtype: torch.dtype = torch.float32,
+    vae_name_or_path: str | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
+    cache_dir: str | None = None,
+) -> StableDiffusionXLPipeline:
+    """Load an SDXL pipeline on the CPU in `torch_dtype`; raise SISOInputError if it cannot be."""
+    looks_local = os.path.sep in name_or_path or name_or_path.startswith(".") or os.path.exists(name_or_path)
+    if looks_local:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise SISOInputError(
+                f"base model folder {name_or_path!r} does not exist: check --pretrained_model_name_or_path"
+            )
+        _check_local_sdxl_folder(path)
+    kwargs = dict(dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir)
+    try:
+        if vae_name_or_path:
+            kwargs["vae"] = AutoencoderKL.from_pretrained(vae_name_or_path, dtype=torch_dtype, cache_dir=cache_dir)
+        pipe = StableDiffusionXLPipeline.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SISOInputError(
+            f"base model {name_or_path!r} could not be loaded ({first[:200]}): give a local SDXL diffusers folder "
+            "or a hub id you have downloaded"
+        ) from error
+    if not getattr(pipe.unet.config, "addition_embed_type", None) == "text_time":
+        raise SISOInputError(f"base model {name_or_path!r} has a non-SDXL UNet: SISO here needs an SDXL pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@dataclass
+class LoRASpec:
+    rank: int = 4
+    alpha: float = 4.0
+    train_text_encoder: bool = True
+
+    def unet_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.rank, lora_alpha=self.alpha, init_lora_weights="gaussian", target_modules=list(UNET_LORA_TARGETS)
+        )
+
+    def text_encoder_config(self) -> LoraConfig:
+        return LoraConfig(
+            r=self.rank,
+            lora_alpha=self.alpha,
+            init_lora_weights="gaussian",
+            target_modules=list(TEXT_ENCODER_LORA_TARGETS),
+        )
+
+
+def lora_modules(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, torch.nn.Module]:
+    """The pipeline parts that carry a LoRA, by diffusers' save prefix."""
+    parts = {"unet": pipe.unet}
+    if train_text_encoder:
+        parts["text_encoder"] = pipe.text_encoder
+        parts["text_encoder_2"] = pipe.text_encoder_2
+    return parts
+
+
+def add_lora(pipe: StableDiffusionXLPipeline, spec: LoRASpec, seed: int) -> list[torch.nn.Parameter]:
+    """Freeze the pipeline, attach LoRA adapters under `seed`, return the fp32 trainable params.
+
+    The seed is set immediately before the adapters are created, in the order UNet, text
+    encoder 1, text encoder 2: peft's gaussian init then draws the same numbers as upstream.
+    """
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+        module.requires_grad_(False)
+    torch.manual_seed(seed)
+    pipe.unet.add_adapter(spec.unet_config())
+    if spec.train_text_encoder:
+        pipe.text_encoder.add_adapter(spec.text_encoder_config())
+        pipe.text_encoder_2.add_adapter(spec.text_encoder_config())
+    parts = list(lora_modules(pipe, spec.train_text_encoder).values())
+    cast_training_params(parts, dtype=torch.float32)
+    return [p for part in parts for p in part.parameters() if p.requires_grad]
+
+
+def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, dict[str, torch.Tensor]]:
+    """Detached CPU float32 COPIES of the LoRA weights, by part (peft key names).
+
+    peft's state dict aliases the live parameters; without the clone a "best" snapshot would
+    silently follow every later update (the reference script's bug).
+    """
+    return {
+        name: {key: value.detach().to("cpu", torch.float32, copy=True) for key, value in get_peft_model_state_dict(part).items()}
+        for name, part in lora_modules(pipe, train_text_encoder).items()
+    }
+
+
+def load_lora_state_dicts(pipe: StableDiffusionXLPipeline, states: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Copy LoRA weights (as returned by `lora_state_dicts`) back into the live adapters."""
+    from peft.utils import set_peft_model_state_dict
+
+    for name, state in states.items():
+        part = getattr(pipe, name)
+        result = set_peft_model_state_dict(part, state, adapter_name="default")
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise RuntimeError(f"LoRA weights for {name} do not fit the model: unexpected keys {unexpected[:3]}")
+
+
+class SDXLGenerator:
+    """Generates one image per call from a fixed prompt and a freshly seeded generator."""
+
+    def __init__(
+        self,
+        pipe: StableDiffusionXLPipeline,
+        device: torch.device,
+        train_text_encoder: bool,
+        cache_prompt_embeddings: bool = False,
+    ):
+        self.pipe = pipe
+        self.device = device
+        self.train_text_encoder = train_text_encoder
+        self.cache_prompt_embeddings = cache_prompt_embeddings and not train_text_encoder
+        self._cached: tuple[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """prompt -> (token embeddings [1, 77, 2048], pooled embedding [1, 1280])."""
+        if self._cached is not None and self._cached[0] == prompt:
+            return self._cached[1]
+        text_device = self.pipe.text_encoder.device
+        with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):
+            embeds, _, pooled, _ = self.pipe.encode_prompt(
+                prompt=prompt, device=text_device, num_images_per_prompt=1, do_classifier_free_guidance=False
+            )
+        embeds, pooled = embeds.to(self.device), pooled.to(self.device)
+        if self.cache_prompt_embeddings:
+            embeds, pooled = embeds.detach(), pooled.detach()
+            self._cached = (prompt, (embeds, pooled))
+        return embeds, pooled
+
+    def generate(
+        self,
+        prompt: str,
+        generator: torch.Generator,
+        height: int,
+        width: int,
+        num_inference_steps: int = 1,
+    ) -> torch.Tensor:
+        """Image [1, 3, H, W] float32 in [0, 1]; differentiable w.r.t. the LoRA weights."""
+        pipe = self.pipe
+        embeds, pooled = self.encode(prompt)
+        pipe.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        timesteps = pipe.scheduler.timesteps
+        latents = pipe.prepare_latents(
+            1, pipe.unet.config.in_channels, height, width, embeds.dtype, self.device, generator
+        )
+        time_ids = pipe._get_add_time_ids(
+            (height, width),
+            (0, 0),
+            (height, width),
+            dtype=embeds.dtype,
+            text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
+        ).to(self.device)
+        step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
+        grad_enabled = torch.is_grad_enabled()
+        for index, timestep in enumerate(timesteps):
+            with torch.set_grad_enabled(grad_enabled and index == len(timesteps) - 1):
+                model_input = pipe.scheduler.scale_model_input(latents, timestep)
+                noise_pred = pipe.unet(
+                    model_input,
+                    timestep,
+                    encoder_hidden_states=embeds,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids},
+                    return_dict=False,
+                )[0]
+                latents = pipe.scheduler.step(noise_pred, timestep, latents, **step_kwargs, return_dict=False)[0]
+        return self.decode(latents)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.pipe.vae
+        config = vae.config
+        latents = latents.to(vae.dtype)
+        if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
+            mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1).to(latents)
+            std = torch.tensor(config.latents_std).view(1, -1, 1, 1).to(latents)
+            latents = latents * std / config.scaling_factor + mean
+        else:
+            latents = latents / config.scaling_factor
+        image = vae.decode(latents, return_dict=False)[0]
+        return self.pipe.image_processor.postprocess(image, output_type="pt").float()

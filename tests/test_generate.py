@@ -1,0 +1,90 @@
+"""The command line, run as users run it (a subprocess), on the tiny offline models."""
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from siso_lib.generate import NO_EFFECT, build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+# the authors' documented SDXL command (README of yairshp/SISO), verbatim but for the two model paths
+UPSTREAM_SDXL_COMMAND = (
+    "--subject_image_path {subject} --prompt a\\ photo\\ of\\ a\\ dog --train_text_encoder "
+    "--output_dir {out}/logs/dog_generation --lr_warmup_steps 0 --lr_scheduler constant --train_batch_size 1 "
+    "--resolution 512 --pretrained_model_name_or_path {sdxl} --num_train_epochs 50 "
+    "--early_stopping_threshold_percentage 3 --early_stopping_max_count 7 --num_inference_steps 1 "
+    "--learning_rate 2e-4 --seed=42 --save_weights --weights_output_dir {out}/weights/dog --ir_features_path {ir}"
+)
+
+
+def run_cli(args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "siso_lib.generate", *args], cwd=REPO, capture_output=True, text=True, timeout=600, **kwargs
+    )
+
+
+def test_upstream_documented_command_runs_unchanged(tiny_assets, subject_path, tmp_path):
+    command = UPSTREAM_SDXL_COMMAND.format(subject=subject_path, out=tmp_path, sdxl=tiny_assets["sdxl"], ir=tiny_assets["ir"])
+    proc = run_cli(shlex.split(command) + ["--dino_model_name", tiny_assets["dino"], "--quiet"])
+    assert proc.returncode == 0, proc.stderr
+    assert "ignoring --train_batch_size" in proc.stderr
+    weights = tmp_path / "weights" / "dog"
+    logs = tmp_path / "logs" / "dog_generation"
+    assert (weights / "pytorch_lora_weights.safetensors").is_file()
+    assert (weights / "siso_lora_kohya.safetensors").is_file()
+    assert (logs / "result.png").is_file() and (logs / "loss_curve.png").is_file()
+    record = json.loads((logs / "run.json").read_text())
+    assert record["parameters"]["resolution"] == 512 and record["parameters"]["train_text_encoder"] is True
+    assert record["status"] == "completed" and record["stop_reason"] in ("early_stopping", "max_steps")
+    progress = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SISO_PROGRESS ")]
+    assert len(progress) == record["steps_run"] and progress[0]["step"] == 1 and progress[0]["total"] == 50
+    assert {"loss", "dino", "ir", "best_step", "elapsed"} <= set(progress[0])
+    result = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("SISO_RESULT ")).split(" ", 1)[1])
+    assert result["status"] == "success" and Path(result["lora_path"]) == weights / "pytorch_lora_weights.safetensors"
+    assert len(load_file(result["lora_path"])) > 0
+
+
+def test_every_upstream_argument_is_accepted():
+    upstream = [
+        "pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "revision", "variant", "dataset_name",
+        "dataset_config_name", "train_data_dir", "image_column", "caption_column", "validation_prompt",
+        "num_validation_images", "validation_epochs", "max_train_samples", "output_dir", "cache_dir", "seed",
+        "resolution", "center_crop", "random_flip", "train_text_encoder", "train_batch_size", "num_train_epochs",
+        "max_train_steps", "checkpointing_steps", "checkpoints_total_limit", "resume_from_checkpoint",
+        "gradient_accumulation_steps", "gradient_checkpointing", "learning_rate", "scale_lr", "lr_scheduler",
+        "lr_warmup_steps", "snr_gamma", "allow_tf32", "dataloader_num_workers", "use_8bit_adam", "adam_beta1",
+        "adam_beta2", "adam_weight_decay", "adam_epsilon", "max_grad_norm", "push_to_hub", "hub_token",
+        "prediction_type", "hub_model_id", "logging_dir", "report_to", "mixed_precision", "local_rank",
+        "enable_xformers_memory_efficient_attention", "enable_npu_flash_attention", "noise_offset", "rank",
+        "debug_loss", "prompt", "subject_image_path", "subject_class", "dino_model_name", "ir_features_path",
+        "ir_features_weight", "dino_features_weight", "early_stopping_max_count",
+        "early_stopping_threshold_percentage", "num_inference_steps", "save_weights", "weights_output_dir",
+        "log_every_epoch",
+    ]
+    known = {a.dest for a in build_parser()._actions}
+    assert not set(upstream) - known
+    assert set(NO_EFFECT) <= set(upstream)
+    args = build_parser().parse_args(["--subject_image_path", "x.png", "--mixed_precision", "bf16", "--report_to", "wandb"])
+    assert args.mixed_precision == "bf16" and args.report_to == "wandb"
+
+
+def test_defaults_come_from_the_config():
+    from siso_lib.config import SISOConfig
+    from siso_lib.generate import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["--subject_image_path", "x.png"]))
+    expected = SISOConfig()
+    assert config.to_dict() == {**expected.to_dict(), "extra": {}}
+
+
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
+    proc = run_cli(["--subject_image_path", str(tmp_path / "missing.png"), "--output_dir", str(tmp_path / "out")])
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "does not exist" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,24 @@
+"""`make demo`'s command (siso-demo) finishes and writes every artefact."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_demo_command_writes_every_artefact(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "siso_lib.offline", "--assets_dir", str(tmp_path / "assets"), "--output_dir", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("pytorch_lora_weights.safetensors", "siso_lora_kohya.safetensors", "result.png", "loss_curve.png", "run.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+        assert str(out / name) in proc.stderr  # the demo says where each artefact went
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "completed" and record["steps_run"] >= 2
+    assert record["history"][-1]["total"] < record["history"][0]["total"]
+    assert "tiny random-weight models" in proc.stderr
