@@ -48,21 +48,19 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Native bf16 math: NVIDIA Ampere (sm 8.0) or newer, and XPU. (T4 / V100 only emulate it.)"""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "xpu":
-        return True
-    return False
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == "xpu"
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """Dtype of the frozen weights. 'auto' = bf16 on CUDA/XPU where supported, else fp32.
-
-    fp16 is never chosen automatically: SDXL's VAE overflows in fp16 and it needs loss scaling;
-    it is available on request (the VAE is then kept in fp32).
-    """
+    """Dtype of the frozen weights. 'auto' = bf16 where the GPU has native bf16, fp16 on older
+    NVIDIA GPUs (T4, V100: with loss scaling and an fp32 VAE), fp32 on MPS and CPU."""
     if precision == "auto":
-        return torch.bfloat16 if bf16_supported(device) else torch.float32
+        if bf16_supported(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else torch.float32
     if precision not in _DTYPES:
         raise ValueError(f"precision {precision!r} is unknown: use auto, fp32, bf16 or fp16")
     return _DTYPES[precision]

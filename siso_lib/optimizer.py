@@ -202,6 +202,10 @@ class SISOOptimizer:
             num_warmup_steps=config.lr_warmup_steps,
             num_training_steps=config.num_train_epochs,
         )
+        # fp16 activations underflow without loss scaling; bf16 and fp32 need none
+        self.grad_scaler = (
+            torch.amp.GradScaler(self.device.type, init_scale=2.0**10) if self.settings.dtype == torch.float16 else None
+        )
         self.early_stopping = EarlyStopping(config.early_stopping_threshold_percentage, config.early_stopping_max_count)
         self.step_index = 0
         self.history: list[dict] = []
@@ -267,9 +271,16 @@ class SISOOptimizer:
             self.best_image = image_cpu
             self.best_losses = values
         lr = float(self.lr_scheduler.get_last_lr()[0])
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
-        self.optimizer.step()
+        if self.grad_scaler is None:
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+            self.optimizer.step()
+        else:
+            self.grad_scaler.scale(losses["total"]).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         synchronize(self.device)
