@@ -1,0 +1,525 @@
+"""The ComfyUI nodes: "SISO LoRA Generator" and "SISO Load LoRA".
+
+The work is done by `siso_runner` (no ComfyUI there, tested on its own); this module adds
+what needs ComfyUI: widget definitions, unloading ComfyUI's models, the progress bar and
+Cancel, the preview image and the status text on the node, and applying a LoRA with
+ComfyUI's own LoRA code. ComfyUI's modules are imported lazily, so this file also imports
+(and its nodes run, without the ComfyUI extras) in a plain Python for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import uuid
+
+try:
+    from . import lora_keys, siso_runner as runner
+    from .siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS
+except ImportError:  # loaded as top-level modules (e.g. by a tool that put this folder on sys.path)
+    import lora_keys  # type: ignore
+    import siso_runner as runner  # type: ignore
+    from siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS  # type: ignore
+
+log = logging.getLogger("siso.comfyui")
+CONSOLE_PREFIX = "[SISO]"
+IDLE_STATUS = "Idle: execute is False (nothing was run)"
+
+
+# ----------------------------------------------------------------------------- ComfyUI access
+
+
+def _comfy_module(name: str):
+    try:
+        return __import__(name, fromlist=["_"])
+    except Exception:  # noqa: BLE001 - not inside ComfyUI (tests, tools)
+        return None
+
+
+def _folder(kind: str) -> list[str]:
+    folder_paths = _comfy_module("folder_paths")
+    if folder_paths is None:
+        return []
+    try:
+        return list(folder_paths.get_folder_paths(kind))
+    except Exception:  # noqa: BLE001 - an unknown folder kind
+        return []
+
+
+def loras_root() -> str:
+    """ComfyUI's first models/loras folder (SISO_LORAS_DIR overrides; ./loras outside ComfyUI)."""
+    if os.environ.get("SISO_LORAS_DIR"):
+        return os.environ["SISO_LORAS_DIR"]
+    folders = _folder("loras")
+    return folders[0] if folders else os.path.abspath("loras")
+
+
+def search_dirs() -> dict[str, list[str]]:
+    """Where relative model paths are looked up: ComfyUI's models/siso, models/diffusers, ..."""
+    folder_paths = _comfy_module("folder_paths")
+    models = [getattr(folder_paths, "models_dir", "")] if folder_paths is not None else []
+    siso = [os.path.join(m, "siso") for m in models if m]
+    return {
+        "ir": siso + models,
+        "base_model": _folder("diffusers") + siso,
+        "dino": siso,
+    }
+
+
+def console(text: str) -> None:
+    for line in str(text).splitlines() or [""]:
+        print(f"{CONSOLE_PREFIX} {line}", flush=True)
+
+
+def send_to_ui(event: str, data: dict) -> None:
+    server = _comfy_module("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None:
+        return
+    try:
+        instance.send_sync(event, data, getattr(instance, "client_id", None))
+    except Exception:  # noqa: BLE001 - the UI is optional
+        pass
+
+
+def blocked(message: str | None, fallback):
+    """ExecutionBlocker(message) inside ComfyUI (downstream nodes do not run), else `fallback`."""
+    graph = _comfy_module("comfy_execution.graph")
+    blocker = getattr(graph, "ExecutionBlocker", None) if graph is not None else None
+    return blocker(message) if blocker is not None else fallback
+
+
+def save_preview(image_path: str, node_id: str | None) -> list[dict]:
+    """Copy the best image into ComfyUI's temp folder and return the 'images' UI entry."""
+    folder_paths = _comfy_module("folder_paths")
+    if folder_paths is None or not image_path:
+        return []
+    try:
+        import shutil
+
+        folder = os.path.join(folder_paths.get_temp_directory(), "siso")
+        os.makedirs(folder, exist_ok=True)
+        name = f"siso_best_{node_id or 'node'}_{uuid.uuid4().hex[:8]}.png"
+        shutil.copyfile(image_path, os.path.join(folder, name))
+        return [{"filename": name, "subfolder": "siso", "type": "temp"}]
+    except OSError:
+        return []
+
+
+def blank_image():
+    import torch
+
+    return torch.zeros((1, 64, 64, 3), dtype=torch.float32)
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+def _stamp(path: str) -> list:
+    """What changes when a referenced file changes: size and mtime (model_index.json for a folder)."""
+    if not path:
+        return []
+    path = os.path.expanduser(path)
+    target = os.path.join(path, "model_index.json") if os.path.isdir(path) else path
+    try:
+        info = os.stat(target)
+        return [target, info.st_size, info.st_mtime_ns]
+    except OSError:
+        return [path, None]
+
+
+FINGERPRINT_EXCLUDED = {"subject_image", "execute", "unique_id"}
+
+
+def fingerprint(inputs: dict) -> str:
+    """A digest of the widget values and of the files they name (what IS_CHANGED compares)."""
+    values = {k: v for k, v in sorted(inputs.items()) if k not in FINGERPRINT_EXCLUDED}
+    values.setdefault("extra_args", "")  # optional: absent from IS_CHANGED's inputs until set
+    files = [_stamp(str(values.get(k) or "")) for k in ("siso_script_path", "ir_features_path", "base_model_path", "python_executable")]
+    if not values.get("siso_script_path"):
+        files.append(_stamp(str(runner.LAUNCHER)))
+    blob = json.dumps([values, files], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class SISOLoRAGenerator:
+    """From one subject image, optimise a LoRA for SDXL(-Turbo) by running the SISO script."""
+
+    CATEGORY = "SISO"
+    FUNCTION = "generate"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING", "STRING", "IMAGE", "STRING")
+    RETURN_NAMES = ("lora_path", "status", "preview", "report")
+    OUTPUT_TOOLTIPS = (
+        "Path of the LoRA file in Kohya keys (ComfyUI's LoraLoader and SISO Load LoRA apply all of it).",
+        "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
+        "The best image SISO generated (what the LoRA draws for the optimisation prompt).",
+        "A few lines: the LoRA's LoraLoader name, best iteration and losses, why it stopped, notes.",
+    )
+    DESCRIPTION = (
+        "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo draws the subject of ONE photo. "
+        "Runs the SISO generation script as a separate process (blocking the queue; Cancel stops it), "
+        "after unloading ComfyUI's models from VRAM. Needs a GPU with about 16-24 GB for SDXL-Turbo at 512 px. "
+        "The LoRA goes to models/loras/siso/<time>-<prompt>/ by default."
+    )
+
+    # fingerprint -> (succeeded, lora_path): a failed or vanished result is re-run by IS_CHANGED
+    _history: dict[str, tuple[bool, str]] = {}
+    _history_lock = threading.Lock()
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        d = DEFAULTS
+        src = f"(default from siso-lab's SISOConfig, via {DEFAULTS_SOURCE})"
+        return {
+            "required": {
+                "subject_image": ("IMAGE", {"tooltip": "ONE photo of the subject. A batch uses its first image."}),
+                "execute": ("BOOLEAN", {"default": False, "forceInput": True,
+                                        "tooltip": "Connect a Boolean: False returns 'Idle' without running."}),
+                "prompt": ("STRING", {"default": d["prompt"], "multiline": False,
+                                      "tooltip": "A SIMPLE prompt naming the subject's class, e.g. 'a photo of a dog'."}),
+                "weights_output_dir": ("STRING", {"default": "",
+                                                  "tooltip": "Empty: ComfyUI/models/loras/siso/<time>-<prompt>/. "
+                                                             "Relative paths are under models/loras; absolute paths as given."}),
+                "base_model_path": ("STRING", {"default": d["pretrained_model_name_or_path"],
+                                               "tooltip": "Hub id or local SDXL diffusers folder (a name in models/diffusers works). "
+                                                          "Single-file checkpoints are not supported. " + src}),
+                "siso_script_path": ("STRING", {"default": "",
+                                                "tooltip": "Empty: the bundled siso-generate (siso-lab). Or the path of the authors' "
+                                                           "siso_generation_sdxl.py or any script with its arguments."}),
+                "ir_features_path": ("STRING", {"default": "",
+                                                "tooltip": "ir_features.pth, downloaded by hand (see README). A bare name is looked "
+                                                           "up in ComfyUI/models/siso. Empty: DINO features only."}),
+                "num_train_epochs": ("INT", {"default": d["num_train_epochs"], "min": 1, "max": 10000, "step": 1,
+                                             "tooltip": "Maximum SISO iterations " + src}),
+                "learning_rate": ("FLOAT", {"default": d["learning_rate"], "min": 1e-6, "max": 1.0, "step": 1e-5,
+                                            "round": 1e-6, "tooltip": "AdamW learning rate " + src}),
+                "dino_features_weight": ("FLOAT", {"default": d["dino_features_weight"], "min": 0.0, "max": 100.0,
+                                                   "step": 0.05, "tooltip": "Weight of the DINOv2 similarity loss"}),
+                "ir_features_weight": ("FLOAT", {"default": d["ir_features_weight"], "min": 0.0, "max": 100.0,
+                                                 "step": 0.05, "tooltip": "Weight of the IR similarity loss"}),
+                "seed": ("INT", {"default": d["seed"], "min": 0, "max": 2**32 - 1, "control_after_generate": False,
+                                 "tooltip": "Fixes the starting noise; a new seed re-runs the optimisation."}),
+                "resolution": ("INT", {"default": d["resolution"], "min": 64, "max": 2048, "step": 8,
+                                       "tooltip": "Generation size during optimisation " + src}),
+                "rank": ("INT", {"default": d["rank"], "min": 1, "max": 256, "step": 1, "tooltip": "LoRA rank " + src}),
+                "early_stopping_max_count": ("INT", {"default": d["early_stopping_max_count"], "min": 1, "max": 10000,
+                                                     "tooltip": "Stop after this many iterations without enough improvement"}),
+                "early_stopping_threshold_percentage": ("FLOAT", {
+                    "default": d["early_stopping_threshold_percentage"], "min": 0.0, "max": 100.0, "step": 0.5,
+                    "tooltip": "An iteration counts as an improvement when the loss improves by this many percent"}),
+                "num_inference_steps": ("INT", {"default": d["num_inference_steps"], "min": 1, "max": 50,
+                                                "tooltip": "Denoising steps per generated image (1 for SDXL-Turbo)"}),
+                "train_text_encoder": ("BOOLEAN", {"default": d["train_text_encoder"],
+                                                   "tooltip": "Also put the LoRA on both CLIP text encoders"}),
+                "dino_model_name": ("STRING", {"default": d["dino_model_name"],
+                                               "tooltip": "timm DINOv2 name or a local timm folder (config.json + model.safetensors)"}),
+                "device": ("STRING", {"default": d["device"],
+                                      "tooltip": "auto, cuda, cuda:1, xpu, mps or cpu (bundled siso-generate only)"}),
+                "mixed_precision": (list(PRECISIONS), {"default": d["precision"],
+                                                       "tooltip": "dtype of the frozen weights; auto = bf16 on CUDA/XPU"}),
+                "mode": (list(MODES), {"default": d["mode"],
+                                       "tooltip": "low-memory: gradient checkpointing for smaller GPUs; reference: the "
+                                                  "authors' fp32 setup (bundled siso-generate only)"}),
+                "python_executable": ("STRING", {"default": "",
+                                                 "tooltip": "Empty: ComfyUI's own Python. Or the python of a separate "
+                                                            "environment SISO is installed in (e.g. /path/siso-venv/bin/python)."}),
+                "unique_subfolder": ("BOOLEAN", {"default": True,
+                                                 "tooltip": "A new <time>-<prompt> folder per run inside weights_output_dir "
+                                                            "(never overwrites an earlier LoRA)"}),
+                "unload_models": ("BOOLEAN", {"default": True,
+                                              "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
+            },
+            "optional": {
+                "extra_args": ("STRING", {"default": "", "multiline": False,
+                                          "tooltip": "More script arguments, e.g. --pretrained_vae_model_name_or_path madebyollin/sdxl-vae-fp16-fix"}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **inputs):
+        """Same widgets and files as a successful run whose LoRA still exists: reuse the cached result.
+
+        A run that failed (or whose LoRA was deleted since) is re-run when queued again; a
+        changed subject image re-runs anyway (ComfyUI compares the upstream node's output).
+        """
+        key = fingerprint(inputs)
+        with cls._history_lock:
+            previous = cls._history.get(key)
+        if previous is not None:
+            succeeded, lora_path = previous
+            if not succeeded or (lora_path and not os.path.isfile(lora_path)):
+                return float("nan")
+        return key
+
+    def generate(self, subject_image, execute, unique_id=None, extra_args="", **widgets):
+        inputs = dict(widgets, extra_args=extra_args)
+        key = fingerprint(inputs)
+        if not execute:
+            console(IDLE_STATUS)
+            return {
+                "ui": {"text": [IDLE_STATUS]},
+                "result": (blocked(None, ""), IDLE_STATUS, blocked(None, blank_image()), IDLE_STATUS),
+            }
+        job = self.run(subject_image, unique_id, **inputs)
+        with self._history_lock:
+            self._history[key] = (job.ok, job.lora_path)
+        report = job.report()
+        if job.cancelled:
+            self._raise_cancelled(report)
+        console(report)
+        images = save_preview(job.result_image, unique_id)
+        preview = runner.load_image_tensor(job.result_image) if job.result_image else None
+        if job.ok:
+            result = (job.lora_path, job.status, preview if preview is not None else blank_image(), report)
+        else:
+            message = f"SISO LoRA Generator: {job.status}"
+            result = (
+                blocked(message, ""),
+                job.status,
+                preview if preview is not None else blocked(None, blank_image()),
+                report,
+            )
+        ui = {"text": [report]}
+        if images:
+            ui["images"] = images
+        return {"ui": ui, "result": result}
+
+    def run(self, subject_image, unique_id=None, **inputs) -> runner.JobResult:
+        """The whole run with ComfyUI's progress bar, Cancel, console and model unloading."""
+        params = runner.SISOParams(
+            prompt=inputs.get("prompt", DEFAULTS["prompt"]),
+            base_model_path=inputs.get("base_model_path", DEFAULTS["pretrained_model_name_or_path"]),
+            ir_features_path=inputs.get("ir_features_path", "") or "",
+            dino_model_name=inputs.get("dino_model_name", DEFAULTS["dino_model_name"]),
+            num_train_epochs=int(inputs.get("num_train_epochs", DEFAULTS["num_train_epochs"])),
+            learning_rate=float(inputs.get("learning_rate", DEFAULTS["learning_rate"])),
+            dino_features_weight=float(inputs.get("dino_features_weight", DEFAULTS["dino_features_weight"])),
+            ir_features_weight=float(inputs.get("ir_features_weight", DEFAULTS["ir_features_weight"])),
+            seed=int(inputs.get("seed", DEFAULTS["seed"])),
+            resolution=int(inputs.get("resolution", DEFAULTS["resolution"])),
+            rank=int(inputs.get("rank", DEFAULTS["rank"])),
+            early_stopping_max_count=int(inputs.get("early_stopping_max_count", DEFAULTS["early_stopping_max_count"])),
+            early_stopping_threshold_percentage=float(
+                inputs.get("early_stopping_threshold_percentage", DEFAULTS["early_stopping_threshold_percentage"])
+            ),
+            num_inference_steps=int(inputs.get("num_inference_steps", DEFAULTS["num_inference_steps"])),
+            train_text_encoder=bool(inputs.get("train_text_encoder", DEFAULTS["train_text_encoder"])),
+            device=inputs.get("device", DEFAULTS["device"]),
+            mixed_precision=inputs.get("mixed_precision", DEFAULTS["precision"]),
+            mode=inputs.get("mode", DEFAULTS["mode"]),
+            extra_args=inputs.get("extra_args", "") or "",
+        )
+        request = runner.JobRequest(
+            image=subject_image,
+            params=params,
+            loras_root=loras_root(),
+            weights_output_dir=inputs.get("weights_output_dir", "") or "",
+            unique_subfolder=bool(inputs.get("unique_subfolder", True)),
+            python_executable=inputs.get("python_executable", "") or "",
+            siso_script_path=inputs.get("siso_script_path", "") or "",
+            search_dirs=search_dirs(),
+        )
+        if inputs.get("unload_models", True):
+            self.unload_models()
+        return runner.run_job(request, self.hooks(unique_id, params.num_train_epochs))
+
+    @staticmethod
+    def unload_models() -> None:
+        model_management = _comfy_module("comfy.model_management")
+        if model_management is None:
+            return
+        try:
+            model_management.unload_all_models()
+            model_management.soft_empty_cache(True)
+            console("unloaded ComfyUI's models from VRAM before starting SISO")
+        except Exception as error:  # noqa: BLE001
+            console(f"could not unload ComfyUI's models ({error}); continuing")
+
+    @staticmethod
+    def hooks(unique_id, total: int) -> runner.Hooks:
+        utils = _comfy_module("comfy.utils")
+        model_management = _comfy_module("comfy.model_management")
+        bar = utils.ProgressBar(total) if utils is not None else None
+        cancel = threading.Event()
+
+        def on_progress(record: dict) -> None:
+            step, steps = int(record.get("step", 0)), int(record.get("total", total) or total)
+            if bar is not None:
+                try:
+                    bar.update_absolute(step, steps)
+                except Exception:  # noqa: BLE001 - the hook raises when the user pressed Cancel
+                    cancel.set()
+            send_to_ui("siso.progress", {"node": unique_id, "text": runner.format_progress(record)})
+
+        def should_cancel() -> bool:
+            if cancel.is_set():
+                return True
+            return bool(model_management is not None and model_management.processing_interrupted())
+
+        def on_start(command, pid) -> None:
+            console(f"started pid {pid}: {' '.join(_quote(c) for c in command)}")
+            if bar is not None:
+                try:
+                    bar.update_absolute(0, total)
+                except Exception:  # noqa: BLE001
+                    cancel.set()
+            send_to_ui("siso.progress", {"node": unique_id, "text": "loading models ..."})
+
+        return runner.Hooks(
+            on_line=lambda stream, text: console(text),
+            on_progress=on_progress,
+            should_cancel=should_cancel,
+            on_start=on_start,
+        )
+
+    @staticmethod
+    def _raise_cancelled(report: str) -> None:
+        console(report)
+        model_management = _comfy_module("comfy.model_management")
+        if model_management is None:
+            raise KeyboardInterrupt("SISO run cancelled")
+        model_management.interrupt_current_processing(False)
+        raise model_management.InterruptProcessingException()
+
+
+def _quote(text: str) -> str:
+    return text if text and all(c.isalnum() or c in "/._-=:" for c in text) else json.dumps(text)
+
+
+# ----------------------------------------------------------------------------- loader
+
+
+class _CountLoraWarnings(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.not_loaded: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("lora key not loaded") or message.startswith("NOT LOADED"):
+            self.not_loaded.append(message)
+
+
+def resolve_lora_file(value: str) -> str:
+    """A LoRA file, a run folder holding one (Kohya file preferred), or a name under models/loras."""
+    value = os.path.expanduser((value or "").strip())
+    if not value:
+        raise ValueError("lora_path is empty: connect SISO LoRA Generator's lora_path, or give a .safetensors file")
+    candidates = [value] + [os.path.join(root, value) for root in _folder("loras")]
+    for candidate in candidates:
+        if os.path.isdir(candidate):
+            for name in (runner.KOHYA_NAME, runner.DIFFUSERS_NAME):
+                if os.path.isfile(os.path.join(candidate, name)):
+                    return os.path.join(candidate, name)
+            raise ValueError(f"folder {candidate!r} holds no {runner.KOHYA_NAME} or {runner.DIFFUSERS_NAME}")
+        if os.path.isfile(candidate):
+            return candidate
+    raise ValueError(f"LoRA file {value!r} does not exist (also looked in ComfyUI's models/loras)")
+
+
+def read_lora(path: str) -> tuple[dict, dict]:
+    """State dict and safetensors metadata of a LoRA file, in keys ComfyUI maps (Kohya)."""
+    metadata: dict = {}
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    else:
+        import torch
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if lora_keys.key_format(state.keys()) in ("diffusers", "mixed"):
+        state = lora_keys.to_kohya(state, metadata)
+    return state, metadata
+
+
+class SISOLoadLoRA:
+    """Apply a LoRA given by path (e.g. the generator's lora_path) to MODEL and CLIP."""
+
+    CATEGORY = "SISO"
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", "CLIP", "STRING")
+    RETURN_NAMES = ("model", "clip", "lora_info")
+    OUTPUT_TOOLTIPS = ("The model with the LoRA.", "The CLIP with the LoRA.", "How many LoRA modules were applied.")
+    DESCRIPTION = (
+        "Loads a LoRA file by path (SISO LoRA Generator's lora_path, a run folder, or a name under models/loras) "
+        "and applies it with ComfyUI's own LoRA code, like LoraLoader. diffusers-format SDXL LoRAs are converted "
+        "to Kohya keys first, so the UNet part is applied too."
+    )
+
+    def __init__(self):
+        self._cache: tuple | None = None
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The SDXL model (e.g. sdxl-turbo) the LoRA was optimised for."}),
+                "clip": ("CLIP", {"tooltip": "Its CLIP."}),
+                "lora_path": ("STRING", {"default": "", "forceInput": True,
+                                         "tooltip": "SISO LoRA Generator's lora_path, or a String node with a path."}),
+                "strength_model": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01}),
+                "strength_clip": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, lora_path="", **_):
+        try:
+            path = resolve_lora_file(lora_path)
+            info = os.stat(path)
+            return f"{path}:{info.st_size}:{info.st_mtime_ns}"
+        except (ValueError, OSError):
+            return lora_path or ""
+
+    def load(self, model, clip, lora_path, strength_model=1.0, strength_clip=1.0):
+        path = resolve_lora_file(lora_path)
+        info = os.stat(path)
+        stamp = (path, info.st_size, info.st_mtime_ns)
+        if self._cache is not None and self._cache[0] == stamp:
+            state = self._cache[1]
+        else:
+            state, _ = read_lora(path)
+            self._cache = (stamp, state)
+        summary = lora_keys.summarize(state.keys())
+        modules = summary["unet"] + summary["te1"] + summary["te2"]
+        if strength_model == 0 and strength_clip == 0:
+            info_text = f"{os.path.basename(path)}: strengths are 0, nothing applied"
+            return {"ui": {"text": [info_text]}, "result": (model, clip, info_text)}
+        sd = _comfy_module("comfy.sd")
+        if sd is None:
+            raise RuntimeError("SISO Load LoRA needs ComfyUI (comfy.sd is not importable)")
+        counter = _CountLoraWarnings()
+        root = logging.getLogger()
+        root.addHandler(counter)
+        try:
+            new_model, new_clip = sd.load_lora_for_models(model, clip, state, strength_model, strength_clip)
+        finally:
+            root.removeHandler(counter)
+        patched_unet = _patch_count(new_model) - _patch_count(model)
+        patched_clip = _patch_count(getattr(new_clip, "patcher", None)) - _patch_count(getattr(clip, "patcher", None))
+        info_text = (
+            f"{os.path.basename(path)}: {modules} LoRA modules in the file (UNet {summary['unet']}, "
+            f"CLIP-L {summary['te1']}, CLIP-G {summary['te2']}); weights patched: UNet {patched_unet}, "
+            f"CLIP {patched_clip}; keys not loaded: {len(counter.not_loaded)}"
+        )
+        if counter.not_loaded:
+            info_text += f" (e.g. {counter.not_loaded[0]}): is the base model SDXL?"
+        console(info_text)
+        return {"ui": {"text": [info_text]}, "result": (new_model, new_clip, info_text)}
+
+
+def _patch_count(patcher) -> int:
+    patches = getattr(patcher, "patches", None)
+    return len(patches) if isinstance(patches, dict) else 0
+
+
+NODE_CLASS_MAPPINGS = {"SISOLoRAGenerator": SISOLoRAGenerator, "SISOLoadLoRA": SISOLoadLoRA}
+NODE_DISPLAY_NAME_MAPPINGS = {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOLoadLoRA": "SISO Load LoRA"}
