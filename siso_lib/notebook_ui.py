@@ -1,0 +1,418 @@
+"""The interactive SISO panel (ipywidgets) of `notebooks/01_generate_lora.ipynb`.
+
+    panel = SISOPanel.from_setup(prepare_run(globals()))
+    panel                       # shows it; press Run, watch, press Stop whenever you like
+
+Run starts the optimiser in a background thread, so the kernel stays free (other cells run,
+Stop is heard). Every iteration updates the progress bar and status line; the loss curves and
+the current / best images are redrawn at most every `refresh_seconds` (and always on a new
+best and at the end). Stop calls `SISOOptimizer.request_stop()`: the run ends after the current
+iteration and the best LoRA so far is written, as after a normal finish.
+
+Everything is plain Python on top of ipywidgets, so it is tested without a browser:
+`panel.set_values(num_train_epochs=5)`, `panel.run_button.click()`, `panel.wait()`.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+
+from .config import MODES, PRECISIONS, SISOConfig
+from .notebook_run import (
+    DEFAULT_RUNS_ROOT,
+    NotebookRun,
+    NotebookSetup,
+    RunRecorder,
+    coerce_knob,
+    execute_run,
+    figure_png,
+    pil_png,
+    quiet_model_loading,
+    run_output_dir,
+)
+from .offline import REPO_ROOT
+
+EXAMPLES_DIR = REPO_ROOT / "data"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+WIDE = {"description_width": "150px"}
+
+
+def _options(values, current):
+    """Sorted choices that always include the current value."""
+    return sorted(set(values) | {current})
+
+
+def _device_options(current: str) -> list[str]:
+    options = ["auto", "cpu"]
+    try:
+        import torch
+
+        options += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            options.append("mps")
+        if hasattr(torch, "xpu") and torch.xpu.is_available():
+            options.append("xpu")
+    except Exception:  # noqa: BLE001 - the panel must show even where torch cannot probe devices
+        pass
+    return options if current in options else options + [current]
+
+
+def _upload_entries(value) -> list[tuple[str, bytes]]:
+    """(name, bytes) pairs from a FileUpload value (ipywidgets 8: tuple of dicts; 7: dict by name)."""
+    if isinstance(value, dict):
+        return [(name, bytes(item["content"])) for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value or ()]
+
+
+class SISOPanel:
+    """Pick a photo, set the knobs, Run / Stop, and watch the loss curves and images live."""
+
+    def __init__(
+        self,
+        config: SISOConfig,
+        subject_image_path: str,
+        output_dir: str | None = None,
+        runs_root: str | Path = DEFAULT_RUNS_ROOT,
+        overwrite: bool = False,
+        examples_dir: str | Path | None = EXAMPLES_DIR,
+        upload_dir: str | Path | None = None,
+        refresh_seconds: float = 0.5,
+    ):
+        self.base_config = config
+        self.output_dir = output_dir
+        self.runs_root = Path(runs_root)
+        self.overwrite = overwrite
+        self.upload_dir = Path(upload_dir) if upload_dir else self.runs_root.parent / "uploads"
+        self.refresh_seconds = refresh_seconds
+        self.run: NotebookRun | None = None  # the latest run (also while it is going)
+        self.runs: list[NotebookRun] = []
+        self.optimizer = None
+        self._thread: threading.Thread | None = None
+        self._stop_requested = False
+        self._last_render = 0.0
+        self._subject_pil = None
+        self._build(config, subject_image_path, examples_dir)
+
+    @classmethod
+    def from_setup(cls, setup: NotebookSetup, **kwargs) -> "SISOPanel":
+        options = dict(output_dir=setup.output_dir, runs_root=setup.runs_root, overwrite=setup.overwrite)
+        options.update(kwargs)
+        return cls(setup.config, setup.subject_image_path, **options)
+
+    # ------------------------------------------------------------------ layout
+    def _build(self, c: SISOConfig, subject_image_path: str, examples_dir) -> None:
+        W = widgets
+        examples = []
+        if examples_dir and Path(examples_dir).is_dir():
+            examples = sorted(str(p) for p in Path(examples_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.examples = W.Dropdown(options=[("(choose an example photo)", "")] + [(Path(p).name, p) for p in examples],
+                                   value="", description="example photos", style=WIDE)
+        self.subject_path = W.Text(value=str(subject_image_path), description="subject image path", style=WIDE,
+                                   layout=W.Layout(width="95%"))
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload a photo")
+        self.prompt = W.Text(value=c.prompt, description="prompt", style=WIDE, layout=W.Layout(width="95%"),
+                             placeholder="a simple prompt naming the subject's class, e.g. 'a photo of a cat'")
+
+        self.num_train_epochs = W.IntSlider(value=c.num_train_epochs, min=1, max=max(200, c.num_train_epochs),
+                                            description="max iterations", style=WIDE)
+        self.learning_rate = W.FloatLogSlider(value=c.learning_rate, base=10, min=-6, max=-1, step=0.05,
+                                              readout_format=".1e", description="learning rate", style=WIDE)
+        self.rank = W.Dropdown(options=_options((1, 2, 4, 8, 16, 32, 64), c.rank), value=c.rank,
+                               description="LoRA rank", style=WIDE)
+        self.resolution = W.Dropdown(options=_options((64, 128, 256, 512, 768, 1024), c.resolution), value=c.resolution,
+                                     description="resolution (px)", style=WIDE)
+        self.seed = W.IntText(value=c.seed, description="seed", style=WIDE)
+        self.dino_features_weight = W.FloatSlider(value=c.dino_features_weight, min=0, max=2, step=0.05,
+                                                  description="DINO weight", style=WIDE)
+        self.ir_features_weight = W.FloatSlider(value=c.ir_features_weight, min=0, max=2, step=0.05,
+                                                description="IR weight", style=WIDE)
+        self.early_stopping_threshold_percentage = W.FloatSlider(
+            value=c.early_stopping_threshold_percentage, min=0, max=max(10.0, c.early_stopping_threshold_percentage),
+            step=0.05, description="improvement (%)", style=WIDE)
+        self.early_stopping_max_count = W.IntSlider(value=c.early_stopping_max_count, min=1,
+                                                    max=max(50, c.early_stopping_max_count),
+                                                    description="patience (its)", style=WIDE)
+        self.train_text_encoder = W.Checkbox(value=c.train_text_encoder, description="LoRA on the text encoders too",
+                                             indent=False)
+        self.device = W.Dropdown(options=_device_options(c.device), value=c.device, description="device", style=WIDE)
+        self.precision = W.Dropdown(options=list(PRECISIONS), value=c.precision, description="precision", style=WIDE)
+        self.mode = W.Dropdown(options=list(MODES), value=c.mode, description="mode", style=WIDE)
+        self.ir_features_path = W.Text(value=c.ir_features_path or "", description="IR checkpoint", style=WIDE,
+                                       placeholder="ir_features.pth (empty: DINO only)", layout=W.Layout(width="95%"))
+
+        self.run_button = W.Button(description="Run", button_style="success", icon="play", tooltip="start a SISO run")
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
+                                    tooltip="end after this iteration and keep the best LoRA so far")
+        self.progress = W.IntProgress(value=0, min=0, max=c.num_train_epochs, description="0 / "
+                                      f"{c.num_train_epochs}", style={"description_width": "70px"},
+                                      layout=W.Layout(width="340px"))
+        self.status = W.HTML(value="Ready: press <b>Run</b>.")
+        self.loss_plot = W.Image(format="png", layout=W.Layout(width="720px"))
+        side = W.Layout(width="200px", height="200px", object_fit="contain")
+        self.subject_view = W.Image(format="png", layout=side)
+        self.current_view = W.Image(format="png", layout=side)
+        self.best_view = W.Image(format="png", layout=side)
+        self.current_caption = W.HTML("<b>current</b>")
+        self.best_caption = W.HTML("<b>best so far</b>")
+        self.result_info = W.HTML()
+
+        self.examples.observe(self._on_example, names="value")
+        self.subject_path.observe(self._on_subject_path, names="value")
+        self.upload.observe(self._on_upload, names="value")
+        self.num_train_epochs.observe(self._on_steps, names="value")
+        self.run_button.on_click(lambda _button: self.start())
+        self.stop_button.on_click(lambda _button: self.stop())
+
+        def box(title, *children):
+            return W.VBox([W.HTML(f"<b>{title}</b>"), *children])
+
+        subject_box = box("Subject", self.examples, self.subject_path, self.upload, self.prompt)
+        knobs_left = box("Optimisation", self.num_train_epochs, self.learning_rate, self.rank, self.resolution, self.seed)
+        knobs_right = box("Loss and early stopping", self.dino_features_weight, self.ir_features_weight,
+                          self.early_stopping_threshold_percentage, self.early_stopping_max_count, self.train_text_encoder)
+        advanced = W.Accordion(children=[W.VBox([self.device, self.precision, self.mode, self.ir_features_path])])
+        advanced.set_title(0, "Device, precision, IR checkpoint")
+        advanced.selected_index = None
+        controls = W.VBox([subject_box, W.HBox([knobs_left, knobs_right]), advanced])
+        buttons = W.HBox([self.run_button, self.stop_button, self.progress], layout=W.Layout(align_items="center"))
+
+        def column(caption, image):
+            return W.VBox([caption, image], layout=W.Layout(align_items="center", margin="0 8px 0 0"))
+
+        images = W.HBox([
+            column(W.HTML("<b>subject photo</b>"), self.subject_view),
+            column(self.current_caption, self.current_view),
+            column(self.best_caption, self.best_view),
+        ])
+        self.widget = W.VBox([controls, buttons, self.status, self.loss_plot, images, self.result_info],
+                             layout=W.Layout(width="100%"))
+        self.widget.add_class("siso-panel")
+        self._on_subject_path({"new": self.subject_path.value})
+        self._render_plot(RunRecorder().snapshot())
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------ widgets <-> config
+    KNOBS = (
+        "prompt", "num_train_epochs", "learning_rate", "rank", "resolution", "seed", "dino_features_weight",
+        "ir_features_weight", "early_stopping_threshold_percentage", "early_stopping_max_count", "train_text_encoder",
+        "device", "precision", "mode", "ir_features_path",
+    )
+
+    def config(self) -> SISOConfig:
+        """The SISOConfig the widgets describe (the notebook's config with the panel's knobs)."""
+        values: dict[str, Any] = {name: getattr(self, name).value for name in self.KNOBS}
+        values["ir_features_path"] = values["ir_features_path"].strip() or None
+        values["prompt"] = values["prompt"].strip()
+        return self.base_config.replace(**{k: coerce_knob(k, v) for k, v in values.items()})
+
+    def set_values(self, **values: Any) -> None:
+        """Set knobs by their SISOConfig names (and `subject_image_path`), as a user would."""
+        for name, value in values.items():
+            if name == "subject_image_path":
+                self.subject_path.value = str(value)
+            elif name in self.KNOBS:
+                widget = getattr(self, name)
+                if isinstance(widget, widgets.Dropdown) and value not in widget.options:
+                    widget.options = list(widget.options) + [value]
+                if isinstance(widget, (widgets.IntSlider, widgets.FloatSlider)) and value > widget.max:
+                    widget.max = value
+                widget.value = "" if value is None and isinstance(widget, widgets.Text) else value
+            else:
+                raise ValueError(f"the panel has no knob {name!r}; knobs: subject_image_path, {', '.join(self.KNOBS)}")
+
+    # ------------------------------------------------------------------ events
+    def _on_example(self, change) -> None:
+        if change["new"]:
+            self.subject_path.value = change["new"]
+
+    def _on_subject_path(self, change) -> None:
+        from .errors import SISOInputError
+        from .images import load_subject_image
+
+        path = str(change["new"]).strip()
+        try:
+            self._subject_pil = load_subject_image(path).image
+        except SISOInputError as error:
+            self._subject_pil = None
+            self.subject_view.value = b""
+            self._set_status(f"Subject photo: {html.escape(str(error))}", "error")
+            return
+        self.subject_view.value = pil_png(self._subject_pil, max_side=256)
+        if not self.running:
+            self._set_status(f"Subject: <code>{html.escape(path)}</code>. Press <b>Run</b>.")
+
+    def _on_upload(self, change) -> None:
+        entries = _upload_entries(change["new"])
+        if not entries:
+            return
+        name, content = entries[-1]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name).strip("-.") or "upload.png"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        target = self.upload_dir / safe
+        target.write_bytes(content)
+        self.subject_path.value = str(target)
+
+    def _on_steps(self, change) -> None:
+        if not self.running:
+            self.progress.max = change["new"]
+            self.progress.description = f"0 / {change['new']}"
+
+    # ------------------------------------------------------------------ run control
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> NotebookRun | None:
+        """Start a run in a background thread (what the Run button does); returns it."""
+        if self.running:
+            return self.run
+        try:
+            config = self.config()
+            config.validate()
+        except ValueError as error:
+            self._set_status(f"Cannot run: {html.escape(str(error))}", "error")
+            return None
+        subject = self.subject_path.value.strip()
+        if self._subject_pil is None:
+            self._set_status("Cannot run: choose a readable subject photo first.", "error")
+            return None
+        try:
+            output_dir = run_output_dir(self.output_dir, self.runs_root, subject)
+        except Exception as error:  # noqa: BLE001 - shown to the user, not raised into the widget callback
+            self._set_status(f"Cannot run: {html.escape(str(error))}", "error")
+            return None
+        run = NotebookRun(config, subject, output_dir)
+        self.run, self.optimizer, self._stop_requested = run, None, False
+        self.runs.append(run)
+        self.progress.max, self.progress.value = config.num_train_epochs, 0
+        self.progress.bar_style = "info"
+        self.progress.description = f"0 / {config.num_train_epochs}"
+        self.current_view.value = self.best_view.value = b""
+        self.result_info.value = ""
+        self._render_plot(run.recorder.snapshot())
+        self.run_button.disabled, self.stop_button.disabled = True, False
+        quiet_model_loading()
+        self._set_status(f"Loading models ({html.escape(config.pretrained_model_name_or_path)}; the first use of a hub "
+                         "model downloads it) ...")
+        self._thread = threading.Thread(target=self._work, args=(run,), name="siso-panel-run", daemon=True)
+        self._thread.start()
+        return run
+
+    def stop(self) -> None:
+        """End the run after the current iteration; the best LoRA so far is saved (the Stop button)."""
+        self._stop_requested = True
+        if self.optimizer is not None:
+            self.optimizer.request_stop()
+        if self.running:
+            self._set_status("Stopping after this iteration; the best LoRA so far will be saved ...")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the current run has ended; True if it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    @property
+    def outcome(self):
+        return None if self.run is None else self.run.outcome
+
+    def _hook(self, optimizer) -> None:
+        self.optimizer = optimizer
+        if self._stop_requested:
+            optimizer.request_stop()
+        self._set_status("Optimising ...")
+
+    def _work(self, run: NotebookRun) -> None:
+        from .errors import SISOError
+
+        try:
+            execute_run(run, overwrite=self.overwrite, callbacks=[self._on_step], optimizer_hook=self._hook)
+        except SISOError as error:
+            run.error = str(error)
+        except Exception as error:  # noqa: BLE001 - a background thread must report, not vanish
+            run.error = f"{type(error).__name__}: {error}"
+            run.traceback = traceback.format_exc()
+        finally:
+            try:
+                self._finish(run)
+            finally:
+                self.run_button.disabled, self.stop_button.disabled = False, True
+
+    def _on_step(self, event) -> None:
+        done = event.step + 1
+        self.progress.value = min(done, self.progress.max)
+        self.progress.description = f"{done} / {event.max_steps}"
+        terms = ", ".join(f"{k} {v:+.4f}" for k, v in event.losses.items() if k != "total")
+        self._set_status(
+            f"Iteration {done}/{event.max_steps}: loss <b>{event.losses['total']:+.4f}</b> ({terms}); "
+            f"best {event.best_loss:+.4f} at iteration {event.best_step + 1}; patience {event.patience_count}/"
+            f"{self.run.config.early_stopping_max_count}; {event.step_seconds:.2f} s/it"
+        )
+        now = time.monotonic()
+        if event.is_best or event.stop_reason is not None or now - self._last_render >= self.refresh_seconds:
+            self._render(self.run)
+
+    # ------------------------------------------------------------------ drawing
+    def _render_plot(self, snapshot: dict) -> None:
+        from matplotlib.figure import Figure
+
+        from .plots import draw_losses
+
+        figure = Figure(figsize=(9, 3.2), dpi=80)
+        ax_total, ax_terms = figure.subplots(1, 2)
+        draw_losses(ax_total, ax_terms, snapshot["history"], snapshot["best_step"])
+        if not snapshot["history"]:
+            for ax in (ax_total, ax_terms):
+                ax.text(0.5, 0.5, "the curves appear here\nwhile SISO runs", ha="center", va="center",
+                        transform=ax.transAxes, color="gray")
+        figure.tight_layout()
+        self.loss_plot.value = figure_png(figure)
+
+    def _render(self, run: NotebookRun) -> None:
+        from .images import tensor_to_pil
+
+        self._last_render = time.monotonic()
+        snapshot = run.recorder.snapshot()
+        self._render_plot(snapshot)
+        if snapshot["current"] is not None:
+            self.current_view.value = pil_png(tensor_to_pil(snapshot["current"]))
+            self.current_caption.value = f"<b>current: iteration {len(snapshot['history'])}</b>"
+        if snapshot["best"] is not None:
+            self.best_view.value = pil_png(tensor_to_pil(snapshot["best"]))
+            self.best_caption.value = f"<b>best so far: iteration {snapshot['best_step'] + 1}</b>"
+
+    def _finish(self, run: NotebookRun) -> None:
+        if run.outcome is None:
+            self.progress.bar_style = "danger"
+            self._set_status(f"Failed: {html.escape(str(run.error))}", "error")
+            return
+        self._render(run)
+        result, artifacts = run.outcome.result, run.outcome.artifacts
+        reason = run.outcome.optimizer.describe_stop(result.stop_reason)
+        best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"
+        self.progress.bar_style = {"stopped": "warning"}.get(result.stop_reason, "success" if result.completed else "danger")
+        kind = "ok" if result.completed else "error"
+        self._set_status(f"Finished: {reason}; best {best}; {result.elapsed_seconds:.1f} s.", kind)
+        files = "".join(
+            f"<li>{label}: <code>{html.escape(path)}</code></li>"
+            for label, path in (("LoRA", artifacts.lora_path), ("Kohya/ComfyUI LoRA", artifacts.kohya_path),
+                                ("best image", artifacts.result_image), ("run.json", artifacts.run_json))
+            if path
+        )
+        self.result_info.value = f"<ul>{files}</ul>" if files else "<i>no LoRA was written (no iteration finished)</i>"
+
+    def _set_status(self, text: str, kind: str = "info") -> None:
+        colour = {"info": "inherit", "ok": "#1b7a1b", "error": "#b00020"}[kind]
+        self.status.value = f"<span style='color:{colour}'>{text}</span>"

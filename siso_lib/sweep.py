@@ -1,0 +1,598 @@
+"""Sweeps: run `notebooks/01_generate_lora.ipynb` headless with papermill over a parameter grid.
+
+    siso-sweep --name lr-rank --grid learning_rate=1e-4,2e-4 --grid rank=4,8 --subjects data/cat.png data/coffee.png
+    siso-sweep sweep.yaml            # the same from a file (YAML or JSON, see `load_spec`)
+
+Every combination of the grid is one run in `outputs/sweeps/<name>/<run>/`: the executed
+notebook, the LoRA files, result.png, loss_curve.png, run.json, and `sweep_run.json` (this
+module's record: parameters, status, error, wall time). `outputs/sweeps/<name>/results.csv` has
+one row per run of the grid (parameters, steps run, best iteration, final losses, wall time,
+status, paths) and is rewritten after every run.
+
+* A run that fails (a bad photo, a crash, a time-out) is recorded with its error; the sweep goes on.
+* Running the same sweep again skips the runs that completed (failed ones are tried again unless
+  `--no-retry-failed`). A run's folder name holds a short hash of its parameters, so changing a
+  fixed parameter makes new runs instead of skipping them as done.
+* Several processes can work on one sweep at once (one per GPU, or machines sharing the folder):
+  each takes a run by creating `<run>/.claim` atomically and skips runs another live process
+  holds. Without a shared folder, `--shard K/N` splits the grid; copy the run folders together
+  afterwards and `--collect` rebuilds results.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .atomic import write_json, write_text
+from .notebook_run import GENERATE_NOTEBOOK, execute_generate_notebook, now_iso, parse_value
+from .offline import REPO_ROOT
+
+SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
+RECORD = "sweep_run.json"
+CLAIM = ".claim"
+RESULTS = "results.csv"
+SPEC = "sweep.json"
+# set by the sweep for every run: not sweepable
+RESERVED = ("output_dir", "interactive", "overwrite")
+# parameters that say where a run goes, not what it computes: not part of a run's identity, so
+# that processes on different devices share the runs of one sweep
+PLACEMENT = ("device",)
+# parameters whose relative paths are made absolute (the notebook runs in notebooks/)
+PATH_PARAMETERS = ("subject_image_path", "assets_dir", "ir_features_path", "pretrained_model_name_or_path", "dino_model_name")
+SHORT_NAMES = {"subject_image_path": "subject"}
+RESULT_COLUMNS_BEFORE = ("run", "status", "error")
+RESULT_COLUMNS_AFTER = (
+    "steps_run", "best_iteration", "stop_reason", "best_total", "best_dino", "best_ir", "last_total",
+    "optimise_seconds", "wall_seconds", "started_at", "finished_at", "host", "device",
+    "run_dir", "notebook", "lora_path", "kohya_path", "result_image", "loss_plot", "run_json",
+)
+
+
+class SweepError(ValueError):
+    """A sweep that cannot start (bad spec); nothing was run."""
+
+
+@dataclass
+class SweepRun:
+    name: str
+    params: dict[str, Any]  # what the notebook gets (fixed + swept), before output_dir etc.
+    swept: dict[str, Any]  # the swept part, for names and tables
+
+
+@dataclass
+class Sweep:
+    name: str
+    grid: dict[str, list] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    notebook: Path = GENERATE_NOTEBOOK
+    root: Path = SWEEPS_ROOT
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.root) / self.name
+
+    def runs(self) -> list[SweepRun]:
+        keys = list(self.grid)
+        runs = []
+        for combination in itertools.product(*(self.grid[k] for k in keys)):
+            swept = dict(zip(keys, combination))
+            params = {**self.fixed, **swept}
+            runs.append(SweepRun(run_name(swept, params), params, swept))
+        names = [r.name for r in runs]
+        if len(set(names)) != len(names):
+            raise SweepError("two runs of the grid have the same parameters: remove the repeated values")
+        return runs
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "grid": self.grid, "fixed": self.fixed, "notebook": str(self.notebook)}
+
+
+# ----------------------------------------------------------------------------- building a sweep
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_name(swept: dict[str, Any], params: dict[str, Any]) -> str:
+    """Readable name from the swept values + a hash of every parameter that changes the result."""
+    parts = []
+    for key, value in swept.items():
+        shown = Path(str(value)).stem if key == "subject_image_path" else _format(value)
+        parts.append(f"{SHORT_NAMES.get(key, key)}-{shown}")
+    readable = re.sub(r"[^A-Za-z0-9_.+=-]+", "-", "__".join(parts)).strip("-")[:90] or "run"
+    identity = {k: v for k, v in params.items() if k not in PLACEMENT}
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{readable}__{digest}"
+
+
+def notebook_parameters(notebook: str | Path) -> list[str]:
+    import papermill
+
+    return list(papermill.inspect_notebook(str(notebook)))
+
+
+def build_sweep(
+    name: str | None = None,
+    grid: dict[str, list] | None = None,
+    fixed: dict[str, Any] | None = None,
+    subjects: list[str] | None = None,
+    notebook: str | Path | None = None,
+    root: str | Path | None = None,
+) -> Sweep:
+    """Check a sweep against the notebook's parameters cell and return it (SweepError if wrong)."""
+    grid = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (grid or {}).items()}
+    fixed = dict(fixed or {})
+    if subjects:
+        grid["subject_image_path"] = list(subjects)
+    notebook = Path(notebook) if notebook else GENERATE_NOTEBOOK
+    if not notebook.is_file():
+        raise SweepError(f"notebook {str(notebook)!r} does not exist")
+    known = set(notebook_parameters(notebook))
+    for where, keys in (("grid", grid), ("fixed parameters", fixed)):
+        for key in keys:
+            if key in RESERVED:
+                raise SweepError(f"{key!r} cannot be set in a sweep: the sweep sets it for every run")
+            if key not in known:
+                raise SweepError(
+                    f"{key!r} in the {where} is not a parameter of {notebook.name}; its parameters: {', '.join(sorted(known))}"
+                )
+    for key, values in grid.items():
+        if not values:
+            raise SweepError(f"grid entry {key!r} has no values")
+    both = sorted(set(grid) & set(fixed))
+    if both:
+        raise SweepError(f"{', '.join(both)} is both swept and fixed: keep one")
+    if not name:
+        name = "+".join(SHORT_NAMES.get(k, k) for k in grid) or "sweep"
+    if not re.fullmatch(r"[A-Za-z0-9_.+=-]{1,100}", name) or name in (".", ".."):
+        raise SweepError(f"sweep name {name!r}: use letters, digits and _ . + = - only")
+    return Sweep(name=name, grid=grid, fixed=fixed, notebook=notebook, root=Path(root) if root else SWEEPS_ROOT)
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    """A sweep file, YAML or JSON:
+
+        name: lr-rank                  # optional: default the file's name
+        fixed: {models: offline, num_train_epochs: 30}   # every run ("base" works too)
+        grid: {learning_rate: [1e-4, 2e-4], rank: [4, 8]} # every combination
+        subjects: [data/cat.png, data/coffee.png]        # shorthand for grid.subject_image_path
+        notebook: notebooks/01_generate_lora.ipynb       # optional
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SweepError(f"cannot read sweep file {str(path)!r}: {error}") from error
+    if not isinstance(data, dict):
+        raise SweepError(f"sweep file {str(path)!r} must hold a mapping (name, grid, fixed, subjects)")
+    allowed = {"name", "grid", "fixed", "base", "subjects", "notebook"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SweepError(f"sweep file {str(path)!r}: unknown key(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}")
+    spec = {
+        "name": data.get("name") or path.stem,
+        "grid": data.get("grid") or {},
+        "fixed": {**(data.get("base") or {}), **(data.get("fixed") or {})},
+        "subjects": data.get("subjects"),
+        "notebook": data.get("notebook"),
+    }
+    # YAML reads 1e-4 as a string: give such values their number type
+    spec["grid"] = {k: [_yaml_number(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in spec["grid"].items()}
+    spec["fixed"] = {k: _yaml_number(v) for k, v in spec["fixed"].items()}
+    return spec
+
+
+def _yaml_number(value: Any) -> Any:
+    return parse_value(value) if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value, re.I) else value
+
+
+def parse_grid_option(text: str) -> tuple[str, list]:
+    """'rank=4,8' -> ('rank', [4, 8]); 'prompt=["a, b", "c"]' (a JSON list) for values with commas."""
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip():
+        raise SweepError(f"--grid {text!r}: write NAME=V1,V2,... (or NAME=[JSON list])")
+    values = values.strip()
+    if values.startswith("["):
+        try:
+            parsed = json.loads(values)
+        except ValueError as error:
+            raise SweepError(f"--grid {text!r}: not a JSON list ({error})") from error
+        return key.strip(), list(parsed)
+    return key.strip(), [parse_value(v) for v in values.split(",") if v.strip()]
+
+
+def parse_set_option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SweepError(f"--set {text!r}: write NAME=VALUE")
+    return key.strip(), parse_value(value)
+
+
+# ----------------------------------------------------------------------------- running
+def _absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """Relative paths that exist from here become absolute (the notebook's kernel runs in notebooks/)."""
+    out = dict(params)
+    for key in PATH_PARAMETERS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            if key == "subject_image_path" or Path(value).exists():
+                out[key] = str(Path(value).resolve())
+    return out
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(run_dir: Path) -> bool:
+    """Take a run for this process (atomic create of run_dir/.claim); reclaim a dead local holder's."""
+    path = run_dir / CLAIM
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since": now_iso()}
+    for _attempt in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            same_host = holder.get("host") == me["host"]
+            if same_host and (holder.get("pid") == me["pid"] or not _pid_alive(holder.get("pid"))):
+                path.unlink(missing_ok=True)  # left by a process that is gone
+                continue
+            return False
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(me, handle)
+        return True
+    return False
+
+
+def _release(run_dir: Path) -> None:
+    (run_dir / CLAIM).unlink(missing_ok=True)
+
+
+def _claimed_by_other(run_dir: Path) -> bool:
+    path = run_dir / CLAIM
+    if not path.exists():
+        return False
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True
+    if holder.get("host") == socket.gethostname():
+        return holder.get("pid") != os.getpid() and _pid_alive(holder.get("pid"))
+    return True
+
+
+def read_record(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: the notebook's exception (papermill), or what stopped the kernel."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename:
+        where = getattr(error, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (notebook cell [{where}])" if where else "")
+    name = type(error).__name__
+    if name == "DeadKernelError":
+        return "DeadKernelError: the notebook's kernel died (out of memory?)"
+    text = str(error).strip().splitlines()
+    return f"{name}: {text[-1] if text else ''}".strip()
+
+
+def _run_json_fields(run_json: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(run_json.read_text())
+    except (OSError, ValueError):
+        return {}
+    history = data.get("history") or []
+    losses = data.get("best_losses") or {}
+    artifacts = data.get("artifacts") or {}
+    return {
+        "run_status": data.get("status"),
+        "run_error": data.get("error"),
+        "steps_run": data.get("steps_run"),
+        "best_iteration": data.get("best_iteration"),
+        "stop_reason": data.get("stop_reason"),
+        "best_total": losses.get("total"),
+        "best_dino": losses.get("dino"),
+        "best_ir": losses.get("ir"),
+        "last_total": history[-1].get("total") if history else None,
+        "optimise_seconds": data.get("elapsed_seconds"),
+        "device": (data.get("runtime") or {}).get("device"),
+        "lora_path": artifacts.get("lora_path"),
+        "kohya_path": artifacts.get("kohya_path"),
+        "result_image": artifacts.get("result_image"),
+        "loss_plot": artifacts.get("loss_plot"),
+        "run_json": str(run_json),
+    }
+
+
+def execute_sweep_run(
+    sweep: Sweep,
+    run: SweepRun,
+    timeout: float | None = None,
+    kernel_name: str | None = None,
+    log_output: bool = False,
+) -> dict[str, Any]:
+    """Execute one run's notebook with papermill and write its record; never raises for a failed run."""
+    run_dir = sweep.dir / run.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executed = run_dir / Path(sweep.notebook).name
+    (run_dir / "run.json").unlink(missing_ok=True)  # a retry must not read an earlier attempt's result
+    record: dict[str, Any] = {
+        "run": run.name, "status": "running", "error": None, "params": run.params, "swept": run.swept,
+        "started_at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(),
+        "run_dir": str(run_dir), "notebook": str(executed),
+    }
+    write_json(run_dir / RECORD, record)
+    parameters = {**_absolute_paths(run.params), "output_dir": str(run_dir.resolve()), "overwrite": True}
+    started = time.perf_counter()
+    error = None
+    try:
+        execute_generate_notebook(executed, parameters, notebook=sweep.notebook, kernel_name=kernel_name,
+                                  log_output=log_output,
+                                  execution_timeout=int(timeout) if timeout else None)
+    except KeyboardInterrupt:
+        record.update(status="interrupted", error="KeyboardInterrupt: the sweep was interrupted",
+                      wall_seconds=round(time.perf_counter() - started, 3), finished_at=now_iso())
+        write_json(run_dir / RECORD, record)
+        raise
+    except Exception as failure:  # noqa: BLE001 - every failure of one run is recorded, not raised
+        error = describe_error(failure)
+    record["wall_seconds"] = round(time.perf_counter() - started, 3)
+    record["finished_at"] = now_iso()
+    fields = _run_json_fields(run_dir / "run.json")
+    run_status, run_error = fields.pop("run_status", None), fields.pop("run_error", None)
+    if error is None and not fields:
+        error = "the notebook finished but wrote no run.json"
+    record.update(fields)
+    if error is not None:
+        record.update(status="failed", error=error)
+    else:
+        record.update(status=run_status or "failed", error=run_error)
+    write_json(run_dir / RECORD, record)
+    return record
+
+
+@dataclass
+class SweepSummary:
+    sweep: Sweep
+    results_csv: Path
+    rows: list[dict[str, Any]]
+    ran: int = 0
+    skipped: int = 0
+    failed: int = 0
+    elsewhere: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.rows:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        return counts
+
+
+def _row(sweep: Sweep, run: SweepRun, param_columns: list[str]) -> dict[str, Any]:
+    run_dir = sweep.dir / run.name
+    record = read_record(run_dir)
+    row: dict[str, Any] = {column: "" for column in (*RESULT_COLUMNS_BEFORE, *param_columns, *RESULT_COLUMNS_AFTER)}
+    row.update({"run": run.name, "run_dir": str(run_dir)})
+    for key in param_columns:
+        row[key] = run.params.get(key, "")
+    if record is None:
+        row["status"] = "running" if _claimed_by_other(run_dir) else "pending"
+        return row
+    if record.get("status") == "running" and not _claimed_by_other(run_dir):
+        record["status"], record["error"] = "failed", record.get("error") or "the run did not finish (its process ended)"
+    for column in (*RESULT_COLUMNS_BEFORE, *RESULT_COLUMNS_AFTER):
+        if column in record and record[column] is not None:
+            row[column] = record[column]
+    row["run"] = run.name
+    return row
+
+
+def collect(sweep: Sweep) -> list[dict[str, Any]]:
+    """One row per run of the grid, from the run folders' records."""
+    param_columns = list(sweep.grid) + sorted(k for k in sweep.fixed if k not in sweep.grid)
+    return [_row(sweep, run, param_columns) for run in sweep.runs()]
+
+
+def write_results(sweep: Sweep, rows: list[dict[str, Any]] | None = None) -> Path:
+    rows = collect(sweep) if rows is None else rows
+    path = sweep.dir / RESULTS
+    buffer = io.StringIO()
+    columns = list(rows[0]) if rows else list(RESULT_COLUMNS_BEFORE + RESULT_COLUMNS_AFTER)
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()})
+    write_text(path, buffer.getvalue())
+    return path
+
+
+def _shard_of(runs: list[SweepRun], shard: tuple[int, int]) -> list[SweepRun]:
+    index, count = shard
+    return [run for position, run in enumerate(runs) if position % count == index]
+
+
+def run_sweep(
+    sweep: Sweep,
+    shard: tuple[int, int] = (0, 1),
+    retry_failed: bool = True,
+    timeout: float | None = None,
+    kernel_name: str | None = None,
+    log_output: bool = False,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SweepSummary:
+    """Run every (not yet completed) run of the sweep; a failed run is recorded and the sweep goes on."""
+    runs = sweep.runs()
+    mine = _shard_of(runs, shard)
+    total = len(mine)
+    sweep.dir.mkdir(parents=True, exist_ok=True)
+    write_json(sweep.dir / SPEC, sweep.to_dict())
+    shard_note = f" (shard {shard[0]}/{shard[1]}: {total} of them)" if shard[1] > 1 else ""
+    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note}")
+    summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
+    durations: list[float] = []
+    to_do = [r for r in mine if (read_record(sweep.dir / r.name) or {}).get("status") != "completed"]
+    remaining = len(to_do)
+    for position, run in enumerate(mine, 1):
+        prefix = f"[{position}/{total}] {run.name}"
+        record = read_record(sweep.dir / run.name) or {}
+        status = record.get("status")
+        if status == "completed":
+            summary.skipped += 1
+            echo(f"{prefix}: completed earlier, skipped")
+            continue
+        if status == "failed" and not retry_failed:
+            summary.skipped += 1
+            echo(f"{prefix}: failed earlier ({record.get('error')}), skipped (--no-retry-failed)")
+            remaining -= 1
+            continue
+        if dry_run:
+            echo(f"{prefix}: would run {json.dumps(run.params, default=str)}")
+            continue
+        run_dir = sweep.dir / run.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not _claim(run_dir):
+            summary.elsewhere += 1
+            remaining -= 1
+            echo(f"{prefix}: another process is running it, skipped")
+            continue
+        swept = ", ".join(f"{SHORT_NAMES.get(k, k)}={_format(v)}" for k, v in run.swept.items())
+        echo(f"{prefix}: running ({swept}) ...")
+        try:
+            record = execute_sweep_run(sweep, run, timeout=timeout, kernel_name=kernel_name, log_output=log_output)
+        finally:
+            _release(run_dir)
+        summary.ran += 1
+        remaining -= 1
+        durations.append(record.get("wall_seconds") or 0.0)
+        eta = ""
+        if remaining > 0 and durations:
+            eta = f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
+        if record["status"] == "completed":
+            losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_iteration')}" if record.get("best_total") is not None else ""
+            echo(f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}{eta}")
+        else:
+            summary.failed += 1
+            echo(f"{prefix}: {record['status'].upper()} after {record['wall_seconds']:.1f} s: {record.get('error')}{eta}")
+        write_results(sweep)
+    summary.rows = collect(sweep)
+    summary.results_csv = write_results(sweep, summary.rows)
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
+    echo(f"sweep {sweep.name}: {counts}; ran {summary.ran}, skipped {summary.skipped}; results: {summary.results_csv}")
+    return summary
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="siso-sweep",
+        description="Run notebooks/01_generate_lora.ipynb headless (papermill) over a parameter grid; "
+        "collect outputs/sweeps/<name>/results.csv. Re-running skips completed runs.",
+        epilog="example: siso-sweep --name lr-rank --set models=offline --grid learning_rate=1e-3,5e-3 "
+        "--grid rank=2,4 --subjects data/cat.png data/coffee.png",
+    )
+    p.add_argument("spec", nargs="?", help="a sweep file (YAML or JSON: name, fixed, grid, subjects, notebook)")
+    p.add_argument("--name", help="sweep name (folder under --output-root); default: the file's name or the swept keys")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                   help="sweep a notebook parameter over values (repeatable; NAME=[JSON list] for values with commas)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="fix a notebook parameter for every run")
+    p.add_argument("--subjects", nargs="+", metavar="IMAGE", help="subject photos to sweep over")
+    p.add_argument("--notebook", help=f"notebook to execute (default {GENERATE_NOTEBOOK.relative_to(REPO_ROOT)})")
+    p.add_argument("--output-root", default=str(SWEEPS_ROOT), help="folder holding the sweeps (default %(default)s)")
+    p.add_argument("--shard", default="0/1", metavar="K/N", help="run only every N-th run starting at K (0-based), for machines without a shared folder")
+    p.add_argument("--no-retry-failed", action="store_true", help="skip runs that failed before instead of trying them again")
+    p.add_argument("--timeout", type=float, default=None, help="seconds one notebook cell may run before the run is failed")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    p.add_argument("--log-output", action="store_true", help="echo each run's notebook output (progress lines) to stderr")
+    p.add_argument("--dry-run", action="store_true", help="list the runs that would run, run none")
+    p.add_argument("--collect", action="store_true", help="only rebuild results.csv from the run folders")
+    return p
+
+
+def sweep_from_args(args: argparse.Namespace) -> Sweep:
+    spec: dict[str, Any] = {"name": None, "grid": {}, "fixed": {}, "subjects": None, "notebook": None}
+    if args.spec:
+        spec = load_spec(args.spec)
+    for text in args.grid:
+        key, values = parse_grid_option(text)
+        spec["grid"][key] = values
+    for text in args.set:
+        key, value = parse_set_option(text)
+        spec["grid"].pop(key, None)
+        spec["fixed"][key] = value
+    subjects = args.subjects or spec.get("subjects")
+    if not spec["grid"] and not subjects:
+        raise SweepError("nothing to sweep: give a sweep file, --grid NAME=V1,V2 or --subjects")
+    return build_sweep(
+        name=args.name or spec.get("name"), grid=spec["grid"], fixed=spec["fixed"], subjects=subjects,
+        notebook=args.notebook or spec.get("notebook"), root=args.output_root,
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
+        raise SweepError(f"--shard {text!r}: write K/N with 0 <= K < N, e.g. 0/2 and 1/2")
+    return int(match.group(1)), int(match.group(2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 every run completed; 1 some run failed (recorded in results.csv); 2 bad sweep."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        sweep = sweep_from_args(args)
+        shard = parse_shard(args.shard)
+        if args.collect:
+            path = write_results(sweep)
+            echo(f"results: {path}")
+            return 0
+        summary = run_sweep(
+            sweep, shard=shard, retry_failed=not args.no_retry_failed, timeout=args.timeout,
+            kernel_name=args.kernel, log_output=args.log_output, dry_run=args.dry_run, echo=echo,
+        )
+    except SweepError as error:
+        print(f"siso-sweep: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        echo("interrupted; finished runs are kept, run the same command again to go on")
+        return 130
+    print(summary.results_csv)
+    return 1 if any(row["status"] == "failed" for row in summary.rows if row["run"] in {r.name for r in _shard_of(sweep.runs(), shard)}) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,224 @@
+"""What `notebooks/03_sweep_report.ipynb` shows, from a sweep folder (no torch needed).
+
+    report = load_sweep("outputs/sweeps/lr-rank")
+    report.table_html()            # runs sorted by final similarity (lowest best loss first)
+    loss_overlay_figure(report)    # every run's loss curves on shared axes
+    steps_figure(report)           # iterations run and best iteration per run, by stop reason
+    best_images_figure(report)     # the best image of every run, side by side
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .offline import REPO_ROOT
+
+SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
+TABLE_COLUMNS = ("steps_run", "best_iteration", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
+
+
+def latest_sweep(root: str | Path = SWEEPS_ROOT) -> Path:
+    """The sweep folder under `root` whose results.csv changed last."""
+    candidates = sorted(Path(root).glob("*/results.csv"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise FileNotFoundError(f"no sweep with a results.csv under {str(root)!r}: run siso-sweep first")
+    return candidates[-1].parent
+
+
+def _find(path: str | None) -> Path | None:
+    """A file named in a table: as written, or relative to the repository (sweeps run from there)."""
+    if not path:
+        return None
+    for candidate in (Path(path), REPO_ROOT / path):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class SweepReport:
+    directory: Path
+    rows: list[dict[str, str]]
+    swept: list[str]  # swept parameter columns
+    fixed: dict[str, Any] = field(default_factory=dict)
+    histories: dict[str, list[dict]] = field(default_factory=dict)  # run -> run.json history
+
+    @property
+    def completed(self) -> list[dict[str, str]]:
+        return [r for r in self.rows if r.get("status") == "completed"]
+
+    @property
+    def not_completed(self) -> list[dict[str, str]]:
+        return [r for r in self.rows if r.get("status") != "completed"]
+
+    def sorted_rows(self) -> list[dict[str, str]]:
+        """Completed runs by best total loss (= highest similarity first), then the others."""
+        done = sorted(self.completed, key=lambda r: (_number(r.get("best_total")) is None, _number(r.get("best_total")) or 0.0))
+        return done + self.not_completed
+
+    def label(self, row: dict[str, str]) -> str:
+        parts = []
+        for key in self.swept:
+            value = row.get(key, "")
+            if key == "subject_image_path":
+                value = Path(value).stem
+            parts.append(f"{'subject' if key == 'subject_image_path' else key}={value}")
+        return ", ".join(parts) or row["run"]
+
+    def table_html(self) -> str:
+        head = ["#", *self.swept, "status", *TABLE_COLUMNS]
+        lines = ["<table><thead><tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+        for rank, row in enumerate(self.sorted_rows(), 1):
+            cells = [str(rank) if row.get("status") == "completed" else ""]
+            for key in self.swept:
+                value = row.get(key, "")
+                cells.append(Path(value).name if key == "subject_image_path" else value)
+            cells.append(row.get("status", ""))
+            for column in TABLE_COLUMNS:
+                value = row.get(column, "")
+                number = _number(value)
+                if column.startswith("best_") and column != "best_iteration" and number is not None:
+                    value = f"{number:+.4f}"
+                elif column == "wall_seconds" and number is not None:
+                    value = f"{number:.1f}"
+                cells.append(value)
+            lines.append("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        lines.append("</tbody></table>")
+        failures = [r for r in self.rows if r.get("status") == "failed"]
+        if failures:
+            lines.append("<p><b>Failed runs</b></p><ul>")
+            lines += [f"<li><code>{html.escape(r['run'])}</code>: {html.escape(r.get('error', ''))}</li>" for r in failures]
+            lines.append("</ul>")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return self.table_html()
+
+
+def load_sweep(directory: str | Path | None = None) -> SweepReport:
+    """Read results.csv (and each completed run's run.json history) of a sweep folder."""
+    directory = Path(directory) if directory else latest_sweep()
+    results = directory / "results.csv"
+    if not results.is_file():
+        raise FileNotFoundError(f"{str(results)!r} does not exist: run siso-sweep (or siso-sweep --collect) first")
+    with open(results, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    spec = {}
+    if (directory / "sweep.json").is_file():
+        spec = json.loads((directory / "sweep.json").read_text())
+    swept = list(spec.get("grid", {})) or []
+    histories = {}
+    for row in rows:
+        run_json = row.get("run_json") or str(directory / row["run"] / "run.json")
+        if row.get("status") == "completed" and Path(run_json).is_file():
+            histories[row["run"]] = json.loads(Path(run_json).read_text()).get("history", [])
+    return SweepReport(directory, rows, swept, spec.get("fixed", {}), histories)
+
+
+def _colours(count: int):
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "viridis"]
+    return [cmap(i if count <= 10 else i / max(count - 1, 1)) for i in range(count)]
+
+
+def loss_overlay_figure(report: SweepReport):
+    """Total, DINO and IR loss per iteration for every completed run (best iteration starred)."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in report.sorted_rows() if r["run"] in report.histories]
+    terms = [t for t in ("total", "dino", "ir") if any(t in h for r in rows for h in report.histories[r["run"]])] or ["total"]
+    figure = Figure(figsize=(4.2 * len(terms), 3.8), dpi=100)
+    axes = figure.subplots(1, len(terms), squeeze=False)[0]
+    for colour, row in zip(_colours(len(rows)), rows):
+        history = report.histories[row["run"]]
+        best = _number(row.get("best_iteration"))
+        for ax, term in zip(axes, terms):
+            points = [(h["step"] + 1, h[term]) for h in history if term in h]
+            if not points:
+                continue
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, label=report.label(row), linewidth=1.3)
+            if best is not None:
+                ys = [p[1] for p in points if p[0] == int(best)]
+                if ys:
+                    ax.plot([best], ys, marker="*", color=colour, markersize=10, linestyle="none")
+    for ax, term in zip(axes, terms):
+        ax.set_title({"total": "total loss", "dino": "DINO term", "ir": "IR term"}[term])
+        ax.set_xlabel("SISO iteration")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("-cos similarity (weighted)")
+    if rows:
+        axes[-1].legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    return figure
+
+
+def steps_figure(report: SweepReport):
+    """Iterations run (bars, coloured by stop reason) and the best iteration (dots) per run."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in report.sorted_rows() if _number(r.get("steps_run")) is not None]
+    figure = Figure(figsize=(max(5.0, 0.7 * len(rows) + 2.5), 3.6), dpi=100)
+    ax = figure.subplots()
+    reasons = sorted({r.get("stop_reason") or "?" for r in rows})
+    palette = dict(zip(reasons, _colours(len(reasons))))
+    seen = set()
+    for x, row in enumerate(rows):
+        reason = row.get("stop_reason") or "?"
+        ax.bar(x, _number(row["steps_run"]), color=palette[reason], alpha=0.75, label=None if reason in seen else f"stopped: {reason}")
+        seen.add(reason)
+        best = _number(row.get("best_iteration"))
+        if best is not None:
+            ax.plot([x], [best], marker="o", color="black", linestyle="none",
+                    label="best iteration" if x == 0 else None)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([report.label(r) for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("iterations")
+    ax.set_title("steps to stop")
+    ax.grid(axis="y", alpha=0.3)
+    if rows:
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def best_images_figure(report: SweepReport, max_images: int = 24, subject: bool = True):
+    """The best image of each completed run (best first), with its label; subject photos first."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    rows = [r for r in report.sorted_rows() if r.get("result_image") and Path(r["result_image"]).is_file()][:max_images]
+    subjects = []
+    if subject and "subject_image_path" in report.swept:
+        subjects = sorted({r.get("subject_image_path") for r in report.rows if r.get("subject_image_path")})
+    elif subject and report.fixed.get("subject_image_path"):
+        subjects = [report.fixed["subject_image_path"]]
+    subjects = [found for found in map(_find, subjects) if found is not None]
+    panels = [(Image.open(s).convert("RGB"), f"subject: {Path(s).name}") for s in subjects]
+    panels += [(Image.open(r["result_image"]).convert("RGB"), f"{report.label(r)}\nbest {(_number(r.get('best_total')) or 0):+.3f}") for r in rows]
+    columns = min(max(len(panels), 1), 6)
+    lines = max(1, math.ceil(len(panels) / columns))
+    figure = Figure(figsize=(2.4 * columns, 2.7 * lines), dpi=100)
+    axes = figure.subplots(lines, columns, squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if index < len(panels):
+            image, title = panels[index]
+            ax.imshow(image, interpolation="nearest" if max(image.size) < 256 else "antialiased")
+            ax.set_title(title, fontsize=7)
+    figure.tight_layout()
+    return figure
