@@ -29,6 +29,10 @@ CONSOLE_PREFIX = "[SISO]"
 IDLE_STATUS = "Idle: execute is False (nothing was run)"
 
 
+class SISOCancelled(Exception):
+    """A cancelled run outside ComfyUI (inside, ComfyUI's InterruptProcessingException is raised)."""
+
+
 # ----------------------------------------------------------------------------- ComfyUI access
 
 
@@ -382,7 +386,7 @@ class SISOLoRAGenerator:
         console(report)
         model_management = _comfy_module("comfy.model_management")
         if model_management is None:
-            raise KeyboardInterrupt("SISO run cancelled")
+            raise SISOCancelled(report.splitlines()[0])
         model_management.interrupt_current_processing(False)
         raise model_management.InterruptProcessingException()
 

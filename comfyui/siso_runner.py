@@ -406,7 +406,7 @@ OOM_PATTERNS = (
     "defaultcpuallocator: can't allocate memory",
 )
 OOM_HINT = (
-    "close other GPU programs (ComfyUI's own models were unloaded), or use mode low-memory, "
+    "close other GPU programs (and keep unload_models on), or use mode low-memory, "
     "a lower resolution, or train_text_encoder off"
 )
 
@@ -718,7 +718,7 @@ def supervise(
             record = parse_result(text)
             if record is not None:
                 result = record
-                hooks.on_line(stream, RESULT_PREFIX + json.dumps(record))
+                hooks.on_line(stream, f"finished: {record.get('status')} (stop reason: {record.get('stop_reason')})")
                 return
         if ended_by == "\r":  # a progress-bar redraw: progress only, not a console line
             record = parse_tqdm(text)

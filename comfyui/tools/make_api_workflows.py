@@ -1,0 +1,91 @@
+"""Write the API-format example workflows from the nodes' own defaults (run after changing inputs).
+
+    python comfyui/tools/make_api_workflows.py
+
+The UI-format files next to them are made from these by loading them into ComfyUI's own
+frontend (comfyui/tools/ui_workflows.py), so both formats always describe the same graph.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+PACK = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PACK.parent))
+
+from comfyui.nodes import SISOLoRAGenerator  # noqa: E402
+
+OUT = PACK / "example_workflows" / "api"
+
+
+def generator_widgets() -> dict:
+    types = SISOLoRAGenerator.INPUT_TYPES()
+    values = {}
+    for section in ("required", "optional"):
+        for name, spec in types[section].items():
+            options = spec[1] if len(spec) > 1 else {}
+            if options.get("forceInput") or not isinstance(spec[0], (str, list)) or spec[0] in ("IMAGE",):
+                continue
+            if "default" in options:
+                values[name] = options["default"]
+    return values
+
+
+def generation() -> dict:
+    widgets = generator_widgets()
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
+        "2": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},
+        "3": {"class_type": "SISOLoRAGenerator", "inputs": {"subject_image": ["1", 0], "execute": ["2", 0], **widgets},
+              "_meta": {"title": "SISO LoRA Generator"}},
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}, "_meta": {"title": "status"}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}, "_meta": {"title": "lora_path"}},
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}, "_meta": {"title": "best image"}},
+    }
+
+
+def inference(lora_source) -> dict:
+    return {
+        "10": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_turbo_1.0_fp16.safetensors"},
+               "_meta": {"title": "SDXL-Turbo checkpoint"}},
+        "11": {"class_type": "SISOLoadLoRA", "inputs": {"model": ["10", 0], "clip": ["10", 1], "lora_path": lora_source,
+                                                        "strength_model": 1.0, "strength_clip": 1.0},
+               "_meta": {"title": "SISO Load LoRA"}},
+        "12": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat on the moon", "clip": ["11", 1]},
+               "_meta": {"title": "new prompt"}},
+        "13": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 1]}, "_meta": {"title": "negative (unused at cfg 1)"}},
+        "14": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "15": {"class_type": "SDTurboScheduler", "inputs": {"model": ["11", 0], "steps": 1, "denoise": 1.0}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler_ancestral"}},
+        "17": {"class_type": "SamplerCustom", "inputs": {"model": ["11", 0], "add_noise": True, "noise_seed": 1, "cfg": 1.0,
+                                                         "positive": ["12", 0], "negative": ["13", 0], "sampler": ["16", 0],
+                                                         "sigmas": ["15", 0], "latent_image": ["14", 0]}},
+        "18": {"class_type": "VAEDecode", "inputs": {"samples": ["17", 0], "vae": ["10", 2]}},
+        "19": {"class_type": "SaveImage", "inputs": {"images": ["18", 0], "filename_prefix": "siso"}},
+        "20": {"class_type": "PreviewAny", "inputs": {"source": ["11", 2]}, "_meta": {"title": "lora_info"}},
+    }
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    standalone = inference(["9", 0])
+    standalone["9"] = {"class_type": "PrimitiveString",
+                       "inputs": {"value": "siso/REPLACE-WITH-YOUR-RUN/siso_lora_kohya.safetensors"},
+                       "_meta": {"title": "LoRA path (a file, a run folder, or a name under models/loras)"}}
+    combined = generation()
+    combined.update(inference(["3", 0]))
+    files = {
+        "siso_generate_lora_api.json": generation(),
+        "siso_inference_with_lora_api.json": dict(sorted(standalone.items(), key=lambda kv: int(kv[0]))),
+        "siso_generate_and_render_api.json": combined,
+    }
+    for name, graph in files.items():
+        (OUT / name).write_text(json.dumps(graph, indent=2) + "\n")
+        print(OUT / name)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

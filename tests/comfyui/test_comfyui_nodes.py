@@ -1,0 +1,180 @@
+"""The node classes in a plain Python (no ComfyUI): declarations, defaults, idle, caching, runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import pytest
+import torch
+from siso_comfy_helpers import fake
+
+from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, nodes, siso_defaults
+from siso_lib.config import MODES, PRECISIONS, SISOConfig
+
+Generator = nodes.SISOLoRAGenerator
+SEED_INPUTS = [
+    "subject_image", "prompt", "weights_output_dir", "base_model_path", "siso_script_path", "ir_features_path",
+    "num_train_epochs", "learning_rate", "dino_features_weight", "ir_features_weight", "seed", "resolution", "rank",
+    "early_stopping_max_count", "early_stopping_threshold_percentage", "execute",
+]
+
+
+def widget_defaults() -> dict:
+    required = Generator.INPUT_TYPES()["required"]
+    return {name: spec[1]["default"] for name, spec in required.items() if len(spec) > 1 and "default" in spec[1]}
+
+
+def test_declaration():
+    assert NODE_CLASS_MAPPINGS == {"SISOLoRAGenerator": Generator, "SISOLoadLoRA": nodes.SISOLoadLoRA}
+    assert NODE_DISPLAY_NAME_MAPPINGS == {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOLoadLoRA": "SISO Load LoRA"}
+    assert WEB_DIRECTORY == "./js"
+    assert Generator.CATEGORY == "SISO" and Generator.OUTPUT_NODE
+    assert Generator.RETURN_TYPES == ("STRING", "STRING", "IMAGE", "STRING")
+    assert Generator.RETURN_NAMES[:2] == ("lora_path", "status")
+    types = Generator.INPUT_TYPES()
+    required = types["required"]
+    for name in SEED_INPUTS:
+        assert name in required, name
+    assert required["subject_image"][0] == "IMAGE"
+    assert required["execute"] == ("BOOLEAN", required["execute"][1]) and required["execute"][1]["forceInput"] is True
+    assert required["seed"][1]["control_after_generate"] is False  # no 'randomize' re-runs
+    assert required["mixed_precision"][0] == list(PRECISIONS) and required["mode"][0] == list(MODES)
+    assert types["hidden"] == {"unique_id": "UNIQUE_ID"}
+    loader = nodes.SISOLoadLoRA.INPUT_TYPES()["required"]
+    assert loader["model"][0] == "MODEL" and loader["clip"][0] == "CLIP" and loader["lora_path"][0] == "STRING"
+
+
+def test_widget_defaults_are_sisoconfigs():
+    config = SISOConfig()
+    defaults = widget_defaults()
+    assert defaults["prompt"] == config.prompt
+    assert defaults["base_model_path"] == config.pretrained_model_name_or_path == "stabilityai/sdxl-turbo"
+    assert defaults["dino_model_name"] == config.dino_model_name
+    for name in ("num_train_epochs", "learning_rate", "dino_features_weight", "ir_features_weight", "seed", "resolution",
+                 "rank", "early_stopping_max_count", "early_stopping_threshold_percentage", "num_inference_steps",
+                 "train_text_encoder", "device", "mode"):
+        assert defaults[name] == getattr(config, name), name
+    assert defaults["mixed_precision"] == config.precision
+    assert (defaults["resolution"], defaults["num_inference_steps"], defaults["num_train_epochs"]) == (512, 1, 50)
+    assert defaults["ir_features_path"] == "" and defaults["siso_script_path"] == "" and defaults["python_executable"] == ""
+
+
+def test_fallback_copy_equals_sisoconfig():
+    """The copy used where siso_lib cannot be imported must not drift from SISOConfig()."""
+    config = dataclasses.asdict(SISOConfig())
+    assert siso_defaults.FALLBACK_DEFAULTS == {key: config[key] for key in siso_defaults.FALLBACK_DEFAULTS}
+    assert siso_defaults.FALLBACK_PRECISIONS == PRECISIONS and siso_defaults.FALLBACK_MODES == MODES
+
+
+def test_defaults_load_from_the_repository_file_without_siso_lib(monkeypatch):
+    """In ComfyUI's environment siso_lib is usually not installed: config.py is read by path."""
+    monkeypatch.setitem(sys.modules, "siso_lib.config", None)  # makes `import siso_lib.config` fail
+    values, precisions, modes, source = siso_defaults.load_defaults()
+    assert source == str(siso_defaults.REPO_CONFIG)
+    assert values == siso_defaults.FALLBACK_DEFAULTS and precisions == PRECISIONS and modes == MODES
+    monkeypatch.setattr(siso_defaults, "REPO_CONFIG", siso_defaults.REPO_CONFIG.with_name("missing.py"))
+    values, _, _, source = siso_defaults.load_defaults()
+    assert source == "built-in copy" and values == siso_defaults.FALLBACK_DEFAULTS
+
+
+def inputs(**changes):
+    values = widget_defaults()
+    values.pop("execute", None)
+    values.update(extra_args="")
+    values.update(changes)
+    return values
+
+
+def test_execute_false_is_idle(image):
+    output = Generator().generate(torch.from_numpy(image), False, unique_id="7", **inputs())
+    lora_path, status, preview, report = output["result"]
+    assert status == "Idle: execute is False (nothing was run)"
+    assert lora_path == "" and tuple(preview.shape) == (1, 64, 64, 3)
+    assert output["ui"]["text"] == [status]
+
+
+def test_generate_success_and_outputs(workdirs, image, capsys):
+    node = Generator()
+    values = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=3)
+    output = node.generate(torch.from_numpy(image), True, unique_id="3", **values)
+    lora_path, status, preview, report = output["result"]
+    assert status == "Success"
+    assert lora_path.startswith(str(workdirs["loras"] / "siso")) and lora_path.endswith("siso_lora_kohya.safetensors")
+    assert tuple(preview.shape) == (1, 48, 64, 3) and preview.dtype == torch.float32  # result.png, [B, H, W, C]
+    assert torch.allclose(preview[0, 0, 0], torch.tensor([200, 30, 10]) / 255.0)
+    assert report.splitlines()[0] == "Success" and "LoraLoader name: siso/" in report
+    assert output["ui"]["text"] == [report]
+    console = capsys.readouterr().out
+    assert "[SISO] step 3/3 loss" in console and "[SISO] started pid" in console
+    assert list(workdirs["temp"].iterdir()) == []
+
+
+def test_generate_failure_is_a_status_not_an_exception(workdirs, image):
+    values = inputs(siso_script_path=fake("fake_oom"), python_executable=sys.executable)
+    lora_path, status, preview, report = Generator().generate(torch.from_numpy(image), True, **values)["result"]
+    assert status.startswith("Failed: out of GPU memory")
+    assert lora_path == "" and tuple(preview.shape) == (1, 64, 64, 3)
+
+
+def test_bad_interpreter_is_reported(workdirs, image):
+    values = inputs(python_executable="/no/such/python")
+    status = Generator().generate(torch.from_numpy(image), True, **values)["result"][1]
+    assert status == "Failed: python_executable '/no/such/python' does not exist: give the python of the environment SISO is installed in"
+
+
+def test_is_changed_caches_success_and_reruns_failures(workdirs, image):
+    Generator._history.clear()
+    good = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=1)
+    first = Generator.IS_CHANGED(**good)
+    assert first == Generator.IS_CHANGED(**good)  # same widgets: same value, ComfyUI reuses its cache
+    assert first != Generator.IS_CHANGED(**dict(good, seed=43))  # a changed parameter re-runs
+    assert Generator.IS_CHANGED(**dict(good, unique_id="9")) == first  # hidden inputs do not count
+    lora_path = Generator().generate(torch.from_numpy(image), True, **good)["result"][0]
+    assert Generator.IS_CHANGED(**good) == first
+    import os
+
+    os.remove(lora_path)  # the LoRA was deleted: run again
+    assert math.isnan(Generator.IS_CHANGED(**good))
+    bad = inputs(siso_script_path=fake("fake_oom"), python_executable=sys.executable)
+    Generator().generate(torch.from_numpy(image), True, **bad)
+    assert math.isnan(Generator.IS_CHANGED(**bad))  # a failure is retried when queued again
+    without_optional = {k: v for k, v in good.items() if k != "extra_args"}
+    assert nodes.fingerprint(without_optional) == nodes.fingerprint(good)
+
+
+def test_is_changed_sees_a_changed_script_file(tmp_path):
+    script = tmp_path / "siso_generation_sdxl.py"
+    script.write_text("print(1)\n")
+    values = inputs(siso_script_path=str(script))
+    before = Generator.IS_CHANGED(**values)
+    script.write_text("print(22)\n")
+    assert Generator.IS_CHANGED(**values) != before
+
+
+def test_cancel_outside_comfyui_raises(workdirs, image, monkeypatch):
+    """Inside ComfyUI a cancelled run raises InterruptProcessingException; here SISOCancelled."""
+    def hooks(unique_id, total):
+        return nodes.runner.Hooks(should_cancel=lambda: True)
+
+    monkeypatch.setattr(Generator, "hooks", staticmethod(hooks))
+    values = inputs(siso_script_path=fake("fake_hang"), python_executable=sys.executable)
+    with pytest.raises(nodes.SISOCancelled, match="Cancelled"):
+        Generator().generate(torch.from_numpy(image), True, **values)
+    assert list(workdirs["temp"].iterdir()) == []
+
+
+def test_load_lora_resolves_paths(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="lora_path is empty"):
+        nodes.resolve_lora_file("  ")
+    with pytest.raises(ValueError, match="holds no siso_lora_kohya.safetensors"):
+        nodes.resolve_lora_file(str(folder))
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"x")
+    assert nodes.resolve_lora_file(str(folder)).endswith("pytorch_lora_weights.safetensors")
+    (folder / "siso_lora_kohya.safetensors").write_bytes(b"x")
+    assert nodes.resolve_lora_file(str(folder)).endswith("siso_lora_kohya.safetensors")
+    with pytest.raises(ValueError, match="does not exist"):
+        nodes.resolve_lora_file(str(tmp_path / "nope.safetensors"))

@@ -1,0 +1,232 @@
+"""The pack in a REAL ComfyUI (skipped unless SISO_COMFYUI_DIR points to a ComfyUI checkout).
+
+    SISO_COMFYUI_DIR=/path/to/ComfyUI SISO_COMFYUI_PYTHON=/path/to/comfy-venv/bin/python \
+        .venv/bin/python -m pytest -q tests/comfyui/test_comfyui_real.py
+
+ComfyUI runs headless on CPU, on loopback, in its own Python (SISO_COMFYUI_PYTHON, default:
+this one), with every folder under a temporary --base-directory and this pack symlinked into
+its custom_nodes. The node runs SISO with THIS Python (siso-lab's environment) through its
+python_executable input: the separate-environment setup. Workflows are posted to /prompt and
+/history is polled; the SISO model is the tiny random-weight one.
+
+SISO_COMFYUI_FULL_CHECK=1 adds the full-size check (minutes, ~16 GB RAM): ComfyUI's stock
+LoraLoader and SISO Load LoRA apply a rank-4 SISO LoRA in Kohya keys to a full-size
+SDXL-architecture UNet and both CLIPs (random weights) with no "lora key not loaded".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import comfy_server
+from siso_comfy_helpers import REPO
+
+COMFY_DIR = os.environ.get("SISO_COMFYUI_DIR", "")
+COMFY_PYTHON = os.environ.get("SISO_COMFYUI_PYTHON", sys.executable)
+WORKFLOWS = REPO / "comfyui" / "example_workflows"
+
+pytestmark = pytest.mark.skipif(
+    not COMFY_DIR or not (Path(COMFY_DIR) / "main.py").is_file(),
+    reason="set SISO_COMFYUI_DIR to a ComfyUI checkout (and SISO_COMFYUI_PYTHON to its python) to test in a real ComfyUI",
+)
+GEN = "3"  # the SISO LoRA Generator's id in the example workflows
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy-base")
+    started = time.monotonic()
+    instance = comfy_server.start(COMFY_DIR, COMFY_PYTHON, base)
+    instance.startup_seconds = time.monotonic() - started
+    comfy_server.copy_input(instance, str(REPO / "data" / "cat.png"), "cat.png")
+    yield instance
+    instance.stop()
+
+
+def generation(tiny_assets, **changes) -> dict:
+    prompt = json.loads((WORKFLOWS / "api" / "siso_generate_lora_api.json").read_text())
+    prompt[GEN]["inputs"].update(
+        base_model_path=tiny_assets["sdxl"], dino_model_name=tiny_assets["dino"], ir_features_path=tiny_assets["ir"],
+        resolution=64, num_train_epochs=3, learning_rate=5e-3, early_stopping_threshold_percentage=0.05, device="cpu",
+        python_executable=sys.executable,
+    )
+    prompt[GEN]["inputs"].update(changes)
+    return prompt
+
+
+def report(entry: dict) -> str:
+    return comfy_server.ui_text(entry, GEN)
+
+
+def test_pack_loads_and_declares_its_nodes(server):
+    info = server.get("/object_info/SISOLoRAGenerator")["SISOLoRAGenerator"]
+    assert info["display_name"] == "SISO LoRA Generator" and info["category"] == "SISO"
+    assert info["output_name"] == ["lora_path", "status", "preview", "report"]
+    required = info["input"]["required"]
+    assert required["subject_image"][0] == "IMAGE" and required["execute"][1]["forceInput"] is True
+    assert required["base_model_path"][1]["default"] == "stabilityai/sdxl-turbo"
+    assert required["resolution"][1]["default"] == 512 and required["num_train_epochs"][1]["default"] == 50
+    loader = server.get("/object_info/SISOLoadLoRA")["SISOLoadLoRA"]
+    assert loader["display_name"] == "SISO Load LoRA"
+    assert any(e.endswith("siso_status.js") for e in server.get("/extensions"))
+    templates = server.get("/workflow_templates")
+    assert sorted(templates["siso-lab"]) == ["siso_generate_and_render", "siso_generate_lora", "siso_inference_with_lora"]
+    assert not [line for line in server.log().splitlines() if "IMPORT FAILED" in line and "siso-lab" in line]
+
+
+def test_example_workflows_match_the_live_node_definitions(server):
+    """Every node type and input in the API workflows exists in this ComfyUI (the UI files are checked too)."""
+    info = server.get("/object_info")
+    for path in sorted((WORKFLOWS / "api").glob("*.json")):
+        for node_id, node in json.loads(path.read_text()).items():
+            assert node["class_type"] in info, (path.name, node["class_type"])
+            declared = info[node["class_type"]]["input"]
+            names = set(declared.get("required", {})) | set(declared.get("optional", {}))
+            assert set(node["inputs"]) <= names, (path.name, node_id, set(node["inputs"]) - names)
+    for path in sorted(WORKFLOWS.glob("*.json")):
+        for node in json.loads(path.read_text())["nodes"]:
+            assert node["type"] in info, (path.name, node["type"])
+
+
+def test_generate_workflow_succeeds(server, tiny_assets):
+    started = time.monotonic()
+    entry = server.wait(server.queue(generation(tiny_assets)))
+    seconds = time.monotonic() - started
+    text = report(entry)
+    print(f"\nreal ComfyUI generation: {seconds:.1f} s (server start {server.startup_seconds:.1f} s)\n{text}")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert text.splitlines()[0] == "Success"
+    assert comfy_server.ui_text(entry, "4") == "Success"  # PreviewAny on the status output
+    lora_path = comfy_server.ui_text(entry, "5")
+    loras = server.base / "models" / "loras"
+    assert lora_path.startswith(str(loras / "siso")) and lora_path.endswith("siso_lora_kohya.safetensors")
+    assert Path(lora_path).is_file()
+    # LoraLoader lists it right away
+    names = server.get("/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
+    assert Path(lora_path).relative_to(loras).as_posix() in names
+    # the preview on the node and in PreviewImage
+    image = entry["outputs"][GEN]["images"][0]
+    png = server.get(f"/view?filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}", raw=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert entry["outputs"]["6"]["images"]
+    log = server.log()
+    assert "[SISO] unloaded ComfyUI's models" in log and "[SISO] step 3/3 loss" in log
+    assert not list((server.base / "tmp").glob("siso-comfyui-*"))  # the temporary subject image is gone
+    server.generated_lora = lora_path
+
+
+def test_unchanged_inputs_reuse_the_cached_result_and_changes_rerun(server, tiny_assets):
+    prompt = generation(tiny_assets)
+    runs_before = len(list((server.base / "models" / "loras" / "siso").iterdir()))
+    started = time.monotonic()
+    entry = server.wait(server.queue(prompt))
+    cached_seconds = time.monotonic() - started
+    cached = [m for m in entry["status"]["messages"] if m[0] == "execution_cached"]
+    assert cached and GEN in cached[0][1]["nodes"], entry["status"]["messages"]
+    assert len(list((server.base / "models" / "loras" / "siso").iterdir())) == runs_before
+    started = time.monotonic()
+    entry = server.wait(server.queue(generation(tiny_assets, seed=43)))
+    rerun_seconds = time.monotonic() - started
+    assert report(entry).startswith("Success")
+    assert len(list((server.base / "models" / "loras" / "siso").iterdir())) == runs_before + 1
+    print(f"\ncached: {cached_seconds:.2f} s; changed seed re-run: {rerun_seconds:.1f} s")
+
+
+def test_execute_false_is_idle(server, tiny_assets):
+    prompt = generation(tiny_assets, seed=44)
+    prompt["2"]["inputs"]["value"] = False
+    entry = server.wait(server.queue(prompt))
+    assert entry["status"]["status_str"] == "success"
+    assert report(entry) == "Idle: execute is False (nothing was run)"
+    assert "5" not in entry["outputs"]  # lora_path is blocked: nothing downstream runs
+
+
+def test_bad_input_is_a_one_line_status(server, tiny_assets):
+    entry = server.wait(server.queue(generation(tiny_assets, ir_features_path="/nonexistent/ir_features.pth")))
+    assert entry["status"]["status_str"] == "success"
+    status = comfy_server.ui_text(entry, "4")
+    assert status.startswith("Failed: ir_features_path '/nonexistent/ir_features.pth' does not exist")
+    assert "\n" not in status and "Traceback" not in status
+
+
+def test_cancel_stops_the_run_promptly(server, tiny_assets):
+    marker = f"cancel-{os.getpid()}-{time.time_ns()}"
+    prompt = generation(tiny_assets, prompt=f"a photo of a cat {marker}", num_train_epochs=10000,
+                        early_stopping_max_count=10000, early_stopping_threshold_percentage=0.0)
+    log_start = len(server.log())
+    prompt_id = server.queue(prompt)
+    server.wait_for_log("[SISO] step 2/10000", timeout=300, start=log_start)
+    assert comfy_server.processes_with(marker), "the SISO child should be running"
+    interrupted = time.monotonic()
+    server.interrupt()
+    entry = server.wait(prompt_id, timeout=60)
+    seconds = time.monotonic() - interrupted
+    print(f"\ncancel: the prompt ended {seconds:.1f} s after POST /interrupt; messages {comfy_server.messages(entry)}")
+    assert "execution_interrupted" in comfy_server.messages(entry)
+    assert seconds < 15
+    assert comfy_server.processes_with(marker) == []  # no child left
+    assert not list((server.base / "tmp").glob("siso-comfyui-*"))
+    log = server.log()[log_start:]
+    assert "cancel requested: sending SIGTERM" in log and "Cancelled" in log
+    # the queue goes on: the next prompt runs normally
+    entry = server.wait(server.queue(generation(tiny_assets, seed=45, num_train_epochs=1)))
+    assert report(entry).startswith("Success")
+
+
+@pytest.mark.skipif(os.environ.get("SISO_COMFYUI_FULL_CHECK") != "1", reason="set SISO_COMFYUI_FULL_CHECK=1 (minutes, ~16 GB RAM)")
+def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
+    """A rank-4 SISO LoRA on the full SDXL architecture: every key applied by LoraLoader and SISO Load LoRA."""
+    assets = Path(os.environ.get("SISO_FULL_ASSETS_DIR") or tmp_path_factory.mktemp("full-sdxl"))
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(Path(__file__).with_name("make_full_sdxl_lora.py")), str(assets)], check=True)
+    made = time.monotonic() - started
+    models = server.base / "models"
+    for name, folder in (("unet.safetensors", "diffusion_models"), ("clip_l.safetensors", "text_encoders"),
+                         ("clip_g.safetensors", "text_encoders")):
+        target = models / folder / f"siso_full_{name}"
+        if not target.exists():
+            target.symlink_to(assets / name)
+    lora_dir = models / "loras" / "siso_full"
+    lora_dir.mkdir(exist_ok=True)
+    lora = lora_dir / "siso_lora_kohya.safetensors"
+    if not lora.exists():
+        lora.symlink_to(assets / "siso_lora_kohya.safetensors")
+    expected = json.loads((assets / "counts.json").read_text())
+    prompt = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "siso_full_unet.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "siso_full_clip_l.safetensors",
+                                                         "clip_name2": "siso_full_clip_g.safetensors", "type": "sdxl"}},
+        "3": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["2", 0],
+                                                     "lora_name": "siso_full/siso_lora_kohya.safetensors",
+                                                     "strength_model": 1.0, "strength_clip": 1.0}},
+        "4": {"class_type": "SISOLoadLoRA", "inputs": {"model": ["1", 0], "clip": ["2", 0], "lora_path": str(lora),
+                                                       "strength_model": 1.0, "strength_clip": 1.0}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+    }
+    log_start = len(server.log())
+    started = time.monotonic()
+    entry = server.wait(server.queue(prompt), timeout=900)
+    applied = time.monotonic() - started
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    log = server.log()[log_start:]
+    not_loaded = len(re.findall(r"lora key not loaded|NOT LOADED", log))
+    info = comfy_server.ui_text(entry, "6")
+    print(f"\nfull-size SDXL key check: made in {made:.0f} s, loaded+applied in {applied:.0f} s; "
+          f"file: {expected}; SISO Load LoRA: {info}; 'not loaded' lines in the log: {not_loaded}")
+    assert not_loaded == 0
+    match = re.search(r"weights patched: UNet (\d+), CLIP (\d+); keys not loaded: (\d+)", info)
+    assert match, info
+    unet, clip, missing = (int(x) for x in match.groups())
+    assert missing == 0
+    assert unet == expected["unet_modules"] == 560
+    assert clip == expected["te1_modules"] + expected["te2_modules"] == 48 + 128
