@@ -35,7 +35,7 @@ from .early_stopping import EarlyStopping
 from .images import SubjectImage, load_subject_image, tensor_to_pil
 from .ir_features import IRFeatures
 from .losses import SubjectSimilarityLoss
-from .sdxl import LoRASpec, SDXLGenerator, add_lora, load_sdxl_pipeline, lora_state_dicts
+from .sdxl import LoRASnapshotter, LoRASpec, SDXLGenerator, add_lora, load_sdxl_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +146,10 @@ class SISOOptimizer:
         dino: DinoFeatures | None = None,
         ir: IRFeatures | None = None,
         device: torch.device | None = None,
+        profile_phases: bool = False,
     ):
         config.validate()
+        self.profile_phases = profile_phases  # synchronise and time each phase (benchmarks only)
         self.config = config
         self.device = device or pick_device(config.device)
         self.settings = RuntimeSettings.resolve(config, self.device)
@@ -162,6 +164,7 @@ class SISOOptimizer:
             pipe, LoRASpec(config.rank, config.effective_lora_alpha, config.train_text_encoder), config.seed
         )
         self._place_pipeline()
+        self.snapshot_lora = LoRASnapshotter(pipe, config.train_text_encoder)
 
         if dino is None and config.dino_features_weight > 0:
             dino = DinoFeatures.from_pretrained(config.dino_model_name)
@@ -250,6 +253,7 @@ class SISOOptimizer:
         if self._started is None:
             self._started = time.perf_counter()
         started = time.perf_counter()
+        phases = _PhaseTimer(self.device, self.profile_phases)
         self.pipe.unet.train()
         if config.train_text_encoder:
             self.pipe.text_encoder.train()
@@ -258,8 +262,10 @@ class SISOOptimizer:
         image = self.generator.generate(
             config.prompt, generator, config.resolution, config.resolution, config.num_inference_steps
         )
+        phases.mark("generate")
         losses = self.loss(image)
         values = {name: float(value.detach().item()) for name, value in losses.items()}
+        phases.mark("loss")
         if not all(math.isfinite(v) for v in values.values()):
             raise NonFiniteLossError(self.step_index, values)
         step = self.step_index
@@ -267,16 +273,19 @@ class SISOOptimizer:
         image_cpu = image.detach().float().cpu()
         if is_best:
             # snapshot the weights that PRODUCED this image, before the update below
-            self.best_lora = lora_state_dicts(self.pipe, config.train_text_encoder)
+            self.best_lora = self.snapshot_lora()
             self.best_image = image_cpu
             self.best_losses = values
+        phases.mark("snapshot")
         lr = float(self.lr_scheduler.get_last_lr()[0])
         if self.grad_scaler is None:
             losses["total"].backward()
+            phases.mark("backward")
             torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
             self.optimizer.step()
         else:
             self.grad_scaler.scale(losses["total"]).backward()
+            phases.mark("backward")
             self.grad_scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
             self.grad_scaler.step(self.optimizer)
@@ -284,10 +293,12 @@ class SISOOptimizer:
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         synchronize(self.device)
+        phases.mark("optimizer")
         seconds = time.perf_counter() - started
         self.step_index += 1
         self.history.append(
             {"step": step, "iteration": step + 1, **values, "lr": lr, "seconds": round(seconds, 5), "is_best": is_best}
+            | ({"phases": phases.seconds} if self.profile_phases else {})
         )
         return StepEvent(
             step=step,
@@ -359,6 +370,22 @@ class SISOOptimizer:
         return STOP_REASONS[reason].format(
             threshold=self.config.early_stopping_threshold_percentage, patience=self.config.early_stopping_max_count
         )
+
+
+class _PhaseTimer:
+    """Wall time per phase of a step, synchronising the device at each mark (only when enabled)."""
+
+    def __init__(self, device: torch.device, enabled: bool):
+        self.device, self.enabled = device, enabled
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        if self.enabled:
+            synchronize(self.device)
+            now = time.perf_counter()
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 5)
+            self._last = now
 
 
 class NonFiniteLossError(RuntimeError):

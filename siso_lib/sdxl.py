@@ -139,16 +139,38 @@ def add_lora(pipe: StableDiffusionXLPipeline, spec: LoRASpec, seed: int) -> list
     return [p for part in parts for p in part.parameters() if p.requires_grad]
 
 
-def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, dict[str, torch.Tensor]]:
-    """Detached CPU float32 COPIES of the LoRA weights, by part (peft key names).
+class LoRASnapshotter:
+    """Takes detached CPU float32 COPIES of the LoRA weights, by part (peft key names).
 
-    peft's state dict aliases the live parameters; without the clone a "best" snapshot would
-    silently follow every later update (the reference script's bug).
+    peft's state dict aliases the live parameters; without a copy a "best" snapshot would
+    silently follow every later update (the reference script's bug). Building that state dict
+    walks every module of the UNet (~90 ms of Python per call for SDXL), so the aliasing
+    tensors are looked up once; each snapshot then packs them into one buffer on the device and
+    copies it to the CPU at once, one transfer instead of ~1,300 synchronising ones.
     """
-    return {
-        name: {key: value.detach().to("cpu", torch.float32, copy=True) for key, value in get_peft_model_state_dict(part).items()}
-        for name, part in lora_modules(pipe, train_text_encoder).items()
-    }
+
+    def __init__(self, pipe: StableDiffusionXLPipeline, train_text_encoder: bool):
+        # hold the Parameter objects, not the state dict's tensors, so a later `.to(device)` is seen
+        self.parts = {}
+        for name, part in lora_modules(pipe, train_text_encoder).items():
+            parameters = dict(part.named_parameters())
+            self.parts[name] = [
+                (key, parameters[key.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")])
+                for key in get_peft_model_state_dict(part)
+            ]
+
+    def __call__(self) -> dict[str, dict[str, torch.Tensor]]:
+        snapshot = {}
+        for name, items in self.parts.items():
+            flat = torch.cat([tensor.detach().reshape(-1).float() for _, tensor in items]).cpu()
+            chunks = flat.split([tensor.numel() for _, tensor in items])
+            snapshot[name] = {key: chunk.view(tensor.shape) for (key, tensor), chunk in zip(items, chunks)}
+        return snapshot
+
+
+def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, dict[str, torch.Tensor]]:
+    """One snapshot of the LoRA weights (see LoRASnapshotter), e.g. for tests and tools."""
+    return LoRASnapshotter(pipe, train_text_encoder)()
 
 
 def load_lora_state_dicts(pipe: StableDiffusionXLPipeline, states: dict[str, dict[str, torch.Tensor]]) -> None:
