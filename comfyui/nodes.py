@@ -274,7 +274,7 @@ class SISOLoRAGenerator:
             self._history[key] = (job.ok, job.lora_path)
         report = job.report()
         if job.cancelled:
-            self._raise_cancelled(report)
+            self._raise_cancelled(report, unique_id)
         console(report)
         images = save_preview(job.result_image, unique_id)
         preview = runner.load_image_tensor(job.result_image) if job.result_image else None
@@ -328,9 +328,10 @@ class SISOLoRAGenerator:
             siso_script_path=inputs.get("siso_script_path", "") or "",
             search_dirs=search_dirs(),
         )
+        hooks = self.hooks(unique_id, params.num_train_epochs)
         if inputs.get("unload_models", True):
-            self.unload_models()
-        return runner.run_job(request, self.hooks(unique_id, params.num_train_epochs))
+            hooks.before_start = self.unload_models  # only once the inputs passed their checks
+        return runner.run_job(request, hooks)
 
     @staticmethod
     def unload_models() -> None:
@@ -382,8 +383,9 @@ class SISOLoRAGenerator:
         )
 
     @staticmethod
-    def _raise_cancelled(report: str) -> None:
+    def _raise_cancelled(report: str, unique_id=None) -> None:
         console(report)
+        send_to_ui("siso.progress", {"node": unique_id, "text": report})
         model_management = _comfy_module("comfy.model_management")
         if model_management is None:
             raise SISOCancelled(report.splitlines()[0])

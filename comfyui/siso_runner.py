@@ -102,6 +102,7 @@ class Hooks:
     on_progress: Callable[[dict], None] = lambda record: None
     should_cancel: Callable[[], bool] = lambda: False
     on_start: Callable[[list[str], int], None] = lambda command, pid: None
+    before_start: Callable[[], None] = lambda: None  # inputs are fine, the child is about to start
 
 
 @dataclass
@@ -836,6 +837,7 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
             job.notes.append("no ir_features_path: optimised with DINO features only (the paper uses DINO + IR)")
         command = build_command(python, script, flavour, image_path, params, str(run_dir), str(run_dir))
         job.command = command
+        hooks.before_start()
         try:
             process = start_child(command, child_environment(python), cwd=str(run_dir))
         except OSError as error:

@@ -5,7 +5,8 @@
 DIR/unet.safetensors (diffusers keys, what ComfyUI's UNETLoader reads), clip_l.safetensors,
 clip_g.safetensors (transformers keys, DualCLIPLoader type sdxl), siso_lora_kohya.safetensors
 (made by siso_lib's own code path: peft adapters as SISO attaches them -> lora_state_dicts ->
-to_kohya_state_dict) and counts.json. Needs ~8 GB of RAM and a few minutes on 2 CPU cores;
+to_kohya_state_dict), the same LoRA in diffusers keys (pytorch_lora_weights.safetensors) and
+counts.json. Needs ~8 GB of RAM and a few minutes on 2 CPU cores;
 does nothing when DIR/counts.json exists.
 """
 
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from siso_lib.lora_io import to_kohya_state_dict
+from siso_lib.lora_io import to_diffusers_state_dict, to_kohya_state_dict
 from siso_lib.sdxl import LoRASpec, add_lora, lora_state_dicts
 from siso_lib.test_assets import build_sdxl_pipeline
 
@@ -48,6 +49,8 @@ def main(directory: str) -> int:
     best = lora_state_dicts(pipe, train_text_encoder=True)
     kohya = to_kohya_state_dict(best, alpha=4.0)
     save_file(kohya, str(out / "siso_lora_kohya.safetensors"), metadata={"format": "pt"})
+    # the same LoRA in diffusers keys: the negative control (ComfyUI's LoraLoader skips its UNet part)
+    save_file(to_diffusers_state_dict(best), str(out / "pytorch_lora_weights.safetensors"), metadata={"format": "pt"})
     counts = {
         "unet_modules": sum(k.endswith(".lora_A.weight") for k in best["unet"]),
         "te1_modules": sum(k.endswith(".lora_A.weight") for k in best["text_encoder"]),

@@ -197,9 +197,10 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
             target.symlink_to(assets / name)
     lora_dir = models / "loras" / "siso_full"
     lora_dir.mkdir(exist_ok=True)
+    for name in ("siso_lora_kohya.safetensors", "pytorch_lora_weights.safetensors"):
+        if not (lora_dir / name).exists():
+            (lora_dir / name).symlink_to(assets / name)
     lora = lora_dir / "siso_lora_kohya.safetensors"
-    if not lora.exists():
-        lora.symlink_to(assets / "siso_lora_kohya.safetensors")
     expected = json.loads((assets / "counts.json").read_text())
     prompt = {
         "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "siso_full_unet.safetensors", "weight_dtype": "default"}},
@@ -230,3 +231,18 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
     assert missing == 0
     assert unet == expected["unet_modules"] == 560
     assert clip == expected["te1_modules"] + expected["te2_modules"] == 48 + 128
+
+    # negative control: the diffusers-key file. Stock LoraLoader skips its UNet keys (the check above
+    # can see that); SISO Load LoRA converts it and applies everything.
+    prompt["3"]["inputs"]["lora_name"] = "siso_full/pytorch_lora_weights.safetensors"
+    prompt["4"]["inputs"]["lora_path"] = str(lora_dir / "pytorch_lora_weights.safetensors")
+    log_start = len(server.log())
+    entry = server.wait(server.queue(prompt), timeout=900)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    log = server.log()[log_start:]
+    stock_not_loaded = len(re.findall(r"lora key not loaded", log))
+    info = comfy_server.ui_text(entry, "6")
+    print(f"diffusers-key file: stock LoraLoader 'lora key not loaded' lines: {stock_not_loaded}; SISO Load LoRA: {info}")
+    assert stock_not_loaded == 2 * 560  # lora.down + lora.up of every UNet module
+    match = re.search(r"weights patched: UNet (\d+), CLIP (\d+); keys not loaded: (\d+)", info)
+    assert match and [int(x) for x in match.groups()] == [560, 176, 0], info

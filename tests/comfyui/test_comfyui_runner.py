@@ -40,6 +40,7 @@ class Recorder:
         self.lines: list[tuple[str, str]] = []
         self.progress: list[dict] = []
         self.started: list[int] = []
+        self.prepared = 0
         self.cancel_after_steps = cancel_after_steps
 
     def hooks(self) -> runner.Hooks:
@@ -48,7 +49,11 @@ class Recorder:
             on_progress=self.progress.append,
             should_cancel=lambda: self.cancel_after_steps is not None and len(self.progress) >= self.cancel_after_steps,
             on_start=lambda command, pid: self.started.append(pid),
+            before_start=self.prepare,
         )
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
 
 def assert_clean(workdirs):
@@ -69,6 +74,7 @@ def test_success_reports_progress_and_the_kohya_lora(workdirs, image):
     recorder = Recorder()
     job = runner.run_job(request(workdirs, image, fake("fake_success"), params=dict(num_train_epochs=3)), recorder.hooks())
     assert job.status == "Success" and job.ok
+    assert recorder.prepared == 1 and len(recorder.started) == 1
     assert job.lora_path.endswith(runner.KOHYA_NAME) and job.diffusers_path.endswith(runner.DIFFUSERS_NAME)
     assert job.lora_name.startswith("siso/") and job.lora_name.endswith("/" + runner.KOHYA_NAME)
     assert [p["step"] for p in recorder.progress] == [1, 2, 3]
@@ -204,6 +210,7 @@ def test_bad_input_is_one_clear_line_and_starts_nothing(workdirs, image, changes
     assert job.status.startswith(expected), job.status
     assert "\n" not in job.status and "Traceback" not in job.status
     assert recorder.started == [] and pids(workdirs) == []
+    assert recorder.prepared == 0  # ComfyUI's models are not unloaded for a run that cannot start
     assert run_dirs(workdirs) == []
     assert_clean(workdirs)
 
