@@ -95,6 +95,17 @@ def lora_info(path: str | Path) -> LoraInfo:
     return LoraInfo(path, metadata, run)
 
 
+def load_pipeline_quietly(base_model: str, lora_path: str | Path, device: str = "auto", precision: str = "auto"):
+    """`inference.load_pipeline_with_lora` without progress bars (they are widgets in a notebook)."""
+    from .inference import load_pipeline_with_lora
+    from .notebook_run import quiet_model_loading
+
+    quiet_model_loading()
+    pipe = load_pipeline_with_lora(base_model, lora_path, device=device, precision=precision)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def default_prompts(prompt: str) -> list[str]:
     """The optimisation prompt and richer ones built around it ("prompt simplification")."""
     subject = prompt

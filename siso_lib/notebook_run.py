@@ -287,6 +287,14 @@ def pil_png(image, max_side: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def integer_iterations(*axes) -> None:
+    """Whole-number ticks on the iteration axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _show_image(ax, image, title: str) -> None:
     from .images import tensor_to_pil
 
@@ -310,6 +318,7 @@ def dashboard_figure(snapshot: dict, subject_image=None, title: str | None = Non
     ax_total = figure.add_subplot(grid[0, 0:2])
     ax_terms = figure.add_subplot(grid[0, 2:4])
     draw_losses(ax_total, ax_terms, snapshot["history"], snapshot["best_step"])
+    integer_iterations(ax_total, ax_terms)
     history = snapshot["history"]
     n = len(history)
     best = snapshot["best_step"]

@@ -34,6 +34,7 @@ from .notebook_run import (
     coerce_knob,
     execute_run,
     figure_png,
+    integer_iterations,
     pil_png,
     quiet_model_loading,
     run_output_dir,
@@ -70,6 +71,15 @@ def _upload_entries(value) -> list[tuple[str, bytes]]:
     if isinstance(value, dict):
         return [(name, bytes(item["content"])) for name, item in value.items()]
     return [(item["name"], bytes(item["content"])) for item in value or ()]
+
+
+def _placeholder(text: str = "waiting for\nthe first iteration") -> bytes:
+    """A light grey square with a caption, shown before an image exists."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (160, 160), (238, 238, 238))
+    ImageDraw.Draw(image).multiline_text((80, 80), text, fill=(130, 130, 130), anchor="mm", align="center")
+    return pil_png(image)
 
 
 class SISOPanel:
@@ -114,10 +124,11 @@ class SISOPanel:
         if examples_dir and Path(examples_dir).is_dir():
             examples = sorted(str(p) for p in Path(examples_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         self.examples = W.Dropdown(options=[("(choose an example photo)", "")] + [(Path(p).name, p) for p in examples],
-                                   value="", description="example photos", style=WIDE)
+                                   value="", description="example photos", style=WIDE, layout=W.Layout(width="420px"))
         self.subject_path = W.Text(value=str(subject_image_path), description="subject image path", style=WIDE,
                                    layout=W.Layout(width="95%"))
-        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload a photo")
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload a photo",
+                                   layout=W.Layout(width="220px", margin="2px 0 2px 154px"))
         self.prompt = W.Text(value=c.prompt, description="prompt", style=WIDE, layout=W.Layout(width="95%"),
                              placeholder="a simple prompt naming the subject's class, e.g. 'a photo of a cat'")
 
@@ -158,8 +169,8 @@ class SISOPanel:
         self.loss_plot = W.Image(format="png", layout=W.Layout(width="720px"))
         side = W.Layout(width="200px", height="200px", object_fit="contain")
         self.subject_view = W.Image(format="png", layout=side)
-        self.current_view = W.Image(format="png", layout=side)
-        self.best_view = W.Image(format="png", layout=side)
+        self.current_view = W.Image(value=_placeholder(), format="png", layout=side)
+        self.best_view = W.Image(value=_placeholder(), format="png", layout=side)
         self.current_caption = W.HTML("<b>current</b>")
         self.best_caption = W.HTML("<b>best so far</b>")
         self.result_info = W.HTML()
@@ -246,7 +257,7 @@ class SISOPanel:
             self._subject_pil = load_subject_image(path).image
         except SISOInputError as error:
             self._subject_pil = None
-            self.subject_view.value = b""
+            self.subject_view.value = _placeholder("no photo")
             self._set_status(f"Subject photo: {html.escape(str(error))}", "error")
             return
         self.subject_view.value = pil_png(self._subject_pil, max_side=256)
@@ -299,7 +310,7 @@ class SISOPanel:
         self.progress.max, self.progress.value = config.num_train_epochs, 0
         self.progress.bar_style = "info"
         self.progress.description = f"0 / {config.num_train_epochs}"
-        self.current_view.value = self.best_view.value = b""
+        self.current_view.value = self.best_view.value = _placeholder()
         self.result_info.value = ""
         self._render_plot(run.recorder.snapshot())
         self.run_button.disabled, self.stop_button.disabled = True, False
@@ -373,8 +384,11 @@ class SISOPanel:
         figure = Figure(figsize=(9, 3.2), dpi=80)
         ax_total, ax_terms = figure.subplots(1, 2)
         draw_losses(ax_total, ax_terms, snapshot["history"], snapshot["best_step"])
+        integer_iterations(ax_total, ax_terms)
         if not snapshot["history"]:
             for ax in (ax_total, ax_terms):
+                ax.set_xticks([])
+                ax.set_yticks([])
                 ax.text(0.5, 0.5, "the curves appear here\nwhile SISO runs", ha="center", va="center",
                         transform=ax.transAxes, color="gray")
         figure.tight_layout()
@@ -399,6 +413,8 @@ class SISOPanel:
             self._set_status(f"Failed: {html.escape(str(run.error))}", "error")
             return
         self._render(run)
+        if run.recorder.best_step is not None:
+            self.best_caption.value = f"<b>best: iteration {run.recorder.best_step + 1}</b>"
         result, artifacts = run.outcome.result, run.outcome.artifacts
         reason = run.outcome.optimizer.describe_stop(result.stop_reason)
         best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"

@@ -1,0 +1,55 @@
+"""Fixtures for the notebook tests: one tiny-asset folder per session (tests/conftest.py), one
+headless run of 01_generate_lora.ipynb (what `make demo` does) and one small sweep, each made
+once and read by several tests, so that the suite stays short on a 2-core CPU."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from nb_helpers import ITERATIONS, TIMINGS, assets_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_run(tiny_assets, tmp_path_factory):
+    """`make demo`'s code path: 01_generate_lora.ipynb headless with papermill, offline models."""
+    from siso_lib.notebook_run import demo_main
+
+    out = tmp_path_factory.mktemp("demo") / "run"
+    started = time.perf_counter()
+    code = demo_main([
+        "--assets_dir", assets_dir(tiny_assets), "--output_dir", str(out), "-p", f"num_train_epochs={ITERATIONS}",
+    ])
+    TIMINGS["01_generate_lora (papermill)"] = time.perf_counter() - started
+    return {"code": code, "dir": out, "notebook": out / "01_generate_lora.ipynb"}
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tiny_assets, tmp_path_factory):
+    """A 2x2 sweep (learning_rate x rank) of 01_generate_lora.ipynb on the tiny models."""
+    from siso_lib.sweep import build_sweep, run_sweep
+
+    root = tmp_path_factory.mktemp("sweeps")
+    sweep = build_sweep(
+        name="lr-rank",
+        grid={"learning_rate": [1e-3, 5e-3], "rank": [2, 4]},
+        fixed={"models": "offline", "assets_dir": assets_dir(tiny_assets), "num_train_epochs": 2},
+        root=root,
+    )
+    lines: list[str] = []
+    started = time.perf_counter()
+    summary = run_sweep(sweep, echo=lines.append)
+    TIMINGS["sweep 2x2 (first invocation)"] = time.perf_counter() - started
+    return {"sweep": sweep, "summary": summary, "lines": lines}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIMINGS:
+        terminalreporter.write_sep("-", "notebook timings")
+        for name, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{name}: {seconds:.1f} s")
