@@ -245,11 +245,17 @@ def _quiet_libraries() -> None:
         pass
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (main() may run in-process, e.g. in tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
 def _log_to_stderr(level: int) -> None:
-    if not any(getattr(h, "_siso", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("siso: %(message)s"))
-        handler._siso = True
         logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

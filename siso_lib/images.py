@@ -21,7 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import SISOInputError
 
 MIN_SIDE = 32  # the feature networks upsample to 518/290 px; below this there is no subject
-MAX_DECODE_PIXELS = 150_000_000  # refuse before decoding: ~450 MB of RGB
+MAX_DECODE_PIXELS = 50_000_000  # PNG/WebP/TIFF larger than this are refused before decoding (150 MB RGB)
+MAX_JPEG_PIXELS = 400_000_000  # JPEGs are decoded at 1/2..1/8 scale (draft mode), so they may be larger
 DOWNSCALE_ABOVE_PIXELS = 16_000_000  # larger images are reduced to a 2048 px short side
 DOWNSCALE_SHORT_SIDE = 2048
 
@@ -50,7 +51,7 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
         top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         array = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
         notes.append(f"converted {mode} (high bit depth) to 8-bit")
-        image = Image.fromarray(array, mode="L")
+        image = Image.fromarray(array)
         mode = "L"
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
@@ -77,23 +78,33 @@ def load_subject_image(path: str | os.PathLike) -> SubjectImage:
         raise SISOInputError(f"subject image {str(path)!r} is not a file: give the path of a PNG/JPEG/WebP photo")
     if path.stat().st_size == 0:
         raise SISOInputError(f"subject image {str(path)!r} is empty (0 bytes): give a real photo")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError as error:
+        raise SISOInputError(
+            f"subject image {str(path)!r} is not readable (permission denied): fix its permissions or copy it"
+        ) from error
     notes: list[str] = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             previous_limit = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
+            Image.MAX_IMAGE_PIXELS = MAX_JPEG_PIXELS  # our own checks below are stricter for non-JPEG
             try:
                 with Image.open(path) as opened:
-                    width, height = opened.size
-                    if width * height > MAX_DECODE_PIXELS:
+                    width, height = opened.size  # read from the header: nothing is decoded yet
+                    limit = MAX_JPEG_PIXELS if opened.format == "JPEG" else MAX_DECODE_PIXELS
+                    if width * height > limit:
                         raise SISOInputError(
                             f"subject image {str(path)!r} is {width}x{height} pixels, too large to decode safely: "
-                            f"downscale it below {MAX_DECODE_PIXELS // 1_000_000} megapixels first"
+                            f"downscale it below {limit // 1_000_000} megapixels first"
                         )
                     if opened.format == "JPEG" and width * height > DOWNSCALE_ABOVE_PIXELS:
                         # decode a reduced JPEG directly instead of the full-size bitmap
                         opened.draft("RGB", (DOWNSCALE_SHORT_SIDE, DOWNSCALE_SHORT_SIDE))
+                        if opened.size != (width, height):
+                            notes.append(f"decoded the {width}x{height} JPEG at {opened.size[0]}x{opened.size[1]}")
                     opened.load()
                     if opened.getexif().get(0x0112, 1) not in (0, 1):
                         notes.append("applied the EXIF orientation")

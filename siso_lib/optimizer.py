@@ -158,7 +158,15 @@ class SISOOptimizer:
 
         dtype = self.settings.dtype
         if pipe is None:
-            pipe = load_sdxl_pipeline(config.pretrained_model_name_or_path, torch_dtype=dtype)
+            extra = config.extra
+            pipe = load_sdxl_pipeline(
+                config.pretrained_model_name_or_path,
+                torch_dtype=dtype,
+                vae_name_or_path=extra.get("pretrained_vae_model_name_or_path"),
+                revision=extra.get("revision"),
+                variant=extra.get("variant"),
+                cache_dir=extra.get("cache_dir"),
+            )
         self.pipe = pipe
         self.params = add_lora(
             pipe, LoRASpec(config.rank, config.effective_lora_alpha, config.train_text_encoder), config.seed

@@ -25,6 +25,7 @@ from .atomic import save_image
 from .images import load_subject_image, tensor_to_pil
 from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME, save_lora_files
 from .optimizer import SISOOptimizer, SISOResult, StepEvent
+from .sdxl import check_local_base_model
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def prepare_output_dirs(
 
 def check_model_inputs(config: SISOConfig) -> None:
     """Cheap checks of the model paths before the base model (GBs) is loaded."""
+    check_local_base_model(config.pretrained_model_name_or_path)
     if config.dino_features_weight > 0:
         check_dino_name(config.dino_model_name)
     if config.ir_features_path:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 
 
-def _check_local_sdxl_folder(path: Path) -> None:
+def check_sdxl_folder(path: Path) -> None:
     index = path / "model_index.json"
     if not index.is_file():
         raise SISOInputError(
@@ -58,6 +59,21 @@ def _check_local_sdxl_folder(path: Path) -> None:
         )
 
 
+def is_hub_id(name_or_path: str) -> bool:
+    """'org/name' that is not an existing path: a Hugging Face hub id, loaded through the hub cache."""
+    return not os.path.exists(name_or_path) and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name_or_path) is not None
+
+
+def check_local_base_model(name_or_path: str) -> None:
+    """If `name_or_path` names a local folder (not a hub id), check it is an SDXL diffusers folder."""
+    if not is_hub_id(name_or_path):
+        if not Path(name_or_path).exists():
+            raise SISOInputError(
+                f"base model folder {name_or_path!r} does not exist: check --pretrained_model_name_or_path"
+            )
+        check_sdxl_folder(Path(name_or_path))
+
+
 def load_sdxl_pipeline(
     name_or_path: str,
     torch_dtype: torch.dtype = torch.float32,
@@ -67,14 +83,7 @@ def load_sdxl_pipeline(
     cache_dir: str | None = None,
 ) -> StableDiffusionXLPipeline:
     """Load an SDXL pipeline on the CPU in `torch_dtype`; raise SISOInputError if it cannot be."""
-    looks_local = os.path.sep in name_or_path or name_or_path.startswith(".") or os.path.exists(name_or_path)
-    if looks_local:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise SISOInputError(
-                f"base model folder {name_or_path!r} does not exist: check --pretrained_model_name_or_path"
-            )
-        _check_local_sdxl_folder(path)
+    check_local_base_model(name_or_path)
     kwargs = dict(dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir)
     try:
         if vae_name_or_path:
