@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   create the environment if missing, run SISO end to end on the offline default
+#               (the 01_generate_lora notebook, headless, with papermill)
 #   make test   create the environment if missing, run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,8 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks,dev]"
 	touch $(STAMP)
 
+# the notebook-driven workflow: notebooks/01_generate_lora.ipynb executed headless by papermill on
+# the offline default (tiny random-weight models, data/cat.png); the executed notebook lands
+# beside the LoRA, images and run.json in a fresh outputs/runs/<time>-demo/ folder
 demo: $(STAMP)
-	$(VENV)/bin/siso-demo
+	$(PY) -m siso_lib.notebook_run
 
 test: $(STAMP)
 	$(PY) -m pytest -q
