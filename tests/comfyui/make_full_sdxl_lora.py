@@ -3,7 +3,7 @@
     python tests/comfyui/make_full_sdxl_lora.py DIR
 
 DIR/unet.safetensors (diffusers keys, what ComfyUI's UNETLoader reads), clip_l.safetensors,
-clip_g.safetensors (transformers keys, DualCLIPLoader type sdxl), siso_lora_kohya.safetensors
+clip_g.safetensors (transformers keys, DualCLIPLoader type sdxl), vae.safetensors (VAELoader), siso_lora_kohya.safetensors
 (made by siso_lib's own code path: peft adapters as SISO attaches them -> lora_state_dicts ->
 to_kohya_state_dict), the same LoRA in diffusers keys (pytorch_lora_weights.safetensors) and
 counts.json. Needs ~8 GB of RAM and a few minutes on 2 CPU cores;
@@ -29,7 +29,7 @@ from siso_lib.test_assets import build_sdxl_pipeline
 
 def main(directory: str) -> int:
     out = Path(directory)
-    if (out / "counts.json").is_file():
+    if (out / "counts.json").is_file() and (out / "vae.safetensors").is_file():
         print(f"{out}: already made")
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,7 @@ def main(directory: str) -> int:
     save_file({k: v.contiguous() for k, v in pipe.unet.state_dict().items()}, str(out / "unet.safetensors"))
     save_file({k: v.contiguous() for k, v in pipe.text_encoder.state_dict().items()}, str(out / "clip_l.safetensors"))
     save_file({k: v.contiguous() for k, v in pipe.text_encoder_2.state_dict().items()}, str(out / "clip_g.safetensors"))
+    save_file({k: v.contiguous() for k, v in pipe.vae.state_dict().items()}, str(out / "vae.safetensors"))
     add_lora(pipe, LoRASpec(rank=4, alpha=4.0, train_text_encoder=True), seed=42)
     with torch.no_grad():  # B starts at zero; give it values, as after some SISO steps
         for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):

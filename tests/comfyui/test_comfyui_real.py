@@ -190,8 +190,9 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
     subprocess.run([sys.executable, str(Path(__file__).with_name("make_full_sdxl_lora.py")), str(assets)], check=True)
     made = time.monotonic() - started
     models = server.base / "models"
+    (models / "vae").mkdir(exist_ok=True)
     for name, folder in (("unet.safetensors", "diffusion_models"), ("clip_l.safetensors", "text_encoders"),
-                         ("clip_g.safetensors", "text_encoders")):
+                         ("clip_g.safetensors", "text_encoders"), ("vae.safetensors", "vae")):
         target = models / folder / f"siso_full_{name}"
         if not target.exists():
             target.symlink_to(assets / name)
@@ -246,3 +247,24 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
     assert stock_not_loaded == 2 * 560  # lora.down + lora.up of every UNet module
     match = re.search(r"weights patched: UNet (\d+), CLIP (\d+); keys not loaded: (\d+)", info)
     assert match and [int(x) for x in match.groups()] == [560, 176, 0], info
+
+    # and an image through the inference graph of the example workflow (SISO Load LoRA -> SDXL-Turbo
+    # sampling, 1 step at 256 px): the patched weights are really computed and used
+    render = json.loads((WORKFLOWS / "api" / "siso_inference_with_lora_api.json").read_text())
+    render["9"]["inputs"]["value"] = str(lora)
+    del render["10"]
+    render["21"] = prompt["1"]
+    render["22"] = prompt["2"]
+    render["23"] = {"class_type": "VAELoader", "inputs": {"vae_name": "siso_full_vae.safetensors"}}
+    render["11"]["inputs"].update(model=["21", 0], clip=["22", 0])
+    render["18"]["inputs"]["vae"] = ["23", 0]
+    render["14"]["inputs"].update(width=256, height=256)
+    log_start = len(server.log())
+    started = time.monotonic()
+    entry = server.wait(server.queue(render), timeout=1200)
+    seconds = time.monotonic() - started
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = entry["outputs"]["19"]["images"][0]
+    assert (server.base / "output" / saved["subfolder"] / saved["filename"]).is_file()
+    assert not re.findall(r"lora key not loaded|NOT LOADED", server.log()[log_start:])
+    print(f"render through SISO Load LoRA on the full-size SDXL (CPU, 1 step, 256 px): {seconds:.0f} s -> {saved['filename']}")
