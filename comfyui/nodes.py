@@ -213,8 +213,8 @@ class SISOLoRAGenerator:
                 "early_stopping_max_count": ("INT", {"default": d["early_stopping_max_count"], "min": 1, "max": 10000,
                                                      "tooltip": "Stop after this many iterations without enough improvement"}),
                 "early_stopping_threshold_percentage": ("FLOAT", {
-                    "default": d["early_stopping_threshold_percentage"], "min": 0.0, "max": 100.0, "step": 0.1,
-                    "round": 0.001,
+                    "default": d["early_stopping_threshold_percentage"], "min": 0.0, "max": 100.0, "step": 0.01,
+                    "round": 0.001,  # the frontend keeps as many decimals as the step has
                     "tooltip": "An iteration counts as an improvement when the loss improves by this many percent"}),
                 "num_inference_steps": ("INT", {"default": d["num_inference_steps"], "min": 1, "max": 50,
                                                 "tooltip": "Denoising steps per generated image (1 for SDXL-Turbo)"}),

@@ -178,3 +178,14 @@ def test_load_lora_resolves_paths(tmp_path, monkeypatch):
     assert nodes.resolve_lora_file(str(folder)).endswith("siso_lora_kohya.safetensors")
     with pytest.raises(ValueError, match="does not exist"):
         nodes.resolve_lora_file(str(tmp_path / "nope.safetensors"))
+
+
+def test_float_widgets_keep_their_default_and_small_values():
+    """ComfyUI's frontend rounds a FLOAT to as many decimals as its step has (0.05 with step 0.1 -> 0.1)."""
+    for name, spec in Generator.INPUT_TYPES()["required"].items():
+        if spec[0] != "FLOAT":
+            continue
+        options = spec[1]
+        decimals = max(0, -math.floor(math.log10(options["step"])))
+        assert round(options["default"], decimals) == options["default"], name
+    assert round(0.05, max(0, -math.floor(math.log10(Generator.INPUT_TYPES()["required"]["early_stopping_threshold_percentage"][1]["step"])))) == 0.05
