@@ -292,10 +292,9 @@ def check_inputs(request: JobRequest) -> tuple[str, str, str, SISOParams]:
     elif _looks_local(dino):
         raise InputProblem(f"dino_model_name {dino!r} is a path that does not exist: give a timm name or a local timm folder")
     try:
-        extra = shlex.split(params.extra_args or "", posix=not IS_WINDOWS)
+        shlex.split(params.extra_args or "", posix=not IS_WINDOWS)  # build_command splits it again
     except ValueError as error:
         raise InputProblem(f"extra_args cannot be parsed ({error}): quote values with spaces") from error
-    del extra
     resolved = SISOParams(**{**params.__dict__, "base_model_path": base, "ir_features_path": ir, "dino_model_name": dino})
     return python, script, flavour, resolved
 
