@@ -116,6 +116,14 @@ def default_prompts(prompt: str) -> list[str]:
     return [prompt] + [variation.format(subject) for variation in PROMPT_VARIATIONS]
 
 
+def mean_abs_difference(images_a, images_b) -> float:
+    """Mean absolute pixel difference (0-255) between two equally long lists of same-size images."""
+    import numpy as np
+
+    values = [np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean() for a, b in zip(images_a, images_b)]
+    return float(np.mean(values)) if values else 0.0
+
+
 def _interp(image) -> str:
     return "nearest" if max(image.size) < 256 else "antialiased"
 

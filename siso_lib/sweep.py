@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import hashlib
 import io
 import itertools
@@ -488,6 +487,12 @@ def run_sweep(
             remaining -= 1
             echo(f"{prefix}: another process is running it, skipped")
             continue
+        if (read_record(run_dir) or {}).get("status") == "completed":  # finished by another process meanwhile
+            _release(run_dir)
+            summary.skipped += 1
+            remaining -= 1
+            echo(f"{prefix}: completed by another process, skipped")
+            continue
         swept = ", ".join(f"{SHORT_NAMES.get(k, k)}={_format(v)}" for k, v in run.swept.items())
         echo(f"{prefix}: running ({swept}) ...")
         try:
@@ -573,6 +578,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.log_output:  # papermill logs each run's cell output at INFO
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        papermill_logger = logging.getLogger("papermill")
+        papermill_logger.addHandler(handler)
+        papermill_logger.setLevel(logging.INFO)
     try:
         sweep = sweep_from_args(args)
         shard = parse_shard(args.shard)

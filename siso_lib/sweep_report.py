@@ -56,6 +56,7 @@ class SweepReport:
     swept: list[str]  # swept parameter columns
     fixed: dict[str, Any] = field(default_factory=dict)
     histories: dict[str, list[dict]] = field(default_factory=dict)  # run -> run.json history
+    subjects: dict[str, str] = field(default_factory=dict)  # run -> the subject photo its run.json names
 
     @property
     def completed(self) -> list[dict[str, str]]:
@@ -121,12 +122,14 @@ def load_sweep(directory: str | Path | None = None) -> SweepReport:
     if (directory / "sweep.json").is_file():
         spec = json.loads((directory / "sweep.json").read_text())
     swept = list(spec.get("grid", {})) or []
-    histories = {}
+    histories, subjects = {}, {}
     for row in rows:
         run_json = row.get("run_json") or str(directory / row["run"] / "run.json")
         if row.get("status") == "completed" and Path(run_json).is_file():
-            histories[row["run"]] = json.loads(Path(run_json).read_text()).get("history", [])
-    return SweepReport(directory, rows, swept, spec.get("fixed", {}), histories)
+            record = json.loads(Path(run_json).read_text())
+            histories[row["run"]] = record.get("history", [])
+            subjects[row["run"]] = (record.get("subject_image") or {}).get("path") or ""
+    return SweepReport(directory, rows, swept, spec.get("fixed", {}), histories, subjects)
 
 
 def _colours(count: int):
@@ -139,10 +142,11 @@ def _colours(count: int):
 def loss_overlay_figure(report: SweepReport):
     """Total, DINO and IR loss per iteration for every completed run (best iteration starred)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = [r for r in report.sorted_rows() if r["run"] in report.histories]
     terms = [t for t in ("total", "dino", "ir") if any(t in h for r in rows for h in report.histories[r["run"]])] or ["total"]
-    figure = Figure(figsize=(4.2 * len(terms), 3.8), dpi=100)
+    figure = Figure(figsize=(4.2 * len(terms), 3.8), dpi=100, layout="constrained")
     axes = figure.subplots(1, len(terms), squeeze=False)[0]
     for colour, row in zip(_colours(len(rows)), rows):
         history = report.histories[row["run"]]
@@ -157,13 +161,13 @@ def loss_overlay_figure(report: SweepReport):
                 if ys:
                     ax.plot([best], ys, marker="*", color=colour, markersize=10, linestyle="none")
     for ax, term in zip(axes, terms):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title({"total": "total loss", "dino": "DINO term", "ir": "IR term"}[term])
         ax.set_xlabel("SISO iteration")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("-cos similarity (weighted)")
     if rows:
         axes[-1].legend(fontsize=7, loc="best")
-    figure.tight_layout()
     return figure
 
 
@@ -172,7 +176,7 @@ def steps_figure(report: SweepReport):
     from matplotlib.figure import Figure
 
     rows = [r for r in report.sorted_rows() if _number(r.get("steps_run")) is not None]
-    figure = Figure(figsize=(max(5.0, 0.7 * len(rows) + 2.5), 3.6), dpi=100)
+    figure = Figure(figsize=(max(5.0, 0.7 * len(rows) + 2.5), 3.8), dpi=100, layout="constrained")
     ax = figure.subplots()
     reasons = sorted({r.get("stop_reason") or "?" for r in rows})
     palette = dict(zip(reasons, _colours(len(reasons))))
@@ -191,8 +195,8 @@ def steps_figure(report: SweepReport):
     ax.set_title("steps to stop")
     ax.grid(axis="y", alpha=0.3)
     if rows:
-        ax.legend(fontsize=7)
-    figure.tight_layout()
+        ax.set_ylim(0, 1.3 * max(_number(r["steps_run"]) or 1 for r in rows))  # room for the legend
+        ax.legend(fontsize=7, loc="upper right", ncol=2)
     return figure
 
 
@@ -202,17 +206,13 @@ def best_images_figure(report: SweepReport, max_images: int = 24, subject: bool 
     from PIL import Image
 
     rows = [r for r in report.sorted_rows() if r.get("result_image") and Path(r["result_image"]).is_file()][:max_images]
-    subjects = []
-    if subject and "subject_image_path" in report.swept:
-        subjects = sorted({r.get("subject_image_path") for r in report.rows if r.get("subject_image_path")})
-    elif subject and report.fixed.get("subject_image_path"):
-        subjects = [report.fixed["subject_image_path"]]
+    subjects = sorted({path for path in report.subjects.values() if path}) if subject else []
     subjects = [found for found in map(_find, subjects) if found is not None]
     panels = [(Image.open(s).convert("RGB"), f"subject: {Path(s).name}") for s in subjects]
     panels += [(Image.open(r["result_image"]).convert("RGB"), f"{report.label(r)}\nbest {(_number(r.get('best_total')) or 0):+.3f}") for r in rows]
     columns = min(max(len(panels), 1), 6)
     lines = max(1, math.ceil(len(panels) / columns))
-    figure = Figure(figsize=(2.4 * columns, 2.7 * lines), dpi=100)
+    figure = Figure(figsize=(2.4 * columns, 2.8 * lines), dpi=100, layout="constrained")
     axes = figure.subplots(lines, columns, squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -220,5 +220,4 @@ def best_images_figure(report: SweepReport, max_images: int = 24, subject: bool 
             image, title = panels[index]
             ax.imshow(image, interpolation="nearest" if max(image.size) < 256 else "antialiased")
             ax.set_title(title, fontsize=7)
-    figure.tight_layout()
     return figure

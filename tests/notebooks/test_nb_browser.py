@@ -39,7 +39,7 @@ def _missing() -> str | None:
     if not os.path.exists(CHROMIUM):
         return "Debian's chromium is not installed (apt-get install chromium; .ci/run does it)"
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  (only whether it is there)
     except ImportError:
         return "the playwright package is not installed (pip install -e '.[dev]')"
     return None

@@ -41,6 +41,9 @@ def test_apply_notebook_renders_with_and_without_the_lora(demo_run, tmp_path):
     assert_clean_report(executed, min_images=3)  # reference, with/without grid, scale sweep
     for name in ("with_and_without.png", "lora_scales.png"):
         assert (tmp_path / "applied" / name).stat().st_size > 1000
+    text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
+    differences = [float(line.split("= ")[1].split()[0]) for line in text.splitlines() if "mean |with LoRA - base|" in line]
+    assert len(differences) == 2 and all(d > 0 for d in differences), text  # the LoRA changes the images
 
 
 def test_sweep_report_notebook_shows_the_sweep(small_sweep, tmp_path):

@@ -3,6 +3,7 @@ the plot and images change, press Stop mid-run and get the best LoRA so far."""
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import pytest
@@ -93,3 +94,15 @@ def test_panel_stop_mid_run_keeps_the_best_lora(panel):
         assert len(list(handle.keys())) > 0
     assert metadata["siso.stop_reason"] == "stopped" and int(metadata["siso.best_step"]) == result.best_step
     assert panel.progress.bar_style == "warning" and "stopped on request" in panel.status.value
+
+
+def test_panel_upload_becomes_the_subject(panel, subject_path, tmp_path):
+    content = open(subject_path, "rb").read()
+    panel.upload.value = ({"name": "my cat (1).png", "type": "image/png", "size": len(content),
+                           "content": memoryview(content),
+                           "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    uploaded = tmp_path / "uploads" / "my-cat-1-.png"
+    assert panel.subject_path.value == str(uploaded) and uploaded.read_bytes() == content
+    assert bytes(panel.subject_view.value).startswith(PNG) and "Press <b>Run</b>" in panel.status.value
+    panel.examples.value = panel.examples.options[1][1]
+    assert panel.subject_path.value == panel.examples.options[1][1]
