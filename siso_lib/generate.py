@@ -18,6 +18,7 @@ SIGINT/SIGTERM (the best LoRA so far is written).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -133,53 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SISOConfig:
-    precision = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
-    learning_rate = args.learning_rate
+    """Arguments -> SISOConfig: every config field has an argument of the same name, except
+    `precision` (upstream's `--mixed_precision`) and `extra` (loading options)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SISOConfig) if hasattr(args, f.name)}
+    values["precision"] = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
     if args.scale_lr:
         factor = args.gradient_accumulation_steps * args.train_batch_size
-        learning_rate *= factor
-        logger.warning("--scale_lr: learning rate x%d (accumulation x train_batch_size, as upstream) = %g", factor, learning_rate)
-    return SISOConfig(
-        prompt=args.prompt,
-        pretrained_model_name_or_path=args.pretrained_model_name_or_path,
-        dino_model_name=args.dino_model_name,
-        ir_features_path=args.ir_features_path,
-        resolution=args.resolution,
-        num_inference_steps=args.num_inference_steps,
-        seed=args.seed,
-        num_train_epochs=args.num_train_epochs,
-        learning_rate=learning_rate,
-        lr_scheduler=args.lr_scheduler,
-        lr_warmup_steps=args.lr_warmup_steps,
-        adam_beta1=args.adam_beta1,
-        adam_beta2=args.adam_beta2,
-        adam_weight_decay=args.adam_weight_decay,
-        adam_epsilon=args.adam_epsilon,
-        max_grad_norm=args.max_grad_norm,
-        rank=args.rank,
-        lora_alpha=args.lora_alpha,
-        train_text_encoder=args.train_text_encoder,
-        dino_features_weight=args.dino_features_weight,
-        ir_features_weight=args.ir_features_weight,
-        early_stopping_threshold_percentage=args.early_stopping_threshold_percentage,
-        early_stopping_max_count=args.early_stopping_max_count,
-        device=args.device,
-        precision=precision,
-        mode=args.mode,
-        gradient_checkpointing=args.gradient_checkpointing,
-        compile=args.compile,
-        save_on_improve=args.save_on_improve,
-        extra={
-            key: value
-            for key, value in (
-                ("pretrained_vae_model_name_or_path", args.pretrained_vae_model_name_or_path),
-                ("revision", args.revision),
-                ("variant", args.variant),
-                ("cache_dir", args.cache_dir),
-            )
-            if value is not None
-        },
-    )
+        values["learning_rate"] = args.learning_rate * factor
+        logger.warning(
+            "--scale_lr: learning rate x%d (accumulation x train_batch_size, as upstream) = %g", factor, values["learning_rate"]
+        )
+    loading = ("pretrained_vae_model_name_or_path", "revision", "variant", "cache_dir")
+    values["extra"] = {key: getattr(args, key) for key in loading if getattr(args, key) is not None}
+    return SISOConfig(**values)
 
 
 def warn_no_effect(args: argparse.Namespace) -> None:

@@ -9,18 +9,22 @@ from siso_lib.runner import run_siso
 from siso_lib.sdxl import SDXLGenerator
 
 
+def reload_and_generate(config, folder):
+    """A fresh base pipeline + the saved LoRA through diffusers' loader, then our generator."""
+    pipe = StableDiffusionXLPipeline.from_pretrained(config.pretrained_model_name_or_path)
+    pipe.load_lora_weights(str(folder))
+    with torch.no_grad():
+        return SDXLGenerator(pipe, torch.device("cpu"), False).generate(
+            config.prompt, torch.Generator("cpu").manual_seed(config.seed), config.resolution, config.resolution
+        )
+
+
 def test_reloaded_lora_reproduces_the_best_image_exactly(tiny_config, subject_path, tmp_path):
     config = tiny_config(learning_rate=0.05, num_train_epochs=6, early_stopping_threshold_percentage=0.0)
     outcome = run_siso(config, subject_path, output_dir=str(tmp_path))
     result = outcome.result
     assert result.best_step > 0
-    pipe = StableDiffusionXLPipeline.from_pretrained(config.pretrained_model_name_or_path)
-    pipe.load_lora_weights(str(tmp_path))
-    with torch.no_grad():
-        image = SDXLGenerator(pipe, torch.device("cpu"), False).generate(
-            config.prompt, torch.Generator("cpu").manual_seed(config.seed), 64, 64
-        )
-    assert torch.equal(image, result.best_image)
+    assert torch.equal(reload_and_generate(config, tmp_path), result.best_image)
     # and the inference helper does the same through the public pipeline call
     helper = load_pipeline_with_lora(config.pretrained_model_name_or_path, str(tmp_path), device="cpu")
     again = helper(config.prompt, num_inference_steps=1, guidance_scale=0.0, height=64, width=64,
@@ -72,10 +76,4 @@ def test_text_encoder_keys_are_normalised_and_alpha_is_kept():
 def test_alpha_other_than_rank_reloads_with_the_right_scale(tiny_config, subject_path, tmp_path):
     config = tiny_config(learning_rate=0.05, num_train_epochs=3, early_stopping_threshold_percentage=0.0, rank=4, lora_alpha=8.0)
     result = run_siso(config, subject_path, output_dir=str(tmp_path)).result
-    pipe = StableDiffusionXLPipeline.from_pretrained(config.pretrained_model_name_or_path)
-    pipe.load_lora_weights(str(tmp_path))
-    with torch.no_grad():
-        image = SDXLGenerator(pipe, torch.device("cpu"), False).generate(
-            config.prompt, torch.Generator("cpu").manual_seed(config.seed), 64, 64
-        )
-    assert torch.equal(image, result.best_image)
+    assert torch.equal(reload_and_generate(config, tmp_path), result.best_image)
