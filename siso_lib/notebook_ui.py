@@ -411,6 +411,8 @@ class SISOPanel:
         if run.outcome is None:
             self.progress.bar_style = "danger"
             self._set_status(f"Failed: {html.escape(str(run.error))}", "error")
+            if run.traceback:
+                self.result_info.value = f"<details><summary>traceback</summary><pre>{html.escape(run.traceback)}</pre></details>"
             return
         self._render(run)
         if run.recorder.best_step is not None:
