@@ -81,6 +81,17 @@ class RunArtifacts:
     def as_dict(self) -> dict[str, str | None]:
         return dict(self.__dict__)
 
+    def labelled(self) -> list[tuple[str, str]]:
+        """(label, path) of each file that was written, in the order people look for them."""
+        labels = (
+            ("LoRA (diffusers)", self.lora_path),
+            ("LoRA (ComfyUI/Kohya)", self.kohya_path),
+            ("best image", self.result_image),
+            ("loss plot", self.loss_plot),
+            ("run summary", self.run_json),
+        )
+        return [(label, path) for label, path in labels if path]
+
 def run_record(
     config: SISOConfig,
     result: SISOResult,

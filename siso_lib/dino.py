@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import SISOInputError
-from .preprocess import DinoPreprocess, PreprocessSpec
+from .preprocess import DinoPreprocess, FrozenFeatures, PreprocessSpec
 
 
 def _timm_name(name: str) -> str:
@@ -71,27 +71,13 @@ def preprocess_spec_for(model: nn.Module) -> PreprocessSpec:
     return PreprocessSpec(resize=resize, crop=crop, mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
 
 
-class DinoFeatures(nn.Module):
+class DinoFeatures(FrozenFeatures):
     """Frozen DINOv2: image [B, 3, H, W] in [0, 1] -> CLS features [B, D]."""
 
     def __init__(self, model: nn.Module, spec: PreprocessSpec):
-        super().__init__()
-        self.model = model.eval().requires_grad_(False)
-        self.preprocess = DinoPreprocess(spec)
+        super().__init__(model, DinoPreprocess(spec))
 
     @classmethod
     def from_pretrained(cls, name: str) -> "DinoFeatures":
         model = _create(name)
         return cls(model, preprocess_spec_for(model))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pixels = self.preprocess(image.float()).to(self.dtype)
-        return self.model(pixels).float()
-
-    def train(self, mode: bool = True) -> "DinoFeatures":
-        # the feature network is a fixed judge: never leave eval mode (dropout, stochastic depth)
-        return super().train(False)

@@ -302,20 +302,13 @@ def _run(args: argparse.Namespace, config: SISOConfig) -> int:
 
 def _report(result, artifacts, optimizer) -> int:
     reason = optimizer.describe_stop(result.stop_reason)
-    best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"
+    best = result.describe_best()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.best_losses.items())
     print(f"siso: stopped: {reason}; best {best} ({losses})", file=sys.stderr)
     if not optimizer.uses_ir:
         print("siso: NOTE: optimised with DINO features only (no --ir_features_path)", file=sys.stderr)
-    for label, path in (
-        ("LoRA (diffusers)", artifacts.lora_path),
-        ("LoRA (ComfyUI/Kohya)", artifacts.kohya_path),
-        ("best image", artifacts.result_image),
-        ("loss plot", artifacts.loss_plot),
-        ("run summary", artifacts.run_json),
-    ):
-        if path:
-            print(f"siso: {label:22s} {path}", file=sys.stderr)
+    for label, path in artifacts.labelled():
+        print(f"siso: {label:22s} {path}", file=sys.stderr)
     if result.best_step == 0:
         print("siso: WARNING: the best iteration is the first one, whose LoRA is still zero (the base model)", file=sys.stderr)
     if result.stop_reason == "interrupted":

@@ -26,7 +26,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from .errors import SISOInputError
-from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, IRPreprocess, PreprocessSpec
+from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenFeatures, IRPreprocess, PreprocessSpec
 
 PATCH_SIZE = 14
 PATCH_STRIDE = 12
@@ -138,26 +138,13 @@ def load_ir_network(path: str | os.PathLike) -> IRNetwork:
     return network
 
 
-class IRFeatures(nn.Module):
+class IRFeatures(FrozenFeatures):
     """Frozen IR network with its kornia preprocessing: image [B, 3, H, W] in [0, 1] -> [B, 64]."""
 
     def __init__(self, network: IRNetwork):
-        super().__init__()
-        self.network = network.eval().requires_grad_(False)
         size = network.image_size
-        self.preprocess = IRPreprocess(PreprocessSpec(size, size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD))
+        super().__init__(network, IRPreprocess(PreprocessSpec(size, size, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike) -> "IRFeatures":
         return cls(load_ir_network(path))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.network.parameters()).dtype
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        pixels = self.preprocess(image.float()).to(self.dtype)
-        return self.network(pixels).float()
-
-    def train(self, mode: bool = True) -> "IRFeatures":
-        return super().train(False)

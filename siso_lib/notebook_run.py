@@ -460,7 +460,7 @@ def summary_markdown(run: NotebookRun) -> str:
     outcome = run.outcome
     result, artifacts = outcome.result, outcome.artifacts
     reason = outcome.optimizer.describe_stop(result.stop_reason)
-    best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"
+    best = result.describe_best()
     losses = ", ".join(f"{k} {v:+.4f}" for k, v in result.best_losses.items())
     lines = [
         f"**Stopped:** {reason}. **Best:** {best} ({losses}). "
@@ -474,15 +474,8 @@ def summary_markdown(run: NotebookRun) -> str:
         lines.append("**Warning:** the best iteration is the first one, whose LoRA is still zero (the base model).")
     lines.append("")
     lines.append("| file | path |\n| --- | --- |")
-    for label, path in (
-        ("LoRA (diffusers)", artifacts.lora_path),
-        ("LoRA (ComfyUI / Kohya)", artifacts.kohya_path),
-        ("best image", artifacts.result_image),
-        ("loss plot", artifacts.loss_plot),
-        ("run summary", artifacts.run_json),
-    ):
-        if path:
-            lines.append(f"| {label} | `{path}` |")
+    for label, path in artifacts.labelled():
+        lines.append(f"| {label} | `{path}` |")
     return "\n".join(lines)
 
 

@@ -419,15 +419,13 @@ class SISOPanel:
             self.best_caption.value = f"<b>best: iteration {run.recorder.best_step + 1}</b>"
         result, artifacts = run.outcome.result, run.outcome.artifacts
         reason = run.outcome.optimizer.describe_stop(result.stop_reason)
-        best = "none" if result.best_step is None else f"iteration {result.best_step + 1} of {result.steps_run}"
+        best = result.describe_best()
         self.progress.bar_style = {"stopped": "warning"}.get(result.stop_reason, "success" if result.completed else "danger")
         kind = "ok" if result.completed else "error"
         self._set_status(f"Finished: {reason}; best {best}; {result.elapsed_seconds:.1f} s.", kind)
         files = "".join(
             f"<li>{label}: <code>{html.escape(path)}</code></li>"
-            for label, path in (("LoRA", artifacts.lora_path), ("Kohya/ComfyUI LoRA", artifacts.kohya_path),
-                                ("best image", artifacts.result_image), ("run.json", artifacts.run_json))
-            if path
+            for label, path in artifacts.labelled()
         )
         self.result_info.value = f"<ul>{files}</ul>" if files else "<i>no LoRA was written (no iteration finished)</i>"
 

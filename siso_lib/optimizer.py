@@ -131,6 +131,10 @@ class SISOResult:
     def completed(self) -> bool:
         return self.stop_reason in ("early_stopping", "max_steps", "stopped")
 
+    def describe_best(self) -> str:
+        """'iteration 7 of 12' (1-based), or 'none' when no iteration finished."""
+        return "none" if self.best_step is None else f"iteration {self.best_step + 1} of {self.steps_run}"
+
 
 Callback = Callable[[StepEvent], None]
 

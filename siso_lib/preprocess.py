@@ -63,3 +63,29 @@ class IRPreprocess(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.normalize(self.crop(self.resize(image)))
+
+
+class FrozenFeatures(nn.Module):
+    """A frozen feature network behind its differentiable preprocessing:
+    image [B, 3, H, W] in [0, 1] (float32) -> features [B, D] (float32).
+
+    The network may run in bf16/fp16; the preprocessing always runs in float32. The network is
+    a fixed judge: it stays in eval mode (no dropout or stochastic depth) and gets no gradients,
+    which still flow through it to the image.
+    """
+
+    def __init__(self, network: nn.Module, preprocess: nn.Module):
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        self.preprocess = preprocess
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.network.parameters()).dtype
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pixels = self.preprocess(image.float()).to(self.dtype)
+        return self.network(pixels).float()
+
+    def train(self, mode: bool = True) -> "FrozenFeatures":
+        return super().train(False)
