@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     _signals_received.clear()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+    # a shell starts background jobs with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt; an explicit `kill -INT` (or Ctrl-C) must still end the run cleanly
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         warn_no_effect(args)
         config = config_from_args(args)
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return _interrupt_exit_code()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        signal.signal(signal.SIGINT, previous_interrupt)
 
 
 def _run(args: argparse.Namespace, config: SISOConfig) -> int:
