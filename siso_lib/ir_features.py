@@ -81,8 +81,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"loading refuses): expected {EXPECTED}"
         ) from error
     except Exception as error:  # the unpickler raises KeyError, EOFError, RuntimeError... on garbage
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
         raise SISOInputError(
-            f"IR checkpoint {str(path)!r} could not be read ({str(error).strip().splitlines()[0][:160]}): the file is "
+            f"IR checkpoint {str(path)!r} could not be read ({reason}): the file is "
             "truncated or not a PyTorch checkpoint; re-download ir_features.pth"
         ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
