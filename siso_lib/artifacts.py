@@ -23,7 +23,7 @@ from . import __version__
 from .atomic import atomic_path, save_image, write_json
 from .config import SISOConfig
 from .lora_io import save_lora_files
-from .optimizer import STOP_REASONS, SISOResult
+from .optimizer import SISOResult, describe_stop
 from .plots import loss_figure
 
 RUN_JSON = "run.json"
@@ -105,9 +105,7 @@ def run_record(
     return {
         "status": status,
         "stop_reason": result.stop_reason,
-        "stop_description": STOP_REASONS[result.stop_reason].format(
-            threshold=config.early_stopping_threshold_percentage, patience=config.early_stopping_max_count
-        ),
+        "stop_description": describe_stop(result.stop_reason, config),
         "error": result.error,
         "steps_run": result.steps_run,
         "best_step": result.best_step,

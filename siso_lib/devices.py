@@ -80,15 +80,6 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def empty_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "xpu":
-        torch.xpu.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
-
-
 def is_out_of_memory(error: BaseException) -> bool:
     """True for an accelerator or host out-of-memory error, whatever the backend."""
     if isinstance(error, torch.OutOfMemoryError):

@@ -65,7 +65,9 @@ class IRNetwork(nn.Module):
         return self.fc1(self.dropout(self.backbone(pixels)))
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def check_ir_checkpoint_path(path: str | os.PathLike) -> Path:
+    """Refuse a missing, empty or non-file IR checkpoint path without reading it."""
+    path = Path(path)
     if not path.exists():
         raise SISOInputError(
             f"IR checkpoint {str(path)!r} does not exist: download ir_features.pth (Kaggle dataset "
@@ -73,6 +75,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         )
     if not path.is_file() or path.stat().st_size == 0:
         raise SISOInputError(f"IR checkpoint {str(path)!r} is empty or not a file: re-download ir_features.pth")
+    return path
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    check_ir_checkpoint_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -49,6 +49,13 @@ STOP_REASONS = {
 }
 
 
+def describe_stop(reason: str, config: SISOConfig) -> str:
+    """Why a run ended, in words (e.g. 'no 3.0% improvement for 7 steps')."""
+    return STOP_REASONS[reason].format(
+        threshold=config.early_stopping_threshold_percentage, patience=config.early_stopping_max_count
+    )
+
+
 @dataclass
 class RuntimeSettings:
     """How a mode trades speed and memory; resolved once per run from the config and device."""
@@ -379,9 +386,7 @@ class SISOOptimizer:
         )
 
     def describe_stop(self, reason: str) -> str:
-        return STOP_REASONS[reason].format(
-            threshold=self.config.early_stopping_threshold_percentage, patience=self.config.early_stopping_max_count
-        )
+        return describe_stop(reason, self.config)
 
 
 class _PhaseTimer:

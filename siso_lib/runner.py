@@ -23,6 +23,7 @@ from .dino import check_dino_name
 from .errors import SISOInputError
 from .atomic import save_image
 from .images import load_subject_image, tensor_to_pil
+from .ir_features import check_ir_checkpoint_path
 from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME, save_lora_files
 from .optimizer import SISOOptimizer, SISOResult, StepEvent
 from .sdxl import check_local_base_model
@@ -95,12 +96,7 @@ def check_model_inputs(config: SISOConfig) -> None:
     if config.dino_features_weight > 0:
         check_dino_name(config.dino_model_name)
     if config.ir_features_path:
-        path = Path(config.ir_features_path)
-        if not path.is_file():
-            raise SISOInputError(
-                f"IR checkpoint {config.ir_features_path!r} does not exist: download ir_features.pth (Kaggle dataset "
-                "louieshao/guieweights0732) and pass its path, or omit --ir_features_path to use DINO only"
-            )
+        check_ir_checkpoint_path(config.ir_features_path)
 
 
 def save_best_lora_now(optimizer: SISOOptimizer, weights_dir: Path) -> Callable[[StepEvent], None]:

@@ -182,18 +182,6 @@ def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) 
     return LoRASnapshotter(pipe, train_text_encoder)()
 
 
-def load_lora_state_dicts(pipe: StableDiffusionXLPipeline, states: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Copy LoRA weights (as returned by `lora_state_dicts`) back into the live adapters."""
-    from peft.utils import set_peft_model_state_dict
-
-    for name, state in states.items():
-        part = getattr(pipe, name)
-        result = set_peft_model_state_dict(part, state, adapter_name="default")
-        unexpected = getattr(result, "unexpected_keys", None)
-        if unexpected:
-            raise RuntimeError(f"LoRA weights for {name} do not fit the model: unexpected keys {unexpected[:3]}")
-
-
 class SDXLGenerator:
     """Generates one image per call from a fixed prompt and a freshly seeded generator."""
 
