@@ -6,7 +6,9 @@
 Models are built from configs with random weights (no hub): on a GPU the real architectures
 (SDXL-Turbo UNet/VAE/CLIP-L/CLIP-bigG, DINOv2-L/14 at 518 px, IR ViT-H/14 at 290 px), on a CPU
 the tiny test models. Timing: median wall time of `--steps` iterations after `--warmup` ones,
-each ending in a device synchronisation. Memory: peak `torch.cuda.max_memory_allocated` over
+each ending in a device synchronisation. On CUDA the default mode replays each iteration as a
+CUDA graph after two eager iterations and a capturing one, so the 3 warm-up iterations cover
+the capture; the case "default, eager" is the same mode without graphs (`--no-cuda_graphs`). Memory: peak `torch.cuda.max_memory_allocated` over
 setup and steps (GPU), and peak resident set size of the process (`ru_maxrss`). Each
 (mode, text encoder) case runs in its own process, so peaks do not leak between cases.
 
@@ -30,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-MODES = ("reference", "default", "low-memory")
+MODES = ("reference", "default", "default-eager", "low-memory")
+EAGER_SUFFIX = "-eager"  # a mode name with this suffix runs that mode with cuda_graphs=False
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -52,10 +55,11 @@ def worker(args: argparse.Namespace) -> dict:
         num_train_epochs=args.warmup + args.steps,
         early_stopping_max_count=10_000,
         device=str(device),
-        mode=args.mode,
+        mode=args.mode.removesuffix(EAGER_SUFFIX),
         train_text_encoder=args.text_encoder == "on",
         precision=args.precision,
         compile=args.compile,
+        cuda_graphs=not args.mode.endswith(EAGER_SUFFIX),
     )
     settings = RuntimeSettings.resolve(config, device)
     is_cuda = device.type == "cuda"
@@ -86,6 +90,8 @@ def worker(args: argparse.Namespace) -> dict:
         "resolution": args.resolution,
         "device": device_name(device),
         "settings": settings.describe(),
+        "cuda_graphs_captured": optimizer.graphed is not None and optimizer.graphed.captured,
+        "cuda_graphs_note": settings.cuda_graphs_note or (optimizer.graphed.failure if optimizer.graphed else None),
         "median_s_per_it": statistics.median(timed),
         "min_s_per_it": min(timed),
         "step_seconds": [round(s, 4) for s in step_seconds],
@@ -124,20 +130,21 @@ def run_case(args: argparse.Namespace, mode: str, text_encoder: str, timeout: fl
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| mode | text-encoder LoRA | median s/it | speed-up vs reference | peak GPU GiB | peak RSS GiB | dtype | checkpointing |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| mode | text-encoder LoRA | median s/it | speed-up vs reference | peak GPU GiB | peak RSS GiB | dtype | checkpointing | CUDA graph |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     reference = {r["text_encoder_lora"]: r["median_s_per_it"] for r in rows if r.get("mode") == "reference" and "error" not in r}
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['mode']} | {'on' if row['text_encoder_lora'] else 'off'} | failed: {row['error']} | | | | | |")
+            lines.append(f"| {row['mode']} | {'on' if row['text_encoder_lora'] else 'off'} | failed: {row['error']} | | | | | | |")
             continue
         base = reference.get(row["text_encoder_lora"])
         speedup = f"{base / row['median_s_per_it']:.2f}x" if base else "n/a"
         gpu = f"{row['peak_gpu_gib']:.2f}" if row["peak_gpu_gib"] is not None else "n/a"
         lines.append(
             f"| {row['mode']} | {'on' if row['text_encoder_lora'] else 'off'} | {row['median_s_per_it']:.4f} | {speedup} | "
-            f"{gpu} | {row['peak_rss_gib']:.2f} | {row['settings']['dtype']} | {row['settings']['gradient_checkpointing']} |"
+            f"{gpu} | {row['peak_rss_gib']:.2f} | {row['settings']['dtype']} | {row['settings']['gradient_checkpointing']} | "
+            f"{'replayed' if row.get('cuda_graphs_captured') else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -150,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--text-encoder", default="both", choices=("both", "on", "off"))
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations (3 covers a CUDA graph capture)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--budget-seconds", type=float, default=420, help="skip cases that would start after this")
@@ -173,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # most informative cases first, in case the time budget runs out
     te_values = {"both": ("on", "off"), "on": ("on",), "off": ("off",)}[args.text_encoder]
-    order = [("default", "on"), ("reference", "on"), ("low-memory", "on"), ("low-memory", "off"), ("default", "off"), ("reference", "off")]
+    order = [
+        ("default", "on"), ("reference", "on"), ("default-eager", "on"), ("low-memory", "on"), ("low-memory", "off"),
+        ("default", "off"), ("reference", "off"), ("default-eager", "off"),
+    ]
     modes = args.modes.split(",")
     cases = [(m, t) for m, t in order if m in modes and t in te_values]
     started = time.perf_counter()

@@ -72,6 +72,7 @@ class SISOConfig:
     mode: str = "default"  # "default", "reference" (authors' fp32 setup) or "low-memory"
     gradient_checkpointing: bool | None = None  # None = as the mode says
     compile: bool = False  # torch.compile the UNet
+    cuda_graphs: bool = True  # replay each iteration as a CUDA graph where supported (see cuda_graphs.py)
 
     # robustness
     save_on_improve: bool = False  # write the best LoRA every time it improves

@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="override the mode's gradient checkpointing")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
+    g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=d.cuda_graphs,
+                   help="replay each iteration as one CUDA graph where supported (default mode, bf16/fp32, 1 step)")
     g.add_argument("--allow_tf32", action="store_true", help="allow TF32 matmuls on NVIDIA GPUs")
 
     g = p.add_argument_group("logging")

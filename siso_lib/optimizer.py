@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 from diffusers.optimization import get_scheduler
 
+from . import cuda_graphs
 from .config import SISOConfig
 from .devices import dtype_name, is_out_of_memory, pick_device, pick_dtype, synchronize
 from .dino import DinoFeatures
@@ -46,6 +47,7 @@ STOP_REASONS = {
     "interrupted": "interrupted (Ctrl-C / SIGTERM)",
     "non_finite_loss": "the loss became NaN or infinite",
     "out_of_memory": "ran out of memory",
+    "cuda_graph_mismatch": "the CUDA graph replay disagreed with the eager step",
 }
 
 
@@ -67,6 +69,9 @@ class RuntimeSettings:
     offload_text_encoders: bool
     fused_adamw: bool
     compile_unet: bool
+    cuda_graphs: bool = False
+    cuda_graphs_note: str | None = None  # why CUDA graphs are off, when they were asked for
+
 
     @classmethod
     def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
@@ -75,7 +80,7 @@ class RuntimeSettings:
             # the authors' setup: fp32 everywhere, gradients for the feature networks, nothing cached
             return cls(torch.float32, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
         checkpointing = config.mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
-        return cls(
+        settings = cls(
             dtype=pick_dtype(config.precision, device),
             freeze_feature_networks=True,
             gradient_checkpointing=checkpointing,
@@ -84,6 +89,12 @@ class RuntimeSettings:
             fused_adamw=accelerator,
             compile_unet=config.compile,
         )
+        if config.cuda_graphs:
+            settings.cuda_graphs_note = cuda_graphs.unsupported_reason(
+                device, settings.dtype, config.num_inference_steps, config.lr_scheduler, checkpointing, config.compile
+            )
+            settings.cuda_graphs = settings.cuda_graphs_note is None
+        return settings
 
     def describe(self) -> dict:
         return {
@@ -94,6 +105,7 @@ class RuntimeSettings:
             "offload_text_encoders": self.offload_text_encoders,
             "fused_adamw": self.fused_adamw,
             "compile_unet": self.compile_unet,
+            "cuda_graphs": self.cuda_graphs,
         }
 
 
@@ -217,6 +229,7 @@ class SISOOptimizer:
             weight_decay=config.adam_weight_decay,
             eps=config.adam_epsilon,
             fused=True if self.settings.fused_adamw else None,
+            capturable=self.settings.cuda_graphs,  # the step count lives on the device, not the host
         )
         self.lr_scheduler = get_scheduler(
             config.lr_scheduler,
@@ -229,6 +242,23 @@ class SISOOptimizer:
             torch.amp.GradScaler(self.device.type, init_scale=2.0**10) if self.settings.dtype == torch.float16 else None
         )
         self.early_stopping = EarlyStopping(config.early_stopping_threshold_percentage, config.early_stopping_max_count)
+        self.inputs = self.generator.prepare(
+            config.prompt,
+            torch.Generator(device=self.device).manual_seed(config.seed),
+            config.resolution,
+            config.resolution,
+            config.num_inference_steps,
+        )
+        self.graphed = (
+            cuda_graphs.GraphedIteration(self._start_iteration, self._iteration, self._eager_loss, self._reset_grads)
+            if self.settings.cuda_graphs
+            else None
+        )
+        if self.settings.cuda_graphs_note:
+            logger.info("%s: iterations run eagerly", self.settings.cuda_graphs_note)
+        # a captured graph cannot re-seed the sampler's noise; with one step that noise is multiplied by 0
+        self.seeded_ancestral_noise = not self.settings.cuda_graphs
+        self._phases = _PhaseTimer(self.device, False)
         self.step_index = 0
         self.history: list[dict] = []
         self.best_lora: dict[str, dict[str, torch.Tensor]] = {}
@@ -266,58 +296,82 @@ class SISOOptimizer:
         return self._stop.is_set()
 
     # ------------------------------------------------------------------ the loop
+    def _start_iteration(self) -> None:
+        """Host-side work before an iteration (never part of a CUDA graph)."""
+        self.pipe.unet.train()
+        if self.config.train_text_encoder:
+            self.pipe.text_encoder.train()
+            self.pipe.text_encoder_2.train()
+        self.generator.start(self.inputs)
+
+    def _iteration(self) -> dict[str, torch.Tensor]:
+        """One iteration's device work: image, losses, the LoRA that made them, the update.
+
+        Returns {"image", loss terms..., "lora/<part>"}. Nothing here reads a device value on
+        the host (except the fp16 GradScaler, which is never captured), so it can be recorded
+        as a CUDA graph; the host decides afterwards, from the outputs, what was best.
+        """
+        phases = self._phases
+        image = self.generator.forward(self.inputs, ancestral_noise=self.seeded_ancestral_noise)
+        phases.mark("generate")
+        losses = self.loss(image)
+        phases.mark("loss")
+        # the weights that PRODUCED this image, taken before the update below
+        packed = {f"lora/{part}": flat for part, flat in self.snapshot_lora.pack().items()}
+        phases.mark("snapshot")
+        if self.grad_scaler is None:
+            losses["total"].backward()
+            phases.mark("backward")
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            self.optimizer.step()
+        else:
+            self.grad_scaler.scale(losses["total"]).backward()
+            phases.mark("backward")
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        return {"image": image.detach(), **{name: value.detach() for name, value in losses.items()}, **packed}
+
+    def _eager_loss(self) -> torch.Tensor:
+        """The total loss of the current weights, without gradients or an update."""
+        return self.loss(self.generator.forward(self.inputs, ancestral_noise=False))["total"]
+
+    def _reset_grads(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
     def step(self) -> StepEvent:
         """Run one SISO iteration and return its event (raises on NaN loss / OOM)."""
         config = self.config
         if self._started is None:
             self._started = time.perf_counter()
         started = time.perf_counter()
-        phases = _PhaseTimer(self.device, self.profile_phases)
-        self.pipe.unet.train()
-        if config.train_text_encoder:
-            self.pipe.text_encoder.train()
-            self.pipe.text_encoder_2.train()
-        generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        image = self.generator.generate(
-            config.prompt, generator, config.resolution, config.resolution, config.num_inference_steps
-        )
-        phases.mark("generate")
-        losses = self.loss(image)
-        values = {name: float(value.detach().item()) for name, value in losses.items()}
-        phases.mark("loss")
+        phases = self._phases = _PhaseTimer(self.device, self.profile_phases and not self.settings.cuda_graphs)
+        lr = float(self.lr_scheduler.get_last_lr()[0])
+        if self.graphed is not None:
+            outputs = self.graphed()
+        else:
+            self._start_iteration()
+            outputs = self._iteration()
+            self._reset_grads()
+        values = {name: float(outputs[name].item()) for name in (*self.loss.weights, "total")}
         if not all(math.isfinite(v) for v in values.values()):
             raise NonFiniteLossError(self.step_index, values)
         step = self.step_index
         is_best = self.early_stopping.update(step, values["total"])
-        image_cpu = image.detach().float().cpu()
+        image_cpu = outputs["image"].float().cpu()
         if is_best:
-            # snapshot the weights that PRODUCED this image, before the update below
-            self.best_lora = self.snapshot_lora()
+            self.best_lora = self.snapshot_lora.unpack({part: outputs[f"lora/{part}"] for part in self.snapshot_lora.parts})
             self.best_image = image_cpu
             self.best_losses = values
-        phases.mark("snapshot")
-        lr = float(self.lr_scheduler.get_last_lr()[0])
-        if self.grad_scaler is None:
-            losses["total"].backward()
-            phases.mark("backward")
-            torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
-            self.optimizer.step()
-        else:
-            self.grad_scaler.scale(losses["total"]).backward()
-            phases.mark("backward")
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.params, config.max_grad_norm)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
         self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         synchronize(self.device)
         phases.mark("optimizer")
         seconds = time.perf_counter() - started
         self.step_index += 1
         self.history.append(
             {"step": step, "iteration": step + 1, **values, "lr": lr, "seconds": round(seconds, 5), "is_best": is_best}
-            | ({"phases": phases.seconds} if self.profile_phases else {})
+            | ({"phases": phases.seconds} if phases.enabled else {})
         )
         return StepEvent(
             step=step,
@@ -360,6 +414,8 @@ class SISOOptimizer:
             reason = "interrupted"
         except NonFiniteLossError as failure:
             reason, error = "non_finite_loss", str(failure)
+        except cuda_graphs.GraphReplayError as failure:
+            reason, error = "cuda_graph_mismatch", str(failure)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as failure:
             if not is_out_of_memory(failure):
                 raise

@@ -10,13 +10,18 @@ antialiasing or another crop changes every loss value:
     IR:   kornia.geometry.transform.Resize(short_side, "bicubic")
           kornia.augmentation.CenterCrop(S)                             (integer slice)
           (x - OpenAI-CLIP mean) / OpenAI-CLIP std
+
+The same numbers come from fewer host-side steps, so that an iteration can be captured in a
+CUDA graph (see cuda_graphs.py): kornia's `center_crop` builds its corner points from Python
+data on every call, and the augmentation modules build parameter tensors; here the crop's
+translation matrix is built once per input shape and the slice offsets are plain integers.
+Tests check both against kornia's own calls with `torch.equal`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import kornia.augmentation as KA
 import kornia.enhance as KE
 import kornia.geometry.transform as KT
 import torch
@@ -36,33 +41,51 @@ class PreprocessSpec:
     std: tuple[float, float, float]
 
 
-class DinoPreprocess(nn.Module):
-    """Resize short side (bicubic), centre crop (warp), ImageNet normalisation."""
-
+class _Preprocess(nn.Module):
     def __init__(self, spec: PreprocessSpec):
         super().__init__()
         self.spec = spec
         self.register_buffer("mean", torch.tensor(spec.mean), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std), persistent=False)
 
+
+class DinoPreprocess(_Preprocess):
+    """Resize short side (bicubic), centre crop (warp), ImageNet normalisation."""
+
+    def __init__(self, spec: PreprocessSpec):
+        super().__init__(spec)
+        self._crop_matrices: dict[tuple, torch.Tensor] = {}
+
+    def crop_matrix(self, image: torch.Tensor) -> torch.Tensor:
+        """[1, 3, 3] pixel translation of kornia's `center_crop`, cached per input shape.
+
+        kornia maps the source corner (W/2 - S/2, H/2 - S/2) onto (0, 0); the offsets may be
+        fractional (an odd size difference), which is why this is a warp and not a slice.
+        """
+        height, width = image.shape[-2:]
+        key = (height, width, image.dtype, image.device)
+        if key not in self._crop_matrices:
+            matrix = torch.eye(3, dtype=image.dtype, device=image.device)[None]
+            matrix[0, 0, 2] = -(width / 2 - self.spec.crop / 2)
+            matrix[0, 1, 2] = -(height / 2 - self.spec.crop / 2)
+            self._crop_matrices[key] = matrix
+        return self._crop_matrices[key]
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         image = KT.resize(image, self.spec.resize, interpolation="bicubic")
-        image = KT.center_crop(image, (self.spec.crop, self.spec.crop))
+        crop = (self.spec.crop, self.spec.crop)
+        image = KT.crop_by_transform_mat(image, self.crop_matrix(image), crop, "bilinear", "zeros", True)
         return KE.normalize(image, self.mean, self.std)
 
 
-class IRPreprocess(nn.Module):
+class IRPreprocess(_Preprocess):
     """Resize short side (bicubic), centre crop (integer slice), OpenAI-CLIP normalisation."""
 
-    def __init__(self, spec: PreprocessSpec):
-        super().__init__()
-        self.spec = spec
-        self.resize = KT.Resize(spec.resize, interpolation="bicubic")
-        self.crop = KA.CenterCrop(spec.crop)
-        self.normalize = KA.Normalize(mean=torch.tensor(spec.mean), std=torch.tensor(spec.std))
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.normalize(self.crop(self.resize(image)))
+        image = KT.resize(image, self.spec.resize, interpolation="bicubic")
+        size = self.spec.crop
+        top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
+        return KE.normalize(image[..., top : top + size, left : left + size], self.mean, self.std)
 
 
 class FrozenFeatures(nn.Module):

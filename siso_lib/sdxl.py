@@ -14,7 +14,8 @@ initial LoRA is the one the authors' script draws.
     x      = clamp(vae.decode(z_0 / s) / 2 + 1/2)  # [1, 3, H, W] in [0, 1], float32
 
 which equals `pipe(prompt, guidance_scale=0, output_type="pt")` for the same generator, but
-keeps the autograd graph (diffusers wraps `__call__` in `no_grad`).
+keeps the autograd graph (diffusers wraps `__call__` in `no_grad`). With text-encoder LoRA the
+prompt is encoded from token ids tokenized once, with the pipeline's own encoders.
 """
 
 from __future__ import annotations
@@ -168,13 +169,20 @@ class LoRASnapshotter:
                 for key in get_peft_model_state_dict(part)
             ]
 
-    def __call__(self) -> dict[str, dict[str, torch.Tensor]]:
+    def pack(self) -> dict[str, torch.Tensor]:
+        """Part -> all its LoRA weights in one flat float32 tensor on their device (no host work)."""
+        return {name: torch.cat([tensor.detach().reshape(-1).float() for _, tensor in items]) for name, items in self.parts.items()}
+
+    def unpack(self, packed: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """`pack()`'s output -> part -> peft key -> CPU float32 tensor (one transfer per part)."""
         snapshot = {}
         for name, items in self.parts.items():
-            flat = torch.cat([tensor.detach().reshape(-1).float() for _, tensor in items]).cpu()
-            chunks = flat.split([tensor.numel() for _, tensor in items])
+            chunks = packed[name].cpu().split([tensor.numel() for _, tensor in items])
             snapshot[name] = {key: chunk.view(tensor.shape) for (key, tensor), chunk in zip(items, chunks)}
         return snapshot
+
+    def __call__(self) -> dict[str, dict[str, torch.Tensor]]:
+        return self.unpack(self.pack())
 
 
 def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, dict[str, torch.Tensor]]:
@@ -182,8 +190,34 @@ def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) 
     return LoRASnapshotter(pipe, train_text_encoder)()
 
 
+@dataclass
+class GenerationInputs:
+    """Everything an iteration's image depends on except the LoRA weights; built once per run.
+
+    The same tensors are reused by every iteration, which is what lets a CUDA graph replay
+    them (see cuda_graphs.py). `embeds`/`pooled` are set when the prompt's encoding is cached,
+    else `token_ids` and the prompt is encoded every iteration (with gradients iff text-encoder
+    LoRA is trained).
+    """
+
+    latents: torch.Tensor  # [1, 4, H/8, W/8], the seeded starting noise times init_noise_sigma
+    timesteps: torch.Tensor  # [num_inference_steps] on the device
+    time_ids: torch.Tensor  # [1, 6]
+    noise_state: torch.Tensor  # the generator's state after drawing `latents`, for the ancestral noise
+    token_ids: tuple[torch.Tensor, torch.Tensor] | None = None  # [1, 77] each
+    embeds: torch.Tensor | None = None  # [1, 77, 2048]
+    pooled: torch.Tensor | None = None  # [1, 1280]
+    latents_mean: torch.Tensor | None = None  # [1, 4, 1, 1] for VAEs that declare them
+    latents_std: torch.Tensor | None = None
+
+
 class SDXLGenerator:
-    """Generates one image per call from a fixed prompt and a freshly seeded generator."""
+    """Generates one image per call from a fixed prompt and a freshly seeded generator.
+
+    `generate()` does it all; the optimiser splits it so that the device work of an iteration
+    needs no host data: `prepare()` once per run, then per iteration `start()` (host-side
+    scheduler state and noise generator) and `forward()` (device work only, capturable).
+    """
 
     def __init__(
         self,
@@ -197,6 +231,7 @@ class SDXLGenerator:
         self.train_text_encoder = train_text_encoder
         self.cache_prompt_embeddings = cache_prompt_embeddings and not train_text_encoder
         self._cached: tuple[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._noise: torch.Generator | None = None
 
     def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """prompt -> (token embeddings [1, 77, 2048], pooled embedding [1, 1280])."""
@@ -213,6 +248,100 @@ class SDXLGenerator:
             self._cached = (prompt, (embeds, pooled))
         return embeds, pooled
 
+    def tokenize(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """prompt -> the two tokenizers' ids [1, 77], padded and truncated as encode_prompt does."""
+        pipe = self.pipe
+        return tuple(
+            tokenizer(
+                prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.device)
+            for tokenizer in (pipe.tokenizer, pipe.tokenizer_2)
+        )
+
+    def encode_ids(self, token_ids: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids -> (embeds [1, 77, 2048], pooled [1, 1280]); equals `encode`, without the host work.
+
+        SDXL conditions on both encoders' penultimate hidden states side by side, and on the
+        second encoder's projected pooled output.
+        """
+        hidden, pooled = [], None
+        for ids, encoder in zip(token_ids, (self.pipe.text_encoder, self.pipe.text_encoder_2)):
+            output = encoder(ids, output_hidden_states=True)
+            if output[0].ndim == 2:
+                pooled = output[0]
+            hidden.append(output.hidden_states[-2])
+        return torch.cat(hidden, dim=-1).to(self.pipe.text_encoder_2.dtype), pooled
+
+    def prepare(
+        self, prompt: str, generator: torch.Generator, height: int, width: int, num_inference_steps: int = 1
+    ) -> GenerationInputs:
+        pipe = self.pipe
+        text_encoder_2 = pipe.text_encoder_2
+        if not self.cache_prompt_embeddings:
+            token_ids, embeds, pooled = self.tokenize(prompt), None, None
+            embeds_dtype = text_encoder_2.dtype
+        else:
+            with torch.no_grad():
+                embeds, pooled = self.encode(prompt)
+            token_ids, embeds, pooled, embeds_dtype = None, embeds.detach(), pooled.detach(), embeds.dtype
+        pipe.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, height, width, embeds_dtype, self.device, generator)
+        time_ids = pipe._get_add_time_ids(
+            (height, width), (0, 0), (height, width), dtype=embeds_dtype,
+            text_encoder_projection_dim=text_encoder_2.config.projection_dim,
+        ).to(self.device)
+        vae_config = pipe.vae.config
+        mean, std = getattr(vae_config, "latents_mean", None), getattr(vae_config, "latents_std", None)
+        if mean is not None and std is not None:
+            vae_dtype = pipe.vae.dtype
+            mean = torch.tensor(mean).view(1, -1, 1, 1).to(self.device, vae_dtype)
+            std = torch.tensor(std).view(1, -1, 1, 1).to(self.device, vae_dtype)
+        else:
+            mean = std = None
+        self._noise = generator
+        return GenerationInputs(
+            latents=latents, timesteps=pipe.scheduler.timesteps.clone(), time_ids=time_ids,
+            noise_state=generator.get_state(), token_ids=token_ids, embeds=embeds, pooled=pooled,
+            latents_mean=mean, latents_std=std,
+        )
+
+    def start(self, inputs: GenerationInputs) -> None:
+        """Host-side reset before each iteration: scheduler at step 0, noise generator rewound."""
+        scheduler = self.pipe.scheduler
+        scheduler.set_timesteps(len(inputs.timesteps), device=self.device)
+        scheduler.set_begin_index(0)  # else the scheduler finds its index with a host-synchronising search
+        self._noise.set_state(inputs.noise_state)
+
+    def forward(self, inputs: GenerationInputs, ancestral_noise: bool = True) -> torch.Tensor:
+        """Image [1, 3, H, W] float32 in [0, 1]; differentiable w.r.t. the LoRA weights.
+
+        Gradients flow through the last denoising step only. `ancestral_noise=False` draws the
+        ancestral sampler's noise from the default generator instead of the seeded one; that
+        changes nothing for one step, where the noise is multiplied by sigma_up = 0.
+        """
+        pipe = self.pipe
+        if inputs.token_ids is not None:
+            with torch.set_grad_enabled(self.train_text_encoder and torch.is_grad_enabled()):
+                embeds, pooled = self.encode_ids(inputs.token_ids)
+        else:
+            embeds, pooled = inputs.embeds, inputs.pooled
+        latents = inputs.latents
+        step_kwargs = pipe.prepare_extra_step_kwargs(self._noise if ancestral_noise else None, 0.0)
+        grad_enabled = torch.is_grad_enabled()
+        last = len(inputs.timesteps) - 1
+        for index, timestep in enumerate(inputs.timesteps):
+            with torch.set_grad_enabled(grad_enabled and index == last):
+                model_input = pipe.scheduler.scale_model_input(latents, timestep)
+                noise_pred = pipe.unet(
+                    model_input,
+                    timestep,
+                    encoder_hidden_states=embeds,
+                    added_cond_kwargs={"text_embeds": pooled, "time_ids": inputs.time_ids},
+                    return_dict=False,
+                )[0]
+                latents = pipe.scheduler.step(noise_pred, timestep, latents, **step_kwargs, return_dict=False)[0]
+        return self.decode(latents, inputs)
+
     def generate(
         self,
         prompt: str,
@@ -222,44 +351,16 @@ class SDXLGenerator:
         num_inference_steps: int = 1,
     ) -> torch.Tensor:
         """Image [1, 3, H, W] float32 in [0, 1]; differentiable w.r.t. the LoRA weights."""
-        pipe = self.pipe
-        embeds, pooled = self.encode(prompt)
-        pipe.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        timesteps = pipe.scheduler.timesteps
-        latents = pipe.prepare_latents(
-            1, pipe.unet.config.in_channels, height, width, embeds.dtype, self.device, generator
-        )
-        time_ids = pipe._get_add_time_ids(
-            (height, width),
-            (0, 0),
-            (height, width),
-            dtype=embeds.dtype,
-            text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
-        ).to(self.device)
-        step_kwargs = pipe.prepare_extra_step_kwargs(generator, 0.0)
-        grad_enabled = torch.is_grad_enabled()
-        for index, timestep in enumerate(timesteps):
-            with torch.set_grad_enabled(grad_enabled and index == len(timesteps) - 1):
-                model_input = pipe.scheduler.scale_model_input(latents, timestep)
-                noise_pred = pipe.unet(
-                    model_input,
-                    timestep,
-                    encoder_hidden_states=embeds,
-                    added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids},
-                    return_dict=False,
-                )[0]
-                latents = pipe.scheduler.step(noise_pred, timestep, latents, **step_kwargs, return_dict=False)[0]
-        return self.decode(latents)
+        inputs = self.prepare(prompt, generator, height, width, num_inference_steps)
+        self.start(inputs)
+        return self.forward(inputs)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, latents: torch.Tensor, inputs: GenerationInputs) -> torch.Tensor:
         vae = self.pipe.vae
-        config = vae.config
         latents = latents.to(vae.dtype)
-        if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
-            mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1).to(latents)
-            std = torch.tensor(config.latents_std).view(1, -1, 1, 1).to(latents)
-            latents = latents * std / config.scaling_factor + mean
+        if inputs.latents_mean is not None:
+            latents = latents * inputs.latents_std / vae.config.scaling_factor + inputs.latents_mean
         else:
-            latents = latents / config.scaling_factor
+            latents = latents / vae.config.scaling_factor
         image = vae.decode(latents, return_dict=False)[0]
         return self.pipe.image_processor.postprocess(image, output_type="pt").float()

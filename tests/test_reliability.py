@@ -323,7 +323,7 @@ def test_out_of_memory_stops_and_keeps_the_best(tiny_config, subject_path, tmp_p
     def oom(_image):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
 
-    inject(monkeypatch, SDXLGenerator, "generate", 5, oom)
+    inject(monkeypatch, SDXLGenerator, "forward", 5, oom)
     outcome = run_siso(tiny_config(num_train_epochs=10, early_stopping_threshold_percentage=0), subject_path, output_dir=str(tmp_path))
     assert outcome.result.stop_reason == "out_of_memory" and outcome.result.steps_run == 4
     assert "--mode low-memory" in outcome.result.error

@@ -94,3 +94,18 @@ def test_bad_base_models_are_named(tmp_path, tiny_assets):
     (sd15 / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline", "unet": [], "vae": [], "text_encoder": [], "tokenizer": [], "scheduler": []}')
     with pytest.raises(SISOInputError, match="not SDXL-shaped.*text_encoder_2"):
         load_sdxl_pipeline(str(sd15))
+
+
+def test_encoding_token_ids_equals_the_pipelines_encode_prompt(tiny_assets):
+    """With text-encoder LoRA the prompt is encoded from ids each iteration; it must be encode_prompt's result."""
+    pipe = load_sdxl_pipeline(tiny_assets["sdxl"])
+    add_lora(pipe, LoRASpec(train_text_encoder=True), seed=0)
+    for param in pipe.text_encoder.parameters():  # non-zero LoRA B, so the adapters change the output
+        if param.requires_grad:
+            torch.nn.init.normal_(param, std=0.1)
+    generator = SDXLGenerator(pipe, torch.device("cpu"), train_text_encoder=True)
+    prompt = "a photo of a cat " * 30  # longer than CLIP's 77 tokens: truncated the same way
+    expected_embeds, expected_pooled = generator.encode(prompt)
+    embeds, pooled = generator.encode_ids(generator.tokenize(prompt))
+    assert torch.equal(embeds, expected_embeds) and torch.equal(pooled, expected_pooled)
+    assert embeds.requires_grad and pooled.requires_grad
