@@ -1,5 +1,6 @@
 """Where does a SISO iteration spend its time? Phase timings, a torch.profiler table, and a few
-speed variants measured in one process on the same models.
+speed variants measured in one process on the same models, all of the eager iteration (no CUDA
+graph: `bench_step.py` compares the graph with it).
 
     python benchmarks/profile_step.py [--size full|tiny] [--mode default] [--text-encoder on|off]
 
@@ -41,8 +42,9 @@ def main() -> int:
 
     device = pick_device("auto")
     resolution = 512 if args.size == "full" else 64
+    # the eager iteration's phases: under a CUDA graph (bench_step.py's default case) there are none to time
     config = SISOConfig(resolution=resolution, num_train_epochs=10_000, early_stopping_max_count=10_000,
-                        mode=args.mode, train_text_encoder=args.text_encoder == "on")
+                        mode=args.mode, train_text_encoder=args.text_encoder == "on", cuda_graphs=False)
     settings = RuntimeSettings.resolve(config, device)
     build_device = device if args.size == "full" else "cpu"
     pipe = build_sdxl_pipeline(args.size, device=build_device, dtype=settings.dtype)
