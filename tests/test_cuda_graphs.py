@@ -15,11 +15,12 @@ import logging
 import pytest
 import torch
 
-from graph_safety import CaptureSafetyCheck
+from graph_safety import CaptureSafetyCheck, HostToDeviceCheck
 from siso_lib import cuda_graphs
 from siso_lib.config import SISOConfig
 from siso_lib.images import load_subject_image
 from siso_lib.optimizer import RuntimeSettings, SISOOptimizer
+from siso_lib.sdxl import LoRASnapshotter, lora_modules
 
 
 @pytest.mark.parametrize("train_text_encoder", [True, False])
@@ -40,7 +41,51 @@ def test_iteration_has_nothing_a_cuda_graph_cannot_capture(tiny_config, subject_
     assert any(name.startswith("lora/") for name in outputs)
 
 
-def test_the_check_catches_what_breaks_a_capture():
+def _move_to_meta(optimizer: SISOOptimizer) -> None:
+    """Put every module and per-run input of a built optimiser on the data-less `meta` device."""
+    meta = torch.device("meta")
+    pipe = optimizer.pipe
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, optimizer.loss):
+        module.to(meta)
+    optimizer.loss.targets = {name: target.to(meta) for name, target in optimizer.loss.targets.items()}
+    inputs = optimizer.inputs
+    for name, value in vars(inputs).items():
+        if isinstance(value, torch.Tensor) and name != "noise_state":
+            setattr(inputs, name, value.to(meta))
+    if inputs.token_ids is not None:
+        inputs.token_ids = tuple(ids.to(meta) for ids in inputs.token_ids)
+    # moving to meta makes new Parameter objects (a CUDA move keeps them): look them up again
+    train_text_encoder = optimizer.config.train_text_encoder
+    optimizer.params = [p for part in lora_modules(pipe, train_text_encoder).values() for p in part.parameters() if p.requires_grad]
+    optimizer.snapshot_lora = LoRASnapshotter(pipe, train_text_encoder)
+    optimizer.generator.device = meta
+    # the scheduler keeps its sigmas on the CPU whatever the device (diffusers does that on purpose)
+    optimizer.generator.start = lambda _inputs: (pipe.scheduler.set_timesteps(1, device="cpu"), pipe.scheduler.set_begin_index(0))
+
+
+@pytest.mark.parametrize("train_text_encoder", [True, False])
+def test_no_host_data_is_copied_to_the_device_during_an_iteration(tiny_config, subject_path, train_text_encoder):
+    optimizer = SISOOptimizer(
+        tiny_config(train_text_encoder=train_text_encoder, num_train_epochs=5, precision="bf16"),
+        load_subject_image(subject_path),
+    )
+    optimizer.seeded_ancestral_noise = False
+    _move_to_meta(optimizer)
+    optimizer.optimizer.step = lambda: None  # its state stayed on the CPU
+    for check_this_one in (False, True):  # the first fills per-device caches, as the eager warm-up does
+        optimizer._start_iteration()
+        with HostToDeviceCheck("meta") if check_this_one else contextlib.nullcontext() as check:
+            outputs = optimizer._iteration()
+        reached = [p.grad is not None for p in optimizer.params]
+        for param in optimizer.params:
+            param.grad = None
+    assert check.violations == []
+    assert check.op_count > 1000 and outputs["total"].device.type == "meta"
+    # the backward pass was part of what was checked (text encoder 1's last layer never gets a gradient)
+    assert sum(reached) >= 0.9 * len(reached)
+
+
+def test_the_checks_catch_what_breaks_a_capture():
     generator = torch.Generator().manual_seed(0)
     with CaptureSafetyCheck() as check:
         x = torch.ones(3)
@@ -49,6 +94,13 @@ def test_the_check_catches_what_breaks_a_capture():
         torch.randn(2, generator=generator)
         torch.randn(2)  # default generator: allowed
     assert [name for name, _ in check.violations] == ["_local_scalar_dense", "lift_fresh", "randn"]
+    on_meta, on_host = torch.ones(3, device="meta"), torch.ones(3)
+    with HostToDeviceCheck("meta") as check:
+        on_meta * torch.tensor(2.0)  # a 0-dim host tensor is a scalar argument: allowed
+        on_host.to("meta")
+        on_meta + on_host.sum()  # 0-dim again
+        on_meta.clone().copy_(on_host)
+    assert [name for name, _ in check.violations] == ["_to_copy", "copy_"]
 
 
 def test_unseeded_ancestral_noise_changes_nothing_for_one_step(tiny_config, subject_path):
