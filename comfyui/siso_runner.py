@@ -427,6 +427,8 @@ def diagnose(returncode: int | None, stderr_lines: list[str], result: dict | Non
         return f"out of GPU memory{detail}: {OOM_HINT}"
     if stop == "non_finite_loss":
         return f"the loss became NaN/infinite ({result.get('error') or 'non-finite loss'}): try mixed_precision fp32 or a lower learning_rate"
+    if stop == "cuda_graph_mismatch":
+        return "the CUDA graph replay disagreed with the same step run eagerly: put --no-cuda_graphs in extra_args"
     for line in reversed(text_lines):
         match = re.search(r"ModuleNotFoundError: No module named '([^']+)'", line) or re.search(
             r"No module named '([^']+)'", line

@@ -72,7 +72,6 @@ class RuntimeSettings:
     cuda_graphs: bool = False
     cuda_graphs_note: str | None = None  # why CUDA graphs are off, when they were asked for
 
-
     @classmethod
     def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
         accelerator = device.type in ("cuda", "xpu")

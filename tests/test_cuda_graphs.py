@@ -230,6 +230,26 @@ def test_a_replay_that_disagrees_with_eager_is_an_error(monkeypatch):
         graphed()
 
 
+def test_a_replay_mismatch_ends_the_run_and_keeps_the_best(tiny_config, subject_path):
+    optimizer = SISOOptimizer(tiny_config(num_train_epochs=6), load_subject_image(subject_path))
+    calls = {"n": 0}
+
+    def graphed():  # two eager iterations, then a capture whose replay disagrees
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise cuda_graphs.GraphReplayError("replay 0.1 vs eager 0.5: rerun with --no-cuda_graphs")
+        optimizer._start_iteration()
+        outputs = optimizer._iteration()
+        optimizer._reset_grads()
+        return outputs
+
+    optimizer.graphed = graphed
+    result = optimizer.run()
+    assert result.stop_reason == "cuda_graph_mismatch" and "--no-cuda_graphs" in result.error
+    assert result.steps_run == 2 and result.best_step in (0, 1) and result.best_lora["unet"]
+    assert "disagreed" in optimizer.describe_stop(result.stop_reason)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 def test_graphed_run_matches_eager_on_cuda(tiny_config, subject_path):
     curves = {}

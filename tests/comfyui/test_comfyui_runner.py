@@ -302,6 +302,7 @@ def test_diagnose_fallbacks():
         "the script rejected arguments (unrecognized arguments: --mode default)")
     assert runner.diagnose(1, [], {"stop_reason": "non_finite_loss", "error": "nan at step 4"}).startswith(
         "the loss became NaN/infinite (nan at step 4)")
+    assert "--no-cuda_graphs in extra_args" in runner.diagnose(1, [], {"stop_reason": "cuda_graph_mismatch"})
     assert runner.diagnose(1, ["RuntimeError: MPS backend out of memory (MPS allocated: 9 GB)"]).startswith("out of GPU memory")
 
 
