@@ -443,6 +443,14 @@ class SISOOptimizer:
     def describe_stop(self, reason: str) -> str:
         return describe_stop(reason, self.config)
 
+    def describe_runtime(self) -> dict:
+        """The settings, plus whether a CUDA graph was captured and, if not, why (for run.json)."""
+        graphed = self.graphed if isinstance(self.graphed, cuda_graphs.GraphedIteration) else None
+        return self.settings.describe() | {
+            "cuda_graphs_captured": graphed is not None and graphed.captured,
+            "cuda_graphs_note": self.settings.cuda_graphs_note or (graphed.failure if graphed else None),
+        }
+
 
 class _PhaseTimer:
     """Wall time per phase of a step, synchronising the device at each mark (only when enabled)."""

@@ -155,7 +155,7 @@ def run_siso(
     result = optimizer.run(all_callbacks)
     subject_info = {"path": subject.path, "sha256": subject.sha256, "size": list(subject.image.size), "notes": subject.notes}
     artifacts = save_run(
-        result, config, out, weights, optimizer.device, optimizer.settings.describe(), subject_info,
+        result, config, out, weights, optimizer.device, optimizer.describe_runtime(), subject_info,
         extra={"uses_ir": optimizer.uses_ir, **(extra_record or {})},
     )
     return RunOutcome(result, artifacts, optimizer)

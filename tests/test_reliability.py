@@ -339,3 +339,5 @@ def test_run_json_is_enough_to_repeat_a_run(tiny_config, subject_path, tmp_path)
     assert [r["total"] for r in again.history] == [r["total"] for r in first.history]
     assert {"torch", "diffusers", "transformers", "peft"} <= set(record["versions"])
     assert record["runtime"]["device"].startswith("cpu")
+    assert record["runtime"]["cuda_graphs"] is False and record["runtime"]["cuda_graphs_captured"] is False
+    assert "CUDA device" in record["runtime"]["cuda_graphs_note"]
