@@ -100,7 +100,6 @@ class GraphedIteration:
             except GraphReplayError:
                 raise
             except Exception as error:  # a capture error leaves nothing applied: run this step eagerly
-                self.graph, self.outputs = None, None
                 self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
                 logger.warning("CUDA graph capture failed (%s): running eagerly; --no-cuda_graphs skips the attempt", self.failure)
                 self.reset_grads()

@@ -445,10 +445,9 @@ class SISOOptimizer:
 
     def describe_runtime(self) -> dict:
         """The settings, plus whether a CUDA graph was captured and, if not, why (for run.json)."""
-        graphed = self.graphed if isinstance(self.graphed, cuda_graphs.GraphedIteration) else None
         return self.settings.describe() | {
-            "cuda_graphs_captured": graphed is not None and graphed.captured,
-            "cuda_graphs_note": self.settings.cuda_graphs_note or (graphed.failure if graphed else None),
+            "cuda_graphs_captured": self.graphed is not None and self.graphed.captured,
+            "cuda_graphs_note": self.settings.cuda_graphs_note or (self.graphed.failure if self.graphed else None),
         }
 
 

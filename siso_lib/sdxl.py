@@ -283,7 +283,7 @@ class SDXLGenerator:
         else:
             with torch.no_grad():
                 embeds, pooled = self.encode(prompt)
-            token_ids, embeds, pooled, embeds_dtype = None, embeds.detach(), pooled.detach(), embeds.dtype
+            token_ids, embeds_dtype = None, embeds.dtype  # encode() detached and cached them
         pipe.scheduler.set_timesteps(num_inference_steps, device=self.device)
         latents = pipe.prepare_latents(1, pipe.unet.config.in_channels, height, width, embeds_dtype, self.device, generator)
         time_ids = pipe._get_add_time_ids(
