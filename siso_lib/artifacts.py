@@ -109,7 +109,6 @@ def run_record(
         "error": result.error,
         "steps_run": result.steps_run,
         "best_step": result.best_step,
-        "best_iteration": None if result.best_step is None else result.best_step + 1,
         "best_losses": result.best_losses,
         "elapsed_seconds": round(result.elapsed_seconds, 3),
         "finished_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

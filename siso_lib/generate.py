@@ -169,11 +169,11 @@ class ProgressPrinter:
 
     def __call__(self, event: StepEvent) -> None:
         record = {
-            "step": event.step + 1,
+            "step": event.step,
             "total": event.max_steps,
             "loss": round(event.losses["total"], 6),
             **{k: round(v, 6) for k, v in event.losses.items() if k != "total"},
-            "best_step": event.best_step + 1,
+            "best_step": event.best_step,
             "best_loss": round(event.best_loss, 6),
             "patience": event.patience_count,
             "seconds": round(event.step_seconds, 4),
@@ -190,7 +190,7 @@ class ProgressPrinter:
             self.bar = tqdm(total=self.total, desc="SISO", unit="it", file=sys.stderr, dynamic_ncols=True)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{event.losses['total']:.4f}", best=f"{event.best_loss:.4f}@{event.best_step + 1}")
+            self.bar.set_postfix(loss=f"{event.losses['total']:.4f}", best=f"{event.best_loss:.4f}@{event.best_step}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -297,7 +297,7 @@ def _run(args: argparse.Namespace, config: SISOConfig) -> int:
         "status": "success" if result.completed and artifacts.lora_path else result.stop_reason,
         "stop_reason": result.stop_reason,
         "steps_run": result.steps_run,
-        "best_step": None if result.best_step is None else result.best_step + 1,
+        "best_step": result.best_step,
         "best_losses": result.best_losses,
         "error": result.error,
         **artifacts.as_dict(),
@@ -315,7 +315,7 @@ def _report(result, artifacts, optimizer) -> int:
         print("siso: NOTE: optimised with DINO features only (no --ir_features_path)", file=sys.stderr)
     for label, path in artifacts.labelled():
         print(f"siso: {label:22s} {path}", file=sys.stderr)
-    if result.best_step == 0:
+    if result.best_step == 1:
         print("siso: WARNING: the best iteration is the first one, whose LoRA is still zero (the base model)", file=sys.stderr)
     if result.stop_reason == "interrupted":
         return _interrupt_exit_code()

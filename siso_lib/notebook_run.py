@@ -327,7 +327,7 @@ def dashboard_figure(snapshot: dict, subject_image=None, title: str | None = Non
         (snapshot["first"], "iteration 1 (LoRA = 0)"),
         (snapshot["current"], f"{last_label}: iteration {n}" if n else last_label),
         (snapshot["best"], ("best" if last_label == "last" else "best so far")
-         + (f": iteration {best + 1}" if best is not None else "")),
+         + (f": iteration {best}" if best is not None else "")),
     ]
     for column, (image, label) in enumerate(panels):
         _show_image(figure.add_subplot(grid[1, column]), image, label)
@@ -339,9 +339,9 @@ def dashboard_figure(snapshot: dict, subject_image=None, title: str | None = Non
 
 def step_line(event) -> str:
     terms = ", ".join(f"{k} {v:+.4f}" for k, v in event.losses.items() if k != "total")
-    best = f"best {event.best_loss:+.4f} @ {event.best_step + 1}"
+    best = f"best {event.best_loss:+.4f} @ {event.best_step}"
     return (
-        f"iteration {event.step + 1:>3}/{event.max_steps}  loss {event.losses['total']:+.4f}"
+        f"iteration {event.step:>3}/{event.max_steps}  loss {event.losses['total']:+.4f}"
         f" ({terms})  {best}  patience {event.patience_count}  {event.step_seconds:.2f} s"
         + (f"  -> stop: {event.stop_reason}" if event.stop_reason else "")
     )
@@ -470,7 +470,7 @@ def summary_markdown(run: NotebookRun) -> str:
         lines.append("**Note:** optimised with DINO features only (no `ir_features_path`); the paper uses DINO + IR.")
     if result.error:
         lines.append(f"**Error:** {result.error}")
-    if result.best_step == 0:
+    if result.best_step == 1:
         lines.append("**Warning:** the best iteration is the first one, whose LoRA is still zero (the base model).")
     lines.append("")
     lines.append("| file | path |\n| --- | --- |")

@@ -362,13 +362,13 @@ class SISOPanel:
                 self.run_button.disabled, self.stop_button.disabled = False, True
 
     def _on_step(self, event) -> None:
-        done = event.step + 1
+        done = event.step
         self.progress.value = min(done, self.progress.max)
         self.progress.description = f"{done} / {event.max_steps}"
         terms = ", ".join(f"{k} {v:+.4f}" for k, v in event.losses.items() if k != "total")
         self._set_status(
             f"Iteration {done}/{event.max_steps}: loss <b>{event.losses['total']:+.4f}</b> ({terms}); "
-            f"best {event.best_loss:+.4f} at iteration {event.best_step + 1}; patience {event.patience_count}/"
+            f"best {event.best_loss:+.4f} at iteration {event.best_step}; patience {event.patience_count}/"
             f"{self.run.config.early_stopping_max_count}; {event.step_seconds:.2f} s/it"
         )
         now = time.monotonic()
@@ -405,7 +405,7 @@ class SISOPanel:
             self.current_caption.value = f"<b>current: iteration {len(snapshot['history'])}</b>"
         if snapshot["best"] is not None:
             self.best_view.value = pil_png(tensor_to_pil(snapshot["best"]))
-            self.best_caption.value = f"<b>best so far: iteration {snapshot['best_step'] + 1}</b>"
+            self.best_caption.value = f"<b>best so far: iteration {snapshot['best_step']}</b>"
 
     def _finish(self, run: NotebookRun) -> None:
         if run.outcome is None:
@@ -416,7 +416,7 @@ class SISOPanel:
             return
         self._render(run)
         if run.recorder.best_step is not None:
-            self.best_caption.value = f"<b>best: iteration {run.recorder.best_step + 1}</b>"
+            self.best_caption.value = f"<b>best: iteration {run.recorder.best_step}</b>"
         result, artifacts = run.outcome.result, run.outcome.artifacts
         reason = run.outcome.optimizer.describe_stop(result.stop_reason)
         best = result.describe_best()

@@ -112,7 +112,7 @@ class RuntimeSettings:
 class StepEvent:
     """What one iteration produced; handed to every callback."""
 
-    step: int  # 0-based
+    step: int  # the iteration's number, counted from 1 (iteration 1 runs with the zero-initialised LoRA)
     max_steps: int
     losses: dict[str, float]  # "total", and "dino" / "ir" where used
     is_best: bool
@@ -128,11 +128,11 @@ class StepEvent:
 
 @dataclass
 class SISOResult:
-    best_step: int | None
+    best_step: int | None  # the best iteration's number, counted from 1; None when none finished
     best_losses: dict[str, float]
     best_lora: dict[str, dict[str, torch.Tensor]]  # part -> peft-named CPU fp32 tensors
     best_image: torch.Tensor | None  # [1, 3, H, W] on the CPU
-    history: list[dict] = field(default_factory=list)  # per step: step, losses, lr, seconds
+    history: list[dict] = field(default_factory=list)  # per iteration: step (from 1), losses, lr, seconds
     stop_reason: str = "max_steps"
     error: str | None = None  # message for the non-finite / out-of-memory endings
     elapsed_seconds: float = 0.0
@@ -150,8 +150,8 @@ class SISOResult:
         return self.stop_reason in ("early_stopping", "max_steps", "stopped")
 
     def describe_best(self) -> str:
-        """'iteration 7 of 12' (1-based), or 'none' when no iteration finished."""
-        return "none" if self.best_step is None else f"iteration {self.best_step + 1} of {self.steps_run}"
+        """'iteration 7 of 12', or 'none' when no iteration finished."""
+        return "none" if self.best_step is None else f"iteration {self.best_step} of {self.steps_run}"
 
 
 Callback = Callable[[StepEvent], None]
@@ -354,9 +354,9 @@ class SISOOptimizer:
             outputs = self._iteration()
             self._reset_grads()
         values = {name: float(outputs[name].item()) for name in (*self.loss.weights, "total")}
+        step = self.step_index + 1  # iterations are numbered from 1 wherever a user reads them
         if not all(math.isfinite(v) for v in values.values()):
-            raise NonFiniteLossError(self.step_index, values)
-        step = self.step_index
+            raise NonFiniteLossError(step, values)
         is_best = self.early_stopping.update(step, values["total"])
         image_cpu = outputs["image"].float().cpu()
         if is_best:
@@ -369,7 +369,7 @@ class SISOOptimizer:
         seconds = time.perf_counter() - started
         self.step_index += 1
         self.history.append(
-            {"step": step, "iteration": step + 1, **values, "lr": lr, "seconds": round(seconds, 5), "is_best": is_best}
+            {"step": step, **values, "lr": lr, "seconds": round(seconds, 5), "is_best": is_best}
             | ({"phases": phases.seconds} if phases.enabled else {})
         )
         return StepEvent(
@@ -420,7 +420,7 @@ class SISOOptimizer:
                 raise
             reason = "out_of_memory"
             error = (
-                f"out of memory at step {self.step_index}: use --mode low-memory (gradient checkpointing), "
+                f"out of memory at iteration {self.step_index + 1}: use --mode low-memory (gradient checkpointing), "
                 "--no-train_text_encoder, or a smaller --resolution"
             )
             self.optimizer.zero_grad(set_to_none=True)
@@ -471,7 +471,7 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, step: int, losses: dict[str, float]):
         terms = ", ".join(f"{k}={v}" for k, v in losses.items())
         super().__init__(
-            f"the loss became non-finite at step {step} ({terms}): the best LoRA so far is kept; "
+            f"the loss became non-finite at iteration {step} ({terms}): the best LoRA so far is kept; "
             "try --mixed_precision fp32 or a lower --learning_rate"
         )
 

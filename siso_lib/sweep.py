@@ -55,7 +55,7 @@ PATH_PARAMETERS = ("subject_image_path", "assets_dir", "ir_features_path", "pret
 SHORT_NAMES = {"subject_image_path": "subject"}
 RESULT_COLUMNS_BEFORE = ("run", "status", "error")
 RESULT_COLUMNS_AFTER = (
-    "steps_run", "best_iteration", "stop_reason", "best_total", "best_dino", "best_ir", "last_total",
+    "steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "last_total",
     "optimise_seconds", "wall_seconds", "started_at", "finished_at", "host", "device",
     "run_dir", "notebook", "lora_path", "kohya_path", "result_image", "loss_plot", "run_json",
 )
@@ -318,7 +318,7 @@ def _run_json_fields(run_json: Path) -> dict[str, Any]:
         "run_status": data.get("status"),
         "run_error": data.get("error"),
         "steps_run": data.get("steps_run"),
-        "best_iteration": data.get("best_iteration"),
+        "best_step": data.get("best_step"),
         "stop_reason": data.get("stop_reason"),
         "best_total": losses.get("total"),
         "best_dino": losses.get("dino"),
@@ -506,7 +506,7 @@ def run_sweep(
         if remaining > 0 and durations:
             eta = f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
         if record["status"] == "completed":
-            losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_iteration')}" if record.get("best_total") is not None else ""
+            losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
             echo(f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}{eta}")
         else:
             summary.failed += 1

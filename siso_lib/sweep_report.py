@@ -20,7 +20,7 @@ from typing import Any
 from .offline import REPO_ROOT
 
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
-TABLE_COLUMNS = ("steps_run", "best_iteration", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
+TABLE_COLUMNS = ("steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
 
 
 def latest_sweep(root: str | Path = SWEEPS_ROOT) -> Path:
@@ -92,7 +92,7 @@ class SweepReport:
             for column in TABLE_COLUMNS:
                 value = row.get(column, "")
                 number = _number(value)
-                if column.startswith("best_") and column != "best_iteration" and number is not None:
+                if column.startswith("best_") and column != "best_step" and number is not None:
                     value = f"{number:+.4f}"
                 elif column == "wall_seconds" and number is not None:
                     value = f"{number:.1f}"
@@ -150,9 +150,9 @@ def loss_overlay_figure(report: SweepReport):
     axes = figure.subplots(1, len(terms), squeeze=False)[0]
     for colour, row in zip(_colours(len(rows)), rows):
         history = report.histories[row["run"]]
-        best = _number(row.get("best_iteration"))
+        best = _number(row.get("best_step"))
         for ax, term in zip(axes, terms):
-            points = [(h["step"] + 1, h[term]) for h in history if term in h]
+            points = [(h["step"], h[term]) for h in history if term in h]
             if not points:
                 continue
             ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, label=report.label(row), linewidth=1.3)
@@ -185,7 +185,7 @@ def steps_figure(report: SweepReport):
         reason = row.get("stop_reason") or "?"
         ax.bar(x, _number(row["steps_run"]), color=palette[reason], alpha=0.75, label=None if reason in seen else f"stopped: {reason}")
         seen.add(reason)
-        best = _number(row.get("best_iteration"))
+        best = _number(row.get("best_step"))
         if best is not None:
             ax.plot([x], [best], marker="o", color="black", linestyle="none",
                     label="best iteration" if x == 0 else None)

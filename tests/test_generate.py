@@ -88,3 +88,29 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_iterations_are_numbered_from_one_in_every_output(tiny_assets, subject_path, tmp_path, capsys):
+    """One run, one numbering: progress lines, SISO_RESULT, run.json, both LoRA files, history and
+    the per-iteration images all call the first iteration 1 (the field report saw 1 vs 2)."""
+    from siso_lib import generate
+    from siso_lib.lora_io import KOHYA_WEIGHT_NAME, read_metadata
+
+    out = tmp_path / "run"
+    code = generate.main([
+        "--subject_image_path", subject_path, "--pretrained_model_name_or_path", tiny_assets["sdxl"],
+        "--dino_model_name", tiny_assets["dino"], "--ir_features_path", tiny_assets["ir"], "--resolution", "64",
+        "--num_train_epochs", "3", "--learning_rate", "0.05", "--early_stopping_threshold_percentage", "0",
+        "--log_every_epoch", "--output_dir", str(out), "--quiet",
+    ])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    progress = [json.loads(l.split(" ", 1)[1]) for l in stdout.splitlines() if l.startswith("SISO_PROGRESS ")]
+    result = json.loads(next(l for l in stdout.splitlines() if l.startswith("SISO_RESULT ")).split(" ", 1)[1])
+    record = json.loads((out / "run.json").read_text())
+    assert [p["step"] for p in progress] == [row["step"] for row in record["history"]] == [1, 2, 3]
+    lowest = min(record["history"], key=lambda row: row["total"])["step"]
+    assert result["best_step"] == record["best_step"] == progress[-1]["best_step"] == lowest
+    for name in ("pytorch_lora_weights.safetensors", KOHYA_WEIGHT_NAME):
+        assert read_metadata(out / name)["siso.best_step"] == str(lowest)
+    assert sorted(p.name for p in out.glob("epoch_*.png")) == ["epoch_1.png", "epoch_2.png", "epoch_3.png"]

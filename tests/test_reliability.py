@@ -304,8 +304,8 @@ def test_nan_loss_stops_and_keeps_the_best(tiny_config, subject_path, tmp_path, 
     assert outcome.result.stop_reason == "non_finite_loss" and outcome.result.steps_run == 3
     assert "--mixed_precision fp32 or a lower --learning_rate" in outcome.result.error
     record = json.loads((tmp_path / "run.json").read_text())
-    assert record["status"] == "failed" and record["best_step"] == 2
-    assert read_metadata(tmp_path / DIFFUSERS_WEIGHT_NAME)["siso.best_step"] == "2"
+    assert record["status"] == "failed" and record["best_step"] == 3
+    assert read_metadata(tmp_path / DIFFUSERS_WEIGHT_NAME)["siso.best_step"] == "3"
 
 
 def test_nan_loss_through_the_cli(tiny_assets, subject_path, tmp_path, monkeypatch, capsys):
@@ -313,7 +313,7 @@ def test_nan_loss_through_the_cli(tiny_assets, subject_path, tmp_path, monkeypat
 
     inject(monkeypatch, SubjectSimilarityLoss, "forward", 3, lambda losses: {**losses, "total": losses["total"] / 0.0 * 0.0})
     code, stdout, stderr = run_main(cli_args(tiny_assets, subject_path, tmp_path, num_train_epochs="10"), capsys)
-    assert code == 1 and "error: the loss became non-finite at step 2" in stderr
+    assert code == 1 and "error: the loss became non-finite at iteration 3" in stderr
     assert (tmp_path / DIFFUSERS_WEIGHT_NAME).is_file()
 
 
@@ -327,7 +327,7 @@ def test_out_of_memory_stops_and_keeps_the_best(tiny_config, subject_path, tmp_p
     outcome = run_siso(tiny_config(num_train_epochs=10, early_stopping_threshold_percentage=0), subject_path, output_dir=str(tmp_path))
     assert outcome.result.stop_reason == "out_of_memory" and outcome.result.steps_run == 4
     assert "--mode low-memory" in outcome.result.error
-    assert read_metadata(tmp_path / DIFFUSERS_WEIGHT_NAME)["siso.best_step"] == "3"
+    assert read_metadata(tmp_path / DIFFUSERS_WEIGHT_NAME)["siso.best_step"] == "4"
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
 
 

@@ -40,7 +40,7 @@ def test_two_by_two_sweep_gives_four_completed_rows(small_sweep):
     assert {(float(r["learning_rate"]), int(r["rank"])) for r in rows} == {(1e-3, 2), (1e-3, 4), (5e-3, 2), (5e-3, 4)}
     for row in rows:
         assert row["status"] == "completed", row
-        assert row["steps_run"] == "2" and row["best_iteration"] in ("1", "2") and row["stop_reason"] == "max_steps"
+        assert row["steps_run"] == "2" and row["best_step"] in ("1", "2") and row["stop_reason"] == "max_steps"
         assert float(row["best_total"]) < 0 and float(row["wall_seconds"]) > 0 and row["error"] == ""
         for column in ("lora_path", "result_image", "run_json", "notebook"):
             assert os.path.isfile(row[column]), (column, row[column])
