@@ -27,6 +27,7 @@ except ImportError:  # loaded as top-level modules (e.g. by a tool that put this
 log = logging.getLogger("siso.comfyui")
 CONSOLE_PREFIX = "[SISO]"
 IDLE_STATUS = "Idle: execute is False (nothing was run)"
+RUNNING_STATUS = "Running: SISO is optimising a LoRA (progress on the SISO LoRA Generator node)"
 
 
 class SISOCancelled(Exception):
@@ -59,6 +60,26 @@ def loras_root() -> str:
         return os.environ["SISO_LORAS_DIR"]
     folders = _folder("loras")
     return folders[0] if folders else os.path.abspath("loras")
+
+
+def loras_folders() -> list[str]:
+    """Every folder ComfyUI's LoraLoader lists (SISO_LORAS_DIR alone when set)."""
+    if os.environ.get("SISO_LORAS_DIR"):
+        return [os.environ["SISO_LORAS_DIR"]]
+    return _folder("loras") or [loras_root()]
+
+
+def runs_root() -> str:
+    """Where a run's files other than the Kohya LoRA go: ComfyUI's output/siso (SISO_RUNS_DIR overrides)."""
+    if os.environ.get("SISO_RUNS_DIR"):
+        return os.environ["SISO_RUNS_DIR"]
+    folder_paths = _comfy_module("folder_paths")
+    try:
+        if folder_paths is not None:
+            return os.path.join(folder_paths.get_output_directory(), runner.RUNS_SUBFOLDER)
+    except Exception:  # noqa: BLE001
+        pass
+    return runner.default_runs_root(loras_root())
 
 
 def search_dirs() -> dict[str, list[str]]:
@@ -113,6 +134,52 @@ def save_preview(image_path: str, node_id: str | None) -> list[dict]:
         return []
 
 
+TEXT_DISPLAYS = {"PreviewAny", "ShowText|pysssss"}  # display nodes that show a {"text": [...]} UI output
+IMAGE_DISPLAYS = {"PreviewImage"}
+
+
+def fed_displays(graph, unique_id) -> list[tuple[str, int, str]]:
+    """(node id, output slot, "text"|"images") of each display node wired to an output of node `unique_id`."""
+    found = []
+    if not isinstance(graph, dict) or unique_id is None:
+        return found
+    for node_id, node in graph.items():
+        if not isinstance(node, dict):
+            continue
+        kind = "text" if node.get("class_type") in TEXT_DISPLAYS else "images" if node.get("class_type") in IMAGE_DISPLAYS else ""
+        if not kind:
+            continue
+        for value in (node.get("inputs") or {}).values():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(unique_id) and isinstance(value[1], int):
+                found.append((str(node_id), value[1], kind))
+    return found
+
+
+def refresh_displays(graph, unique_id, values: tuple) -> None:
+    """Show `values` (one per output: lora_path, status, preview, report) in the display nodes fed by this node now.
+
+    A display node that does not run in this prompt (everything after a Cancel) would keep
+    showing the previous run's path and status; this sends it the message ComfyUI sends after
+    a display node has run, with this run's values (text outputs; images are cleared).
+    """
+    server = _comfy_module("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is None:
+        return
+    for node_id, slot, kind in fed_displays(graph, unique_id):
+        if kind == "text":
+            value = values[slot] if slot < len(values) and isinstance(values[slot], str) else ""
+            output = {"text": [value]}
+        else:
+            output = {"images": []}
+        message = {"node": node_id, "display_node": node_id, "output": output,
+                   "prompt_id": getattr(instance, "last_prompt_id", None)}
+        try:
+            instance.send_sync("executed", message, getattr(instance, "client_id", None))
+        except Exception:  # noqa: BLE001 - the UI is optional
+            pass
+
+
 def blank_image():
     import torch
 
@@ -135,7 +202,7 @@ def _stamp(path: str) -> list:
         return [path, None]
 
 
-FINGERPRINT_EXCLUDED = {"subject_image", "execute", "unique_id"}
+FINGERPRINT_EXCLUDED = {"subject_image", "subject_mask", "execute", "unique_id", "graph"}
 
 
 def fingerprint(inputs: dict) -> str:
@@ -158,7 +225,8 @@ class SISOLoRAGenerator:
     RETURN_TYPES = ("STRING", "STRING", "IMAGE", "STRING")
     RETURN_NAMES = ("lora_path", "status", "preview", "report")
     OUTPUT_TOOLTIPS = (
-        "Path of the LoRA file in Kohya keys (ComfyUI's LoraLoader and SISO Load LoRA apply all of it).",
+        "Path of the LoRA file in Kohya keys (ComfyUI's LoraLoader and SISO Load LoRA apply all of it); "
+        "empty when the run failed, was cancelled or did not run.",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
         "The best image SISO generated (what the LoRA draws for the optimisation prompt).",
         "A few lines: the LoRA's LoraLoader name, best iteration and losses, why it stopped, notes.",
@@ -166,8 +234,10 @@ class SISOLoRAGenerator:
     DESCRIPTION = (
         "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo draws the subject of ONE photo. "
         "Runs the SISO generation script as a separate process (blocking the queue; Cancel stops it), "
-        "after unloading ComfyUI's models from VRAM. Needs a GPU with about 16-24 GB for SDXL-Turbo at 512 px. "
-        "The LoRA goes to models/loras/siso/<time>-<prompt>/ by default."
+        "after unloading ComfyUI's models from VRAM. Needs a GPU with about 16 GB for SDXL-Turbo at 512 px "
+        "(12 GB with mode low-memory). The Kohya-format LoRA, the one file Load LoRA applies fully, goes to "
+        "models/loras/siso/<time>-<prompt>/; the rest of the run (diffusers-format LoRA, best image, loss curve, "
+        "run.json) to output/siso/<time>-<prompt>/."
     )
 
     # fingerprint -> (succeeded, lora_path): a failed or vanished result is re-run by IS_CHANGED
@@ -239,10 +309,13 @@ class SISOLoRAGenerator:
                                               "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
             },
             "optional": {
+                "subject_mask": ("MASK", {"tooltip": "Load Image's MASK output (1 = transparent). Transparent parts of a "
+                                                     "cut-out photo are flattened onto white, as siso-generate does for "
+                                                     "a transparent file; without it they arrive black."}),
                 "extra_args": ("STRING", {"default": "", "multiline": False,
                                           "tooltip": "More script arguments, e.g. --pretrained_vae_model_name_or_path madebyollin/sdxl-vae-fp16-fix"}),
             },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
         }
 
     @classmethod
@@ -261,40 +334,35 @@ class SISOLoRAGenerator:
                 return float("nan")
         return key
 
-    def generate(self, subject_image, execute, unique_id=None, extra_args="", **widgets):
+    def generate(self, subject_image, execute, unique_id=None, extra_args="", subject_mask=None, graph=None, **widgets):
         inputs = dict(widgets, extra_args=extra_args)
         key = fingerprint(inputs)
         if not execute:
             console(IDLE_STATUS)
-            return {
-                "ui": {"text": [IDLE_STATUS]},
-                "result": (blocked(None, ""), IDLE_STATUS, blocked(None, blank_image()), IDLE_STATUS),
-            }
-        job = self.run(subject_image, unique_id, **inputs)
+            # plain values, not blocked ones: the boxes showing them must not keep an earlier run's result
+            return {"ui": {"text": [IDLE_STATUS]}, "result": ("", IDLE_STATUS, blank_image(), IDLE_STATUS)}
+        refresh_displays(graph, unique_id, ("", RUNNING_STATUS, None, RUNNING_STATUS))
+        job = self.run(subject_image, unique_id, mask=subject_mask, **inputs)
         with self._history_lock:
             self._history[key] = (job.ok, job.lora_path)
         report = job.report()
         if job.cancelled:
+            refresh_displays(graph, unique_id, ("", job.status, None, report))
             self._raise_cancelled(report, unique_id)
         console(report)
         images = save_preview(job.result_image, unique_id)
         preview = runner.load_image_tensor(job.result_image) if job.result_image else None
-        if job.ok:
-            result = (job.lora_path, job.status, preview if preview is not None else blank_image(), report)
-        else:
-            message = f"SISO LoRA Generator: {job.status}"
-            result = (
-                blocked(message, ""),
-                job.status,
-                preview if preview is not None else blocked(None, blank_image()),
-                report,
-            )
+        if preview is None:
+            preview = blank_image()
+        # on failure lora_path is "" (SISO Load LoRA then skips what follows it); a blocked output
+        # would leave display nodes showing the previous run's path
+        result = (job.lora_path if job.ok else "", job.status, preview, report)
         ui = {"text": [report]}
         if images:
             ui["images"] = images
         return {"ui": ui, "result": result}
 
-    def run(self, subject_image, unique_id=None, **inputs) -> runner.JobResult:
+    def run(self, subject_image, unique_id=None, mask=None, **inputs) -> runner.JobResult:
         """The whole run with ComfyUI's progress bar, Cancel, console and model unloading."""
         params = runner.SISOParams(
             prompt=inputs.get("prompt", DEFAULTS["prompt"]),
@@ -323,6 +391,9 @@ class SISOLoRAGenerator:
             image=subject_image,
             params=params,
             loras_root=loras_root(),
+            loras_folders=loras_folders(),
+            runs_root=runs_root(),
+            mask=mask,
             weights_output_dir=inputs.get("weights_output_dir", "") or "",
             unique_subfolder=bool(inputs.get("unique_subfolder", True)),
             python_executable=inputs.get("python_executable", "") or "",
@@ -399,6 +470,12 @@ def _quote(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- loader
+
+
+NO_LORA_INFO = (
+    "no LoRA: lora_path is empty (SISO LoRA Generator failed or did not run; see its status), "
+    "so the nodes after this one were skipped"
+)
 
 
 class _CountLoraWarnings(logging.Handler):
@@ -487,6 +564,11 @@ class SISOLoadLoRA:
             return lora_path or ""
 
     def load(self, model, clip, lora_path, strength_model=1.0, strength_clip=1.0):
+        if not (lora_path or "").strip():
+            # SISO LoRA Generator failed, was cancelled or did not run: skip what follows, say why here
+            info_text = NO_LORA_INFO
+            console(info_text)
+            return {"ui": {"text": [info_text]}, "result": (blocked(None, model), blocked(None, clip), info_text)}
         path = resolve_lora_file(lora_path)
         info = os.stat(path)
         stamp = (path, info.st_size, info.st_mtime_ns)

@@ -5,7 +5,8 @@ own environment, see `python_executable`), so the defaults are found in this ord
 
 1. `siso_lib.config` if ComfyUI's Python can import it;
 2. `siso_lib/config.py` of the repository this pack folder lives in (the pack ships inside
-   the siso-lab repository; `config.py` is loaded by path and imports nothing heavy);
+   the siso-lab repository; that `siso_lib` is imported under a private name, and its config
+   imports nothing heavy);
 3. `FALLBACK_DEFAULTS` below, a copy that a test keeps equal to `SISOConfig()`.
 
 Nothing here imports ComfyUI, torch or siso_lib's heavy modules.
@@ -44,7 +45,7 @@ FALLBACK_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FALLBACK_MODES = ("default", "reference", "low-memory")
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "siso_lib" / "config.py"
-_PRIVATE_NAME = "_siso_comfyui_config"
+_PRIVATE_NAME = "_siso_comfyui_lib"  # the checkout's siso_lib, imported under a name of its own
 
 
 def _config_module():
@@ -55,14 +56,20 @@ def _config_module():
     except Exception:  # noqa: BLE001 - not importable here: try the repository file
         pass
     if REPO_CONFIG.is_file():
+        # as a package, so that config.py's relative imports (.errors, ...) resolve; siso_lib's
+        # __init__ imports nothing heavy
+        package_dir = REPO_CONFIG.parent
         try:
-            spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, REPO_CONFIG)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[_PRIVATE_NAME] = module  # dataclasses looks the module up while building the class
-            spec.loader.exec_module(module)
-            return module, str(REPO_CONFIG)
+            spec = importlib.util.spec_from_file_location(
+                _PRIVATE_NAME, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+            )
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[_PRIVATE_NAME] = package
+            spec.loader.exec_module(package)
+            return importlib.import_module(f"{_PRIVATE_NAME}.{REPO_CONFIG.stem}"), str(REPO_CONFIG)
         except Exception:  # noqa: BLE001
-            sys.modules.pop(_PRIVATE_NAME, None)
+            for name in [n for n in sys.modules if n == _PRIVATE_NAME or n.startswith(_PRIVATE_NAME + ".")]:
+                sys.modules.pop(name, None)
     return None, "built-in copy"
 
 

@@ -3,9 +3,10 @@
 Runs `siso_lib.generate.main` (the `siso-generate` command: every argument of the authors'
 `siso_generation_sdxl.py` plus siso-lab's own) with the interpreter the node chose. If that
 interpreter cannot import siso_lib but this pack sits inside a siso-lab checkout, the
-checkout is put on the module path. It also makes sure the run never outlives ComfyUI: when
-the parent process named in SISO_PARENT_PID goes away, the run gets SIGTERM (it then saves
-the best LoRA so far and exits).
+checkout is put on the module path; otherwise it prints the one command that installs
+siso-lab into that interpreter's environment (this folder's install.py). It also makes
+sure the run never outlives ComfyUI: when the parent process named in SISO_PARENT_PID goes
+away, the run gets SIGTERM (it then saves the best LoRA so far and exits).
 """
 
 from __future__ import annotations
@@ -49,12 +50,19 @@ def _import_main():
         from siso_lib.generate import main
 
         return main
-    print(
-        f"error: No module named 'siso_lib' in {sys.executable}: install siso-lab there (pip install -e <siso-lab>) "
-        "or set the node's python_executable to the environment siso-lab is installed in",
-        file=sys.stderr,
-    )
+    print(f"error: siso-lab is not installed in {sys.executable} (No module named 'siso_lib'): run {_install_command()}",
+          file=sys.stderr)
     raise SystemExit(2)
+
+
+def _install_command() -> str:
+    """The one command that installs siso-lab and its requirements into this interpreter's environment."""
+    parts = [sys.executable, str(Path(__file__).resolve().with_name("install.py"))]
+    if os.name == "nt":
+        return " ".join(f'"{part}"' if " " in part else part for part in parts)
+    import shlex
+
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 if __name__ == "__main__":
@@ -62,10 +70,7 @@ if __name__ == "__main__":
     try:
         main = _import_main()
     except ModuleNotFoundError as error:
-        print(
-            f"error: ModuleNotFoundError: No module named '{error.name}' in {sys.executable}: install siso-lab's "
-            "requirements there, or set the node's python_executable to the environment siso-lab is installed in",
-            file=sys.stderr,
-        )
+        print(f"error: ModuleNotFoundError: No module named '{error.name}' in {sys.executable}: run {_install_command()}",
+              file=sys.stderr)
         raise SystemExit(2)
     sys.exit(main(sys.argv[1:]))

@@ -2,10 +2,11 @@
 
 `run_job(JobRequest, Hooks)` is the whole "SISO LoRA Generator" run:
 
-1. check the inputs (interpreter, script, model and IR paths, image) and pick the output
-   folder (by default a new `<loras>/siso/<time>-<prompt>/`, never an earlier run's);
-2. write the subject image (the first of an IMAGE batch, `[B, H, W, C]` floats in 0..1) to a
-   temporary PNG;
+1. check the inputs (interpreter, script, model and IR paths, image) and pick the folders
+   (`Folders`: by default a new `<runs>/<time>-<prompt>/` for everything the script writes, and
+   `<loras>/siso/<same name>/` for the Kohya LoRA alone; never an earlier run's);
+2. write the subject image (the first of an IMAGE batch, `[B, H, W, C]` floats in 0..1,
+   transparency from the optional MASK flattened onto white) to a temporary PNG;
 3. run the generation script as a child process in its own process group, with the chosen
    Python interpreter, streaming its output line by line (`Hooks.on_line`), turning its
    `SISO_PROGRESS {json}` lines (or, for the authors' script, tqdm's `n/total` counter) into
@@ -15,9 +16,10 @@
 4. read the exit code, the `SISO_RESULT {json}` line and stderr into a one-line status,
    "Success" or "Failed: <reason>" (out of memory, missing files, missing packages, ...), and
    check that a LoRA file really exists (a Kohya copy is made when a script wrote only the
-   diffusers file, so that ComfyUI's LoraLoader applies all of it);
+   diffusers file, so that ComfyUI's LoraLoader applies all of it); after a success, move the
+   Kohya file into the LoRA folder;
 5. always: kill what is left of the process group, delete the temporary image, remove the
-   output folder again if the run left nothing in it.
+   run folder again if the run left nothing in it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,11 @@ DIFFUSERS_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_NAME = "siso_lora_kohya.safetensors"
 PACK_DIR = Path(__file__).resolve().parent
 LAUNCHER = PACK_DIR / "siso_generate.py"
+INSTALLER = PACK_DIR / "install.py"
+SUBJECT_NAME = "subject.png"  # the subject image as the run saw it (flattened, first of a batch)
+ENV_RECORD_NAME = "siso_env.json"  # written by `install.py --venv DIR`: {"python": ".../bin/python"}
 RUNS_SUBFOLDER = "siso"
-STATUS_MAX_CHARS = 400
+STATUS_MAX_CHARS = 2000  # the whole one-line message; only absurd ones are shortened (at a word boundary)
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
 TQDM_COUNTER = re.compile(r"(?:^|\s|\|)(\d+)/(\d+)\s*\[")
 IS_WINDOWS = os.name == "nt"
@@ -87,6 +92,9 @@ class JobRequest:
     params: SISOParams
     loras_root: str  # ComfyUI's models/loras (or any folder): where runs go by default
     weights_output_dir: str = ""  # empty: <loras_root>/siso; relative: under loras_root
+    runs_root: str = ""  # where a run's other files go when its LoRA goes under a loras folder (see Folders)
+    loras_folders: list[str] = field(default_factory=list)  # every folder LoraLoader lists (default: [loras_root])
+    mask: Any = None  # MASK ([B, H, W], 1 = transparent, as Load Image gives it) or None
     unique_subfolder: bool = True  # a new <time>-<prompt> folder per run inside weights_output_dir
     python_executable: str = ""  # empty: this process's interpreter (sys.executable)
     siso_script_path: str = ""  # empty: the bundled siso-generate launcher
@@ -144,8 +152,9 @@ class JobResult:
             lines.append(f"LoRA: {self.lora_path}")
             if self.lora_name:
                 lines.append(f"LoraLoader name: {self.lora_name}")
-        elif self.run_dir:
-            lines.append(f"run folder: {self.run_dir}")
+        if self.run_dir:
+            what = " (diffusers-format LoRA, result.png, loss_curve.png, run.json)" if self.diffusers_path else ""
+            lines.append(f"run folder{what}: {self.run_dir}")
         record = self.result or {}
         if record.get("best_step"):
             steps = record.get("steps_run") or self.progress.get("step")
@@ -168,8 +177,19 @@ class InputProblem(ValueError):
 
 
 def one_line(text: str, limit: int = STATUS_MAX_CHARS) -> str:
+    """`text` on one line. Longer than `limit`: cut at the last word boundary before it, then ' ...'.
+
+    A message is never cut inside a word (a path, a hub id, a number); only a single "word"
+    longer than half the limit is cut, and then the cut is marked the same way.
+    """
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    room = max(limit - 4, 1)  # for " ..."
+    cut = text.rfind(" ", 0, room + 1)
+    if cut < room // 2:
+        cut = room
+    return text[:cut].rstrip() + " ..."
 
 
 def failed(reason: str) -> str:
@@ -180,8 +200,40 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:limit].strip("-.") or "run"
 
 
+def default_runs_root(loras_root: str) -> str:
+    """Outside ComfyUI: a `siso_runs` folder beside the loras folder (never inside it)."""
+    return str(Path(loras_root).resolve().parent / "siso_runs")
+
+
+def recorded_env_file() -> Path:
+    """Where `install.py --venv DIR` records the separate environment's python (SISO_ENV_FILE overrides)."""
+    return Path(os.environ.get("SISO_ENV_FILE") or PACK_DIR / ENV_RECORD_NAME)
+
+
+def recorded_python() -> str:
+    """The python of the environment `install.py --venv` made, if it was made and still exists; else ''."""
+    try:
+        record = json.loads(recorded_env_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    python = record.get("python") if isinstance(record, dict) else None
+    return python if isinstance(python, str) and os.path.isfile(python) else ""
+
+
 def default_python() -> str:
-    return sys.executable or "python"
+    """An empty python_executable: the environment install.py --venv made, else ComfyUI's own python."""
+    return recorded_python() or sys.executable or "python"
+
+
+def _quote_arg(text: str) -> str:
+    if IS_WINDOWS:
+        return f'"{text}"' if (" " in text or not text) else text
+    return shlex.quote(text)
+
+
+def install_command(python: str, *args: str) -> str:
+    """The one command that installs siso-lab (and its requirements) into `python`'s environment."""
+    return " ".join(_quote_arg(part) for part in (python, str(INSTALLER), *args))
 
 
 def script_flavour(script: str | os.PathLike) -> str:
@@ -411,8 +463,15 @@ OOM_HINT = (
 )
 
 
-def diagnose(returncode: int | None, stderr_lines: list[str], result: dict | None = None, stdout_lines: list[str] | None = None) -> str:
-    """Why a run failed, as one line (without 'Failed: ')."""
+def diagnose(
+    returncode: int | None,
+    stderr_lines: list[str],
+    result: dict | None = None,
+    stdout_lines: list[str] | None = None,
+    python: str = "",
+    flavour: str = "siso-lab",
+) -> str:
+    """Why a run failed, as one line (without 'Failed: '); `python` is the interpreter that ran it."""
     result = result or {}
     text_lines = [line for line in stderr_lines if line.strip()]
     lowered = "\n".join(text_lines).lower()
@@ -434,13 +493,20 @@ def diagnose(returncode: int | None, stderr_lines: list[str], result: dict | Non
             r"No module named '([^']+)'", line
         )
         if match:
-            return (
-                f"the Python that runs SISO has no module '{match.group(1)}': install SISO's requirements into it "
-                "(install.sh / install.bat), or set python_executable to the environment SISO is installed in"
-            )
+            module = match.group(1)
+            where = f" ({python})" if python else ""
+            if flavour == "upstream":
+                return (
+                    f"the Python that runs the script{where} has no module '{module}': set python_executable to "
+                    "the environment the authors' script is installed in"
+                )
+            fix = f"run {install_command(python)}" if python else "run install.py with that Python"
+            if module.split(".")[0] == "siso_lib":
+                return f"siso-lab is not installed in the Python that runs SISO{where}: {fix}"
+            return f"the Python that runs SISO{where} has no module '{module}': {fix}"
     for line in reversed(text_lines):
         if "ImportError" in line or "cannot import name" in line:
-            return f"import error in the SISO environment: {one_line(line.split('ImportError:')[-1].strip(), 250)}"
+            return f"import error in the SISO environment: {one_line(line.split('ImportError:')[-1].strip())}"
     for line in reversed(text_lines):
         stripped = line.strip()
         if stripped.startswith("error: ") or re.match(r"^[\w.-]+: error: ", stripped):
@@ -478,8 +544,66 @@ def diagnose(returncode: int | None, stderr_lines: list[str], result: dict | Non
 # ----------------------------------------------------------------------------- image
 
 
-def image_to_png(image: Any, path: str) -> list[str]:
+def _first(array, name: str, kind: str, ndim: int):
+    """The first item of a batch ([B, ...] with `ndim` + 1 dims) or the array itself (`ndim` dims)."""
+    notes = []
+    if array.ndim == ndim + 1:
+        if array.shape[0] == 0:
+            raise InputProblem(f"{name} is an empty batch: connect a Load Image node")
+        if array.shape[0] > 1:
+            notes.append(f"{name} is a batch of {array.shape[0]}: SISO uses its first {kind} only")
+        array = array[0]
+    return array, notes
+
+
+def _as_array(value):
+    import numpy as np  # noqa: PLC0415
+
+    return value.detach().cpu().float().numpy() if hasattr(value, "detach") else np.asarray(value, dtype=np.float32)
+
+
+def mask_to_alpha(mask: Any, height: int, width: int):
+    """ComfyUI's MASK (1 = transparent, as Load Image gives it) as uint8 alpha [H, W]; None if it is empty.
+
+    An all-zero mask is an opaque photo: Load Image returns a 64x64 zero mask for files
+    without transparency, whatever their size, so its shape is not checked then.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    if mask is None:
+        return None
+    array = _as_array(mask)
+    if array.ndim not in (2, 3):
+        raise InputProblem(
+            f"subject_mask has shape {list(array.shape)}: expected ComfyUI's MASK [B, H, W]; connect Load Image's MASK output"
+        )
+    array, _ = _first(array, "subject_mask", "mask", 2)
+    if not np.isfinite(array).all():
+        raise InputProblem("subject_mask contains NaN or infinite values: connect Load Image's MASK output")
+    if array.size == 0 or float(array.max()) <= 0.0:
+        return None  # nothing is transparent
+    if tuple(array.shape) != (height, width):
+        raise InputProblem(
+            f"subject_mask is {array.shape[1]}x{array.shape[0]} pixels but subject_image is {width}x{height}: "
+            "connect the MASK output of the same Load Image node"
+        )
+    alpha = (1.0 - np.clip(array, 0.0, 1.0)) * 255.0 + 0.5
+    alpha = alpha.astype(np.uint8)
+    if int(alpha.max()) == 0:
+        raise InputProblem(
+            "subject_mask marks every pixel transparent, so no subject is left: connect the MASK of the subject's "
+            "own Load Image (1 = transparent), or leave subject_mask unconnected"
+        )
+    return alpha
+
+
+def image_to_png(image: Any, path: str, mask: Any = None) -> list[str]:
     """Write the first image of an IMAGE batch ([B,H,W,C] or [H,W,C], floats 0..1) as an RGB PNG.
+
+    Transparency, from `mask` (ComfyUI's MASK: 1 = transparent, as Load Image outputs it for a
+    cut-out PNG, whose IMAGE then has the alpha dropped) or from a 4th channel, is composited
+    onto white exactly as siso-generate does when it reads a transparent file, so the same
+    photo gives the same subject through ComfyUI and on the command line.
 
     Returns notes (e.g. that a batch was reduced to its first image). ComfyUI's IMAGE is
     channels-LAST: reading it as [C,H,W] would scramble the picture.
@@ -489,14 +613,10 @@ def image_to_png(image: Any, path: str) -> list[str]:
 
     if image is None:
         raise InputProblem("subject_image is missing: connect a Load Image node")
-    array = image.detach().cpu().float().numpy() if hasattr(image, "detach") else np.asarray(image, dtype=np.float32)
-    notes = []
-    if array.ndim == 4:
-        if array.shape[0] == 0:
-            raise InputProblem("subject_image is an empty batch: connect a Load Image node")
-        if array.shape[0] > 1:
-            notes.append(f"subject_image is a batch of {array.shape[0]}: SISO uses its first image only")
-        array = array[0]
+    array = _as_array(image)
+    if array.ndim == 4 and array.shape[0] == 0:
+        raise InputProblem("subject_image is an empty batch: connect a Load Image node")
+    array, notes = _first(array, "subject_image", "image", 3) if array.ndim == 4 else (array, [])
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise InputProblem(
             f"subject_image has shape {list(getattr(image, 'shape', array.shape))}: expected ComfyUI's IMAGE [B, H, W, C] with C = 3"
@@ -507,14 +627,21 @@ def image_to_png(image: Any, path: str) -> list[str]:
     if not np.isfinite(array).all():
         raise InputProblem("subject_image contains NaN or infinite values")
     pixels = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    alpha = mask_to_alpha(mask, height, width)
+    source = "from subject_mask" if alpha is not None else "from its alpha channel"
     if channels == 1:
-        picture = Image.fromarray(pixels[:, :, 0], mode="L").convert("RGB")
+        pixels = np.repeat(pixels, 3, axis=2)
     elif channels == 4:
-        rgba = Image.fromarray(pixels, mode="RGBA")
-        picture = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-        notes.append("subject_image has an alpha channel: flattened onto white")
+        if alpha is None and int(pixels[:, :, 3].min()) < 255:
+            alpha = pixels[:, :, 3]
+        pixels = pixels[:, :, :3]
+    if alpha is None:
+        picture = Image.fromarray(np.ascontiguousarray(pixels), mode="RGB")
     else:
-        picture = Image.fromarray(pixels, mode="RGB")
+        rgba = Image.fromarray(np.dstack([pixels, alpha]), mode="RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        picture = Image.alpha_composite(white, rgba).convert("RGB")
+        notes.append(f"subject_image: transparency ({source}) flattened onto white, as siso-generate does for a transparent file")
     picture.save(path, format="PNG")
     return notes
 
@@ -533,49 +660,147 @@ def load_image_tensor(path: str):
 # ----------------------------------------------------------------------------- output folder
 
 
-def choose_run_dir(
-    loras_root: str, requested: str, unique: bool, label: str, now: _dt.datetime | None = None
-) -> tuple[Path, bool]:
-    """The folder the LoRA goes to, created; (folder, created_by_us).
+@dataclass
+class Folders:
+    """Where a run's files go.
 
-    Empty `requested`: `<loras_root>/siso/<YYYYmmdd-HHMMSS>-<label>`. A relative `requested` is
-    taken under `loras_root` (LoraLoader lists it then), an absolute one as it is. With `unique`,
-    each run gets its own new sub-folder of it; without, the folder itself is used and must not
-    hold an earlier LoRA.
+    `run_dir` gets everything the script writes (it is its --output_dir and --weights_output_dir):
+    the diffusers-format LoRA, result.png, loss_curve.png, run.json, subject.png. `lora_dir` gets
+    the Kohya-format LoRA, the one file ComfyUI's LoraLoader applies fully, and only once the run
+    succeeded. When the requested folder is under a folder LoraLoader lists (models/loras), the
+    two differ, so that nothing LoraLoader would apply only partly appears in its list; anywhere
+    else they are the same folder.
     """
-    requested = os.path.expanduser(requested.strip())
-    if not requested:
-        parent = Path(loras_root) / RUNS_SUBFOLDER
-        unique = True
-    elif os.path.isabs(requested):
-        parent = Path(requested)
-    else:
-        parent = Path(loras_root) / requested
-    if not unique:
-        existing = [name for name in (DIFFUSERS_NAME, KOHYA_NAME) if (parent / name).exists()]
-        if existing:
-            raise InputProblem(
-                f"weights_output_dir {str(parent)!r} already holds a LoRA ({existing[0]}) from an earlier run: "
-                "turn unique_subfolder on, or choose another folder"
-            )
-        created = not parent.exists()
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputProblem(f"cannot create weights_output_dir {str(parent)!r} ({error.strerror or error})") from error
-        return parent, created
-    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{slug(label)}"
+
+    run_dir: Path
+    lora_dir: Path
+    created: bool  # run_dir was made by this job (removed again if the run leaves it empty)
+
+    @property
+    def split(self) -> bool:
+        return self.run_dir != self.lora_dir
+
+
+def listing_folder(path: str | os.PathLike, folders: list[str]) -> Path | None:
+    """The folder of `folders` that holds `path` (or is it), else None."""
+    real = Path(os.path.realpath(path))
+    for folder in folders:
+        root = Path(os.path.realpath(folder))
+        if real == root or root in real.parents:
+            return root
+    return None
+
+
+def _unique_dirs(parents: list[Path], base: str) -> str:
+    """A name free under every parent; made (exclusively) under the first one."""
     for attempt in range(1000):
-        candidate = parent / (base if attempt == 0 else f"{base}-{attempt}")
+        name = base if attempt == 0 else f"{base}-{attempt}"
+        if any((parent / name).exists() for parent in parents[1:]):
+            continue
         try:
-            candidate.mkdir(parents=True, exist_ok=False)
-            return candidate, True
+            (parents[0] / name).mkdir(parents=True, exist_ok=False)
+            return name
         except FileExistsError:
             continue
         except OSError as error:
-            raise InputProblem(f"cannot create a run folder under {str(parent)!r} ({error.strerror or error})") from error
-    raise InputProblem(f"no free run folder name under {str(parent)!r}")
+            raise InputProblem(f"cannot create a run folder under {str(parents[0])!r} ({error.strerror or error})") from error
+    raise InputProblem(f"no free run folder name under {str(parents[0])!r}")
+
+
+def _refuse_earlier_lora(folders: list[Path]) -> None:
+    for folder in folders:
+        for name in (DIFFUSERS_NAME, KOHYA_NAME):
+            if (folder / name).exists():
+                raise InputProblem(
+                    f"weights_output_dir {str(folder)!r} already holds a LoRA ({name}) from an earlier run: "
+                    "turn unique_subfolder on, or choose another folder"
+                )
+
+
+def choose_folders(
+    loras_root: str,
+    runs_root: str,
+    requested: str,
+    unique: bool,
+    label: str,
+    now: _dt.datetime | None = None,
+    loras_folders: list[str] | None = None,
+) -> Folders:
+    """Pick (and create) the run folder; see `Folders`.
+
+    Empty `requested`: the LoRA goes to `<loras_root>/siso/<YYYYmmdd-HHMMSS>-<label>/`, the rest to
+    `<runs_root>/<same name>/`. A relative `requested` is taken under `loras_root`, an absolute one
+    as it is. With `unique`, each run gets its own new sub-folder; without, the folder itself is
+    used and must not hold an earlier LoRA. `loras_folders` are all folders LoraLoader lists
+    (default: `loras_root`).
+    """
+    loras_folders = list(loras_folders or [loras_root])
+    requested = os.path.expanduser(requested.strip())
+    if not requested:
+        target = Path(loras_root) / RUNS_SUBFOLDER
+        unique = True
+    elif os.path.isabs(requested):
+        target = Path(requested)
+    else:
+        target = Path(loras_root) / requested
+    base = f"{(now or _dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}-{slug(label)}"
+    listed = listing_folder(target, loras_folders)
+    if listed is None:  # LoraLoader does not list this folder: keep everything together
+        if unique:
+            name = _unique_dirs([target], base)
+            return Folders(target / name, target / name, True)
+        _refuse_earlier_lora([target])
+        created = not target.exists()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InputProblem(f"cannot create weights_output_dir {str(target)!r} ({error.strerror or error})") from error
+        return Folders(target, target, created)
+    runs = Path(runs_root)
+    if listing_folder(runs, loras_folders) is not None:
+        raise InputProblem(
+            f"SISO's run folder {str(runs)!r} is inside a LoRA folder, where Load LoRA would list the diffusers-format "
+            "file it cannot fully apply: set SISO_RUNS_DIR to a folder outside models/loras"
+        )
+    if unique:
+        name = _unique_dirs([runs, target], base)
+        return Folders(runs / name, target / name, True)
+    relative = Path(os.path.realpath(target)).relative_to(listed).as_posix()
+    run_dir = runs / slug(relative.replace("/", "-"))
+    _refuse_earlier_lora([target, run_dir])
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputProblem(f"cannot create the run folder {str(run_dir)!r} ({error.strerror or error})") from error
+    return Folders(run_dir, target, created)
+
+
+def place_file(source: str, folder: Path) -> str:
+    """Move `source` into `folder` (made if needed) under its own name, atomically; return the new path.
+
+    Works across file systems (copy to a temporary name in `folder`, then rename). An existing
+    file of that name is never replaced: OSError.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / os.path.basename(source)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    try:
+        os.link(source, target)  # same file system: the new name appears complete
+        os.unlink(source)
+        return str(target)
+    except OSError:
+        pass
+    partial = folder / f".{os.path.basename(source)}.{os.getpid()}.partial"
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    os.unlink(source)
+    return str(target)
 
 
 def find_lora_files(folder: Path, result: dict | None) -> tuple[str, str]:
@@ -825,14 +1050,19 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     started = time.monotonic()
     job = JobResult(status="Failed: not started", loras_root=request.loras_root)
     temp_dir = None
-    run_dir: Path | None = None
-    created = False
+    folders: Folders | None = None
     try:
         python, script, flavour, params = check_inputs(request)
+        if not request.python_executable.strip() and python == recorded_python():
+            job.notes.append(f"python: {python} (the separate environment install.py --venv made)")
         temp_dir = tempfile.mkdtemp(prefix="siso-comfyui-", dir=request.temp_root)
-        image_path = os.path.join(temp_dir, "subject.png")
-        job.notes.extend(image_to_png(request.image, image_path))
-        run_dir, created = choose_run_dir(request.loras_root, request.weights_output_dir, request.unique_subfolder, params.prompt)
+        image_path = os.path.join(temp_dir, SUBJECT_NAME)
+        job.notes.extend(image_to_png(request.image, image_path, request.mask))
+        folders = choose_folders(
+            request.loras_root, request.runs_root or default_runs_root(request.loras_root), request.weights_output_dir,
+            request.unique_subfolder, params.prompt, loras_folders=request.loras_folders or None,
+        )
+        run_dir = folders.run_dir
         job.run_dir = str(run_dir)
         if not params.ir_features_path:
             job.notes.append("no ir_features_path: optimised with DINO features only (the paper uses DINO + IR)")
@@ -854,22 +1084,30 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
             except ImportError:  # imported as a top-level module (tests, tools)
                 from lora_keys import convert_file  # type: ignore  # noqa: PLC0415
             try:
-                kohya = str(run_dir / KOHYA_NAME)
+                kohya = str(Path(diffusers).parent / KOHYA_NAME)
                 convert_file(diffusers, kohya)
                 job.notes.append(f"converted the diffusers LoRA to Kohya keys for ComfyUI: {KOHYA_NAME}")
             except Exception as error:  # noqa: BLE001
                 kohya = ""
-                job.notes.append(f"could not convert the LoRA to Kohya keys ({one_line(str(error), 200)}): ComfyUI may apply only part of it")
-        job.diffusers_path, job.kohya_path = diffusers, kohya
+                job.notes.append(f"could not convert the LoRA to Kohya keys ({one_line(str(error))}): ComfyUI may apply only part of it")
+        if diffusers or kohya:
+            _keep_subject(image_path, run_dir)
         image = outcome.result.get("result_image") or str(run_dir / "result.png")
         job.result_image = image if os.path.isfile(image) else ""
+        succeeded = not outcome.cancelled and outcome.returncode == 0 and bool(kohya or diffusers)
+        if succeeded and kohya and folders.split:
+            try:
+                kohya = place_file(kohya, folders.lora_dir)
+            except OSError as error:
+                job.notes.append(f"the Kohya LoRA stays in the run folder ({one_line(str(error))})")
+        job.diffusers_path, job.kohya_path = diffusers, kohya
         lora = kohya or diffusers
         if outcome.cancelled:
             job.status = "Cancelled"
             job.notes.insert(0, f"cancelled after {outcome.seconds:.1f} s" + (", SIGKILL needed" if outcome.killed else ""))
             if lora:
-                job.notes.append(f"best LoRA so far: {lora}")
-        elif outcome.returncode == 0 and lora:
+                job.notes.append(f"best LoRA so far (not in the Load LoRA list; SISO Load LoRA takes its path): {lora}")
+        elif succeeded:
             job.status = "Success"
             job.lora_path = lora
         elif outcome.returncode == 0:
@@ -878,15 +1116,25 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
                 "generation script that honours --weights_output_dir and --save_weights?"
             )
         else:
-            job.status = failed(diagnose(outcome.returncode, outcome.stderr_tail, outcome.result, outcome.stdout_tail))
+            job.status = failed(diagnose(outcome.returncode, outcome.stderr_tail, outcome.result, outcome.stdout_tail, python, flavour))
             if lora:
-                job.notes.append(f"the best LoRA before the failure was saved: {lora}")
+                job.notes.append(f"the best LoRA before the failure was saved (not in the Load LoRA list): {lora}")
     except InputProblem as problem:
         job.status = failed(str(problem))
     finally:
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
-        if run_dir is not None and created and remove_if_empty(run_dir):
+        if folders is not None and folders.created and remove_if_empty(folders.run_dir):
             job.run_dir = ""
         job.seconds = time.monotonic() - started
     return job
+
+
+def _keep_subject(image_path: str, run_dir: Path) -> None:
+    """A copy of the subject image the run used, beside its run.json (never replacing one)."""
+    target = run_dir / SUBJECT_NAME
+    if not target.exists():
+        try:
+            shutil.copyfile(image_path, target)
+        except OSError:
+            pass

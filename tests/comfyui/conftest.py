@@ -21,14 +21,17 @@ def image():
 
 @pytest.fixture
 def workdirs(tmp_path, monkeypatch):
-    """A loras folder, an empty temp folder for the subject PNG, a pid file; the node sees them."""
+    """A loras folder, a runs folder, an empty temp folder for the subject PNG, a pid file; the node sees them."""
     loras = tmp_path / "loras"
+    runs = tmp_path / "runs"
     temp = tmp_path / "tmp"
     loras.mkdir()
     temp.mkdir()
     pid_file = tmp_path / "pids.txt"
     monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
     monkeypatch.setenv("SISO_LORAS_DIR", str(loras))
+    monkeypatch.setenv("SISO_RUNS_DIR", str(runs))
     monkeypatch.setattr("tempfile.tempdir", str(temp))
-    return {"loras": loras, "temp": temp, "pids": pid_file, "root": tmp_path}
+    monkeypatch.setenv("SISO_ENV_FILE", str(tmp_path / "siso_env.json"))  # never the pack's own record
+    return {"loras": loras, "runs": runs, "temp": temp, "pids": pid_file, "root": tmp_path}
 

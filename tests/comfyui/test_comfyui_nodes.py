@@ -41,7 +41,8 @@ def test_declaration():
     assert required["execute"] == ("BOOLEAN", required["execute"][1]) and required["execute"][1]["forceInput"] is True
     assert required["seed"][1]["control_after_generate"] is False  # no 'randomize' re-runs
     assert required["mixed_precision"][0] == list(PRECISIONS) and required["mode"][0] == list(MODES)
-    assert types["hidden"] == {"unique_id": "UNIQUE_ID"}
+    assert types["hidden"] == {"unique_id": "UNIQUE_ID", "graph": "PROMPT"}
+    assert types["optional"]["subject_mask"][0] == "MASK"
     loader = nodes.SISOLoadLoRA.INPUT_TYPES()["required"]
     assert loader["model"][0] == "MODEL" and loader["clip"][0] == "CLIP" and loader["lora_path"][0] == "STRING"
 
@@ -189,3 +190,120 @@ def test_float_widgets_keep_their_default_and_small_values():
         decimals = max(0, -math.floor(math.log10(options["step"])))
         assert round(options["default"], decimals) == options["default"], name
     assert round(0.05, max(0, -math.floor(math.log10(Generator.INPUT_TYPES()["required"]["early_stopping_threshold_percentage"][1]["step"])))) == 0.05
+
+
+# ----------------------------------------------------------------------------- no stale results
+
+
+class FakeServer:
+    """Stands in for ComfyUI's PromptServer.instance: records what the node sends to the UI."""
+
+    def __init__(self):
+        self.client_id = "client"
+        self.last_prompt_id = "prompt-1"
+        self.sent: list[tuple[str, dict]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.sent.append((event, data))
+
+    def shown(self, node_id: str):
+        """The last UI output sent for display node `node_id` ('executed' messages)."""
+        outputs = [data["output"] for event, data in self.sent if event == "executed" and data["node"] == node_id]
+        return outputs[-1] if outputs else None
+
+
+class FakeBlocker:
+    def __init__(self, message):
+        self.message = message
+
+
+@pytest.fixture
+def comfy(monkeypatch):
+    """The ComfyUI modules the node touches: server (UI messages) and ExecutionBlocker."""
+    import types
+
+    server = FakeServer()
+    monkeypatch.setitem(sys.modules, "server", types.SimpleNamespace(PromptServer=types.SimpleNamespace(instance=server)))
+    monkeypatch.setitem(sys.modules, "comfy_execution.graph", types.SimpleNamespace(ExecutionBlocker=FakeBlocker))
+    return server
+
+
+# the example workflow's graph: status, lora_path and the best image shown by display nodes
+GRAPH = {
+    "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}},
+    "3": {"class_type": "SISOLoRAGenerator", "inputs": {"subject_image": ["1", 0], "subject_mask": ["1", 1]}},
+    "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}},
+    "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+    "6": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}},
+    "11": {"class_type": "SISOLoadLoRA", "inputs": {"lora_path": ["3", 0]}},
+}
+
+
+def test_a_failure_after_a_success_shows_no_earlier_result(workdirs, image, comfy):
+    """Every output is a plain value, so the boxes showing them run and show THIS run (a blocked one would not)."""
+    good = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=1)
+    first = Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH, **good)["result"]
+    assert first[1] == "Success" and first[0].endswith("siso_lora_kohya.safetensors")
+    bad = inputs(siso_script_path=fake("fake_oom"), python_executable=sys.executable)
+    lora_path, status, preview, report = Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH,
+                                                               **bad)["result"]
+    assert lora_path == "" and status.startswith("Failed: out of GPU memory")
+    assert isinstance(preview, torch.Tensor) and not preview.any()  # a blank, not the previous run's image
+    assert report.splitlines()[0] == status
+    idle = Generator().generate(torch.from_numpy(image), False, unique_id="3", graph=GRAPH, **good)["result"]
+    assert idle[0] == "" and isinstance(idle[2], torch.Tensor)
+    # while it runs, the boxes fed by the node already stopped showing the previous result
+    assert comfy.shown("5") == {"text": [""]} and comfy.shown("6") == {"images": []}
+    assert comfy.shown("4") == {"text": [nodes.RUNNING_STATUS]}
+
+
+def test_cancel_clears_the_boxes_of_the_nodes_that_will_not_run(workdirs, image, comfy, monkeypatch):
+    good = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=1)
+    assert Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH, **good)["result"][1] == "Success"
+    monkeypatch.setattr(Generator, "hooks", staticmethod(lambda unique_id, total: nodes.runner.Hooks(should_cancel=lambda: True)))
+    values = inputs(siso_script_path=fake("fake_hang"), python_executable=sys.executable)
+    with pytest.raises(nodes.SISOCancelled):
+        Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH, **values)
+    assert comfy.shown("5") == {"text": [""]}  # lora_path: not the previous run's path
+    assert comfy.shown("4") == {"text": ["Cancelled"]}
+    assert comfy.shown("6") == {"images": []}
+    executed = [data for event, data in comfy.sent if event == "executed"]
+    assert {data["node"] for data in executed} == {"4", "5", "6"}  # display nodes only (not SISO Load LoRA)
+    assert all(data["prompt_id"] == "prompt-1" and data["display_node"] == data["node"] for data in executed)
+
+
+def test_load_lora_skips_quietly_without_a_lora(comfy):
+    model, clip = object(), object()
+    output = nodes.SISOLoadLoRA().load(model, clip, "")
+    new_model, new_clip, info = output["result"]
+    assert isinstance(new_model, FakeBlocker) and new_model.message is None and isinstance(new_clip, FakeBlocker)
+    assert info == nodes.NO_LORA_INFO and output["ui"]["text"] == [info]
+
+
+def test_the_node_passes_the_mask_on(workdirs, comfy):
+    """subject_mask (Load Image's MASK) reaches the subject PNG: transparent corners become white."""
+    from PIL import Image
+
+    image = torch.zeros((1, 40, 56, 3))
+    image[:, 10:30, 10:40] = torch.tensor([0.8, 0.2, 0.1])
+    mask = torch.ones((1, 40, 56))
+    mask[:, 10:30, 10:40] = 0.0
+    values = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=1)
+    output = Generator().generate(image, True, unique_id="3", subject_mask=mask, **values)
+    report = output["result"][3]
+    assert "transparency (from subject_mask) flattened onto white" in report
+    run_dir = next(line.split(": ", 1)[1] for line in report.splitlines() if line.startswith("run folder"))
+    with Image.open(f"{run_dir}/subject.png") as picture:
+        assert picture.getpixel((0, 0)) == (255, 255, 255) and picture.getpixel((20, 20)) == (204, 51, 26)
+
+
+def test_an_empty_python_executable_uses_the_environment_install_py_made(workdirs, image, tmp_path):
+    record = tmp_path / "siso_env.json"
+    import json
+
+    record.write_text(json.dumps({"python": sys.executable}))
+    values = inputs(siso_script_path=fake("fake_success"), num_train_epochs=1)
+    report = Generator().generate(torch.from_numpy(image), True, **values)["result"][3]
+    assert f"python: {sys.executable} (the separate environment install.py --venv made)" in report
+    record.write_text(json.dumps({"python": str(tmp_path / "gone" / "python")}))  # removed since: ComfyUI's own
+    assert nodes.runner.default_python() == sys.executable

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ def request(workdirs, image, script, **changes):
         image=image,
         params=params,
         loras_root=str(workdirs["loras"]),
+        runs_root=str(workdirs["runs"]),
         siso_script_path=script,
         python_executable=sys.executable,
         temp_root=str(workdirs["temp"]),
@@ -64,7 +66,16 @@ def assert_clean(workdirs):
 
 
 def run_dirs(workdirs):
-    return sorted((workdirs["loras"] / "siso").glob("*")) if (workdirs["loras"] / "siso").exists() else []
+    """The run folders (everything but the Kohya LoRA goes there)."""
+    return sorted(workdirs["runs"].glob("*")) if workdirs["runs"].exists() else []
+
+
+LORA_SUFFIXES = (".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft")  # what ComfyUI lists
+
+
+def listed_loras(folder) -> list[str]:
+    """What ComfyUI's LoraLoader would offer from `folder` (every file with a model suffix, recursively)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.suffix in LORA_SUFFIXES)
 
 
 # ----------------------------------------------------------------------------- outcomes
@@ -99,7 +110,8 @@ def test_out_of_memory_is_named_with_a_hint(workdirs, image):
     "script, expected",
     [
         ("fake_exit_nonzero", "Failed: RuntimeError: the scheduler exploded"),
-        ("fake_import_error", "Failed: the Python that runs SISO has no module 'diffusers'"),
+        ("fake_import_error", f"Failed: the Python that runs SISO ({sys.executable}) has no module 'diffusers': "
+                              f"run {runner.install_command(sys.executable)}"),
         ("fake_missing_file", "Failed: file not found: /models/vae/config.json"),
         ("fake_cli_error", "Failed: resolution 500 is not usable"),
     ],
@@ -331,17 +343,28 @@ def test_image_accepts_torch_tensors_and_alpha(tmp_path, image):
 
 def test_run_folders_are_unique_and_never_reused(tmp_path):
     now = dt.datetime(2025, 1, 2, 3, 4, 5)
-    first, created = runner.choose_run_dir(str(tmp_path), "", True, "a photo of a cat!", now)
-    second, _ = runner.choose_run_dir(str(tmp_path), "", True, "a photo of a cat!", now)
-    assert created and first == tmp_path / "siso" / "20250102-030405-a-photo-of-a-cat"
-    assert second == tmp_path / "siso" / "20250102-030405-a-photo-of-a-cat-1"
-    relative, _ = runner.choose_run_dir(str(tmp_path), "my_cats", True, "cat", now)
-    assert relative.parent == tmp_path / "my_cats"
-    absolute, _ = runner.choose_run_dir(str(tmp_path), str(tmp_path / "abs"), False, "cat", now)
-    assert absolute == tmp_path / "abs"
-    (absolute / runner.KOHYA_NAME).write_bytes(b"x")
+    loras, runs = tmp_path / "loras", tmp_path / "runs"
+    first = runner.choose_folders(str(loras), str(runs), "", True, "a photo of a cat!", now)
+    second = runner.choose_folders(str(loras), str(runs), "", True, "a photo of a cat!", now)
+    assert first.created and first.run_dir == runs / "20250102-030405-a-photo-of-a-cat"
+    assert first.lora_dir == loras / "siso" / "20250102-030405-a-photo-of-a-cat"
+    assert second.run_dir == runs / "20250102-030405-a-photo-of-a-cat-1"
+    assert second.lora_dir == loras / "siso" / "20250102-030405-a-photo-of-a-cat-1"
+    assert first.run_dir.is_dir() and not first.lora_dir.exists()  # the LoRA folder appears with a successful LoRA
+    (loras / "siso" / "20250102-030405-cat").mkdir(parents=True)  # a name taken in the loras folder is skipped too
+    third = runner.choose_folders(str(loras), str(runs), "", True, "cat", now)
+    assert third.run_dir.name == third.lora_dir.name == "20250102-030405-cat-1"
+    relative = runner.choose_folders(str(loras), str(runs), "my_cats", True, "cat", now)
+    assert relative.lora_dir.parent == loras / "my_cats" and relative.run_dir.parent == runs
+    fixed = runner.choose_folders(str(loras), str(runs), "fixed", False, "cat", now)
+    assert (fixed.lora_dir, fixed.run_dir) == (loras / "fixed", runs / "fixed")
+    absolute = runner.choose_folders(str(loras), str(runs), str(tmp_path / "abs"), False, "cat", now)
+    assert absolute.lora_dir == absolute.run_dir == tmp_path / "abs" and not absolute.split  # outside loras: together
+    (absolute.run_dir / runner.KOHYA_NAME).write_bytes(b"x")
     with pytest.raises(runner.InputProblem, match="already holds a LoRA"):
-        runner.choose_run_dir(str(tmp_path), str(tmp_path / "abs"), False, "cat", now)
+        runner.choose_folders(str(loras), str(runs), str(tmp_path / "abs"), False, "cat", now)
+    with pytest.raises(runner.InputProblem, match="is inside a LoRA folder"):
+        runner.choose_folders(str(loras), str(loras / "runs"), "", True, "cat", now)
 
 
 def test_a_fixed_folder_with_an_earlier_lora_is_refused(workdirs, image):
@@ -368,3 +391,181 @@ def test_parallel_jobs_do_not_share_folders(workdirs, image):
     assert all(job.ok for job in results)
     assert len({job.run_dir for job in results}) == 2
     assert_clean(workdirs)
+
+
+# ----------------------------------------------------------------------------- what LoraLoader lists
+
+
+def test_only_the_kohya_file_lands_where_load_lora_lists_files(workdirs, image):
+    """ComfyUI's LoraLoader applies only the text encoders of a diffusers-format file: it must not be offered."""
+    job = runner.run_job(request(workdirs, image, fake("fake_success"), params=dict(num_train_epochs=1)))
+    assert job.ok, job.status
+    assert listed_loras(workdirs["loras"]) == [job.lora_name]
+    assert job.lora_name.startswith("siso/") and job.lora_name.endswith("/" + runner.KOHYA_NAME)
+    run_dir = workdirs["runs"] / job.lora_name.split("/")[1]
+    assert job.run_dir == str(run_dir) and job.diffusers_path == str(run_dir / runner.DIFFUSERS_NAME)
+    assert sorted(p.name for p in run_dir.iterdir()) == [runner.DIFFUSERS_NAME, "result.png", runner.SUBJECT_NAME]
+    assert f"run folder (diffusers-format LoRA, result.png, loss_curve.png, run.json): {run_dir}" in job.report()
+
+
+@pytest.mark.parametrize("script", ["fake_success", "fake_upstream"])
+@pytest.mark.parametrize("weights_output_dir, unique", [("", True), ("my_cats", True), ("fixed", False)])
+def test_no_diffusers_file_under_loras_for_any_folder_choice(workdirs, image, script, weights_output_dir, unique):
+    params = dict(num_train_epochs=1, ir_features_path=__file__ if script == "fake_upstream" else "")
+    job = runner.run_job(request(workdirs, image, fake(script), params=params, weights_output_dir=weights_output_dir,
+                                 unique_subfolder=unique))
+    assert job.ok, job.status
+    assert listed_loras(workdirs["loras"]) == [job.lora_name] and job.lora_name.endswith(runner.KOHYA_NAME)
+    assert os.path.isfile(job.diffusers_path) and not job.diffusers_path.startswith(str(workdirs["loras"]))
+
+
+def test_failed_or_cancelled_runs_add_nothing_to_the_load_lora_list(workdirs, image):
+    job = runner.run_job(request(workdirs, image, fake("fake_hang")), Recorder(cancel_after_steps=1).hooks())
+    assert job.cancelled and listed_loras(workdirs["loras"]) == []
+    assert any(f"best LoRA so far (not in the Load LoRA list; SISO Load LoRA takes its path): {workdirs['runs']}" in n
+               for n in job.notes), job.notes
+
+
+def test_an_absolute_folder_outside_loras_keeps_the_run_together(workdirs, image, tmp_path):
+    folder = tmp_path / "elsewhere"
+    job = runner.run_job(request(workdirs, image, fake("fake_success"), params=dict(num_train_epochs=1),
+                                 weights_output_dir=str(folder)))
+    assert job.ok and listed_loras(workdirs["loras"]) == [] and job.lora_name == ""
+    assert os.path.dirname(job.lora_path) == os.path.dirname(job.diffusers_path) == job.run_dir
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_a_long_error_is_shown_whole_not_cut_mid_word(workdirs, image):
+    job = runner.run_job(request(workdirs, image, fake("fake_long_error")))
+    message = job.status.removeprefix("Failed: ")
+    assert message.startswith("base model 'stabilityai/sdxl-turbo' could not be loaded (We couldn't connect")
+    assert message.endswith("huggingface-cli download stabilityai/sdxl-turbo once with network access")
+    assert len(message) > 600 and "\n" not in job.status
+    assert job.report().splitlines()[0] == job.status
+
+
+@pytest.mark.parametrize("length", [260, 2500, 9000])
+def test_shortened_messages_end_at_a_word_boundary(length):
+    words = [f"word{i:04d}" for i in range(length // 9 + 1)]
+    text = " ".join(words)[:length].rsplit(" ", 1)[0]
+    for limit in (80, 200, 2000):
+        short = runner.one_line(text, limit)
+        if len(text) <= limit:
+            assert short == text
+            continue
+        assert short.endswith(" ...") and len(short) <= limit
+        kept = short[: -len(" ...")]
+        assert text.startswith(kept) and text[len(kept)] == " "  # cut between two words
+    assert runner.one_line("x" * 300, 100) == "x" * 96 + " ..."  # one huge "word": cut, and the cut is marked
+
+
+# ----------------------------------------------------------------------------- transparent subjects
+
+
+def cut_out_rgba(path):
+    """A cut-out subject: opaque disc, soft edge, fully transparent corners with black RGB (as editors save them)."""
+    height, width = 48, 64
+    yy, xx = np.mgrid[0:height, 0:width]
+    distance = np.hypot(yy - height / 2, xx - width / 2)
+    alpha = np.clip((20 - distance) * 60, 0, 255).astype(np.uint8)
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[..., 0] = 200
+    rgb[..., 1] = (xx * 3).astype(np.uint8)
+    rgb[..., 2] = 40
+    rgb[alpha == 0] = 0
+    Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(path)
+    return path
+
+
+def comfy_load_image(path):
+    """What ComfyUI's Load Image gives for a file: IMAGE = RGB with the alpha dropped, MASK = 1 - alpha."""
+    with Image.open(path) as picture:
+        image = np.asarray(picture.convert("RGB"), np.float32)[None] / 255.0
+        if "A" in picture.getbands():
+            mask = 1.0 - np.asarray(picture.getchannel("A"), np.float32)[None] / 255.0
+        else:
+            mask = np.zeros((1, 64, 64), np.float32)
+    return image, mask
+
+
+def test_a_cut_out_photo_gives_the_same_subject_as_the_command_line(tmp_path):
+    from siso_lib.images import load_subject_image
+
+    source = cut_out_rgba(tmp_path / "cut_out.png")
+    cli = np.asarray(load_subject_image(source).image, np.int16)
+    image, mask = comfy_load_image(source)
+    notes = runner.image_to_png(image, str(tmp_path / "node.png"), mask)
+    with Image.open(tmp_path / "node.png") as picture:
+        node = np.asarray(picture.convert("RGB"), np.int16)
+    assert np.abs(node - cli).max() <= 1
+    assert cli[0, 0].tolist() == [255, 255, 255]  # white where it was transparent
+    assert any("transparency (from subject_mask) flattened onto white" in note for note in notes)
+    runner.image_to_png(image, str(tmp_path / "unmasked.png"))  # without the mask: the black the report saw
+    with Image.open(tmp_path / "unmasked.png") as picture:
+        assert np.asarray(picture)[0, 0].tolist() == [0, 0, 0]
+
+
+def test_an_opaque_photo_with_load_images_empty_mask_is_unchanged(tmp_path, image):
+    _, empty = comfy_load_image(Image.fromarray((image[0] * 255).astype(np.uint8)).save(tmp_path / "o.png") or tmp_path / "o.png")
+    assert empty.shape == (1, 64, 64)  # Load Image's mask for a file without alpha: 64x64 zeros, any image size
+    notes = runner.image_to_png(image, str(tmp_path / "a.png"), empty)
+    plain = runner.image_to_png(image, str(tmp_path / "b.png"))
+    assert notes == plain == []
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_the_mask_travels_to_the_subject_png_of_the_run(workdirs, image, tmp_path):
+    source = cut_out_rgba(tmp_path / "cut_out.png")
+    subject, mask = comfy_load_image(source)
+    import torch
+
+    job = runner.run_job(request(workdirs, torch.from_numpy(subject), fake("fake_success"), mask=torch.from_numpy(mask),
+                                 params=dict(num_train_epochs=1)))
+    assert job.ok, job.status
+    with Image.open(os.path.join(job.run_dir, runner.SUBJECT_NAME)) as picture:
+        assert np.asarray(picture)[0, 0].tolist() == [255, 255, 255]
+    assert "transparency (from subject_mask) flattened onto white" in job.report()
+
+
+@pytest.mark.parametrize(
+    "mask, expected",
+    [
+        (np.ones((1, 20, 30), np.float32), "Failed: subject_mask is 30x20 pixels but subject_image is 56x40"),
+        (np.ones((1, 40, 56), np.float32), "Failed: subject_mask marks every pixel transparent"),
+        (np.full((1, 40, 56), np.nan, np.float32), "Failed: subject_mask contains NaN"),
+        (np.ones((1, 1, 40, 56), np.float32), "Failed: subject_mask has shape [1, 1, 40, 56]"),
+    ],
+)
+def test_bad_masks_are_one_clear_line(workdirs, image, mask, expected):
+    recorder = Recorder()
+    job = runner.run_job(request(workdirs, image, fake("fake_success"), mask=mask), recorder.hooks())
+    assert job.status.startswith(expected), job.status
+    assert recorder.started == [] and run_dirs(workdirs) == []
+    assert_clean(workdirs)
+
+
+# ----------------------------------------------------------------------------- a copied pack folder
+
+
+def test_a_copied_pack_without_siso_lab_names_the_one_install_command(workdirs, image, tmp_path):
+    """ComfyUI-Manager / the Registry COPY the pack: no checkout beside it, siso_lib not installed."""
+    import shutil
+    import subprocess
+
+    pack = tmp_path / "ComfyUI" / "custom_nodes" / "siso-lab"
+    shutil.copytree(runner.PACK_DIR, pack, ignore=shutil.ignore_patterns("__pycache__", runner.ENV_RECORD_NAME))
+    bare = tmp_path / "bare-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    python = str(bare / "bin" / "python")
+    launched = subprocess.run([python, str(pack / "siso_generate.py"), "--help"], capture_output=True, text=True)
+    assert launched.returncode == 2
+    assert launched.stderr.strip() == (
+        f"error: siso-lab is not installed in {python} (No module named 'siso_lib'): "
+        f"run {runner.install_command(python).replace(str(runner.INSTALLER), str(pack / 'install.py'))}"
+    )
+    # and the node's status names the same command (for the pack that is loaded)
+    job = runner.run_job(request(workdirs, image, str(pack / "siso_generate.py"), python_executable=python))
+    assert job.status == (f"Failed: siso-lab is not installed in the Python that runs SISO ({python}): "
+                          f"run {runner.install_command(python)}")
