@@ -38,7 +38,8 @@ def generation() -> dict:
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
         "2": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},
-        "3": {"class_type": "SISOLoRAGenerator", "inputs": {"subject_image": ["1", 0], "execute": ["2", 0], **widgets},
+        "3": {"class_type": "SISOLoRAGenerator", "inputs": {"subject_image": ["1", 0], "subject_mask": ["1", 1],
+                                                            "execute": ["2", 0], **widgets},
               "_meta": {"title": "SISO LoRA Generator"}},
         "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}, "_meta": {"title": "status"}},
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}, "_meta": {"title": "lora_path"}},

@@ -3,9 +3,9 @@
     SISO_COMFYUI_DIR=/path/to/ComfyUI /path/to/comfy-venv/bin/python comfyui/tools/ui_workflows.py [--screenshot DIR]
 
 Starts ComfyUI (with this pack) on loopback and a headless Chromium, loads each
-`example_workflows/api/*_api.json` with the frontend's `app.loadApiJson`, arranges it and
-saves `app.graph.serialize()` as `example_workflows/<name>.json`, so the UI files have exactly
-the widget layout the frontend expects. Needs Chromium and aiohttp (ComfyUI's environment has it).
+`example_workflows/api/*_api.json` with the frontend's `app.loadApiJson`, places its nodes as
+`layout.py` says and saves `app.graph.serialize()` as `example_workflows/<name>.json`, so the
+UI files have exactly the widget layout the frontend expects. Needs Chromium and aiohttp (ComfyUI's environment has it).
 With --screenshot, also saves a PNG of each loaded workflow.
 """
 
@@ -28,8 +28,10 @@ import aiohttp
 
 PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK.parent / "tests" / "comfyui"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import comfy_server  # noqa: E402
+import layout  # noqa: E402  (this folder)
 
 
 class Browser:
@@ -95,13 +97,20 @@ async def convert(url: str, debug_port: int, screenshots: Path | None) -> None:
                 const app = window.comfyAPI.app.app;
                 await app.loadApiJson({api}, {json.dumps(name)});
                 await new Promise(r => setTimeout(r, 500));
-                app.graph.arrange?.(60);
-                for (const node of app.graph._nodes) node.setSize?.(node.computeSize());
+                const places = {json.dumps({str(k): v for k, v in layout.LAYOUTS[name].items()})};
+                for (const node of app.graph._nodes) {{
+                    node.setSize?.(node.computeSize());
+                    const place = places[String(node.id)];
+                    if (place) {{
+                        node.pos = [place[0], place[1]];
+                        node.setSize?.([Math.max(place[2], node.size[0]), Math.max(place[3], node.size[1])]);
+                    }}
+                }}
                 app.canvas?.setDirty?.(true, true);
                 await new Promise(r => setTimeout(r, 300));
                 return JSON.stringify(app.graph.serialize());
             }})()""")
-            data = json.loads(graph)
+            data = layout.apply(json.loads(graph), name)  # room for pictures and status boxes: no overlaps
             (PACK / "example_workflows" / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
             print(f"{name}.json: {len(data['nodes'])} nodes, {len(data['links'])} links")
             if screenshots:

@@ -36,22 +36,39 @@ def test_pyproject_has_the_registry_fields():
     assert requirement_names(project["project"]["dependencies"]) == requirement_names((PACK / "requirements.txt").read_text().splitlines())
 
 
-def test_requirements_never_touch_torch_and_cover_siso_lab():
-    requirements = requirement_names((PACK / "requirements.txt").read_text().splitlines())
-    assert not {"torch", "torchvision", "torchaudio"} & set(requirements)
-    library = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    needed = set(requirement_names(library)) - {"torch"}
-    assert needed <= set(requirements), needed - set(requirements)
+def test_installers_never_change_packages_without_asking():
+    """ComfyUI-Manager / the Registry apply requirements.txt (and pyproject's list) without asking: they stay empty.
+
+    siso-lab and its requirements come from install.py, which checks pip's plan first.
+    """
+    assert requirement_names((PACK / "requirements.txt").read_text().splitlines()) == {}
+    assert tomllib.loads((PACK / "pyproject.toml").read_text())["project"]["dependencies"] == []
 
 
-def test_install_scripts():
+def test_install_py_installs_siso_lab_from_this_repository():
+    import importlib.util
+
+    from siso_lib import notebook_run
+
+    spec = importlib.util.spec_from_file_location("siso_pack_install", PACK / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    assert install.GITHUB_REPO == notebook_run.GITHUB_REPO
+    project = tomllib.loads((PACK / "pyproject.toml").read_text())
+    assert project["project"]["urls"]["Repository"] == f"https://github.com/{install.GITHUB_REPO}"
+    assert install.checkout() == REPO  # the pack inside the checkout installs that checkout (editable)
+    assert install.requirement(None)[0] == ["-e", str(REPO)]
+    assert install.requirement("https://example.invalid/siso.zip")[0] == ["siso-lab @ https://example.invalid/siso.zip"]
+    assert install.ENV_RECORD_NAME == nodes.runner.ENV_RECORD_NAME
+
+
+def test_install_scripts_run_install_py():
     install = PACK / "install.sh"
     assert install.stat().st_mode & 0o111, "install.sh must be executable"
     subprocess.run(["bash", "-n", str(install)], check=True)
-    text = install.read_text()
-    assert "-c \"$PINS\"" in text and "--venv" in text  # pins the installed torch; separate env option
+    assert 'exec "$PY" "$HERE/install.py" "$@"' in install.read_text()
     bat = (PACK / "install.bat").read_text()
-    assert "requirements.txt" in bat and "--venv" in bat and "-c \"%PINS%\"" in bat
+    assert '"%PYTHON%" "%~dp0install.py" %*' in bat
 
 
 def widget_inputs(class_type: str) -> list[str]:
@@ -106,3 +123,58 @@ def test_ui_workflows_are_consistent(path):
 def test_each_api_workflow_has_a_ui_twin():
     api = {p.name.replace("_api.json", ".json") for p in (WORKFLOWS / "api").glob("*_api.json")}
     assert api == {p.name for p in WORKFLOWS.glob("*.json")}
+
+
+def test_example_workflows_feed_the_photos_mask_to_the_generator():
+    """A cut-out PNG through Load Image: its MASK must reach subject_mask, or the background arrives black."""
+    for path in sorted((WORKFLOWS / "api").glob("*.json")):
+        graph = json.loads(path.read_text())
+        for node in graph.values():
+            if node["class_type"] == "SISOLoRAGenerator":
+                source = node["inputs"]["subject_image"][0]
+                assert graph[source]["class_type"] == "LoadImage"
+                assert node["inputs"]["subject_mask"] == [source, 1], path.name
+    for path in sorted(WORKFLOWS.glob("*.json")):
+        graph = json.loads(path.read_text())
+        for node in graph["nodes"]:
+            if node["type"] == "SISOLoRAGenerator":
+                mask = next(i for i in node["inputs"] if i["name"] == "subject_mask")
+                link = next(link for link in graph["links"] if link[0] == mask["link"])
+                assert link[1:3] == [1, 1] and link[5] == "MASK", path.name
+
+
+@pytest.mark.parametrize("path", sorted(WORKFLOWS.glob("*.json")), ids=lambda p: p.name)
+def test_no_node_covers_another_in_the_example_workflows(path):
+    """Title bars, the pictures image nodes draw and the SISO status boxes counted: no two nodes overlap."""
+    import sys
+
+    sys.path.insert(0, str(PACK / "tools"))
+    import layout
+
+    graph = json.loads(path.read_text())
+    boxes = {f"{node['id']} {node.get('title') or node['type']}": layout.footprint(node) for node in graph["nodes"]}
+    for node in graph["nodes"]:
+        if node["type"] in layout.IMAGE_NODES:  # the frontend would grow it over its neighbours otherwise
+            assert node["size"][1] >= layout.IMAGE_NODES[node["type"]] + layout.IMAGE_ROOM, node["type"]
+    names = sorted(boxes)
+    overlaps = []
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = boxes[first], boxes[second]
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                overlaps.append((first, second))
+    assert overlaps == [], overlaps
+    assert set(layout.LAYOUTS[path.stem]) == {node["id"] for node in graph["nodes"]}
+
+
+def test_the_overlap_check_sees_the_reported_case():
+    """The layout the field report saw: 'Run SISO?' 60 px under Load Image's widgets, over the photo preview."""
+    import sys
+
+    sys.path.insert(0, str(PACK / "tools"))
+    import layout
+
+    load = {"type": "LoadImage", "pos": [60, 90], "size": [214, 102]}
+    switch = {"type": "PrimitiveBoolean", "pos": [60, 282], "size": [210, 58]}
+    a, b = layout.footprint(load), layout.footprint(switch)
+    assert a[1] < b[3] and b[1] < a[3]
