@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.metadata
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ def run_record(
         "artifacts": artifacts.as_dict(),
         "versions": package_versions(),
         "command": sys.argv,
+        "working_directory": os.getcwd(),
         **(extra or {}),
     }
 
@@ -133,8 +135,8 @@ def save_run(
     extra: dict | None = None,
 ) -> RunArtifacts:
     """Write the LoRA files, best image, loss plot and run.json; return their paths."""
-    output_dir = Path(output_dir)
-    weights_dir = Path(weights_dir) if weights_dir else output_dir
+    output_dir = Path(output_dir).absolute()
+    weights_dir = Path(weights_dir).absolute() if weights_dir else output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
     artifacts = RunArtifacts(str(output_dir), str(weights_dir), None, None, None, None, str(output_dir / RUN_JSON))
     if result.best_lora:

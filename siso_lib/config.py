@@ -9,13 +9,24 @@ authors' documented SDXL-Turbo command (arXiv 2503.16025, `siso_generation_sdxl.
     --early_stopping_threshold_percentage 3 --early_stopping_max_count 7
 
 Field names follow the upstream argument names so that a config maps 1:1 onto its CLI.
+
+Values coming from forms, papermill, YAML or the environment are often text: every field is
+coerced to its declared type when the config is made and again by `validate()` ("1e-4" -> 1e-4,
+"false" -> False, "8" -> 8), and a value that cannot be read as that type, or is out of range,
+raises `SISOInputError` (a ValueError) with one line naming the field and a valid example.
+This module imports nothing heavy, so the command lines validate a config in milliseconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import SISOInputError
 
 DEFAULT_BASE_MODEL = "stabilityai/sdxl-turbo"
 DEFAULT_DINO_MODEL = "vit_large_patch14_dinov2.lvd142m"
@@ -25,6 +36,60 @@ TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODES = ("default", "reference", "low-memory")
+# diffusers.optimization.SchedulerType's names (a test keeps them equal)
+LR_SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "piecewise_constant",
+)
+DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)")
+# config fields that may name a local file or folder (recorded as absolute paths, see model_paths.py)
+MODEL_PATH_FIELDS = ("pretrained_model_name_or_path", "dino_model_name", "ir_features_path")
+MODEL_PATH_EXTRAS = ("pretrained_vae_model_name_or_path", "cache_dir")
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"", "none", "null"}
+
+
+def _coerce(name: str, annotation: str, value: Any) -> Any:
+    """`value` as the field's declared type ('int', 'float | None', 'bool', 'str', ...), or SISOInputError."""
+    kind, optional = annotation.split("|")[0].strip(), "None" in annotation
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+        return None
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise SISOInputError(f"{name} must be true or false, got {value!r}")
+    if kind in ("int", "float"):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip()) if kind == "float" or not re.fullmatch(r"\s*[+-]?\d+\s*", value) else int(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            example = "a whole number, e.g. 4" if kind == "int" else "a number, e.g. 2e-4"
+            raise SISOInputError(f"{name} must be {example}, got {value!r}")
+        if kind == "int":
+            if isinstance(number, float) and not (math.isfinite(number) and number.is_integer()):
+                raise SISOInputError(f"{name} must be a whole number, e.g. 4, got {value!r}")
+            return int(number)
+        if not math.isfinite(number):
+            raise SISOInputError(f"{name} must be a finite number, got {value!r}")
+        return float(number)
+    if kind == "str":
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if not isinstance(value, str):
+            raise SISOInputError(f"{name} must be text, got {value!r}")
+        return value
+    if kind.startswith("dict"):
+        if not isinstance(value, dict):
+            raise SISOInputError(f"{name} must be a dict, got {value!r}")
+        return value
+    return value
 
 
 @dataclass
@@ -79,42 +144,85 @@ class SISOConfig:
 
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.coerce()
+
+    def coerce(self) -> None:
+        """Convert every field to its declared type in place, or raise SISOInputError (one line)."""
+        for spec in dataclasses.fields(self):
+            setattr(self, spec.name, _coerce(spec.name, str(spec.type), getattr(self, spec.name)))
+
     @property
     def effective_lora_alpha(self) -> float:
         return float(self.rank if self.lora_alpha is None else self.lora_alpha)
 
+    def with_absolute_paths(self) -> "SISOConfig":
+        """A copy whose local model paths are absolute; hub ids, timm names and missing paths unchanged."""
+        from .model_paths import absolute_if_local
+
+        extra = dict(self.extra)
+        for key in MODEL_PATH_EXTRAS:
+            if isinstance(extra.get(key), str):
+                extra[key] = absolute_if_local(extra[key])
+        return self.replace(**{name: absolute_if_local(getattr(self, name)) for name in MODEL_PATH_FIELDS}, extra=extra)
+
     def validate(self) -> None:
-        """Raise ValueError with a one-line, fix-naming message for any impossible setting."""
+        """Coerce every field, then raise SISOInputError (a ValueError) with a one-line fix for any
+        impossible setting."""
+        self.coerce()
         if not self.prompt or not self.prompt.strip():
-            raise ValueError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
+            raise SISOInputError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
         if len(self.prompt) > 2000:
-            raise ValueError(
+            raise SISOInputError(
                 f"prompt is {len(self.prompt)} characters long: keep it under 2000 (CLIP reads only ~77 tokens)"
             )
         if self.resolution % 8 != 0 or not 64 <= self.resolution <= 2048:
-            raise ValueError(
+            raise SISOInputError(
                 f"resolution {self.resolution} is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"
             )
         if self.num_inference_steps < 1:
-            raise ValueError("num_inference_steps must be at least 1 (SDXL-Turbo uses 1)")
+            raise SISOInputError("num_inference_steps must be at least 1 (SDXL-Turbo uses 1)")
         if self.num_train_epochs < 1:
-            raise ValueError("num_train_epochs must be at least 1 (the default is 50)")
+            raise SISOInputError("num_train_epochs must be at least 1 (the default is 50)")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate {self.learning_rate} must be positive (the default is 2e-4)")
+            raise SISOInputError(f"learning_rate {self.learning_rate} must be positive (the default is 2e-4)")
         if self.rank < 1:
-            raise ValueError(f"rank {self.rank} must be at least 1 (the default is 4)")
-        if self.dino_features_weight < 0 or self.ir_features_weight < 0:
-            raise ValueError("loss weights must be zero or positive")
+            raise SISOInputError(f"rank {self.rank} must be at least 1 (the default is 4)")
+        for name in ("dino_features_weight", "ir_features_weight"):
+            if getattr(self, name) < 0:
+                raise SISOInputError(f"{name} {getattr(self, name)} must be zero or positive (the default is 1.0)")
         if self.dino_features_weight == 0 and self.ir_features_weight == 0:
-            raise ValueError("both loss weights are zero: nothing to optimise; set dino_features_weight > 0")
+            raise SISOInputError("both loss weights are zero: nothing to optimise; set dino_features_weight > 0")
         if self.early_stopping_max_count < 1:
-            raise ValueError("early_stopping_max_count must be at least 1 (the default is 7)")
+            raise SISOInputError("early_stopping_max_count must be at least 1 (the default is 7)")
         if self.early_stopping_threshold_percentage < 0:
-            raise ValueError("early_stopping_threshold_percentage must be zero or positive (the default is 3)")
+            raise SISOInputError("early_stopping_threshold_percentage must be zero or positive (the default is 3)")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+            raise SISOInputError(f"precision {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
+            raise SISOInputError(f"mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise SISOInputError(f"lr_scheduler {self.lr_scheduler!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
+        if self.lr_warmup_steps < 0:
+            raise SISOInputError(f"lr_warmup_steps {self.lr_warmup_steps} must be zero or positive (the default is 0)")
+        if not 0 <= self.seed < 2**63:
+            raise SISOInputError(f"seed {self.seed} must be between 0 and 2**63 - 1 (the default is 42)")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise SISOInputError(f"{name} {getattr(self, name)} must be in [0, 1) (the defaults are 0.9 and 0.999)")
+        if self.adam_weight_decay < 0:
+            raise SISOInputError(f"adam_weight_decay {self.adam_weight_decay} must be zero or positive (the default is 1e-2)")
+        if not self.adam_epsilon > 0:
+            raise SISOInputError(f"adam_epsilon {self.adam_epsilon} must be positive (the default is 1e-8)")
+        if not self.max_grad_norm > 0:
+            raise SISOInputError(f"max_grad_norm {self.max_grad_norm} must be positive (the default is 1.0)")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise SISOInputError(f"lora_alpha {self.lora_alpha} must be positive, or None for the rank")
+        if not DEVICE_PATTERN.fullmatch(self.device.strip()):
+            raise SISOInputError(f"device {self.device!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu")
+        for name in ("pretrained_model_name_or_path", "dino_model_name"):
+            if not getattr(self, name).strip():
+                raise SISOInputError(f"{name} is empty: give a hub id or a local folder (the default is {getattr(SISOConfig, name)!r})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -125,7 +233,7 @@ class SISOConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown SISO setting(s): {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
+            raise SISOInputError(f"unknown SISO setting(s): {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> "SISOConfig":

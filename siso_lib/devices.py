@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import SISOInputError
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -33,7 +35,7 @@ def pick_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"device {name!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu") from error
+        raise SISOInputError(f"device {name!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu") from error
     available = {
         "cpu": True,
         "cuda": torch.cuda.is_available(),
@@ -41,9 +43,9 @@ def pick_device(name: str = "auto") -> torch.device:
         "mps": _mps_available(),
     }.get(device.type, False)
     if not available:
-        raise ValueError(f"device {name!r} is not available on this machine: use --device auto or cpu")
+        raise SISOInputError(f"device {name!r} is not available on this machine: use --device auto or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise SISOInputError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

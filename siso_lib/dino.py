@@ -10,57 +10,45 @@ The network is frozen and in eval mode; gradients flow only to its input.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
 from .errors import SISOInputError
+from .model_paths import DINO_FOLDER_LAYOUT, LOCAL_DIR_PREFIX, check_local_dino, dino_local_folder
 from .preprocess import DinoPreprocess, FrozenFeatures, PreprocessSpec
 
 
-def _timm_name(name: str) -> str:
-    if name.startswith(("local-dir:", "hf-hub:")):
-        return name
-    if os.path.isdir(name):
-        return f"local-dir:{Path(name).resolve()}"
-    if os.path.sep in name or name.startswith("."):
-        raise SISOInputError(
-            f"DINO model folder {name!r} does not exist: give a timm model name or a folder with config.json"
-        )
-    return name
-
-
 def check_dino_name(name: str) -> str:
-    """Return timm's name for `name`, or raise SISOInputError if it cannot name a model."""
-    timm_name = _timm_name(name)
-    if timm_name.startswith("local-dir:"):
-        folder = Path(timm_name[len("local-dir:"):])
-        if not (folder / "config.json").is_file():
-            raise SISOInputError(
-                f"DINO model folder {str(folder)!r} has no config.json: save it with timm.models.save_for_hf "
-                "or download the hub repo (config.json + model.safetensors)"
-            )
-    elif not timm.is_model(timm.models.split_model_name_tag(timm_name)[0]) and not timm_name.startswith("hf-hub:"):
+    """Return timm's name for `name`, or raise SISOInputError if it cannot name a loadable model.
+
+    A local folder is checked for timm's layout (see model_paths.check_dino_folder) and becomes
+    ``local-dir:<absolute path>``; a timm name must be in timm's registry.
+    """
+    check_local_dino(name)
+    folder = dino_local_folder(name)
+    if folder is not None:
+        return LOCAL_DIR_PREFIX + str(folder.resolve())
+    if not name.startswith("hf-hub:") and not timm.is_model(timm.models.split_model_name_tag(name)[0]):
         raise SISOInputError(
             f"DINO model {name!r} is not a timm model name: use e.g. {'vit_large_patch14_dinov2.lvd142m'!r} "
-            "or a local folder"
+            f"or {DINO_FOLDER_LAYOUT}"
         )
-    return timm_name
+    return name
 
 
 def _create(name: str) -> nn.Module:
     timm_name = check_dino_name(name)
     try:
         return timm.create_model(timm_name, pretrained=True, num_classes=0)
-    except (OSError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SISOInputError(
-            f"DINO model {name!r} could not be loaded ({first[:200]}): download it once with network access "
-            "or point --dino_model_name at a local timm folder"
-        ) from error
+    except Exception as error:  # timm raises OSError, RuntimeError, TypeError, KeyError... on a bad folder
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        fix = (
+            f"expected {DINO_FOLDER_LAYOUT}" if timm_name.startswith(LOCAL_DIR_PREFIX)
+            else "download it once with network access or point --dino_model_name at a local timm folder"
+        )
+        raise SISOInputError(f"DINO model {name!r} could not be loaded ({type(error).__name__}: {first[:160]}): {fix}") from error
 
 
 def preprocess_spec_for(model: nn.Module) -> PreprocessSpec:

@@ -24,10 +24,15 @@ import logging
 import signal
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
+# only light modules here: --help and every input error answer before torch is imported
 from .config import MODES, SISOConfig
-from .errors import SISOError, SISOInputError
-from .optimizer import StepEvent
+from .errors import OneLineArgumentParser, SISOError, SISOInputError
+from .preflight import PreparedRun, preflight
+
+if TYPE_CHECKING:
+    from .optimizer import StepEvent
 
 logger = logging.getLogger("siso_lib")
 
@@ -57,7 +62,7 @@ NO_EFFECT_HINTS = {
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="siso-generate",
         description="SISO for SDXL-Turbo: optimise a LoRA so that SDXL draws the subject of one photo.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -151,6 +156,19 @@ def config_from_args(args: argparse.Namespace) -> SISOConfig:
     return SISOConfig(**values)
 
 
+def check_progress_file(path: str | None) -> None:
+    """--progress_file must be appendable; refused up front instead of failing at the first iteration."""
+    if not path:
+        return
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise SISOInputError(f"--progress_file {path!r} is a folder: give a file name, e.g. progress.jsonl")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise SISOInputError(f"--progress_file {path!r} cannot be written (its folder is missing or not writable): choose another path")
+
+
 def warn_no_effect(args: argparse.Namespace) -> None:
     for name, default in NO_EFFECT.items():
         if getattr(args, name) != default:
@@ -167,7 +185,7 @@ class ProgressPrinter:
         self.total, self.quiet, self.bar = total, quiet, None
         self.progress_file = progress_file
 
-    def __call__(self, event: StepEvent) -> None:
+    def __call__(self, event: "StepEvent") -> None:
         record = {
             "step": event.step,
             "total": event.max_steps,
@@ -249,7 +267,6 @@ def _interrupt_exit_code() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr(logging.DEBUG if args.debug else logging.INFO)
-    _quiet_libraries()
     _signals_received.clear()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     # a shell starts background jobs with SIGINT ignored, and Python then never raises
@@ -257,12 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         warn_no_effect(args)
+        check_progress_file(args.progress_file)
         config = config_from_args(args)
+        # every check that needs no model, before the heavy imports below (seconds)
+        prepared = preflight(config, args.subject_image_path, args.output_dir, args.weights_output_dir, args.overwrite)
+        _quiet_libraries()
         if args.allow_tf32:
             import torch
 
             torch.backends.cuda.matmul.allow_tf32 = True
-        return _run(args, config)
+        return _run(args, prepared)
     except SISOError as error:
         if args.debug:
             raise
@@ -276,20 +297,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, previous_interrupt)
 
 
-def _run(args: argparse.Namespace, config: SISOConfig) -> int:
-    from .runner import run_siso
+def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:
+    from .runner import run_prepared
 
-    printer = ProgressPrinter(config.num_train_epochs, args.quiet, args.progress_file)
+    printer = ProgressPrinter(prepared.config.num_train_epochs, args.quiet, args.progress_file)
     try:
-        outcome = run_siso(
-            config,
-            args.subject_image_path,
-            output_dir=args.output_dir,
-            weights_dir=args.weights_output_dir,
-            callbacks=[printer],
-            overwrite=args.overwrite,
-            log_every_epoch=args.log_every_epoch,
-        )
+        outcome = run_prepared(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch)
     finally:
         printer.close()
     result, artifacts = outcome.result, outcome.artifacts

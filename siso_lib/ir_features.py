@@ -26,6 +26,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from .errors import SISOInputError
+from .model_paths import check_ir_checkpoint_path
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenFeatures, IRPreprocess, PreprocessSpec
 
 PATCH_SIZE = 14
@@ -63,19 +64,6 @@ class IRNetwork(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.fc1(self.dropout(self.backbone(pixels)))
-
-
-def check_ir_checkpoint_path(path: str | os.PathLike) -> Path:
-    """Refuse a missing, empty or non-file IR checkpoint path without reading it."""
-    path = Path(path)
-    if not path.exists():
-        raise SISOInputError(
-            f"IR checkpoint {str(path)!r} does not exist: download ir_features.pth (Kaggle dataset "
-            "louieshao/guieweights0732) and pass its path, or omit --ir_features_path to use DINO only"
-        )
-    if not path.is_file() or path.stat().st_size == 0:
-        raise SISOInputError(f"IR checkpoint {str(path)!r} is empty or not a file: re-download ir_features.pth")
-    return path
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -134,11 +122,12 @@ def load_ir_network(path: str | os.PathLike) -> IRNetwork:
     """Build the IR network from a checkpoint's shapes and load it strictly (fc2 dropped)."""
     path = Path(path)
     state = _read_state_dict(path)
-    network = IRNetwork(**_architecture_from_shapes(state, str(path)))
+    architecture = _architecture_from_shapes(state, str(path))
     state = {key: value for key, value in state.items() if not key.startswith("fc2.")}
     try:
+        network = IRNetwork(**architecture)
         network.load_state_dict(state, strict=True)
-    except RuntimeError as error:
+    except (RuntimeError, ValueError, TypeError) as error:
         raise SISOInputError(
             f"IR checkpoint {str(path)!r} does not match the IR network "
             f"({str(error).strip().splitlines()[0][:200]}): expected {EXPECTED}"

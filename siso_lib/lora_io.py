@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .atomic import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so that the file names above stay cheap to import
+    import torch
 
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 KOHYA_WEIGHT_NAME = "siso_lora_kohya.safetensors"
@@ -64,11 +66,17 @@ def to_kohya_state_dict(best_lora: dict[str, dict[str, torch.Tensor]], alpha: fl
                 if key.endswith(peft_name):
                     module = key[: -len(peft_name)].replace(".", "_")
                     kohya[f"{prefix}_{module}.{kohya_name}.weight"] = value.contiguous()
-                    kohya[f"{prefix}_{module}.alpha"] = torch.tensor(float(alpha))
+                    kohya[f"{prefix}_{module}.alpha"] = _scalar(alpha)
                     break
             else:
                 raise ValueError(f"unexpected LoRA key {key!r} in {part}: expected peft lora_A/lora_B weights")
     return kohya
+
+
+def _scalar(value: float) -> "torch.Tensor":
+    import torch
+
+    return torch.tensor(float(value))
 
 
 def adapter_metadata(parts: list[str], rank: int, alpha: float, targets: dict[str, tuple[str, ...]]) -> dict[str, object]:
@@ -92,6 +100,8 @@ def save_lora_files(
     run_metadata: dict[str, object],
 ) -> dict[str, str]:
     """Write both LoRA files atomically into `directory`; return {"diffusers": path, "kohya": path}."""
+    from safetensors.torch import save_file
+
     from .config import TEXT_ENCODER_LORA_TARGETS, UNET_LORA_TARGETS
 
     directory = Path(directory)

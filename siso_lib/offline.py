@@ -11,12 +11,12 @@ their 64 px resolution, and a learning rate large enough for a visible change in
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from .config import SISOConfig
+from .errors import OneLineArgumentParser
 from .test_assets import TINY_RESOLUTION, write_test_assets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def offline_config(assets: dict[str, str] | None = None, **overrides) -> SISOCon
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
+    parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT))
     parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR))
     parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-demo folder")

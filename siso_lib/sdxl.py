@@ -20,12 +20,8 @@ prompt is encoded from token ids tokenized once, with the pipeline's own encoder
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, StableDiffusionXLPipeline
@@ -35,45 +31,9 @@ from peft.utils import get_peft_model_state_dict
 
 from .config import TEXT_ENCODER_LORA_TARGETS, UNET_LORA_TARGETS
 from .errors import SISOInputError
+from .model_paths import check_local_base_model, check_local_vae
 
 logger = logging.getLogger(__name__)
-
-SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
-
-
-def check_sdxl_folder(path: Path) -> None:
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise SISOInputError(
-            f"base model folder {str(path)!r} is not a diffusers pipeline (no model_index.json): give a folder saved "
-            "with save_pretrained, e.g. a download of stabilityai/sdxl-turbo"
-        )
-    try:
-        components = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SISOInputError(f"base model folder {str(path)!r} has an unreadable model_index.json: re-download it") from error
-    missing = [name for name in SDXL_COMPONENTS if name not in components]
-    if missing:
-        raise SISOInputError(
-            f"base model {str(path)!r} is not SDXL-shaped (it has no {', '.join(missing)}): SISO here needs an SDXL "
-            "pipeline such as stabilityai/sdxl-turbo"
-        )
-
-
-def is_hub_id(name_or_path: str) -> bool:
-    """'org/name' that is not an existing path: a Hugging Face hub id, loaded through the hub cache."""
-    return not os.path.exists(name_or_path) and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name_or_path) is not None
-
-
-def check_local_base_model(name_or_path: str) -> None:
-    """If `name_or_path` names a local folder (not a hub id), check it is an SDXL diffusers folder."""
-    if not is_hub_id(name_or_path):
-        if not Path(name_or_path).exists():
-            raise SISOInputError(
-                f"base model folder {name_or_path!r} does not exist: check --pretrained_model_name_or_path"
-            )
-        check_sdxl_folder(Path(name_or_path))
-
 
 def load_sdxl_pipeline(
     name_or_path: str,
@@ -85,6 +45,8 @@ def load_sdxl_pipeline(
 ) -> StableDiffusionXLPipeline:
     """Load an SDXL pipeline on the CPU in `torch_dtype`; raise SISOInputError if it cannot be."""
     check_local_base_model(name_or_path)
+    if vae_name_or_path:
+        check_local_vae(vae_name_or_path)
     kwargs = dict(dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir)
     try:
         if vae_name_or_path:
@@ -131,12 +93,30 @@ def lora_modules(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> d
     return parts
 
 
+TRAINED_ADAPTER = "default"  # peft's default name, as the authors' script: the adapter SISO trains
+
+
+def remove_trained_adapter(pipe: StableDiffusionXLPipeline) -> None:
+    """Delete the adapter an earlier SISO run attached (UNet and both text encoders), if any.
+
+    Other adapters (e.g. a LoRA loaded under another name) are left alone.
+    """
+    for module in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
+        if TRAINED_ADAPTER in (getattr(module, "peft_config", None) or {}):
+            # diffusers models spell it delete_adapters, transformers models delete_adapter
+            delete = getattr(module, "delete_adapters", None) or module.delete_adapter
+            delete(TRAINED_ADAPTER)
+
+
 def add_lora(pipe: StableDiffusionXLPipeline, spec: LoRASpec, seed: int) -> list[torch.nn.Parameter]:
     """Freeze the pipeline, attach LoRA adapters under `seed`, return the fp32 trainable params.
 
     The seed is set immediately before the adapters are created, in the order UNet, text
     encoder 1, text encoder 2: peft's gaussian init then draws the same numbers as upstream.
+    An adapter left by an earlier run on the same pipeline is replaced, so a second run starts
+    exactly as a run on a freshly loaded pipeline does.
     """
+    remove_trained_adapter(pipe)
     for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False)
     torch.manual_seed(seed)

@@ -17,15 +17,18 @@ Command line: `siso-make-test-assets DIR [--size tiny|full]`.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from .errors import OneLineArgumentParser
+
+if TYPE_CHECKING:  # torch is imported inside the builders, so that --help answers at once
+    import torch
 
 TINY_RESOLUTION = 64
 
@@ -125,8 +128,10 @@ def make_clip_tokenizer(pad_token: str):
 
 
 @contextmanager
-def _default_dtype(dtype: torch.dtype):
+def _default_dtype(dtype: "torch.dtype"):
     """Create parameters directly in `dtype` (a full-size SDXL in fp32 and then cast would need 2x memory)."""
+    import torch
+
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -135,15 +140,16 @@ def _default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def build_sdxl_pipeline(size: str = "tiny", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """An SDXL pipeline with random weights (SDXL-Turbo's architecture and scheduler for 'full')."""
+def build_sdxl_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
+    """An SDXL pipeline with random weights (SDXL-Turbo's architecture and scheduler for 'full'); fp32 by default."""
+    import torch
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config_1, config_2 = TEXT_ENCODERS[size]
     common = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
     torch.manual_seed(0)
-    with torch.device(device), _default_dtype(dtype):
+    with torch.device(device), _default_dtype(dtype or torch.float32):
         text_encoder = CLIPTextModel(CLIPTextConfig(**common, **config_1))
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **config_2))
         unet = UNet2DConditionModel(
@@ -175,9 +181,10 @@ def build_sdxl_pipeline(size: str = "tiny", device: str | torch.device = "cpu", 
     )
 
 
-def build_dino(size: str = "tiny", device: str | torch.device = "cpu"):
+def build_dino(size: str = "tiny", device: "str | torch.device" = "cpu"):
     """A DINOv2 ViT (timm) with random weights, its pretrained_cfg sized to its input."""
     import timm
+    import torch
 
     args = DINOS[size]
     torch.manual_seed(1)
@@ -190,8 +197,10 @@ def build_dino(size: str = "tiny", device: str | torch.device = "cpu"):
     return model, args
 
 
-def build_ir_state_dict(size: str = "tiny", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def build_ir_state_dict(size: str = "tiny", device: "str | torch.device" = "cpu") -> "dict[str, torch.Tensor]":
     """An IR checkpoint's state dict, keyed as the real ir_features.pth (`module.` prefix, fc2)."""
+    import torch
+
     from .ir_features import IRNetwork
 
     torch.manual_seed(2)
@@ -206,6 +215,7 @@ def build_ir_state_dict(size: str = "tiny", device: str | torch.device = "cpu") 
 
 def write_test_assets(directory: str | os.PathLike, size: str = "tiny") -> dict[str, str]:
     """Write the three offline models under `directory`; return their paths."""
+    import torch
     from timm.models import save_for_hf
 
     directory = Path(directory)
@@ -224,7 +234,7 @@ def write_test_assets(directory: str | os.PathLike, size: str = "tiny") -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="siso-make-test-assets",
         description="Write offline SDXL, DINOv2 and IR models with random weights (tiny for CPU tests, full for GPU benchmarks).",
     )

@@ -39,3 +39,87 @@ def test_from_dict_rejects_typos():
     with pytest.raises(ValueError, match="unknown SISO setting.*learnig_rate"):
         SISOConfig.from_dict({"learnig_rate": 1e-3})
     assert SISOConfig.from_dict({"rank": 8}).rank == 8
+
+
+# every field, as text from a form / papermill / YAML -> the typed value a run uses
+TEXT_VALUES = {
+    "prompt": ("a photo of a dog", "a photo of a dog"),
+    "pretrained_model_name_or_path": ("org/model", "org/model"),
+    "dino_model_name": ("vit_small_patch14_dinov2", "vit_small_patch14_dinov2"),
+    "ir_features_path": ("", None),
+    "resolution": ("768", 768),
+    "num_inference_steps": ("2", 2),
+    "seed": ("7", 7),
+    "num_train_epochs": ("1e2", 100),
+    "learning_rate": ("1e-4", 1e-4),
+    "lr_scheduler": ("cosine", "cosine"),
+    "lr_warmup_steps": ("3", 3),
+    "adam_beta1": ("0.8", 0.8),
+    "adam_beta2": ("0.99", 0.99),
+    "adam_weight_decay": ("0", 0.0),
+    "adam_epsilon": ("1e-6", 1e-6),
+    "max_grad_norm": ("2", 2.0),
+    "rank": ("8", 8),
+    "lora_alpha": ("None", None),
+    "train_text_encoder": ("false", False),
+    "dino_features_weight": ("0.5", 0.5),
+    "ir_features_weight": ("2", 2.0),
+    "early_stopping_threshold_percentage": ("5", 5.0),
+    "early_stopping_max_count": ("10", 10),
+    "device": ("cpu", "cpu"),
+    "precision": ("bf16", "bf16"),
+    "mode": ("low-memory", "low-memory"),
+    "gradient_checkpointing": ("yes", True),
+    "compile": ("0", False),
+    "cuda_graphs": ("False", False),
+    "save_on_improve": ("TRUE", True),
+}
+BAD_VALUES = {
+    "prompt": 3, "resolution": "512px", "num_inference_steps": "1.5", "seed": "forty-two", "num_train_epochs": [50],
+    "learning_rate": "1e-4x", "lr_scheduler": "cosinee", "lr_warmup_steps": "-1", "adam_beta1": "1.5", "adam_beta2": "nan",
+    "adam_weight_decay": "-0.1", "adam_epsilon": "0", "max_grad_norm": "inf", "rank": "four", "lora_alpha": "-4",
+    "train_text_encoder": "maybe", "dino_features_weight": "heavy", "ir_features_weight": "-1",
+    "early_stopping_threshold_percentage": "-3", "early_stopping_max_count": "0", "device": "gpu", "precision": "fp8",
+    "mode": "turbo", "gradient_checkpointing": "sometimes", "compile": 2, "cuda_graphs": "on please",
+    "save_on_improve": None, "pretrained_model_name_or_path": " ", "dino_model_name": "", "ir_features_path": 5,
+    "extra": "none",
+}
+
+
+def test_every_field_is_covered_by_the_matrices():
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(SISOConfig)}
+    assert set(TEXT_VALUES) == fields - {"extra"}
+    assert set(BAD_VALUES) == fields
+
+
+@pytest.mark.parametrize("name", sorted(TEXT_VALUES))
+def test_text_values_are_coerced_to_the_field_type(name):
+    """The field report: SISOConfig(learning_rate="1e-4") gave a raw TypeError."""
+    text, expected = TEXT_VALUES[name]
+    config = SISOConfig(**{name: text})
+    config.validate()
+    assert getattr(config, name) == expected and type(getattr(config, name)) is type(expected)
+    later = SISOConfig()  # a field set after construction (a widget callback) is coerced by validate()
+    setattr(later, name, text)
+    later.validate()
+    assert getattr(later, name) == expected
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_bad_values_are_refused_in_one_line_naming_the_field(name):
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError) as caught:
+        SISOConfig(**{name: BAD_VALUES[name]}).validate()
+    message = str(caught.value)
+    assert name in message and "\n" not in message, message
+
+
+def test_scheduler_names_are_diffusers_names():
+    from diffusers.optimization import SchedulerType
+
+    from siso_lib.config import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) == {kind.value for kind in SchedulerType}

@@ -114,3 +114,120 @@ def test_iterations_are_numbered_from_one_in_every_output(tiny_assets, subject_p
     for name in ("pytorch_lora_weights.safetensors", KOHYA_WEIGHT_NAME):
         assert read_metadata(out / name)["siso.best_step"] == str(lowest)
     assert sorted(p.name for p in out.glob("epoch_*.png")) == ["epoch_1.png", "epoch_2.png", "epoch_3.png"]
+
+
+FAST_CASES = r'''
+import contextlib, io, json, sys
+from siso_lib import generate
+from siso_lib.test_assets import main as assets_main
+from siso_lib.offline import main as demo_main
+
+cases, base = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+report = {}
+for name, args in cases.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = generate.main(base + args)
+        except SystemExit as exit:
+            code = exit.code
+    report[name] = [code, [l for l in err.getvalue().splitlines() if l.startswith("error:")]]
+for name, main in (("make-test-assets --help", assets_main), ("demo --help", demo_main)):
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(["--help"])
+        except SystemExit as exit:
+            report[name] = [exit.code, []]
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "timm", "open_clip", "kornia") if m in sys.modules)
+print(json.dumps({"report": report, "heavy": heavy}))
+'''
+
+
+def test_help_and_input_errors_answer_before_heavy_imports(tiny_assets, subject_path, tmp_path):
+    """The field report: --help and every error that needs no model waited 8-9 s for torch.
+    Each is answered here with exit 2 (0 for --help), one error line, and torch never imported.
+    (The wall time of each is printed by benchmarks/bench_cli.py.)"""
+    (tmp_path / "a_file").write_text("x")
+    dino = tmp_path / "dino"
+    dino.mkdir()
+    (dino / "config.json").write_text(json.dumps({"architecture": "vit_large_patch14_dinov2", "num_classes": 0}))
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "pytorch_lora_weights.safetensors").write_bytes(b"earlier run")
+    from test_images import png_claiming
+
+    (tmp_path / "wide.png").write_bytes(png_claiming(20000, 1000))
+    base = ["--pretrained_model_name_or_path", tiny_assets["sdxl"], "--dino_model_name", tiny_assets["dino"],
+            "--ir_features_path", tiny_assets["ir"], "--resolution", "64", "--quiet"]
+    image = ["--subject_image_path", subject_path, "--output_dir", str(tmp_path / "out")]
+    cases = {
+        "--help": ["--help"],
+        "no subject image argument": [],
+        "learning rate not a number": image + ["--learning_rate", "1e-4x"],
+        "missing image": ["--subject_image_path", str(tmp_path / "nope.png")],
+        "image too elongated": ["--subject_image_path", str(tmp_path / "wide.png")],
+        "bad resolution": image + ["--resolution", "100"],
+        "empty prompt": image + ["--prompt", " "],
+        "unknown scheduler": image + ["--lr_scheduler", "cosinee"],
+        "output folder unwritable": ["--subject_image_path", subject_path, "--output_dir", str(tmp_path / "a_file" / "x")],
+        "output folder holds a LoRA": ["--subject_image_path", subject_path, "--output_dir", str(held)],
+        "progress file unwritable": image + ["--progress_file", str(tmp_path / "a_file" / "p")],
+        "base model folder missing": image + ["--pretrained_model_name_or_path", str(tmp_path / "nowhere")],
+        "base model not diffusers": image + ["--pretrained_model_name_or_path", str(tmp_path)],
+        "DINO config without pretrained_cfg": image + ["--dino_model_name", str(dino)],
+        "IR checkpoint missing": image + ["--ir_features_path", str(tmp_path / "ir.pth")],
+    }
+    proc = subprocess.run([sys.executable, "-c", FAST_CASES, json.dumps(cases), json.dumps(base)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, (code, errors) in outcome["report"].items():
+        if name.endswith("--help"):
+            assert code == 0, name
+        else:
+            assert code == 2 and len(errors) == 1, (name, code, errors)
+    assert outcome["heavy"] == [], f"imported before any model was needed: {outcome['heavy']}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_paths_are_recorded_absolute(tiny_assets, subject_path, tmp_path, capsys, monkeypatch):
+    """The field report: `--pretrained_model_name_or_path assets/sdxl` was stored as given, so
+    notebook 02 started elsewhere took it for a hub id. Every local path a run writes down is
+    absolute; a hub id stays a hub id."""
+    import os
+    import shutil
+
+    from siso_lib import generate
+    from siso_lib.config import SISOConfig
+    from siso_lib.lora_io import KOHYA_WEIGHT_NAME, read_metadata
+
+    work = tmp_path / "work"
+    shutil.copytree(Path(tiny_assets["sdxl"]).parent, work / "assets")
+    shutil.copy(subject_path, work / "cat.png")
+    monkeypatch.chdir(work)
+    code = generate.main([
+        "--subject_image_path", "cat.png", "--pretrained_model_name_or_path", "assets/sdxl",
+        "--dino_model_name", "assets/dino", "--ir_features_path", "./assets/ir_features.pth",
+        "--resolution", "64", "--num_train_epochs", "1", "--output_dir", "runs/one", "--quiet",
+    ])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    monkeypatch.chdir(tmp_path)  # read back from elsewhere, as notebook 02 does
+    out = work / "runs" / "one"
+    record = json.loads((out / "run.json").read_text())
+    params = record["parameters"]
+    assert params["pretrained_model_name_or_path"] == str(work / "assets" / "sdxl")
+    assert params["dino_model_name"] == str(work / "assets" / "dino")
+    assert params["ir_features_path"] == str(work / "assets" / "ir_features.pth")
+    assert record["subject_image"]["path"] == str(work / "cat.png")
+    assert record["working_directory"] == str(work)
+    result = json.loads(next(l for l in stdout.splitlines() if l.startswith("SISO_RESULT ")).split(" ", 1)[1])
+    for paths in (record["artifacts"], result):
+        for key in ("output_dir", "weights_dir", "lora_path", "kohya_path", "result_image", "loss_plot", "run_json"):
+            assert os.path.isabs(paths[key]) and os.path.exists(paths[key]), (key, paths[key])
+    for name in ("pytorch_lora_weights.safetensors", KOHYA_WEIGHT_NAME):
+        assert read_metadata(out / name)["siso.base_model"] == str(work / "assets" / "sdxl")
+    # a hub id (and a timm name) are names, not paths: they stay as they are
+    hub = SISOConfig(pretrained_model_name_or_path="stabilityai/sdxl-turbo").with_absolute_paths()
+    assert hub.pretrained_model_name_or_path == "stabilityai/sdxl-turbo"
+    assert hub.dino_model_name == "vit_large_patch14_dinov2.lvd142m"

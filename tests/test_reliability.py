@@ -88,6 +88,29 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
     torch.save({"note": "hello", "epoch": 3}, tmp / "ir_dict.pth")
     torch.save({"backbone.conv1.weight": _Evil()}, tmp / "ir_evil.pth")
     (tmp / "a_file").write_text("in the way")
+    (tmp / "wide.png").write_bytes(png_claiming(20000, 1000))
+    incomplete = tmp / "incomplete"
+    incomplete.mkdir()
+    shutil.copy(Path(assets["sdxl"]) / "model_index.json", incomplete / "model_index.json")
+    corrupt = tmp / "sdxl_corrupt"
+    shutil.copytree(assets["sdxl"], corrupt)
+    unet_weights = next((corrupt / "unet").glob("*.safetensors"))
+    unet_weights.write_bytes(unet_weights.read_bytes()[:1000])
+    dino_cases = {}
+    for name, edit in {
+        "no_pretrained_cfg": lambda cfg: cfg.pop("pretrained_cfg"),
+        "other_shape": lambda cfg: cfg["model_args"].update(embed_dim=64),
+    }.items():
+        folder = tmp / f"dino_{name}"
+        shutil.copytree(assets["dino"], folder)
+        config = json.loads((folder / "config.json").read_text())
+        edit(config)
+        (folder / "config.json").write_text(json.dumps(config))
+        dino_cases[name] = folder
+    shutil.copytree(assets["dino"], tmp / "dino_garbled")
+    (tmp / "dino_garbled" / "config.json").write_text("{not json")
+    shutil.copytree(assets["dino"], tmp / "dino_no_weights")
+    (tmp / "dino_no_weights" / "model.safetensors").unlink()
     return {
         "image missing": (dict(subject_image_path=tmp / "missing.png"), "does not exist"),
         "image not an image": (dict(subject_image_path=tmp / "text.png"), "not an image file"),
@@ -95,6 +118,7 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
         "image empty": (dict(subject_image_path=tmp / "empty.png"), "is empty"),
         "image tiny": (dict(subject_image_path=tmp / "tiny.png"), "only 8x8 pixels"),
         "image huge": (dict(subject_image_path=tmp / "bomb.png"), "too large to decode safely"),
+        "image too elongated": (dict(subject_image_path=tmp / "wide.png"), "see only its centre square, 5% of the photo"),
         "prompt empty": (dict(prompt=" "), "prompt is empty"),
         "prompt absurdly long": (dict(prompt="a cat " * 1000), "characters long"),
         "resolution not multiple of 8": (dict(resolution="100"), "multiple of 8"),
@@ -102,7 +126,16 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
         "base model missing": (dict(pretrained_model_name_or_path=tmp / "nowhere"), "does not exist"),
         "base model not diffusers": (dict(pretrained_model_name_or_path=tmp / "not_diffusers"), "not a diffusers pipeline"),
         "base model not SDXL": (dict(pretrained_model_name_or_path=sd15), "not SDXL-shaped"),
+        "base model a file": (dict(pretrained_model_name_or_path=tmp / "a_file"), "is a file, not a diffusers folder"),
+        "base model incomplete": (dict(pretrained_model_name_or_path=incomplete), "the download is incomplete"),
+        "base model weights corrupt": (dict(pretrained_model_name_or_path=corrupt), "could not be loaded"),
+        "VAE missing": (dict(pretrained_vae_model_name_or_path=tmp / "no_vae"), "VAE"),
         "DINO name unknown": (dict(dino_model_name="vit_nonexistent_dinov9"), "not a timm model name"),
+        "DINO folder missing": (dict(dino_model_name=tmp / "no_dino"), "does not exist"),
+        "DINO config without pretrained_cfg": (dict(dino_model_name=dino_cases["no_pretrained_cfg"]), "has no pretrained_cfg"),
+        "DINO config not JSON": (dict(dino_model_name=tmp / "dino_garbled"), "is unreadable"),
+        "DINO folder without weights": (dict(dino_model_name=tmp / "dino_no_weights"), "has no weights"),
+        "DINO weights of another shape": (dict(dino_model_name=dino_cases["other_shape"]), "could not be loaded"),
         "IR missing": (dict(ir_features_path=tmp / "nowhere.pth"), "does not exist"),
         "IR empty": (dict(ir_features_path=tmp / "ir_empty.pth"), "empty"),
         "IR truncated": (dict(ir_features_path=tmp / "ir_cut.pth"), "truncated or not a PyTorch checkpoint"),
@@ -110,6 +143,11 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
         "IR pickle not a state dict": (dict(ir_features_path=tmp / "ir_dict.pth"), "not a state dict of tensors"),
         "IR pickle running code": (dict(ir_features_path=tmp / "ir_evil.pth"), "not a plain weights file"),
         "output folder not writable": (dict(output_dir=tmp / "a_file" / "run"), "not writable"),
+        "output folder is a file": (dict(output_dir=tmp / "a_file"), "is a file, not a folder"),
+        "progress file unwritable": (dict(progress_file=tmp / "a_file" / "p.jsonl"), "cannot be written"),
+        "lr scheduler unknown": (dict(lr_scheduler="cosinee"), "lr_scheduler 'cosinee' is unknown"),
+        "device not a device": (dict(device="gpu"), "not a device name"),
+        "device not available": (dict(device="xpu:3"), "not available on this machine"),
     }
 
 
@@ -128,6 +166,7 @@ def test_bad_input_matrix(tiny_assets, subject_path, tmp_path, capsys):
         assert "Traceback" not in stderr and "SISO_RESULT" not in stdout, case
         for name in FINAL_NAMES:
             assert not (out / name).exists(), (case, name)
+        assert not out.exists(), f"{case}: bad input left the folder {out}"
     assert not marker.exists(), "a pickle's code was executed"
     print("\n" + "\n".join(f"{case}: {message}" for case, message in messages.items()))
 

@@ -1,0 +1,167 @@
+"""Where models come from: hub ids versus local folders, and the cheap checks of a local layout.
+
+Nothing here imports torch, diffusers or timm, so the command lines can refuse a wrong path in
+a fraction of a second, before they load any heavy library. The loaders (sdxl.py, dino.py,
+ir_features.py) run the same checks again, so the library gives the same one-line errors.
+
+A model input is one of:
+
+* a Hugging Face hub id, ``org/name`` that is not an existing path (SDXL, and DINO through
+  ``hf-hub:org/name``): kept as it is, resolved through the hub cache by the loader;
+* a timm model name such as ``vit_large_patch14_dinov2.lvd142m`` (no path separator);
+* a local file or folder: recorded as an absolute path, so a run's files still point at it
+  when they are read from another working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import SISOInputError
+
+SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+LOCAL_DIR_PREFIX = "local-dir:"  # timm's spelling of a local model folder
+DINO_FOLDER_LAYOUT = "a timm folder with config.json (architecture, pretrained_cfg) and model.safetensors, as timm.models.save_for_hf writes"
+DINO_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def is_hub_id(name_or_path: str) -> bool:
+    """'org/name' that is not an existing path: a Hugging Face hub id, loaded through the hub cache."""
+    return not os.path.exists(name_or_path) and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name_or_path) is not None
+
+
+def absolute_if_local(name_or_path: str | None) -> str | None:
+    """An existing local path (also timm's ``local-dir:PATH``) made absolute; anything else unchanged.
+
+    Hub ids, timm names and paths that do not exist stay as given (the checks below name them).
+    """
+    if not name_or_path:
+        return name_or_path
+    if name_or_path.startswith(LOCAL_DIR_PREFIX):
+        return LOCAL_DIR_PREFIX + os.path.abspath(name_or_path[len(LOCAL_DIR_PREFIX):])
+    return os.path.abspath(name_or_path) if os.path.exists(name_or_path) else name_or_path
+
+
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise SISOInputError(f"{what} {str(path)!r} is unreadable ({reason}): {fix}") from error
+
+
+def check_sdxl_folder(path: Path) -> None:
+    """A diffusers SDXL pipeline folder: model_index.json naming every SDXL component."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise SISOInputError(
+            f"base model folder {str(path)!r} is not a diffusers pipeline (no model_index.json): give a folder saved "
+            "with save_pretrained, e.g. a download of stabilityai/sdxl-turbo"
+        )
+    components = _read_json(index, "base model index", "re-download the model folder")
+    if not isinstance(components, dict):
+        raise SISOInputError(f"base model index {str(index)!r} is not a JSON object: re-download the model folder")
+    missing = [name for name in SDXL_COMPONENTS if not any(components.get(name) or ())]
+    if missing:
+        raise SISOInputError(
+            f"base model {str(path)!r} is not SDXL-shaped (it has no {', '.join(missing)}): SISO here needs an SDXL "
+            "pipeline such as stabilityai/sdxl-turbo"
+        )
+    absent = [name for name in SDXL_COMPONENTS if not (path / name).is_dir()]
+    if absent:
+        raise SISOInputError(
+            f"base model folder {str(path)!r} lacks the sub-folder(s) {', '.join(absent)} that model_index.json names: "
+            "the download is incomplete; download the whole folder again"
+        )
+
+
+def check_local_base_model(name_or_path: str) -> None:
+    """If `name_or_path` names a local folder (not a hub id), check it is an SDXL diffusers folder."""
+    if not is_hub_id(name_or_path):
+        if not Path(name_or_path).exists():
+            raise SISOInputError(
+                f"base model folder {name_or_path!r} does not exist: check --pretrained_model_name_or_path"
+            )
+        if not Path(name_or_path).is_dir():
+            raise SISOInputError(
+                f"base model {name_or_path!r} is a file, not a diffusers folder: single-file checkpoints cannot be "
+                "optimised; give a folder saved with save_pretrained (e.g. a download of stabilityai/sdxl-turbo)"
+            )
+        check_sdxl_folder(Path(name_or_path))
+
+
+def check_local_vae(name_or_path: str) -> None:
+    """A separate VAE given as a local folder must hold a diffusers AutoencoderKL (config.json)."""
+    if is_hub_id(name_or_path):
+        return
+    path = Path(name_or_path)
+    if not path.is_dir():
+        raise SISOInputError(
+            f"VAE {name_or_path!r} {'is not a folder' if path.exists() else 'does not exist'}: give a diffusers "
+            "AutoencoderKL folder (config.json + weights) or a hub id, or omit --pretrained_vae_model_name_or_path"
+        )
+    config = _read_json(path / "config.json", "VAE config", "give a diffusers AutoencoderKL folder (config.json + weights)") \
+        if (path / "config.json").is_file() else None
+    if not isinstance(config, dict) or config.get("_class_name") not in (None, "AutoencoderKL"):
+        raise SISOInputError(
+            f"VAE folder {name_or_path!r} is not a diffusers AutoencoderKL (config.json missing or of another class): "
+            "give a folder saved with AutoencoderKL.save_pretrained"
+        )
+
+
+def dino_local_folder(name: str) -> Path | None:
+    """The local folder a DINO name points at, or None for a timm / hub name."""
+    if name.startswith(LOCAL_DIR_PREFIX):
+        return Path(name[len(LOCAL_DIR_PREFIX):])
+    if name.startswith("hf-hub:"):
+        return None
+    if os.path.isdir(name):
+        return Path(name)
+    if os.path.exists(name) or os.path.sep in name or (os.path.altsep and os.path.altsep in name) or name.startswith("."):
+        raise SISOInputError(f"DINO model folder {name!r} does not exist or is not a folder: give a timm model name or {DINO_FOLDER_LAYOUT}")
+    return None
+
+
+def check_dino_folder(folder: Path) -> None:
+    """A local timm model folder: config.json with an architecture and its pretrained_cfg, and weights."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise SISOInputError(f"DINO model folder {str(folder)!r} has no config.json: expected {DINO_FOLDER_LAYOUT}")
+    config = _read_json(config_path, "DINO config", f"expected {DINO_FOLDER_LAYOUT}")
+    missing = [key for key in ("architecture", "pretrained_cfg") if not isinstance(config, dict) or not config.get(key)]
+    if missing:
+        raise SISOInputError(
+            f"DINO config {str(config_path)!r} has no {' or '.join(missing)}: expected {DINO_FOLDER_LAYOUT}"
+        )
+    if not isinstance(config["pretrained_cfg"], dict) or not isinstance(config["architecture"], str):
+        raise SISOInputError(f"DINO config {str(config_path)!r} is malformed (pretrained_cfg must be an object): expected {DINO_FOLDER_LAYOUT}")
+    if not any((folder / name).is_file() for name in DINO_WEIGHT_FILES):
+        raise SISOInputError(f"DINO model folder {str(folder)!r} has no weights (model.safetensors): expected {DINO_FOLDER_LAYOUT}")
+
+
+def check_local_dino(name: str) -> None:
+    """Refuse a DINO name that points at a missing or malformed local folder (timm names pass)."""
+    if not isinstance(name, str) or not name.strip():
+        raise SISOInputError("DINO model name is empty: give a timm name such as 'vit_large_patch14_dinov2.lvd142m' or a local folder")
+    folder = dino_local_folder(name)
+    if folder is not None:
+        check_dino_folder(folder)
+
+
+def check_ir_checkpoint_path(path: str | os.PathLike) -> Path:
+    """Refuse a missing, empty or non-file IR checkpoint path without reading it."""
+    path = Path(path)
+    if not path.exists():
+        raise SISOInputError(
+            f"IR checkpoint {str(path)!r} does not exist: download ir_features.pth (Kaggle dataset "
+            "louieshao/guieweights0732) and pass its path, or omit --ir_features_path to use DINO only"
+        )
+    if not path.is_file() or path.stat().st_size == 0:
+        raise SISOInputError(f"IR checkpoint {str(path)!r} is empty or not a file: re-download ir_features.pth")
+    if not os.access(path, os.R_OK):
+        raise SISOInputError(f"IR checkpoint {str(path)!r} is not readable (permission denied): fix its permissions")
+    return path

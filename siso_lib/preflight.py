@@ -1,0 +1,163 @@
+"""Everything a run can check before it loads a model, without importing torch.
+
+`preflight(config, subject_image_path, ...)` validates the config, reads the subject photo,
+checks the model paths (layout only) and picks or checks the output folders, and returns a
+`PreparedRun`. Bad input raises `SISOInputError` with one line naming the input and the fix,
+and leaves nothing behind. The command line calls it before the heavy imports (torch,
+diffusers, timm, open_clip: seconds), so `siso-generate` answers a wrong path in well under a
+second; `runner.run_siso` calls it too, so the library refuses the same inputs the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import SISOConfig
+from .errors import SISOInputError
+from .images import SubjectImage, load_subject_image
+from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME
+from .model_paths import check_ir_checkpoint_path, check_local_base_model, check_local_dino, check_local_vae
+
+DEFAULT_RUNS_DIR = "outputs/runs"
+
+
+@dataclass
+class PreparedRun:
+    """A run whose inputs passed every check that needs no model."""
+
+    config: SISOConfig  # validated; local model paths absolute
+    subject: SubjectImage
+    output_dir: Path  # absolute
+    weights_dir: Path  # absolute
+    created_dirs: list[Path]  # folders made here (a fresh run folder, a new --output_dir and its new parents)
+
+    def discard_if_empty(self) -> None:
+        """Remove the folders made for this run if nothing was written into them (a failed run is no result)."""
+        for folder in self.created_dirs:
+            _remove_empty_tree(folder)
+
+
+def fresh_run_dir(root: str | os.PathLike = DEFAULT_RUNS_DIR, label: str = "run") -> Path:
+    """A new, empty folder `root/<YYYYmmdd-HHMMSS>-<label>[-N]` (never an existing one); absolute.
+
+    The label keeps letters of any script (a photo called 猫.jpg gives `...-猫`).
+    """
+    root = Path(root).absolute()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = re.sub(r"[^\w.-]+", "-", label).strip("-.")[:40] or "run"
+    for attempt in range(1000):
+        candidate = root / (f"{stamp}-{label}" + (f"-{attempt}" if attempt else ""))
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise SISOInputError(f"cannot create a run folder under {str(root)!r} ({error.strerror}): choose another --output_dir") from error
+    raise SISOInputError(f"could not find a free run folder name under {str(root)!r}")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Create `folder` if needed and prove a file can be written in it; SISOInputError otherwise."""
+    if folder.exists() and not folder.is_dir():
+        raise SISOInputError(f"{what} {str(folder)!r} is a file, not a folder: choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".siso-write-test-"):
+            pass
+    except OSError as error:
+        raise SISOInputError(
+            f"{what} {str(folder)!r} is not writable ({error.strerror or error}): choose a folder you can write to"
+        ) from error
+
+
+def check_no_earlier_lora(folder: Path, overwrite: bool, option: str) -> None:
+    existing = [name for name in (DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME) if (folder / name).exists()]
+    if existing and not overwrite:
+        raise SISOInputError(
+            f"{str(folder)!r} already holds a LoRA ({existing[0]}) from an earlier run: pass --overwrite to replace it, "
+            f"or give another {option} (without it every run gets a fresh folder)"
+        )
+
+
+def _first_missing_parent(folder: Path) -> Path | None:
+    """The highest ancestor of `folder` that does not exist yet (what mkdir -p would create)."""
+    missing = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def prepare_output_dirs(
+    output_dir: str | os.PathLike | None, weights_dir: str | os.PathLike | None, overwrite: bool, label: str
+) -> tuple[Path, Path, list[Path]]:
+    """Resolve and check the output folders (absolute); create a fresh run folder when none is given.
+
+    Returns (output folder, weights folder, the folders this created). Folders created here are
+    removed again when a check fails, so bad input leaves nothing behind.
+    """
+    out = Path(output_dir).absolute() if output_dir else None
+    weights = Path(weights_dir).absolute() if weights_dir else None
+    created = [p for p in (out and _first_missing_parent(out), weights and _first_missing_parent(weights)) if p]
+    try:
+        if out is None:
+            missing_root = _first_missing_parent(Path(DEFAULT_RUNS_DIR).absolute())
+            out = fresh_run_dir(label=label)
+            created.append(missing_root or out)
+        check_writable(out, "output folder")
+        weights = weights or out
+        if weights != out:
+            check_writable(weights, "weights folder")
+        check_no_earlier_lora(weights, overwrite, "--weights_output_dir" if weights_dir else "--output_dir")
+    except SISOInputError:
+        for folder in created:
+            _remove_empty_tree(folder)
+        raise
+    return out, weights, created
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove `folder` and its empty sub-folders; keep anything that holds a file."""
+    if not folder.is_dir():
+        return
+    for child in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir() and not any(child.iterdir()):
+            child.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def check_model_inputs(config: SISOConfig) -> None:
+    """Cheap checks of the model paths before the base model (GBs) is loaded."""
+    check_local_base_model(config.pretrained_model_name_or_path)
+    vae = config.extra.get("pretrained_vae_model_name_or_path")
+    if vae:
+        check_local_vae(vae)
+    if config.dino_features_weight > 0:
+        check_local_dino(config.dino_model_name)
+    if config.ir_features_path and config.ir_features_weight > 0:
+        check_ir_checkpoint_path(config.ir_features_path)
+
+
+def preflight(
+    config: SISOConfig,
+    subject_image_path: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> PreparedRun:
+    """Validate, read the photo, check model paths and output folders; nothing heavy is imported."""
+    config = config.replace()  # the caller's object is never changed
+    config.validate()
+    config = config.with_absolute_paths()
+    subject = load_subject_image(subject_image_path)
+    check_model_inputs(config)
+    out, weights, created = prepare_output_dirs(output_dir, weights_dir, overwrite, Path(subject_image_path).stem)
+    return PreparedRun(config, subject, out, weights, created)
