@@ -2,11 +2,79 @@
 
 From one photo of a subject, optimise a small LoRA so that SDXL draws that subject, by
 generating an image with gradients and scoring it against the photo with DINOv2 and
-image-retrieval features. See README.md for the command line and the notebooks.
+image-retrieval features. The public API (see README.md, "From Python"):
+
+    from siso_lib import SISOConfig, run_siso, load_pipeline_with_lora, render
+
+* configuration: `SISOConfig` (every default, validated and coerced field by field)
+* one whole run with its files: `run_siso` -> `RunOutcome` (result, artifacts, optimizer)
+* the loop itself: `SISOOptimizer` (`.run(callbacks)` -> `SISOResult`; each iteration gives a
+  `StepEvent` to every callback; `request_stop()` ends it cleanly)
+* losses and feature networks: `SubjectSimilarityLoss`, `DinoFeatures`, `IRFeatures`
+* loading: `load_sdxl_pipeline`, `load_subject_image`
+* reusing a LoRA: `load_pipeline_with_lora`, `render`, `image_grid`; files: `save_lora_files`,
+  `read_metadata`
+* errors: `SISOError`, `SISOInputError` (bad input; one line naming the fix)
+
+Iterations are numbered from 1 everywhere (events, results, files, plots). Names are imported
+on first use, so `import siso_lib` stays cheap (no torch until you touch a model).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .config import SISOConfig  # noqa: E402
+# public name -> the module that defines it
+_EXPORTS = {
+    "SISOConfig": "config",
+    "SISOError": "errors",
+    "SISOInputError": "errors",
+    "SubjectImage": "images",
+    "load_subject_image": "images",
+    "SISOOptimizer": "optimizer",
+    "SISOResult": "optimizer",
+    "StepEvent": "optimizer",
+    "SubjectSimilarityLoss": "losses",
+    "DinoFeatures": "dino",
+    "IRFeatures": "ir_features",
+    "load_sdxl_pipeline": "sdxl",
+    "SDXLGenerator": "sdxl",
+    "run_siso": "runner",
+    "RunOutcome": "runner",
+    "load_pipeline_with_lora": "inference",
+    "render": "inference",
+    "image_grid": "inference",
+    "save_lora_files": "lora_io",
+    "read_metadata": "lora_io",
+}
 
-__all__ = ["SISOConfig", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time names load lazily (PEP 562)
+    from .config import SISOConfig
+    from .dino import DinoFeatures
+    from .errors import SISOError, SISOInputError
+    from .images import SubjectImage, load_subject_image
+    from .inference import image_grid, load_pipeline_with_lora, render
+    from .ir_features import IRFeatures
+    from .lora_io import read_metadata, save_lora_files
+    from .losses import SubjectSimilarityLoss
+    from .optimizer import SISOOptimizer, SISOResult, StepEvent
+    from .runner import RunOutcome, run_siso
+    from .sdxl import SDXLGenerator, load_sdxl_pipeline
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'siso_lib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

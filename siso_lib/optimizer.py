@@ -83,7 +83,8 @@ class RuntimeSettings:
             dtype=pick_dtype(config.precision, device),
             freeze_feature_networks=True,
             gradient_checkpointing=checkpointing,
-            cache_prompt_embeddings=True,
+            # a trained text encoder changes the embeddings every step: nothing to cache then
+            cache_prompt_embeddings=not config.train_text_encoder,
             offload_text_encoders=accelerator and not config.train_text_encoder,
             fused_adamw=accelerator,
             compile_unet=config.compile,
@@ -171,6 +172,7 @@ class SISOOptimizer:
         profile_phases: bool = False,
     ):
         config.validate()
+        config = config.with_absolute_paths()  # what the run's files record
         self.profile_phases = profile_phases  # synchronise and time each phase (benchmarks only)
         self.config = config
         self.device = device or pick_device(config.device)
@@ -276,12 +278,15 @@ class SISOOptimizer:
         text_device = torch.device("cpu") if settings.offload_text_encoders else self.device
         pipe.text_encoder.to(text_device)
         pipe.text_encoder_2.to(text_device)
-        if settings.gradient_checkpointing:
-            pipe.unet.enable_gradient_checkpointing()
-            pipe.vae.enable_gradient_checkpointing()
-            if self.config.train_text_encoder:
-                pipe.text_encoder.gradient_checkpointing_enable()
-                pipe.text_encoder_2.gradient_checkpointing_enable()
+        # set both ways: a pipeline reused from an earlier run may still have it on
+        checkpoint = settings.gradient_checkpointing
+        for model in (pipe.unet, pipe.vae):
+            model.enable_gradient_checkpointing() if checkpoint else model.disable_gradient_checkpointing()
+        for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+            if checkpoint and self.config.train_text_encoder:
+                encoder.gradient_checkpointing_enable()
+            elif encoder.is_gradient_checkpointing:
+                encoder.gradient_checkpointing_disable()
         if settings.compile_unet:
             pipe.unet.compile()
 
@@ -424,8 +429,27 @@ class SISOOptimizer:
                 "--no-train_text_encoder, or a smaller --resolution"
             )
             self.optimizer.zero_grad(set_to_none=True)
+        finally:
+            self._hand_back_pipeline()
         reason = reason or "max_steps"
         return self.result(reason, error)
+
+    def _hand_back_pipeline(self) -> None:
+        """Leave the pipeline usable for plain inference after a run: eval mode, text encoders on
+        the run's device again (they were moved off it while their embeddings were cached)."""
+        pipe = self.pipe
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+            module.eval()
+        if self.settings.offload_text_encoders:
+            try:
+                pipe.text_encoder.to(self.device)
+                pipe.text_encoder_2.to(self.device)
+            except (torch.OutOfMemoryError, RuntimeError) as failure:
+                if not is_out_of_memory(failure):
+                    raise
+                pipe.text_encoder.to("cpu")
+                pipe.text_encoder_2.to("cpu")
+                logger.warning("the text encoders stay on the CPU after the run (no room on %s)", self.device)
 
     def result(self, reason: str, error: str | None = None) -> SISOResult:
         elapsed = 0.0 if self._started is None else time.perf_counter() - self._started

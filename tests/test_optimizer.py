@@ -88,3 +88,49 @@ def test_modes_run(tiny_config, subject_path, mode):
     assert all(p.requires_grad for p in feature_params) == (mode == "reference")
     assert optimizer.settings.gradient_checkpointing == (mode == "low-memory")
     assert optimizer.run().steps_run == 2
+
+
+def test_two_runs_on_one_pipeline_equal_two_fresh_runs(tiny_config, subject_path):
+    """The field report: a second SISOOptimizer on a loaded pipeline failed ("Adapter with name
+    default already exists"). Runs on one pipeline must give what runs on fresh pipelines give,
+    whatever the first run changed (rank, text-encoder LoRA, gradient checkpointing)."""
+    from siso_lib.sdxl import load_sdxl_pipeline
+
+    subject = load_subject_image(subject_path)
+    configs = [
+        tiny_config(num_train_epochs=3, learning_rate=0.05, mode="low-memory"),
+        tiny_config(num_train_epochs=3, learning_rate=0.01, rank=8, train_text_encoder=False),
+        tiny_config(num_train_epochs=3, learning_rate=0.05),
+    ]
+    fresh = [SISOOptimizer(config, subject).run() for config in configs]
+    pipe = load_sdxl_pipeline(configs[0].pretrained_model_name_or_path)
+    for config, expected in zip(configs, fresh):
+        result = SISOOptimizer(config, subject, pipe=pipe).run()
+        assert [row["total"] for row in result.history] == [row["total"] for row in expected.history]
+        assert result.best_lora.keys() == expected.best_lora.keys()
+        for part, state in expected.best_lora.items():
+            assert all(torch.equal(result.best_lora[part][key], value) for key, value in state.items()), part
+    assert not pipe.unet.is_gradient_checkpointing  # the low-memory run's setting did not stick
+    # and the pipeline still renders plainly afterwards
+    image = pipe("a photo of a cat", num_inference_steps=1, guidance_scale=0.0, height=64, width=64).images[0]
+    assert image.size == (64, 64)
+
+
+@pytest.mark.parametrize("train_text_encoder", [True, False])
+@pytest.mark.parametrize("mode", ["default", "low-memory", "reference"])
+def test_runtime_record_describes_what_ran(tiny_config, subject_path, mode, train_text_encoder):
+    """run.json's `runtime` must say what the run did, not what was asked (the field report saw
+    cache_prompt_embeddings true while text-encoder training had turned the cache off)."""
+    optimizer = SISOOptimizer(tiny_config(num_train_epochs=1, mode=mode, train_text_encoder=train_text_encoder),
+                              load_subject_image(subject_path))
+    runtime = optimizer.describe_runtime()
+    pipe = optimizer.pipe
+    assert runtime["cache_prompt_embeddings"] == optimizer.generator.cache_prompt_embeddings == (optimizer.inputs.embeds is not None)
+    assert runtime["gradient_checkpointing"] == pipe.unet.is_gradient_checkpointing == pipe.vae.is_gradient_checkpointing
+    assert runtime["freeze_feature_networks"] == (not any(p.requires_grad for p in optimizer.loss.parameters()))
+    assert runtime["dtype"] == {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[pipe.unet.dtype]
+    assert runtime["offload_text_encoders"] == (pipe.text_encoder.device != optimizer.device)
+    assert runtime["fused_adamw"] == bool(optimizer.optimizer.defaults.get("fused"))
+    assert runtime["cuda_graphs"] == (optimizer.graphed is not None)
+    if not train_text_encoder:
+        assert runtime["cache_prompt_embeddings"] == (mode != "reference")
