@@ -211,10 +211,10 @@ class SISOOptimizer:
         for network in (dino, ir):
             if network is not None:
                 network.to(self.device, feature_dtype)
-                if not self.settings.freeze_feature_networks:
-                    network.requires_grad_(True)  # reference mode: the authors' script never froze them
-                if self.settings.gradient_checkpointing:
-                    _enable_feature_checkpointing(network)
+                # set both ways: networks passed in may come from a run in another mode
+                # (reference mode trains nothing in them but, as the authors' script, leaves them unfrozen)
+                network.requires_grad_(not self.settings.freeze_feature_networks)
+                _set_feature_checkpointing(network, self.settings.gradient_checkpointing)
         self.loss = SubjectSimilarityLoss(
             subject_tensor, dino, ir, config.dino_features_weight if dino is not None else 0.0,
             config.ir_features_weight if ir is not None else 0.0,
@@ -500,11 +500,11 @@ class NonFiniteLossError(RuntimeError):
         )
 
 
-def _enable_feature_checkpointing(network: torch.nn.Module) -> None:
-    """Gradient checkpointing for the timm / open_clip towers inside a feature network."""
+def _set_feature_checkpointing(network: torch.nn.Module, enabled: bool) -> None:
+    """Gradient checkpointing on or off for the timm / open_clip towers inside a feature network."""
     for module in network.modules():
         if hasattr(module, "set_grad_checkpointing") and module is not network:
-            module.set_grad_checkpointing(True)
+            module.set_grad_checkpointing(enabled)
             return
 
 

@@ -94,18 +94,25 @@ def test_two_runs_on_one_pipeline_equal_two_fresh_runs(tiny_config, subject_path
     """The field report: a second SISOOptimizer on a loaded pipeline failed ("Adapter with name
     default already exists"). Runs on one pipeline must give what runs on fresh pipelines give,
     whatever the first run changed (rank, text-encoder LoRA, gradient checkpointing)."""
+    from siso_lib.dino import DinoFeatures
+    from siso_lib.ir_features import IRFeatures
     from siso_lib.sdxl import load_sdxl_pipeline
 
     subject = load_subject_image(subject_path)
     configs = [
         tiny_config(num_train_epochs=3, learning_rate=0.05, mode="low-memory"),
         tiny_config(num_train_epochs=3, learning_rate=0.01, rank=8, train_text_encoder=False),
+        tiny_config(num_train_epochs=3, learning_rate=0.05, mode="reference"),
         tiny_config(num_train_epochs=3, learning_rate=0.05),
     ]
     fresh = [SISOOptimizer(config, subject).run() for config in configs]
     pipe = load_sdxl_pipeline(configs[0].pretrained_model_name_or_path)
+    dino, ir = DinoFeatures.from_pretrained(configs[0].dino_model_name), IRFeatures.from_checkpoint(configs[0].ir_features_path)
     for config, expected in zip(configs, fresh):
-        result = SISOOptimizer(config, subject, pipe=pipe).run()
+        optimizer = SISOOptimizer(config, subject, pipe=pipe, dino=dino, ir=ir)
+        frozen = optimizer.settings.freeze_feature_networks
+        assert all(p.requires_grad != frozen for p in optimizer.loss.parameters())  # as this run's mode says
+        result = optimizer.run()
         assert [row["total"] for row in result.history] == [row["total"] for row in expected.history]
         assert result.best_lora.keys() == expected.best_lora.keys()
         for part, state in expected.best_lora.items():
