@@ -99,15 +99,25 @@ class ComfyServer:
                 self.process.wait()
 
 
+def install_pack(base: Path, copy: bool = False) -> Path:
+    """This pack in `base`/custom_nodes/siso-lab: a symlink into the checkout, or (`copy`) a copied folder
+    with no checkout beside it, as ComfyUI-Manager and the Comfy Registry install it."""
+    target = base / "custom_nodes" / "siso-lab"
+    if not target.exists():
+        if copy:
+            shutil.copytree(PACK, target, ignore=shutil.ignore_patterns("__pycache__", "siso_env.json"))
+        else:
+            target.symlink_to(PACK, target_is_directory=True)
+    return target
+
+
 def start(comfy_dir: str, python: str, base: Path, extra_args: list[str] | None = None, env: dict | None = None,
-          ready_timeout: float = 180) -> ComfyServer:
-    """ComfyUI from `comfy_dir`, run by `python`, with all its folders under `base` and this pack linked in."""
+          ready_timeout: float = 180, copy_pack: bool = False) -> ComfyServer:
+    """ComfyUI from `comfy_dir`, run by `python`, with all its folders under `base` and this pack linked (or copied) in."""
     for name in ("custom_nodes", "models/loras", "models/diffusion_models", "models/text_encoders", "input", "output",
                  "temp", "user", "tmp"):
         (base / name).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / "siso-lab"
-    if not link.exists():
-        link.symlink_to(PACK, target_is_directory=True)
+    install_pack(base, copy=copy_pack)
     port = free_port()
     log_path = base / "comfyui.log"
     command = [
@@ -116,7 +126,8 @@ def start(comfy_dir: str, python: str, base: Path, extra_args: list[str] | None 
         *(extra_args or []),
     ]
     environment = dict(os.environ, PYTHONUNBUFFERED="1", TMPDIR=str(base / "tmp"), **(env or {}))
-    environment.pop("SISO_LORAS_DIR", None)
+    for name in ("SISO_LORAS_DIR", "SISO_RUNS_DIR", "SISO_ENV_FILE"):
+        environment.pop(name, None)
     handle = open(log_path, "wb")
     process = subprocess.Popen(command, cwd=comfy_dir, stdout=handle, stderr=subprocess.STDOUT, env=environment,
                                start_new_session=True)

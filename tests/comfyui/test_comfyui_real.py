@@ -9,6 +9,12 @@ its custom_nodes. The node runs SISO with THIS Python (siso-lab's environment) t
 python_executable input: the separate-environment setup. Workflows are posted to /prompt and
 /history is polled; the SISO model is the tiny random-weight one.
 
+The copied-folder route (ComfyUI-Manager, the Comfy Registry) gets a second ComfyUI whose
+custom_nodes holds a COPY of the pack and whose Python is a fresh virtual environment that sees
+SISO_COMFYUI_PYTHON's packages but not siso_lib: the node must name the one install command,
+and after that command (install.py, here with --source pointing at a copy of this checkout
+instead of the GitHub archive) the same workflow must succeed with python_executable empty.
+
 SISO_COMFYUI_FULL_CHECK=1 adds the full-size check (minutes, ~16 GB RAM): ComfyUI's stock
 LoraLoader and SISO Load LoRA apply a rank-4 SISO LoRA in Kohya keys to a full-size
 SDXL-architecture UNet and both CLIPs (random weights) with no "lora key not loaded".
@@ -20,6 +26,7 @@ import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -110,9 +117,13 @@ def test_generate_workflow_succeeds(server, tiny_assets):
     loras = server.base / "models" / "loras"
     assert lora_path.startswith(str(loras / "siso")) and lora_path.endswith("siso_lora_kohya.safetensors")
     assert Path(lora_path).is_file()
-    # LoraLoader lists it right away
+    # LoraLoader lists it right away, and only it: not the diffusers-format file it would apply only partly
     names = server.get("/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
     assert Path(lora_path).relative_to(loras).as_posix() in names
+    assert [name for name in names if name.startswith("siso/")] == [Path(lora_path).relative_to(loras).as_posix()]
+    run_dir = server.base / "output" / "siso" / Path(lora_path).parent.name
+    assert (run_dir / "pytorch_lora_weights.safetensors").is_file() and (run_dir / "run.json").is_file()
+    assert f"run folder (diffusers-format LoRA, result.png, loss_curve.png, run.json): {run_dir}" in text
     # the preview on the node and in PreviewImage
     image = entry["outputs"][GEN]["images"][0]
     png = server.get(f"/view?filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}", raw=True)
@@ -147,7 +158,7 @@ def test_execute_false_is_idle(server, tiny_assets):
     entry = server.wait(server.queue(prompt))
     assert entry["status"]["status_str"] == "success"
     assert report(entry) == "Idle: execute is False (nothing was run)"
-    assert "5" not in entry["outputs"]  # lora_path is blocked: nothing downstream runs
+    assert comfy_server.ui_text(entry, "5") == ""  # the lora_path box shows no earlier run's path
 
 
 def test_bad_input_is_a_one_line_status(server, tiny_assets):
@@ -156,6 +167,37 @@ def test_bad_input_is_a_one_line_status(server, tiny_assets):
     status = comfy_server.ui_text(entry, "4")
     assert status.startswith("Failed: ir_features_path '/nonexistent/ir_features.pth' does not exist")
     assert "\n" not in status and "Traceback" not in status
+    assert "5" in entry["outputs"] and comfy_server.ui_text(entry, "5") == ""  # not the previous run's path
+
+
+def test_a_cut_out_photo_gives_the_same_subject_as_the_command_line(server, tiny_assets, tmp_path):
+    """Load Image drops the alpha of a cut-out PNG; its MASK (wired in the example) brings the white back."""
+    import numpy as np
+    from PIL import Image
+
+    from siso_lib.images import load_subject_image
+
+    height, width = 72, 96
+    yy, xx = np.mgrid[0:height, 0:width]
+    alpha = np.clip((30 - np.hypot(yy - height / 2, xx - width / 2)) * 60, 0, 255).astype(np.uint8)
+    rgb = np.dstack([np.full((height, width), 180, np.uint8), (xx * 2).astype(np.uint8), np.full((height, width), 30, np.uint8)])
+    rgb[alpha == 0] = 0
+    source = tmp_path / "cut_out.png"
+    Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA").save(source)
+    comfy_server.copy_input(server, str(source), "cut_out.png")
+    prompt = generation(tiny_assets, seed=46, num_train_epochs=1)
+    prompt["1"]["inputs"]["image"] = "cut_out.png"
+    entry = server.wait(server.queue(prompt))
+    text = report(entry)
+    assert text.startswith("Success"), text
+    assert "transparency (from subject_mask) flattened onto white" in text
+    run_dir = next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("run folder"))
+    with Image.open(Path(run_dir) / "subject.png") as picture:
+        node = np.asarray(picture.convert("RGB"), np.int16)
+    cli = np.asarray(load_subject_image(source).image, np.int16)
+    difference = np.abs(node - cli).max()
+    print(f"\ncut-out subject: node vs command line, max difference {difference} levels")
+    assert difference <= 1
 
 
 def test_cancel_stops_the_run_promptly(server, tiny_assets):
@@ -268,3 +310,54 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
     assert (server.base / "output" / saved["subfolder"] / saved["filename"]).is_file()
     assert not re.findall(r"lora key not loaded|NOT LOADED", server.log()[log_start:])
     print(f"render through SISO Load LoRA on the full-size SDXL (CPU, 1 step, 256 px): {seconds:.0f} s -> {saved['filename']}")
+
+
+@pytest.fixture(scope="module")
+def bare_comfy_python(tmp_path_factory):
+    """A fresh environment that sees ComfyUI's packages (those of SISO_COMFYUI_PYTHON) but has no siso_lib."""
+    folder = tmp_path_factory.mktemp("copied-route-env")
+    # without pip of its own: pip, setuptools and the rest are ComfyUI's (an ensurepip setuptools 65 would
+    # shadow ComfyUI's newer one, and install.py would rightly refuse to "change" it)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True, capture_output=True)
+    python = folder / "venv" / "bin" / "python"
+    code = "import json, sys; print(json.dumps([p for p in sys.path if p.endswith('site-packages')]))"
+    paths = json.loads(subprocess.run([COMFY_PYTHON, "-c", code], check=True, capture_output=True, text=True, cwd=folder).stdout)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "comfy_packages.pth").write_text("\n".join(paths) + "\n")  # plain paths: no .pth of theirs runs
+    if subprocess.run([str(python), "-c", "import siso_lib"], capture_output=True, cwd=folder).returncode == 0:
+        pytest.skip("siso_lib is importable from SISO_COMFYUI_PYTHON's site-packages: use a ComfyUI Python without siso-lab")
+    return python
+
+
+def test_a_copied_pack_tells_the_one_command_and_works_after_it(tiny_assets, tmp_path_factory, bare_comfy_python):
+    """ComfyUI-Manager / the Registry route: the pack folder COPIED into custom_nodes, python_executable empty."""
+    base = tmp_path_factory.mktemp("comfy-copied")
+    instance = comfy_server.start(COMFY_DIR, str(bare_comfy_python), base, copy_pack=True)
+    try:
+        comfy_server.copy_input(instance, str(REPO / "data" / "cat.png"), "cat.png")
+        pack = base / "custom_nodes" / "siso-lab"
+        assert pack.is_dir() and not pack.is_symlink()
+        prompt = generation(tiny_assets, python_executable="", num_train_epochs=2)
+        entry = instance.wait(instance.queue(prompt))
+        status = comfy_server.ui_text(entry, "4")
+        command = f"{bare_comfy_python} {pack / 'install.py'}"
+        assert status == f"Failed: siso-lab is not installed in the Python that runs SISO ({bare_comfy_python}): run {command}"
+        # the documented command, from a copy of this checkout instead of the GitHub archive (no network here)
+        source = tmp_path_factory.mktemp("siso-lab-source")
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(REPO / name, source / name)
+        shutil.copytree(REPO / "siso_lib", source / "siso_lib", ignore=shutil.ignore_patterns("__pycache__"))
+        started = time.monotonic()
+        done = subprocess.run([str(bare_comfy_python), str(pack / "install.py"), "--source", str(source)],
+                              capture_output=True, text=True, cwd=base, timeout=900)
+        print(f"\ncopied route: install.py took {time.monotonic() - started:.0f} s:\n{done.stdout[-1500:]}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "CHANGE" not in done.stdout  # ComfyUI's packages already satisfy siso-lab's ranges here
+        entry = instance.wait(instance.queue(generation(tiny_assets, python_executable="", num_train_epochs=2, seed=47)))
+        text = report(entry)
+        assert text.startswith("Success"), text
+        lora_path = comfy_server.ui_text(entry, "5")
+        assert lora_path.startswith(str(base / "models" / "loras" / "siso")) and Path(lora_path).is_file()
+    finally:
+        instance.stop()
