@@ -256,8 +256,11 @@ class SISOLoRAGenerator:
                 "prompt": ("STRING", {"default": d["prompt"], "multiline": False,
                                       "tooltip": "A SIMPLE prompt naming the subject's class, e.g. 'a photo of a dog'."}),
                 "weights_output_dir": ("STRING", {"default": "",
-                                                  "tooltip": "Empty: ComfyUI/models/loras/siso/<time>-<prompt>/. "
-                                                             "Relative paths are under models/loras; absolute paths as given."}),
+                                                  "tooltip": "Where the LoRA goes. Empty: ComfyUI/models/loras/siso/<time>-<prompt>/. "
+                                                             "Relative paths are under models/loras; absolute paths as given. "
+                                                             "Under models/loras only the Kohya LoRA goes there (the one "
+                                                             "file Load LoRA applies fully); the rest of the run goes to "
+                                                             "output/siso/<time>-<prompt>/."}),
                 "base_model_path": ("STRING", {"default": d["pretrained_model_name_or_path"],
                                                "tooltip": "Hub id or local SDXL diffusers folder (a name in models/diffusers works). "
                                                           "Single-file checkpoints are not supported. " + src}),

@@ -1100,6 +1100,9 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
                 kohya = place_file(kohya, folders.lora_dir)
             except OSError as error:
                 job.notes.append(f"the Kohya LoRA stays in the run folder ({one_line(str(error))})")
+        listed = listing_folder(kohya, request.loras_folders) if kohya and request.loras_folders else None
+        if listed is not None:
+            job.loras_root = str(listed)  # the LoraLoader name is relative to the folder that lists it
         job.diffusers_path, job.kohya_path = diffusers, kohya
         lora = kohya or diffusers
         if outcome.cancelled:

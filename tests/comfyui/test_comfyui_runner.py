@@ -434,6 +434,17 @@ def test_an_absolute_folder_outside_loras_keeps_the_run_together(workdirs, image
     assert os.path.dirname(job.lora_path) == os.path.dirname(job.diffusers_path) == job.run_dir
 
 
+def test_a_second_lora_folder_of_comfyui_counts_too(workdirs, image, tmp_path):
+    """extra_model_paths.yaml can add LoRA folders: a folder inside one of them gets the Kohya file only."""
+    extra = tmp_path / "extra-loras"
+    job = runner.run_job(request(workdirs, image, fake("fake_success"), params=dict(num_train_epochs=1),
+                                 weights_output_dir=str(extra / "mine"),
+                                 loras_folders=[str(workdirs["loras"]), str(extra)]))
+    assert job.ok, job.status
+    assert listed_loras(extra) == [job.lora_name] and job.lora_name.startswith("mine/")
+    assert job.diffusers_path.startswith(str(workdirs["runs"]))
+
+
 # ----------------------------------------------------------------------------- messages
 
 
