@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from .errors import SISOInputError
+from .errors import SISOInputError, error_summary
 from .model_paths import DINO_FOLDER_LAYOUT, LOCAL_DIR_PREFIX, check_local_dino, dino_local_folder
 from .preprocess import DinoPreprocess, FrozenFeatures, PreprocessSpec
 
@@ -43,12 +43,11 @@ def _create(name: str) -> nn.Module:
     try:
         return timm.create_model(timm_name, pretrained=True, num_classes=0)
     except Exception as error:  # timm raises OSError, RuntimeError, TypeError, KeyError... on a bad folder
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         fix = (
             f"expected {DINO_FOLDER_LAYOUT}" if timm_name.startswith(LOCAL_DIR_PREFIX)
             else "download it once with network access or point --dino_model_name at a local timm folder"
         )
-        raise SISOInputError(f"DINO model {name!r} could not be loaded ({type(error).__name__}: {first[:160]}): {fix}") from error
+        raise SISOInputError(f"DINO model {name!r} could not be loaded ({type(error).__name__}: {error_summary(error, 160)}): {fix}") from error
 
 
 def preprocess_spec_for(model: nn.Module) -> PreprocessSpec:

@@ -23,3 +23,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def error_summary(error: BaseException, limit: int = 200) -> str:
+    """The first line of a library's error message, for a one-line report.
+
+    A line longer than `limit` characters is cut at the last space before the limit and marked
+    with " ...", never in the middle of a word (or of a path, a hub id or a number).
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 4)
+    return (text[:cut] if cut > limit // 2 else text[: limit - 4]).rstrip(" ,;:") + " ..."

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import SISOInputError
+from .errors import SISOInputError, error_summary
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +136,7 @@ def _to_srgb(image: Image.Image, notes: list[str]) -> Image.Image:
             renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC, outputMode=_ICC_OUTPUT_MODES[image.mode],
         )
     except (ImportError, OSError, ValueError, TypeError) as error:  # ImageCms.PyCMSError is an OSError
-        notes.append(f"ignored an embedded colour profile that could not be applied ({str(error).strip()[:80]}); used the pixel values as stored")
+        notes.append(f"ignored an embedded colour profile that could not be applied ({error_summary(error, 80)}); used the pixel values as stored")
         return image
     notes.append(f"converted the embedded colour profile {name!r} to sRGB")
     return converted

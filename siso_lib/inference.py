@@ -19,7 +19,7 @@ from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 
 from .devices import pick_device, pick_dtype
-from .errors import SISOInputError
+from .errors import SISOInputError, error_summary
 from .lora_io import resolve_lora_path
 from .sdxl import load_sdxl_pipeline
 
@@ -73,9 +73,8 @@ def load_pipeline_with_lora(
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
         except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
             raise SISOInputError(
-                f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {first}): give a LoRA file an SDXL "
+                f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file an SDXL "
                 "SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
             ) from error
     return pipe.to(target)

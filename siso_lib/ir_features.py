@@ -25,7 +25,7 @@ import torch
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from .errors import SISOInputError
+from .errors import SISOInputError, error_summary
 from .model_paths import check_ir_checkpoint_path
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenFeatures, IRPreprocess, PreprocessSpec
 
@@ -76,7 +76,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             f"loading refuses): expected {EXPECTED}"
         ) from error
     except Exception as error:  # the unpickler raises KeyError, EOFError, RuntimeError... on garbage
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0][:160]
+        reason = error_summary(error, 160).split(". ")[0]
         raise SISOInputError(
             f"IR checkpoint {str(path)!r} could not be read ({reason}): the file is "
             "truncated or not a PyTorch checkpoint; re-download ir_features.pth"
@@ -130,7 +130,7 @@ def load_ir_network(path: str | os.PathLike) -> IRNetwork:
     except (RuntimeError, ValueError, TypeError) as error:
         raise SISOInputError(
             f"IR checkpoint {str(path)!r} does not match the IR network "
-            f"({str(error).strip().splitlines()[0][:200]}): expected {EXPECTED}"
+            f"({error_summary(error)}): expected {EXPECTED}"
         ) from error
     return network
 

@@ -30,8 +30,8 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from .config import TEXT_ENCODER_LORA_TARGETS, UNET_LORA_TARGETS
-from .errors import SISOInputError
-from .model_paths import check_local_base_model, check_local_vae
+from .errors import SISOInputError, error_summary
+from .model_paths import check_local_base_model, check_local_vae, is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,14 @@ def load_sdxl_pipeline(
             kwargs["vae"] = AutoencoderKL.from_pretrained(vae_name_or_path, dtype=torch_dtype, cache_dir=cache_dir)
         pipe = StableDiffusionXLPipeline.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if is_hub_id(name_or_path) and isinstance(error, OSError):
+            raise SISOInputError(
+                f"base model {name_or_path!r} is not in the Hugging Face cache and could not be downloaded "
+                f"({error_summary(error, 120)}): run `huggingface-cli download {name_or_path}` where the hub is "
+                "reachable, or give a local diffusers folder"
+            ) from error
         raise SISOInputError(
-            f"base model {name_or_path!r} could not be loaded ({first[:200]}): give a local SDXL diffusers folder "
+            f"base model {name_or_path!r} could not be loaded ({error_summary(error)}): give a local SDXL diffusers folder "
             "or a hub id you have downloaded"
         ) from error
     if not getattr(pipe.unet.config, "addition_embed_type", None) == "text_time":

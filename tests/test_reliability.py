@@ -380,3 +380,27 @@ def test_run_json_is_enough_to_repeat_a_run(tiny_config, subject_path, tmp_path)
     assert record["runtime"]["device"].startswith("cpu")
     assert record["runtime"]["cuda_graphs"] is False and record["runtime"]["cuda_graphs_captured"] is False
     assert "CUDA device" in record["runtime"]["cuda_graphs_note"]
+
+
+def test_long_library_errors_are_cut_at_a_word_boundary():
+    """The field report: the hub-id error was cut at 200 characters in the middle of a word."""
+    from siso_lib.errors import error_summary
+
+    long = RuntimeError("Cannot load model org/name: " + " ".join(f"word{i}" for i in range(80)) + "\nsecond line")
+    summary = error_summary(long)
+    assert len(summary) <= 200 and summary.endswith(" ...")
+    assert summary[:-4].split(" ")[-1] in long.args[0].split(" ")  # the last word kept is a whole word
+    assert error_summary(RuntimeError("short\nmore")) == "short" and error_summary(KeyError()) == "KeyError"
+
+
+def test_a_hub_id_that_is_not_cached_says_how_to_get_it():
+    from siso_lib.errors import SISOInputError
+    from siso_lib.sdxl import load_sdxl_pipeline
+
+    with pytest.raises(SISOInputError) as caught:
+        load_sdxl_pipeline("siso-lab-tests/no-such-model")
+    message = str(caught.value)
+    assert "huggingface-cli download siso-lab-tests/no-such-model" in message and "\n" not in message
+    inner = message.split("(", 1)[1].rsplit("):", 1)[0]
+    original = str(caught.value.__cause__).splitlines()[0]
+    assert inner == original or (inner.endswith(" ...") and original.startswith(inner[:-4] + " "))
