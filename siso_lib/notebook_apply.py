@@ -19,6 +19,20 @@ from .lora_io import DIFFUSERS_WEIGHT_NAME, read_metadata, resolve_lora_path
 from .notebook_run import DEFAULT_RUNS_ROOT
 
 PROMPT_VARIATIONS = ("{} on a beach at sunset", "{} in a snowy forest", "a watercolor painting of {}")
+# the parameters cell of 02_apply_lora.ipynb and the type each value is read as (a test keeps them equal)
+APPLY_PARAMETERS = {
+    "lora_path": "str | None",
+    "base_model": "str | None",
+    "prompts": "list[str] | None",
+    "seeds": "list[int]",
+    "num_inference_steps": "int | None",
+    "resolution": "int | None",
+    "lora_scales": "list[float]",
+    "scale_prompt": "str | None",
+    "device": "str | None",
+    "precision": "str | None",
+    "output_dir": "str | None",
+}
 
 
 def find_lora(lora_path: str | Path | None, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> Path:

@@ -16,11 +16,15 @@ papermill on the offline default and prints where everything went.
 
 from __future__ import annotations
 
-import argparse
+import ast
 import dataclasses
 import datetime as _dt
+import difflib
 import html
 import io
+import json
+import os
+import signal
 import sys
 import threading
 import time
@@ -29,6 +33,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config import SISOConfig
+from .config import _coerce as _coerce_field  # SISOConfig's own text -> type rule, for the notebook's options
+from .errors import SISOInputError
 from .offline import DEFAULT_ASSETS_DIR, DEFAULT_SUBJECT, REPO_ROOT
 
 PAPER_URL = "https://arxiv.org/abs/2503.16025"
@@ -57,53 +63,159 @@ def in_colab() -> bool:
 
 
 # ----------------------------------------------------------------------------- parameters
-_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(SISOConfig)}
+# papermill writes the parameters it injects as one cell that starts with this comment
+INJECTED_CELL_HEADER = "# Parameters"
 
 
-def _to_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
-        return False
-    raise ValueError(f"{name}={value!r} is not a yes/no value: use True or False")
+class NotebookParameterError(SISOInputError):
+    """A notebook parameter with an unknown name or a value of the wrong type (one line, no traceback)."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def assigned_names(source: str) -> list[str]:
+    """The names a cell assigns at its top level, in order: the parameters of a `parameters` cell,
+    or what papermill injected (its injected cell is one `name = value` line per parameter)."""
+    names: list[str] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            for leaf in ast.walk(target):
+                if isinstance(leaf, ast.Name) and leaf.id not in names:
+                    names.append(leaf.id)
+    return names
+
+
+def notebook_parameter_names(notebook: str | Path) -> list[str]:
+    """The names the notebook's cell tagged `parameters` defines (read as JSON: no papermill, no kernel)."""
+    path = Path(notebook)
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise NotebookParameterError(f"cannot read notebook {str(path)!r} ({error}): give a .ipynb file") from None
+    for cell in cells:
+        if cell.get("cell_type") == "code" and "parameters" in (cell.get("metadata") or {}).get("tags", []):
+            source = cell.get("source", "")
+            return assigned_names("".join(source) if isinstance(source, list) else source)
+    raise NotebookParameterError(f"notebook {str(path)!r} has no cell tagged 'parameters': tag one (papermill needs it)")
+
+
+def injected_parameter_names(namespace: Mapping[str, Any]) -> list[str]:
+    """The names papermill injected into this kernel: from the latest executed cell that starts with
+    papermill's "# Parameters" header (IPython keeps every executed cell's source in `In`)."""
+    history = namespace.get("In") or namespace.get("_ih") or []
+    for source in reversed(list(history)):
+        if isinstance(source, str) and source.lstrip().startswith(INJECTED_CELL_HEADER):
+            try:
+                return assigned_names(source)
+            except SyntaxError:
+                return []
+    return []
+
+
+def check_parameter_names(names, valid, where: str = "notebook parameter") -> None:
+    """NotebookParameterError naming the first unknown name, a close valid one, and every valid name."""
+    valid = list(valid)
+    unknown = [name for name in names if name not in valid]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    more = f" (and {', '.join(repr(n) for n in unknown[1:])})" if unknown[1:] else ""
+    raise NotebookParameterError(f"unknown {where} {name!r}{hint}{more}; valid names: {', '.join(valid)}")
+
+
+# the notebook's own options and the types they are read as (SISOConfig's rule, see coerce_knob)
+OPTION_TYPES = {
+    "models": "str", "interactive": "bool", "overwrite": "bool",
+    "subject_image_path": "str | None", "output_dir": "str | None", "assets_dir": "str | None",
+}
 
 
 def coerce_knob(name: str, value: Any) -> Any:
-    """Give a knob the type SISOConfig declares (sweep files and papermill may hand in strings)."""
+    """A SISO knob with the type SISOConfig declares. papermill, sweep files and widgets may hand
+    in text ("1e-4" -> 1e-4, "false" -> False, "8" -> 8); SISOConfig does the converting, so every
+    caller follows one rule. None stays None (in the notebook: the library default)."""
+    check_parameter_names([name], SISO_KNOBS, "SISO knob")
     if value is None:
         return None
-    kind = _FIELD_TYPES[name].replace(" ", "")
-    base = kind.split("|")[0]
     try:
-        if base == "bool":
-            return _to_bool(name, value)
-        if base == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if base == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if base == "str":
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not a valid {base}") from None
-    return value
+        return getattr(SISOConfig(**{name: value}), name)
+    except ValueError as error:
+        raise NotebookParameterError(str(error)) from None
+
+
+def coerce_parameter(name: str, value: Any) -> Any:
+    """Any parameter of 01_generate_lora.ipynb with its type (NotebookParameterError if it cannot be)."""
+    check_parameter_names([name], PARAMETER_NAMES)
+    if name in SISO_KNOBS:
+        return coerce_knob(name, value)
+    if value is None:
+        return None
+    try:
+        value = _coerce_field(name, OPTION_TYPES[name], value)
+        if name == "models":
+            value = value.strip().lower()
+            if value not in MODELS:
+                raise ValueError(f"models={value!r} is unknown: use 'hub' (SDXL-Turbo + DINOv2), 'offline' (tiny test models) or 'auto'")
+        return value
+    except ValueError as error:
+        raise NotebookParameterError(str(error)) from None
+
+
+def coerce_typed(name: str, annotation: str, value: Any) -> Any:
+    """`value` as `annotation` ("int | None", "str", "list[float]", ...): SISOConfig's rule for single
+    values; a list also takes text ("1,2" or "[1, 2]"; for "list[str]" a plain text is one item)
+    or a single value."""
+    kind = annotation.replace(" ", "")
+    base = kind.removesuffix("|None")
+    try:
+        if value is None:
+            if base != kind:
+                return None
+            raise ValueError(f"{name} needs a value (None is not allowed here)")
+        if base.startswith("list[") and base.endswith("]"):
+            item = base[len("list["):-1]
+            if isinstance(value, str):
+                text = value.strip()
+                if text.startswith("["):
+                    try:
+                        value = ast.literal_eval(text)
+                    except (ValueError, SyntaxError):
+                        raise ValueError(f"{name}={value!r} is not a list: write e.g. [1, 2]") from None
+                else:
+                    value = [value] if item == "str" else [part for part in text.split(",") if part.strip()]
+            elif not isinstance(value, (list, tuple)):
+                value = [value]
+            return [_coerce_field(f"{name}[{index}]", item, element) for index, element in enumerate(value)]
+        return _coerce_field(name, annotation, value)
+    except ValueError as error:
+        raise NotebookParameterError(str(error)) from None
+
+
+def read_parameters(namespace: Mapping[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
+    """The parameters of a notebook whose parameters cell defines `types`' names, each with its type;
+    a name papermill injected that is not one of them fails with the list of valid names."""
+    check_parameter_names(injected_parameter_names(namespace), list(types))
+    return {name: coerce_typed(name, annotation, namespace.get(name)) for name, annotation in types.items()}
+
+
+def coerce_parameters(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter with its type; unknown names are refused with the list of valid ones."""
+    check_parameter_names(list(values), PARAMETER_NAMES)
+    return {name: coerce_parameter(name, value) for name, value in values.items()}
 
 
 def resolve_models(models: str | None) -> str:
     """'auto' -> 'hub' where an accelerator (CUDA/XPU/MPS) is present, else 'offline'."""
-    models = (models or "auto").lower()
-    if models not in MODELS:
-        raise ValueError(f"models={models!r} is unknown: use 'hub' (SDXL-Turbo + DINOv2), 'offline' (tiny test models) or 'auto'")
+    models = coerce_parameter("models", models) or "auto"
     if models != "auto":
         return models
     from .devices import pick_device
@@ -123,6 +235,7 @@ class NotebookSetup:
     runs_root: str = str(DEFAULT_RUNS_ROOT)
     assets: dict[str, str] | None = None
     sources: dict[str, str] = field(default_factory=dict)  # knob -> "default" | "offline default" | "set"
+    interactive: bool = True  # the widget panel (True) or a headless run (False)
 
     def describe(self) -> list[tuple[str, Any, str]]:
         return [(name, getattr(self.config, name), self.sources.get(name, "default")) for name in SISO_KNOBS]
@@ -153,15 +266,17 @@ class NotebookSetup:
 def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
     """Resolve the notebook parameters found in `namespace` (e.g. `globals()`) into a NotebookSetup.
 
-    A knob left at None takes the library default; `changes` override the namespace.
+    Every value gets its type (papermill's `-p interactive false` passes the text "false"; it is
+    False here), a knob left at None takes the library default, `changes` override the namespace,
+    and a name papermill injected that the parameters cell does not define (`-p learnig_rate 1e-4`)
+    is refused with the list of valid names: NotebookParameterError, one line, the run fails.
     """
-    values = {name: namespace[name] for name in PARAMETER_NAMES if name in namespace}
-    unknown = sorted(set(changes) - set(PARAMETER_NAMES))
-    if unknown:
-        raise ValueError(f"unknown notebook parameter(s): {', '.join(unknown)}")
-    values.update(changes)
+    check_parameter_names(injected_parameter_names(namespace), PARAMETER_NAMES)
+    raw = {name: namespace[name] for name in PARAMETER_NAMES if name in namespace}
+    raw.update(changes)
+    values = coerce_parameters(raw)
     models = resolve_models(values.get("models"))
-    knobs = {name: coerce_knob(name, values[name]) for name in SISO_KNOBS if values.get(name) is not None}
+    knobs = {name: values[name] for name in SISO_KNOBS if raw.get(name) is not None}  # "" for ir_features_path: none
     defaults = SISOConfig()
     assets = None
     if models == "offline":
@@ -171,8 +286,11 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
         base = offline_config(assets)
     else:
         base = defaults
-    config = base.replace(**knobs)
-    config.validate()
+    try:
+        config = base.replace(**knobs)
+        config.validate()
+    except ValueError as error:
+        raise NotebookParameterError(str(error)) from None
     sources = {}
     for name in SISO_KNOBS:
         if name in knobs:
@@ -181,16 +299,16 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
             sources[name] = "offline default"
         else:
             sources[name] = "default"
-    subject = values.get("subject_image_path") or str(DEFAULT_SUBJECT)
-    output_dir = values.get("output_dir") or None
+    interactive = values.get("interactive")
     return NotebookSetup(
         config=config,
-        subject_image_path=str(subject),
+        subject_image_path=values.get("subject_image_path") or str(DEFAULT_SUBJECT),
         models=models,
-        output_dir=None if output_dir is None else str(output_dir),
-        overwrite=bool(values.get("overwrite") or False),
+        output_dir=values.get("output_dir"),
+        overwrite=bool(values.get("overwrite")),
         assets=assets,
         sources=sources,
+        interactive=True if interactive is None else interactive,
     )
 
 
@@ -391,6 +509,7 @@ class NotebookRun:
     error: str | None = None
     traceback: str | None = None
     wall_seconds: float | None = None
+    made_output_dir: bool = False  # output_dir is a fresh folder made for this run (removed again if it stays empty)
 
     @property
     def finished(self) -> bool:
@@ -406,13 +525,31 @@ def run_output_dir(setup_output_dir: str | None, runs_root: str | Path, subject_
     return str(fresh_run_dir(runs_root, label=Path(subject_image_path).stem))
 
 
+def new_run(config: SISOConfig, subject_image_path: str, setup_output_dir: str | None, runs_root: str | Path) -> NotebookRun:
+    """A NotebookRun writing into setup_output_dir, or into a fresh folder under runs_root."""
+    output_dir = run_output_dir(setup_output_dir, runs_root, subject_image_path)
+    return NotebookRun(config, subject_image_path, output_dir, made_output_dir=not setup_output_dir)
+
+
+def discard_if_empty(folder: str | Path | None) -> None:
+    """Remove a run folder that holds nothing (a run that failed before writing is no result)."""
+    try:
+        Path(folder).rmdir()  # only succeeds on an empty folder
+    except (OSError, TypeError):
+        pass
+
+
 def execute_run(
     run: NotebookRun,
     overwrite: bool = False,
     callbacks: tuple | list = (),
     optimizer_hook: Callable | None = None,
 ) -> NotebookRun:
-    """run_siso with the recorder first among the callbacks; fills run.outcome and wall time."""
+    """run_siso with the recorder first among the callbacks; fills run.outcome and wall time.
+
+    A run that fails before writing anything (bad input, a model that does not load) leaves no
+    empty folder behind: the fresh folder made for it is removed again.
+    """
     from .runner import run_siso
 
     started = time.perf_counter()
@@ -426,6 +563,10 @@ def execute_run(
             optimizer_hook=optimizer_hook,
             extra_record={"driver": "notebook"},
         )
+    except BaseException:
+        if run.made_output_dir:
+            discard_if_empty(run.output_dir)
+        raise
     finally:
         run.wall_seconds = time.perf_counter() - started
     return run
@@ -443,9 +584,8 @@ def run_headless(setup: NotebookSetup, live_every_seconds: float = 2.0, print_st
 
     quiet_model_loading()
     subject = _subject_pil(setup.subject_image_path)  # fails early, with a clear message, on a bad photo
-    output_dir = run_output_dir(setup.output_dir, setup.runs_root, setup.subject_image_path)
-    run = NotebookRun(setup.config, setup.subject_image_path, output_dir)
-    display(Markdown(f"Running SISO, writing to `{output_dir}`"))
+    run = new_run(setup.config, setup.subject_image_path, setup.output_dir, setup.runs_root)
+    display(Markdown(f"Running SISO, writing to `{run.output_dir}`"))
     live = LiveFigure(run.recorder, subject, title=f"SISO: {setup.config.prompt[:60]}", every_seconds=live_every_seconds)
     callbacks = [live]
     if print_steps:
@@ -494,6 +634,114 @@ def show_results(run: NotebookRun | None) -> None:
 
 
 # ----------------------------------------------------------------------------- papermill
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM ended the work; the process exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class KernelWatch:
+    """Knows the kernel papermill starts for one notebook, so that a signal handler can end it.
+
+    papermill (nbclient) still owns the kernel and shuts it down as usual; this only gives it a
+    kernel-manager class that reports itself here, and quiets the kernel's own start-up log.
+    """
+
+    def __init__(self):
+        self.manager = None
+
+    def manager_class(self):
+        from jupyter_client.manager import AsyncKernelManager
+
+        watch = self
+
+        class WatchedKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kwargs):
+                watch.manager = self
+                if self.ipykernel:  # no "running over TCP without encryption" warning per run
+                    kwargs["extra_arguments"] = [*(kwargs.get("extra_arguments") or []), "--IPKernelApp.log_level=ERROR"]
+                return await super().start_kernel(**kwargs)
+
+        return WatchedKernelManager
+
+    def kill(self) -> bool:
+        """Kill the kernel and its process group at once; True if one was running."""
+        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
+        if process is None or process.poll() is not None:
+            return False
+        try:
+            if os.getpgid(process.pid) == process.pid:  # its own group (jupyter_client starts a new session)
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
+def silence_notebook_machinery() -> None:
+    """No log lines or warnings from papermill, nbclient, jupyter_client and asyncio any more
+    (a deliberately killed kernel makes them print tracebacks and "kernel died")."""
+    import logging
+    import warnings
+
+    for name in ("papermill", "nbclient", "jupyter_client", "traitlets", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    warnings.simplefilter("ignore")
+
+
+class SignalGuard:
+    """SIGINT and SIGTERM for a process that executes notebooks (`siso-sweep`, `make demo`).
+
+    The first signal kills the kernel that is running (papermill then returns with a dead-kernel
+    error, which the caller reads as "interrupted" because `signum` is set) or, when no kernel
+    runs, raises `Interrupted` at once. Either way the machinery's own error output is silenced,
+    so the caller can report the interruption in one line. Later signals are ignored while the
+    caller records what happened.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.watch: KernelWatch | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "SignalGuard":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:  # also replaces SIG_IGN: shells start background jobs with SIGINT ignored
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            return
+        self.signum = signum
+        silence_notebook_machinery()
+        if self.watch is not None and self.watch.kill():
+            return
+        raise Interrupted(signum)
+
+    def raise_if_interrupted(self) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum)
+
+
 def execute_generate_notebook(
     output_notebook: str | Path,
     parameters: dict[str, Any],
@@ -501,26 +749,66 @@ def execute_generate_notebook(
     kernel_name: str | None = None,
     log_output: bool = False,
     execution_timeout: int | None = None,
+    guard: SignalGuard | None = None,
 ) -> None:
-    """Run 01_generate_lora.ipynb headless with papermill (interactive=False unless given)."""
+    """Run 01_generate_lora.ipynb headless with papermill (interactive=False unless given).
+
+    With a `guard`, a SIGINT/SIGTERM kills the kernel; this then raises `Interrupted`.
+    """
     import papermill
 
     parameters = {"interactive": False, **parameters}
-    papermill.execute_notebook(
-        str(notebook),
-        str(output_notebook),
-        parameters=parameters,
-        kernel_name=kernel_name,
-        progress_bar=False,
-        log_output=log_output,
-        cwd=str(Path(notebook).resolve().parent),
-        execution_timeout=execution_timeout,
-    )
+    watch = KernelWatch()
+    if guard is not None:
+        guard.raise_if_interrupted()
+        guard.watch = watch
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(output_notebook),
+            parameters=parameters,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=log_output,
+            cwd=str(Path(notebook).resolve().parent),
+            execution_timeout=execution_timeout,
+            kernel_manager_class=watch.manager_class(),  # passed on to nbclient
+        )
+    except Exception:
+        if guard is not None:
+            guard.raise_if_interrupted()
+        raise
+    finally:
+        if guard is not None:
+            guard.watch = None
+
+
+# the notebook errors that mean "bad input" (the message names the fix; no result is possible)
+INPUT_ERRORS = ("SISOInputError", "NotebookParameterError")
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: the notebook's exception (papermill), or what stopped the kernel."""
+    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if ename:
+        where = getattr(error, "exec_count", None)
+        return f"{ename}: {evalue}" + (f" (notebook cell [{where}])" if where else "")
+    name = type(error).__name__
+    if name == "DeadKernelError":
+        return "DeadKernelError: the notebook's kernel died (out of memory?)"
+    text = str(error).strip().splitlines()
+    return f"{name}: {text[-1] if text else ''}".strip()
 
 
 def demo_main(argv: list[str] | None = None) -> int:
-    """`make demo`: run 01_generate_lora.ipynb headless on the offline default and say where things went."""
-    parser = argparse.ArgumentParser(
+    """`make demo`: run 01_generate_lora.ipynb headless on the offline default and say where things went.
+
+    Exit codes: 0 done; 1 the notebook failed (its executed copy is kept as the log); 2 bad input
+    (nothing is left behind); 130 / 143 interrupted by SIGINT / SIGTERM.
+    """
+    from .errors import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(
         prog="python -m siso_lib.notebook_run",
         description="Execute notebooks/01_generate_lora.ipynb headless (papermill) on the tiny offline models.",
     )
@@ -531,31 +819,45 @@ def demo_main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="any other notebook parameter, e.g. -p num_train_epochs=10 (repeatable)")
     args = parser.parse_args(argv)
-    from .runner import fresh_run_dir
-
-    output_dir = Path(args.output_dir) if args.output_dir else fresh_run_dir(DEFAULT_RUNS_ROOT, "demo")
-    output_dir.mkdir(parents=True, exist_ok=True)
     parameters: dict[str, Any] = {
         "models": args.models,
         "subject_image_path": str(Path(args.subject_image_path).resolve()),
         "assets_dir": str(Path(args.assets_dir).resolve()),
-        "output_dir": str(output_dir.resolve()),
         "overwrite": True,
     }
     for item in args.parameter:
-        name, _, value = item.partition("=")
-        if name not in PARAMETER_NAMES or not _:
-            parser.error(f"-p {item!r}: give NAME=VALUE with a notebook parameter name ({', '.join(PARAMETER_NAMES)})")
-        parameters[name] = parse_value(value)
+        name, equals, value = item.partition("=")
+        if not equals:
+            parser.error(f"-p {item!r}: give NAME=VALUE, e.g. -p num_train_epochs=10")
+        try:
+            coerce_parameter(name.strip(), parse_value(value))
+        except NotebookParameterError as error:
+            parser.error(f"-p {item!r}: {error}")
+        parameters[name.strip()] = parse_value(value)
+    from .runner import fresh_run_dir
+
+    output_dir = Path(args.output_dir) if args.output_dir else fresh_run_dir(DEFAULT_RUNS_ROOT, "demo")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    parameters["output_dir"] = str(output_dir.resolve())
     executed = output_dir / GENERATE_NOTEBOOK.name
     if args.models != "hub":
         print("siso demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
     print(f"siso demo: executing {GENERATE_NOTEBOOK.relative_to(REPO_ROOT)} headless with papermill ...", file=sys.stderr)
     started = time.perf_counter()
     try:
-        execute_generate_notebook(executed, parameters)
+        with SignalGuard() as guard:
+            execute_generate_notebook(executed, parameters, guard=guard)
+    except Interrupted as interruption:
+        print(f"siso demo: interrupted ({interruption.signal_name}); the executed notebook so far: {executed}", file=sys.stderr)
+        return interruption.exit_code
     except Exception as error:  # papermill's execution error names the failing cell
-        print(f"siso demo: the notebook failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}", file=sys.stderr)
+        if getattr(error, "ename", None) in INPUT_ERRORS:
+            print(f"siso demo: {getattr(error, 'evalue', error)}", file=sys.stderr)
+            if not args.output_dir:  # bad input is no result: leave no folder behind
+                executed.unlink(missing_ok=True)
+                discard_if_empty(output_dir)
+            return 2
+        print(f"siso demo: the notebook failed: {describe_error(error)}", file=sys.stderr)
         print(f"siso demo: executed notebook (with the error): {executed}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started
@@ -572,13 +874,27 @@ def demo_main(argv: list[str] | None = None) -> int:
         if path.exists():
             print(f"siso demo: {label:22s} {path}", file=sys.stderr)
     print("siso demo: open the executed notebook in JupyterLab to read the report", file=sys.stderr)
+    tell_where_the_commands_are("siso demo")
     return 0
+
+
+def tell_where_the_commands_are(prefix: str) -> None:
+    """`make demo` installs into .venv without activating it: say how to reach its commands."""
+    import shutil
+
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "siso-sweep").exists():
+        return
+    found = shutil.which("siso-sweep")
+    if found and Path(found).resolve().parent == bin_dir.resolve():
+        return
+    shown = os.path.relpath(bin_dir) if not os.path.relpath(bin_dir).startswith("..") else str(bin_dir)
+    print(f"{prefix}: siso-generate, siso-sweep, papermill and jupyter are in {shown}/, not on PATH: "
+          f"run `. {shown}/activate` first (or call {shown}/siso-sweep ...)", file=sys.stderr)
 
 
 def parse_value(text: str) -> Any:
     """'3' -> 3, '2e-4' -> 0.0002, 'true' -> True, 'none' -> None, '[1, 2]' -> [1, 2], else the text."""
-    import json
-
     stripped = text.strip()
     lowered = stripped.lower()
     if lowered in ("none", "null"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import re
 import threading
+import unicodedata
 import time
 import traceback
 from pathlib import Path
@@ -32,12 +33,13 @@ from .notebook_run import (
     NotebookSetup,
     RunRecorder,
     coerce_knob,
+    coerce_parameter,
     execute_run,
     figure_png,
     integer_iterations,
     pil_png,
     quiet_model_loading,
-    run_output_dir,
+    new_run,
 )
 from .offline import REPO_ROOT
 
@@ -46,9 +48,32 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 WIDE = {"description_width": "150px"}
 
 
-def _options(values, current):
-    """Sorted choices that always include the current value."""
-    return sorted(set(values) | {current})
+# The choices of the panel's number knobs. Every number knob is a Dropdown or SelectionSlider:
+# the browser only ever sends back the index of a choice, so the value a knob holds is exactly
+# the number it shows (a FloatLogSlider that shows "5.0e-3" may hold 0.0050119), which is
+# exactly what a headless run given the same text gets. A value outside a list (from the
+# parameters cell or set_values) is added to it under its own exact label.
+LEARNING_RATES = tuple(float(f"{mantissa}e{exponent}") for exponent in range(-6, -1) for mantissa in (1, 2, 3, 5)) + (0.1,)
+LOSS_WEIGHTS = tuple(round(0.05 * k, 2) for k in range(41))  # 0, 0.05, ..., 2
+THRESHOLD_PERCENTAGES = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0)
+RANKS = (1, 2, 4, 8, 16, 32, 64)
+RESOLUTIONS = (64, 128, 256, 512, 768, 1024)
+
+
+def number_label(value: float | int) -> str:
+    """The shortest text that reads back as exactly `value`: 0.005 -> "0.005", 2e-05 -> "2e-5"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    text = f"{value:g}"
+    if float(text) != value:
+        text = repr(float(value))
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else text
+
+
+def exact_choices(values, current) -> list[tuple[str, Any]]:
+    """(label, value) pairs, sorted, always holding `current`; float(label) == value for each."""
+    return [(number_label(value), value) for value in sorted(set(values) | {current})]
 
 
 def _device_options(current: str) -> list[str]:
@@ -64,6 +89,19 @@ def _device_options(current: str) -> list[str]:
     except Exception:  # noqa: BLE001 - the panel must show even where torch cannot probe devices
         pass
     return options if current in options else options + [current]
+
+
+def upload_file_name(name: str) -> str:
+    """A safe file name for an uploaded photo: no folders, no leading dot, the stem in any script
+    ("猫.jpg" stays "猫.jpg"; "my cat (1).png" -> "my-cat-1.png"), the extension kept."""
+    base = unicodedata.normalize("NFC", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or not re.fullmatch(r"\w{1,10}", suffix):
+        stem, suffix = base, ""
+    stem = re.sub(r"[^\w.-]+", "-", stem).strip("-.") or "upload"
+    while len(stem.encode("utf-8")) > 150:  # file systems allow 255 bytes; non-Latin letters take 2-4 each
+        stem = stem[:-1]
+    return f"{stem}.{suffix}" if suffix else stem
 
 
 def _upload_entries(value) -> list[tuple[str, bytes]]:
@@ -109,6 +147,9 @@ class SISOPanel:
         self._stop_requested = False
         self._last_render = 0.0
         self._subject_pil = None
+        self._subject_checked: str | None = None  # the photo the preview shows and the next run uses
+        self._subject_error: str | None = None
+        self._quiet_path = False  # set while the panel itself writes the path box
         self._build(config, subject_image_path, examples_dir)
 
     @classmethod
@@ -126,7 +167,7 @@ class SISOPanel:
         self.examples = W.Dropdown(options=[("(choose an example photo)", "")] + [(Path(p).name, p) for p in examples],
                                    value="", description="example photos", style=WIDE, layout=W.Layout(width="420px"))
         self.subject_path = W.Text(value=str(subject_image_path), description="subject image path", style=WIDE,
-                                   layout=W.Layout(width="95%"))
+                                   layout=W.Layout(width="95%"), continuous_update=False)  # checked on Enter / leaving the box
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload a photo",
                                    layout=W.Layout(width="220px", margin="2px 0 2px 154px"))
         self.prompt = W.Text(value=c.prompt, description="prompt", style=WIDE, layout=W.Layout(width="95%"),
@@ -134,20 +175,19 @@ class SISOPanel:
 
         self.num_train_epochs = W.IntSlider(value=c.num_train_epochs, min=1, max=max(200, c.num_train_epochs),
                                             description="max iterations", style=WIDE)
-        self.learning_rate = W.FloatLogSlider(value=c.learning_rate, base=10, min=-6, max=-1, step=0.05,
-                                              readout_format=".1e", description="learning rate", style=WIDE)
-        self.rank = W.Dropdown(options=_options((1, 2, 4, 8, 16, 32, 64), c.rank), value=c.rank,
-                               description="LoRA rank", style=WIDE)
-        self.resolution = W.Dropdown(options=_options((64, 128, 256, 512, 768, 1024), c.resolution), value=c.resolution,
+        self.learning_rate = W.SelectionSlider(options=exact_choices(LEARNING_RATES, c.learning_rate),
+                                               value=c.learning_rate, description="learning rate", style=WIDE)
+        self.rank = W.Dropdown(options=exact_choices(RANKS, c.rank), value=c.rank, description="LoRA rank", style=WIDE)
+        self.resolution = W.Dropdown(options=exact_choices(RESOLUTIONS, c.resolution), value=c.resolution,
                                      description="resolution (px)", style=WIDE)
         self.seed = W.IntText(value=c.seed, description="seed", style=WIDE)
-        self.dino_features_weight = W.FloatSlider(value=c.dino_features_weight, min=0, max=2, step=0.05,
-                                                  description="DINO weight", style=WIDE)
-        self.ir_features_weight = W.FloatSlider(value=c.ir_features_weight, min=0, max=2, step=0.05,
-                                                description="IR weight", style=WIDE)
-        self.early_stopping_threshold_percentage = W.FloatSlider(
-            value=c.early_stopping_threshold_percentage, min=0, max=max(10.0, c.early_stopping_threshold_percentage),
-            step=0.05, description="improvement (%)", style=WIDE)
+        self.dino_features_weight = W.SelectionSlider(options=exact_choices(LOSS_WEIGHTS, c.dino_features_weight),
+                                                      value=c.dino_features_weight, description="DINO weight", style=WIDE)
+        self.ir_features_weight = W.SelectionSlider(options=exact_choices(LOSS_WEIGHTS, c.ir_features_weight),
+                                                    value=c.ir_features_weight, description="IR weight", style=WIDE)
+        self.early_stopping_threshold_percentage = W.SelectionSlider(
+            options=exact_choices(THRESHOLD_PERCENTAGES, c.early_stopping_threshold_percentage),
+            value=c.early_stopping_threshold_percentage, description="improvement (%)", style=WIDE)
         self.early_stopping_max_count = W.IntSlider(value=c.early_stopping_max_count, min=1,
                                                     max=max(50, c.early_stopping_max_count),
                                                     description="patience (its)", style=WIDE)
@@ -222,11 +262,13 @@ class SISOPanel:
     )
 
     def config(self) -> SISOConfig:
-        """The SISOConfig the widgets describe (the notebook's config with the panel's knobs)."""
-        values: dict[str, Any] = {name: getattr(self, name).value for name in self.KNOBS}
-        values["ir_features_path"] = values["ir_features_path"].strip() or None
-        values["prompt"] = values["prompt"].strip()
-        return self.base_config.replace(**{k: coerce_knob(k, v) for k, v in values.items()})
+        """The SISOConfig the widgets describe (the notebook's config with the panel's knobs).
+
+        Each knob's value goes through the same conversion as a notebook parameter (coerce_knob),
+        so the panel and a headless run given the same shown values make the same config; an empty
+        IR checkpoint box means no IR checkpoint (DINO only), as ir_features_path="" does.
+        """
+        return self.base_config.replace(**{name: coerce_knob(name, getattr(self, name).value) for name in self.KNOBS})
 
     def set_values(self, **values: Any) -> None:
         """Set knobs by their SISOConfig names (and `subject_image_path`), as a user would."""
@@ -235,45 +277,89 @@ class SISOPanel:
                 self.subject_path.value = str(value)
             elif name in self.KNOBS:
                 widget = getattr(self, name)
-                if isinstance(widget, widgets.Dropdown) and value not in widget.options:
-                    widget.options = list(widget.options) + [value]
-                if isinstance(widget, (widgets.IntSlider, widgets.FloatSlider)) and value > widget.max:
+                if isinstance(widget, widgets.Text):
+                    widget.value = "" if value is None else str(value)
+                    continue
+                value = coerce_knob(name, value)
+                if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
+                    pairs = [option if isinstance(option, tuple) else (str(option), option) for option in widget.options]
+                    if value not in [option for _label, option in pairs]:
+                        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _l, v in pairs)
+                        if numeric:
+                            widget.options = exact_choices([option for _label, option in pairs], value)
+                        else:
+                            widget.options = [*pairs, (str(value), value)]
+                if isinstance(widget, widgets.IntSlider) and value > widget.max:
                     widget.max = value
-                widget.value = "" if value is None and isinstance(widget, widgets.Text) else value
+                widget.value = value
             else:
                 raise ValueError(f"the panel has no knob {name!r}; knobs: subject_image_path, {', '.join(self.KNOBS)}")
 
     # ------------------------------------------------------------------ events
     def _on_example(self, change) -> None:
         if change["new"]:
-            self.subject_path.value = change["new"]
+            self._select_subject(change["new"], origin=f"example {Path(change['new']).name!r}")
 
     def _on_subject_path(self, change) -> None:
+        if not self._quiet_path:
+            self._select_subject(coerce_parameter("subject_image_path", str(change["new"])) or "")
+
+    def _select_subject(self, path: str, origin: str | None = None) -> bool:
+        """Check the photo at `path` and make it the panel's subject: preview, check and the next run
+        all follow it. A photo that fails the check leaves no subject (Run is refused) and says why."""
         from .errors import SISOInputError
         from .images import load_subject_image
 
-        path = str(change["new"]).strip()
+        self._quiet_path = True
         try:
-            self._subject_pil = load_subject_image(path).image
-        except SISOInputError as error:
-            self._subject_pil = None
-            self.subject_view.value = _placeholder("no photo")
-            self._set_status(f"Subject photo: {html.escape(str(error))}", "error")
-            return
+            try:
+                self._subject_pil = load_subject_image(path).image
+                self._subject_checked = path
+            except SISOInputError as error:
+                self._subject_pil, self._subject_checked, self._subject_error = None, None, str(error)
+                self.subject_view.value = _placeholder("no photo")
+                what = f"{html.escape(origin)}: " if origin else ""
+                self._set_status(f"Subject photo: {what}{html.escape(str(error))}", "error")
+                if origin:  # a refused upload is nobody's subject: the path box must not show an older photo
+                    self.subject_path.value = ""
+                return False
+            if origin:
+                self.subject_path.value = path
+        finally:
+            self._quiet_path = False
         self.subject_view.value = pil_png(self._subject_pil, max_side=256)
         if not self.running:
             self._set_status(f"Subject: <code>{html.escape(path)}</code>. Press <b>Run</b>.")
+        return True
+
+    def _store_upload(self, name: str, content: bytes) -> tuple[Path, bool]:
+        """Save an uploaded photo under its own name (stem in any script, extension kept); a different
+        photo under a name already used (phones call every photo image.jpg) gets image-2.jpg, ...
+        Returns the path and whether this call wrote it."""
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        file_name = upload_file_name(name)
+        suffix = Path(file_name).suffix
+        stem = file_name[: len(file_name) - len(suffix)]
+        number = 1
+        while True:
+            target = self.upload_dir / (file_name if number == 1 else f"{stem}-{number}{suffix}")
+            try:
+                with open(target, "xb") as handle:  # never replaces a file an earlier run may have used
+                    handle.write(content)
+                return target, True
+            except FileExistsError:
+                if target.read_bytes() == content:
+                    return target, False
+                number += 1
 
     def _on_upload(self, change) -> None:
         entries = _upload_entries(change["new"])
         if not entries:
             return
         name, content = entries[-1]
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name).strip("-.") or "upload.png"
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
-        target = self.upload_dir / safe
-        target.write_bytes(content)
-        self.subject_path.value = str(target)
+        target, written = self._store_upload(name, content)
+        if not self._select_subject(str(target), origin=f"upload {name!r}") and written:
+            target.unlink(missing_ok=True)  # not a usable photo: keep nothing of it
 
     def _on_steps(self, change) -> None:
         if not self.running:
@@ -295,16 +381,18 @@ class SISOPanel:
         except ValueError as error:
             self._set_status(f"Cannot run: {html.escape(str(error))}", "error")
             return None
-        subject = self.subject_path.value.strip()
-        if self._subject_pil is None:
+        subject = self._subject_checked
+        if subject is None:
             self._set_status("Cannot run: choose a readable subject photo first.", "error")
             return None
+        if not self._select_subject(subject):  # checked again: the run gets the photo the preview shows
+            self._set_status(f"Cannot run: {html.escape(self._subject_error or '')}", "error")
+            return None
         try:
-            output_dir = run_output_dir(self.output_dir, self.runs_root, subject)
+            run = new_run(config, subject, self.output_dir, self.runs_root)
         except Exception as error:  # noqa: BLE001 - shown to the user, not raised into the widget callback
             self._set_status(f"Cannot run: {html.escape(str(error))}", "error")
             return None
-        run = NotebookRun(config, subject, output_dir)
         self.run, self.optimizer, self._stop_requested = run, None, False
         self.runs.append(run)
         self.progress.max, self.progress.value = config.num_train_epochs, 0

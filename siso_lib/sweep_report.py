@@ -20,6 +20,8 @@ from typing import Any
 from .offline import REPO_ROOT
 
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
+# the parameters cell of 03_sweep_report.ipynb and the type each value is read as (a test keeps them equal)
+REPORT_PARAMETERS = {"sweep_dir": "str | None"}
 TABLE_COLUMNS = ("steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
 
 

@@ -3,13 +3,19 @@ what it should: artefacts on disk, PNG figures in the executed notebook, no erro
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import papermill
+import pytest
 
+from siso_lib import notebook_run
+from siso_lib.errors import SISOInputError
+from siso_lib.notebook_run import PARAMETER_NAMES, prepare_run, run_headless
 from siso_lib.sweep import RESULTS
 
-from nb_helpers import ITERATIONS, NOTEBOOKS, TIMINGS, assert_clean_report, outputs_of, read_json
+from nb_helpers import ITERATIONS, NOTEBOOKS, TIMINGS, assert_clean_report, assets_dir, outputs_of, read_json
 
 
 def test_generate_notebook_headless_is_make_demo(demo_run, capsys):
@@ -60,3 +66,65 @@ def test_sweep_report_notebook_shows_the_sweep(small_sweep, tmp_path):
     html = "".join(o["data"].get("text/html", "") for o in outputs_of(executed) if "data" in o)
     assert html.count("<tr>") >= 5  # header + 4 runs
     assert "completed" in html and "learning_rate" in html
+
+
+def _papermill(*arguments, cwd):
+    """The papermill command line, as people type it (its -p turns only True/False/None/numbers into values)."""
+    command = [sys.executable, "-m", "papermill", str(NOTEBOOKS / "01_generate_lora.ipynb"), "out.ipynb", "--no-progress-bar", *arguments]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_papermill_lowercase_false_runs_headless_with_typed_values(tiny_assets, tmp_path):
+    run_dir = tmp_path / "run"
+    started = time.perf_counter()
+    done = _papermill("-p", "interactive", "false", "-p", "models", "offline", "-p", "assets_dir", assets_dir(tiny_assets),
+                      "-p", "num_train_epochs", "1", "-r", "learning_rate", "1e-2", "-p", "train_text_encoder", "no",
+                      "-p", "output_dir", str(run_dir), cwd=tmp_path)
+    TIMINGS["papermill CLI, 1 iteration"] = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = read_json(run_dir / "run.json")
+    assert record["steps_run"] == 1
+    assert record["parameters"]["learning_rate"] == 1e-2 and record["parameters"]["train_text_encoder"] is False
+    assert_clean_report(tmp_path / "out.ipynb", min_images=2)  # headless: figures, no panel widget
+
+
+def test_papermill_unknown_parameter_fails_the_run_listing_the_valid_names(tiny_assets, tmp_path):
+    run_dir = tmp_path / "run"
+    done = _papermill("-p", "interactive", "false", "-p", "models", "offline", "-p", "assets_dir", assets_dir(tiny_assets),
+                      "-p", "learnig_rate", "1e-4", "-p", "output_dir", str(run_dir), cwd=tmp_path)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.startswith("NotebookParameterError:")]
+    assert len(lines) == 1 and "'learnig_rate' (did you mean 'learning_rate'?)" in lines[0], done.stderr[-3000:]
+    assert all(name in lines[0] for name in PARAMETER_NAMES)
+    assert not run_dir.exists()
+
+
+def test_a_headless_run_that_fails_on_bad_input_leaves_no_folder(tiny_assets, tmp_path):
+    setup = prepare_run({"models": "offline", "assets_dir": assets_dir(tiny_assets), "interactive": False,
+                         "ir_features_path": str(tmp_path / "missing.pth")})
+    setup.runs_root = str(tmp_path / "runs")
+    with pytest.raises(SISOInputError, match="missing.pth"):
+        run_headless(setup, print_steps=False)
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_make_demo_on_bad_input_says_one_line_and_leaves_nothing(tiny_assets, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(notebook_run, "DEFAULT_RUNS_ROOT", tmp_path / "runs")
+    code = notebook_run.demo_main(["--assets_dir", assets_dir(tiny_assets), "--subject_image_path", str(tmp_path / "no.png")])
+    assert code == 2
+    assert "no.png" in capsys.readouterr().err.splitlines()[-1]
+    assert list((tmp_path / "runs").iterdir()) == []
+    with pytest.raises(SystemExit) as raised:  # a misspelt -p is refused before anything runs
+        notebook_run.demo_main(["-p", "learnig_rate=1e-4"])
+    assert raised.value.code == 2 and "did you mean 'learning_rate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, parameters", [
+    ("02_apply_lora.ipynb", {"lora_pth": "x", "seeds": "1,2"}),
+    ("03_sweep_report.ipynb", {"sweep_dri": "x"}),
+])
+def test_other_notebooks_fail_on_an_unknown_parameter(name, parameters, tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as raised:
+        papermill.execute_notebook(str(NOTEBOOKS / name), str(tmp_path / name), parameters=parameters,
+                                   cwd=str(NOTEBOOKS), progress_bar=False)
+    assert raised.value.ename == "NotebookParameterError" and "did you mean" in raised.value.evalue

@@ -4,15 +4,18 @@ the plot and images change, press Stop mid-run and get the best LoRA so far."""
 from __future__ import annotations
 
 import datetime
+import html
 import time
+from pathlib import Path
 
+import ipywidgets as widgets
 import pytest
 from safetensors import safe_open
 
 from siso_lib.notebook_run import prepare_run
-from siso_lib.notebook_ui import SISOPanel
+from siso_lib.notebook_ui import SISOPanel, _placeholder, number_label, upload_file_name
 
-from nb_helpers import TIMINGS, assets_dir, read_json
+from nb_helpers import REPO, TIMINGS, assets_dir, read_json
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -101,8 +104,151 @@ def test_panel_upload_becomes_the_subject(panel, subject_path, tmp_path):
     panel.upload.value = ({"name": "my cat (1).png", "type": "image/png", "size": len(content),
                            "content": memoryview(content),
                            "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
-    uploaded = tmp_path / "uploads" / "my-cat-1-.png"
+    uploaded = tmp_path / "uploads" / "my-cat-1.png"
     assert panel.subject_path.value == str(uploaded) and uploaded.read_bytes() == content
     assert bytes(panel.subject_view.value).startswith(PNG) and "Press <b>Run</b>" in panel.status.value
     panel.examples.value = panel.examples.options[1][1]
     assert panel.subject_path.value == panel.examples.options[1][1]
+
+
+def _front_end_values(name, widget):
+    """(shown text, value) for values the browser can give this widget: a choice's index, a slider
+    step, a typed number or text. The text is what the widget displays (its label or readout)."""
+    if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
+        return [(label, value) for label, value in zip(widget._options_labels, widget._options_values)]
+    if isinstance(widget, widgets.FloatLogSlider):  # the front end moves the exponent in steps
+        count = round((widget.max - widget.min) / widget.step)
+        return [(format(v, widget.readout_format), v) for v in (widget.base ** (widget.min + k * widget.step) for k in range(count + 1))]
+    if isinstance(widget, widgets.FloatSlider):
+        count = round((widget.max - widget.min) / widget.step)
+        return [(format(v, widget.readout_format), v) for v in (widget.min + k * widget.step for k in range(count + 1))]
+    if isinstance(widget, widgets.IntSlider):
+        return [(str(v), v) for v in (widget.min, (widget.min + widget.max) // 2, widget.max)]
+    if isinstance(widget, widgets.IntText):
+        return [(str(v), v) for v in (0, 7, 123456789)]
+    if isinstance(widget, widgets.Checkbox):
+        return [("false", False), ("true", True)]
+    if isinstance(widget, widgets.Text):
+        return [(v, v) for v in ({"prompt": ("a photo of a dog", "  a cat, smiling  "),
+                                  "ir_features_path": ("", widget.value)}[name])]
+    raise AssertionError(f"no front-end model for {type(widget).__name__}")
+
+
+def test_every_knob_holds_what_it_shows_and_a_headless_run_gets_the_same(panel, tiny_assets):
+    """For each knob and each value the browser can give it: the text shown reads back as exactly the
+    value held; the run's config gets that value; a headless run given the shown text gets the same config."""
+    base = {"models": "offline", "assets_dir": assets_dir(tiny_assets)}
+    checked = 0
+    for name in SISOPanel.KNOBS:
+        widget = getattr(panel, name)
+        start = widget.value
+        for shown, value in _front_end_values(name, widget):
+            if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
+                widget.index = widget._options_values.index(value)  # the browser sends the index
+            else:
+                widget.value = value
+            held = widget.value
+            if isinstance(held, float):
+                assert float(shown) == held, f"{name} shows {shown!r} but holds {held!r}"
+            else:
+                assert shown == str(held).lower() if isinstance(held, bool) else shown == str(held), (name, shown, held)
+            config = panel.config()
+            expected = None if name == "ir_features_path" and held == "" else held
+            assert getattr(config, name) == expected and type(getattr(config, name)) is type(expected), (name, held)
+            headless = prepare_run({**base, name: shown}).config  # papermill -p NAME SHOWN passes the text
+            assert headless == config, f"{name}={shown!r}: the panel and a headless run differ"
+            checked += 1
+        widget.value = start
+    assert checked > 100
+    # the values of the issue: the label, the value and the run agree
+    panel.set_values(learning_rate=5e-3)
+    assert (panel.learning_rate.label, panel.learning_rate.value, panel.config().learning_rate) == ("0.005", 5e-3, 5e-3)
+    panel.set_values(learning_rate=2e-4)
+    assert (panel.learning_rate.label, panel.config().learning_rate) == ("0.0002", 2e-4)
+    panel.set_values(learning_rate=1.2345e-4)  # not one of the choices: added with its own exact label
+    assert (panel.learning_rate.label, panel.config().learning_rate) == ("0.00012345", 1.2345e-4)
+    panel.set_values(dino_features_weight="0.15", rank="16")
+    assert (panel.dino_features_weight.label, panel.config().dino_features_weight, panel.config().rank) == ("0.15", 0.15, 16)
+
+
+@pytest.mark.parametrize("value", [5e-3, 2e-4, 1e-6, 3e-5, 0.1, 0.0050119, 1 / 3, 2.5e-7, 123.0, 7])
+def test_number_labels_read_back_exactly(value):
+    label = number_label(value)
+    assert float(label) == value and type(value)(label) == value, label
+    assert number_label(5e-3) == "0.005" and number_label(2e-5) == "2e-5"
+
+
+def _upload(panel, name, content):
+    """What the browser's FileUpload sets (ipywidgets 8: a tuple of dicts)."""
+    panel.upload.value = ({"name": name, "type": "image/jpeg", "size": len(content), "content": memoryview(content),
+                           "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_each_upload_replaces_the_subject_even_under_the_same_name(panel, tmp_path):
+    """Phones call every photo image.jpg: the second one must become the preview, the check and the run input."""
+    from PIL import Image
+
+    from siso_lib.images import file_sha256, load_subject_image
+    from siso_lib.notebook_run import pil_png
+
+    cat, coffee = (REPO / "data" / "cat.png").read_bytes(), (REPO / "data" / "coffee.png").read_bytes()
+    _upload(panel, "image.jpg", cat)
+    first_path, first_view = panel.subject_path.value, bytes(panel.subject_view.value)
+    _upload(panel, "image.jpg", coffee)
+    second_path = panel.subject_path.value
+    assert second_path != first_path and Path(second_path).read_bytes() == coffee
+    assert Path(first_path).read_bytes() == cat, "an earlier upload (an earlier run's subject) is never overwritten"
+    assert Path(second_path).name == "image-2.jpg" and Path(second_path).suffix == ".jpg"
+    assert bytes(panel.subject_view.value) == pil_png(load_subject_image(second_path).image, max_side=256) != first_view
+    # the run gets the photo the panel shows
+    panel.set_values(num_train_epochs=1)
+    panel.run_button.click()
+    assert panel.wait(120) and panel.run.error is None, panel.run.error
+    record = read_json(panel.run.outcome.artifacts.run_json)
+    assert record["subject_image"]["sha256"] == file_sha256(second_path)
+    # uploading the same photo again reuses its file
+    _upload(panel, "image.jpg", coffee)
+    assert panel.subject_path.value == second_path
+    # garbage under the same name: refused, nothing kept, no subject, Run refused
+    _upload(panel, "image.jpg", b"this is not an image at all" * 10)
+    assert "upload 'image.jpg'" in html.unescape(panel.status.value) and "not an image" in panel.status.value
+    assert panel.subject_path.value == "" and bytes(panel.subject_view.value) == _placeholder("no photo")
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["image-2.jpg", "image.jpg"]
+    runs = len(panel.runs)
+    panel.run_button.click()
+    assert len(panel.runs) == runs and not panel.running and "Cannot run" in panel.status.value
+    # a good photo after the garbage makes it runnable again
+    _upload(panel, "image.jpg", cat)
+    assert panel.subject_path.value == first_path and "Press <b>Run</b>" in panel.status.value
+    assert Image.open(first_path).size == load_subject_image(first_path).image.size
+
+
+@pytest.mark.parametrize("name, stored", [
+    ("猫.jpg", "猫.jpg"),
+    ("Фото 1.JPG", "Фото-1.JPG"),
+    ("my cat (1).png", "my-cat-1.png"),
+    ("../../etc/passwd.png", "passwd.png"),
+    ("C:\\Users\\me\\Pictures\\写真.webp", "写真.webp"),
+    ("cafe\u0301.jpeg", "caf\u00e9.jpeg"),  # NFD (macOS) becomes NFC
+    (".png", "upload.png"),
+    ("image", "image"),
+])
+def test_stored_upload_names_keep_the_stem_and_extension(name, stored):
+    assert upload_file_name(name) == stored
+    assert len(upload_file_name("猫" * 200 + ".jpg").encode()) <= 160
+
+
+def test_non_ascii_upload_is_the_subject(panel, tmp_path):
+    content = (REPO / "data" / "cat.png").read_bytes()
+    _upload(panel, "猫.jpg", content)
+    assert panel.subject_path.value == str(tmp_path / "uploads" / "猫.jpg")
+    assert (tmp_path / "uploads" / "猫.jpg").read_bytes() == content and "Press <b>Run</b>" in panel.status.value
+
+
+def test_a_panel_run_that_fails_on_bad_input_leaves_no_folder(panel, tmp_path):
+    panel.set_values(ir_features_path=str(tmp_path / "missing.pth"), num_train_epochs=1)
+    panel.run_button.click()
+    assert panel.wait(120)
+    assert panel.run.outcome is None and "missing.pth" in panel.run.error and "Failed" in panel.status.value
+    runs_root = tmp_path / "runs"
+    assert not runs_root.exists() or list(runs_root.iterdir()) == [], "a failed run must not leave an (empty) run folder"

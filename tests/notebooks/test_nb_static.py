@@ -15,11 +15,17 @@ from siso_lib.notebook_run import (
     GITHUB_REPO,
     NOTEBOOK_OPTIONS,
     PAPER_URL,
+    PARAMETER_NAMES,
     SISO_KNOBS,
+    NotebookParameterError,
     colab_badge_url,
     coerce_knob,
+    notebook_parameter_names,
     prepare_run,
+    read_parameters,
 )
+from siso_lib.notebook_apply import APPLY_PARAMETERS
+from siso_lib.sweep_report import REPORT_PARAMETERS
 
 from nb_helpers import NOTEBOOKS, assets_dir
 
@@ -103,3 +109,86 @@ def test_colab_badges_point_at_the_notebooks():
         assert url.endswith(f"/blob/main/notebooks/{name}") and GITHUB_REPO in url
         assert (NOTEBOOKS / name).is_file()
     assert json.loads(json.dumps(GITHUB_REPO)).count("/") == 1
+
+
+def _papermill_namespace(**injected):
+    """A kernel's globals after papermill ran its injected cell (IPython keeps each cell's source in `In`)."""
+    cell = "# Parameters\n" + "".join(f"{name} = {value!r}\n" for name, value in injected.items())
+    return {"In": ["", "import sys", "models = 'auto'\ninteractive = True\n", cell, "setup = prepare_run(globals())"],
+            "models": "hub", **injected}
+
+
+TRUE_TEXT, FALSE_TEXT = ("true", "True", "TRUE", "1", "yes", "on"), ("false", "False", "0", "no", "off", "No")
+
+
+@pytest.mark.parametrize("text", TRUE_TEXT + FALSE_TEXT)
+def test_yes_no_text_is_a_bool_for_every_bool_parameter(text):
+    """papermill -p interactive false passes the text "false"; it must mean False (and so on)."""
+    expected = text in TRUE_TEXT
+    setup = prepare_run(_papermill_namespace(interactive=text, overwrite=text))
+    assert setup.interactive is expected and setup.overwrite is expected
+    for spec in dataclasses.fields(SISOConfig):
+        if str(spec.type).startswith("bool"):
+            value = getattr(prepare_run(_papermill_namespace(**{spec.name: text})).config, spec.name)
+            assert value is expected, (spec.name, text, value)
+
+
+def test_number_text_is_a_number_for_every_number_parameter():
+    defaults = SISOConfig()
+    checked = 0
+    for spec in dataclasses.fields(SISOConfig):
+        kind = str(spec.type).split("|")[0].strip()
+        if kind not in ("int", "float"):
+            continue
+        value = getattr(defaults, spec.name)
+        value = value if value is not None else 8.0
+        texts = [str(value), f"{value:e}", f" {value} "] if kind == "float" else [str(value), f"{value}.0", f"+{value}"]
+        for text in texts:
+            got = getattr(prepare_run(_papermill_namespace(**{spec.name: text})).config, spec.name)
+            assert got == value and type(got) is type(value), (spec.name, text, got)
+            checked += 1
+    assert checked >= 30
+    setup = prepare_run(_papermill_namespace(learning_rate="1e-4", rank="8", seed="7"))
+    assert (setup.config.learning_rate, setup.config.rank, setup.config.seed) == (1e-4, 8, 7)
+
+
+def test_an_unknown_injected_parameter_fails_with_the_valid_names():
+    with pytest.raises(NotebookParameterError) as raised:
+        prepare_run(_papermill_namespace(learnig_rate=1e-4))
+    message = str(raised.value)
+    assert "'learnig_rate'" in message and "did you mean 'learning_rate'" in message and "\n" not in message
+    assert all(name in message for name in PARAMETER_NAMES)
+    assert raised.value._render_traceback_() == [f"NotebookParameterError: {message}"]  # IPython: one line
+    with pytest.raises(NotebookParameterError, match="learning_rate must be a number"):
+        prepare_run(_papermill_namespace(learning_rate="abc"))
+    with pytest.raises(NotebookParameterError, match="interactive must be true or false"):
+        prepare_run(_papermill_namespace(interactive="maybe"))
+    with pytest.raises(NotebookParameterError, match="did you mean 'rank'"):
+        prepare_run({"models": "hub"}, rnak=4)
+    # names defined by hand (not injected by papermill) are no parameters and are not checked
+    assert prepare_run({"models": "hub", "my_note": 1, "In": ["my_note = 1"]}).config == SISOConfig()
+
+
+def test_parameter_names_read_from_the_notebook_are_papermills():
+    notebook = NOTEBOOKS / "01_generate_lora.ipynb"
+    assert notebook_parameter_names(notebook) == list(papermill.inspect_notebook(str(notebook))) == list(PARAMETER_NAMES)
+
+
+@pytest.mark.parametrize("name, types", [("02_apply_lora.ipynb", APPLY_PARAMETERS), ("03_sweep_report.ipynb", REPORT_PARAMETERS)])
+def test_other_notebooks_declare_the_type_of_each_parameter(name, types):
+    assert notebook_parameter_names(NOTEBOOKS / name) == list(types)
+
+
+def test_apply_parameters_get_their_types_and_unknown_names_fail():
+    values = read_parameters(_papermill_namespace(seeds="3", lora_scales="0,1.5", prompts="a cat, smiling",
+                                                  num_inference_steps="4", resolution="none", lora_path=None), APPLY_PARAMETERS)
+    assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([3], [0.0, 1.5], ["a cat, smiling"])
+    assert (values["num_inference_steps"], values["resolution"], values["lora_path"]) == (4, None, None)
+    values = read_parameters(_papermill_namespace(seeds="[1, 2]", lora_scales=1, prompts=["a", "b"]), APPLY_PARAMETERS)
+    assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([1, 2], [1.0], ["a", "b"])
+    with pytest.raises(NotebookParameterError, match="seeds"):
+        read_parameters(_papermill_namespace(seeds="one"), APPLY_PARAMETERS)
+    with pytest.raises(NotebookParameterError, match="did you mean 'lora_scales'.*valid names: lora_path"):
+        read_parameters(_papermill_namespace(lora_scale=[1.0]), APPLY_PARAMETERS)
+    with pytest.raises(NotebookParameterError, match="did you mean 'sweep_dir'"):
+        read_parameters(_papermill_namespace(sweep_dri="x"), REPORT_PARAMETERS)
