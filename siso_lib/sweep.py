@@ -9,7 +9,15 @@ module's record: parameters, status, error, wall time). `outputs/sweeps/<name>/r
 one row per run of the grid (parameters, steps run, best iteration, final losses, wall time,
 status, paths) and is rewritten after every run.
 
+* Parameter names and values are checked against the notebook's parameters cell before anything
+  runs (no model, no kernel, no torch is loaded for that, nor for --help or --dry-run); --dry-run
+  lists the runs and writes nothing.
 * A run that fails (a bad photo, a crash, a time-out) is recorded with its error; the sweep goes on.
+  A run that failed on bad input keeps only its record (sweep_run.json); other failures also keep
+  the executed notebook as the log.
+* SIGINT / SIGTERM ends the running notebook's kernel, records that run as "interrupted" in
+  results.csv, releases its claim and exits with 130 / 143 after one line; the next invocation
+  runs it again.
 * Running the same sweep again skips the runs that completed (failed ones are tried again unless
   `--no-retry-failed`). A run's folder name holds a short hash of its parameters, so changing a
   fixed parameter makes new runs instead of skipping them as done.
@@ -37,8 +45,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .atomic import write_json, write_text
-from .notebook_run import GENERATE_NOTEBOOK, execute_generate_notebook, now_iso, parse_value
-from .offline import REPO_ROOT
+from .errors import OneLineArgumentParser
+from .notebook_run import (
+    GENERATE_NOTEBOOK,
+    INPUT_ERRORS,
+    REPO_ROOT,
+    SISO_KNOBS,
+    Interrupted,
+    NotebookParameterError,
+    SignalGuard,
+    check_parameter_names,
+    coerce_parameter,
+    describe_error,
+    execute_generate_notebook,
+    notebook_parameter_names,
+    now_iso,
+    parse_value,
+)
 
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
 RECORD = "sweep_run.json"
@@ -120,9 +143,23 @@ def run_name(swept: dict[str, Any], params: dict[str, Any]) -> str:
 
 
 def notebook_parameters(notebook: str | Path) -> list[str]:
-    import papermill
+    """The names the notebook's `parameters` cell defines (the notebook's own check reads them the same way)."""
+    try:
+        return notebook_parameter_names(notebook)
+    except NotebookParameterError as error:
+        raise SweepError(str(error)) from None
 
-    return list(papermill.inspect_notebook(str(notebook)))
+
+def check_values(params: dict[str, Any]) -> None:
+    """Give every known parameter its type once, as the notebook will, so that a value the notebook
+    would refuse ("abc" for a number, an unknown precision) stops the sweep before anything runs."""
+    from .config import SISOConfig
+
+    try:
+        typed = {name: coerce_parameter(name, value) for name, value in params.items()}
+        SISOConfig().replace(**{name: typed[name] for name in SISO_KNOBS if typed.get(name) is not None}).validate()
+    except ValueError as error:
+        raise SweepError(str(error)) from None
 
 
 def build_sweep(
@@ -141,15 +178,15 @@ def build_sweep(
     notebook = Path(notebook) if notebook else GENERATE_NOTEBOOK
     if not notebook.is_file():
         raise SweepError(f"notebook {str(notebook)!r} does not exist")
-    known = set(notebook_parameters(notebook))
-    for where, keys in (("grid", grid), ("fixed parameters", fixed)):
+    known = notebook_parameters(notebook)
+    for where, keys in (("grid", grid), ("fixed", fixed)):
         for key in keys:
             if key in RESERVED:
                 raise SweepError(f"{key!r} cannot be set in a sweep: the sweep sets it for every run")
-            if key not in known:
-                raise SweepError(
-                    f"{key!r} in the {where} is not a parameter of {notebook.name}; its parameters: {', '.join(sorted(known))}"
-                )
+            try:
+                check_parameter_names([key], known, f"{where} parameter")
+            except NotebookParameterError as error:
+                raise SweepError(str(error)) from None
     for key, values in grid.items():
         if not values:
             raise SweepError(f"grid entry {key!r} has no values")
@@ -160,7 +197,10 @@ def build_sweep(
         name = "+".join(SHORT_NAMES.get(k, k) for k in grid) or "sweep"
     if not re.fullmatch(r"[A-Za-z0-9_.+=-]{1,100}", name) or name in (".", ".."):
         raise SweepError(f"sweep name {name!r}: use letters, digits and _ . + = - only")
-    return Sweep(name=name, grid=grid, fixed=fixed, notebook=notebook, root=Path(root) if root else SWEEPS_ROOT)
+    sweep = Sweep(name=name, grid=grid, fixed=fixed, notebook=notebook, root=Path(root or SWEEPS_ROOT).absolute())
+    for run in sweep.runs():
+        check_values(run.params)
+    return sweep
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
@@ -175,8 +215,10 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
+    if not path.is_file():
+        raise SweepError(f"sweep file {str(path)!r} does not exist: give a YAML or JSON file (name, grid, fixed, subjects)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise SweepError(f"cannot read sweep file {str(path)!r}: {error}") from error
     if not isinstance(data, dict):
@@ -293,19 +335,6 @@ def read_record(run_dir: Path) -> dict | None:
         return None
 
 
-def describe_error(error: BaseException) -> str:
-    """One line: the notebook's exception (papermill), or what stopped the kernel."""
-    ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
-    if ename:
-        where = getattr(error, "exec_count", None)
-        return f"{ename}: {evalue}" + (f" (notebook cell [{where}])" if where else "")
-    name = type(error).__name__
-    if name == "DeadKernelError":
-        return "DeadKernelError: the notebook's kernel died (out of memory?)"
-    text = str(error).strip().splitlines()
-    return f"{name}: {text[-1] if text else ''}".strip()
-
-
 def _run_json_fields(run_json: Path) -> dict[str, Any]:
     try:
         data = json.loads(run_json.read_text())
@@ -340,8 +369,15 @@ def execute_sweep_run(
     timeout: float | None = None,
     kernel_name: str | None = None,
     log_output: bool = False,
+    guard: SignalGuard | None = None,
 ) -> dict[str, Any]:
-    """Execute one run's notebook with papermill and write its record; never raises for a failed run."""
+    """Execute one run's notebook with papermill and write its record; never raises for a failed run.
+
+    A run that fails on bad input (the notebook raised SISOInputError or NotebookParameterError)
+    keeps only its record, `sweep_run.json`, which results.csv is built from; any other failure
+    also keeps the executed notebook, whose traceback and output are the log. A SIGINT/SIGTERM
+    (through `guard`) records the run as "interrupted" and raises `Interrupted`.
+    """
     run_dir = sweep.dir / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     executed = run_dir / Path(sweep.notebook).name
@@ -351,21 +387,24 @@ def execute_sweep_run(
         "started_at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(),
         "run_dir": str(run_dir), "notebook": str(executed),
     }
-    write_json(run_dir / RECORD, record)
     parameters = {**_absolute_paths(run.params), "output_dir": str(run_dir.resolve()), "overwrite": True}
     started = time.perf_counter()
     error = None
     try:
+        write_json(run_dir / RECORD, record)
         execute_generate_notebook(executed, parameters, notebook=sweep.notebook, kernel_name=kernel_name,
-                                  log_output=log_output,
-                                  execution_timeout=int(timeout) if timeout else None)
-    except KeyboardInterrupt:
-        record.update(status="interrupted", error="KeyboardInterrupt: the sweep was interrupted",
+                                  log_output=log_output, execution_timeout=int(timeout) if timeout else None,
+                                  guard=guard)
+    except Interrupted as interruption:
+        record.update(status="interrupted", error=f"interrupted by {interruption.signal_name}",
                       wall_seconds=round(time.perf_counter() - started, 3), finished_at=now_iso())
         write_json(run_dir / RECORD, record)
         raise
     except Exception as failure:  # noqa: BLE001 - every failure of one run is recorded, not raised
         error = describe_error(failure)
+        if getattr(failure, "ename", None) in INPUT_ERRORS:  # bad input: the error line is the whole story
+            executed.unlink(missing_ok=True)
+            record["notebook"] = None
     record["wall_seconds"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = now_iso()
     fields = _run_json_fields(run_dir / "run.json")
@@ -442,6 +481,27 @@ def _shard_of(runs: list[SweepRun], shard: tuple[int, int]) -> list[SweepRun]:
     return [run for position, run in enumerate(runs) if position % count == index]
 
 
+def _dry_run(sweep: Sweep, runs: list[SweepRun], mine: list[SweepRun], shard_note: str, retry_failed: bool,
+             echo: Callable[[str], None]) -> SweepSummary:
+    """List what a real invocation would do; read the run folders, write nothing."""
+    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note} (dry run: nothing is written)")
+    summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
+    to_run = 0
+    for position, run in enumerate(mine, 1):
+        prefix = f"[{position}/{len(mine)}] {run.name}"
+        record = read_record(sweep.dir / run.name) or {}
+        status = record.get("status")
+        if status == "completed" or (status == "failed" and not retry_failed):
+            summary.skipped += 1
+            echo(f"{prefix}: {status} earlier, would be skipped")
+            continue
+        to_run += 1
+        again = f" again ({status} earlier)" if status else ""
+        echo(f"{prefix}: would run{again} {json.dumps(run.params, default=str)}")
+    echo(f"sweep {sweep.name}: dry run: {to_run} would run, {summary.skipped} would be skipped")
+    return summary
+
+
 def run_sweep(
     sweep: Sweep,
     shard: tuple[int, int] = (0, 1),
@@ -451,67 +511,78 @@ def run_sweep(
     log_output: bool = False,
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
+    guard: SignalGuard | None = None,
 ) -> SweepSummary:
-    """Run every (not yet completed) run of the sweep; a failed run is recorded and the sweep goes on."""
+    """Run every (not yet completed) run of the sweep; a failed run is recorded and the sweep goes on.
+
+    `dry_run` only lists the runs and writes nothing. With a `guard` (the command line's), SIGINT
+    or SIGTERM marks the current run "interrupted", releases its claim, rewrites results.csv and
+    raises `Interrupted`.
+    """
     runs = sweep.runs()
     mine = _shard_of(runs, shard)
     total = len(mine)
+    shard_note = f" (shard {shard[0]}/{shard[1]}: {total} of them)" if shard[1] > 1 else ""
+    if dry_run:
+        return _dry_run(sweep, runs, mine, shard_note, retry_failed, echo)
     sweep.dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep.dir / SPEC, sweep.to_dict())
-    shard_note = f" (shard {shard[0]}/{shard[1]}: {total} of them)" if shard[1] > 1 else ""
     echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note}")
     summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
     durations: list[float] = []
     to_do = [r for r in mine if (read_record(sweep.dir / r.name) or {}).get("status") != "completed"]
     remaining = len(to_do)
-    for position, run in enumerate(mine, 1):
-        prefix = f"[{position}/{total}] {run.name}"
-        record = read_record(sweep.dir / run.name) or {}
-        status = record.get("status")
-        if status == "completed":
-            summary.skipped += 1
-            echo(f"{prefix}: completed earlier, skipped")
-            continue
-        if status == "failed" and not retry_failed:
-            summary.skipped += 1
-            echo(f"{prefix}: failed earlier ({record.get('error')}), skipped (--no-retry-failed)")
+    try:
+        for position, run in enumerate(mine, 1):
+            prefix = f"[{position}/{total}] {run.name}"
+            record = read_record(sweep.dir / run.name) or {}
+            status = record.get("status")
+            if status == "completed":
+                summary.skipped += 1
+                echo(f"{prefix}: completed earlier, skipped")
+                continue
+            if status == "failed" and not retry_failed:
+                summary.skipped += 1
+                echo(f"{prefix}: failed earlier ({record.get('error')}), skipped (--no-retry-failed)")
+                remaining -= 1
+                continue
+            run_dir = sweep.dir / run.name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not _claim(run_dir):
+                summary.elsewhere += 1
+                remaining -= 1
+                echo(f"{prefix}: another process is running it, skipped")
+                continue
+            try:
+                if (read_record(run_dir) or {}).get("status") == "completed":  # finished by another process meanwhile
+                    summary.skipped += 1
+                    remaining -= 1
+                    echo(f"{prefix}: completed by another process, skipped")
+                    continue
+                swept = ", ".join(f"{SHORT_NAMES.get(k, k)}={_format(v)}" for k, v in run.swept.items())
+                echo(f"{prefix}: running ({swept}) ...")
+                record = execute_sweep_run(sweep, run, timeout=timeout, kernel_name=kernel_name,
+                                           log_output=log_output, guard=guard)
+            finally:
+                _release(run_dir)
+            summary.ran += 1
             remaining -= 1
-            continue
-        if dry_run:
-            echo(f"{prefix}: would run {json.dumps(run.params, default=str)}")
-            continue
-        run_dir = sweep.dir / run.name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not _claim(run_dir):
-            summary.elsewhere += 1
-            remaining -= 1
-            echo(f"{prefix}: another process is running it, skipped")
-            continue
-        if (read_record(run_dir) or {}).get("status") == "completed":  # finished by another process meanwhile
-            _release(run_dir)
-            summary.skipped += 1
-            remaining -= 1
-            echo(f"{prefix}: completed by another process, skipped")
-            continue
-        swept = ", ".join(f"{SHORT_NAMES.get(k, k)}={_format(v)}" for k, v in run.swept.items())
-        echo(f"{prefix}: running ({swept}) ...")
-        try:
-            record = execute_sweep_run(sweep, run, timeout=timeout, kernel_name=kernel_name, log_output=log_output)
-        finally:
-            _release(run_dir)
-        summary.ran += 1
-        remaining -= 1
-        durations.append(record.get("wall_seconds") or 0.0)
-        eta = ""
-        if remaining > 0 and durations:
-            eta = f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
-        if record["status"] == "completed":
-            losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
-            echo(f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}{eta}")
-        else:
-            summary.failed += 1
-            echo(f"{prefix}: {record['status'].upper()} after {record['wall_seconds']:.1f} s: {record.get('error')}{eta}")
-        write_results(sweep)
+            durations.append(record.get("wall_seconds") or 0.0)
+            eta = ""
+            if remaining > 0 and durations:
+                eta = f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
+            if record["status"] == "completed":
+                losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
+                echo(f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}{eta}")
+            else:
+                summary.failed += 1
+                echo(f"{prefix}: {record['status'].upper()} after {record['wall_seconds']:.1f} s: {record.get('error')}{eta}")
+            write_results(sweep)
+            if guard is not None:
+                guard.raise_if_interrupted()
+    except Interrupted:
+        summary.results_csv = write_results(sweep)  # the interrupted run shows as such, not as pending
+        raise
     summary.rows = collect(sweep)
     summary.results_csv = write_results(sweep, summary.rows)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
@@ -521,7 +592,7 @@ def run_sweep(
 
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineArgumentParser(
         prog="siso-sweep",
         description="Run notebooks/01_generate_lora.ipynb headless (papermill) over a parameter grid; "
         "collect outputs/sweeps/<name>/results.csv. Re-running skips completed runs.",
@@ -574,10 +645,23 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 every run completed; 1 some run failed (recorded in results.csv); 2 bad sweep."""
+    """Exit codes: 0 every run completed; 1 some run failed (recorded in results.csv); 2 bad sweep;
+    130 / 143 interrupted by SIGINT / SIGTERM (the current run is recorded as interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        sweep = sweep_from_args(args)
+        shard = parse_shard(args.shard)
+    except SweepError as error:
+        print(f"siso-sweep: error: {error}", file=sys.stderr)
+        return 2
+    if args.collect:
+        echo(f"results: {write_results(sweep)}")
+        return 0
+    if args.dry_run:
+        run_sweep(sweep, shard=shard, retry_failed=not args.no_retry_failed, dry_run=True, echo=echo)
+        return 0
     if args.log_output:  # papermill logs each run's cell output at INFO
         import logging
 
@@ -587,24 +671,18 @@ def main(argv: list[str] | None = None) -> int:
         papermill_logger.addHandler(handler)
         papermill_logger.setLevel(logging.INFO)
     try:
-        sweep = sweep_from_args(args)
-        shard = parse_shard(args.shard)
-        if args.collect:
-            path = write_results(sweep)
-            echo(f"results: {path}")
-            return 0
-        summary = run_sweep(
-            sweep, shard=shard, retry_failed=not args.no_retry_failed, timeout=args.timeout,
-            kernel_name=args.kernel, log_output=args.log_output, dry_run=args.dry_run, echo=echo,
-        )
-    except SweepError as error:
-        print(f"siso-sweep: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        echo("interrupted; finished runs are kept, run the same command again to go on")
-        return 130
+        with SignalGuard() as guard:
+            summary = run_sweep(
+                sweep, shard=shard, retry_failed=not args.no_retry_failed, timeout=args.timeout,
+                kernel_name=args.kernel, log_output=args.log_output, echo=echo, guard=guard,
+            )
+    except Interrupted as interruption:
+        echo(f"interrupted by {interruption.signal_name}: the current run is marked interrupted in "
+             f"{sweep.dir / RESULTS}; run the same command again to go on")
+        return interruption.exit_code
     print(summary.results_csv)
-    return 1 if any(row["status"] == "failed" for row in summary.rows if row["run"] in {r.name for r in _shard_of(sweep.runs(), shard)}) else 0
+    mine = {r.name for r in _shard_of(sweep.runs(), shard)}
+    return 1 if any(row["status"] in ("failed", "interrupted") for row in summary.rows if row["run"] in mine) else 0
 
 
 if __name__ == "__main__":

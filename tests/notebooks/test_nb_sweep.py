@@ -6,9 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 
+import psutil
 import pytest
 
 from siso_lib.sweep import (
@@ -25,7 +29,7 @@ from siso_lib.sweep import (
     run_sweep,
 )
 
-from nb_helpers import TIMINGS, assets_dir, png_outputs
+from nb_helpers import REPO, TIMINGS, assets_dir, png_outputs
 
 
 def read_rows(path):
@@ -83,6 +87,9 @@ def test_failing_run_is_a_row_with_its_error_and_the_sweep_goes_on(tiny_assets, 
     assert [row["status"] for row in rows] == ["failed", "completed"]
     assert "SISOInputError" in rows[0]["error"] and "does not exist" in rows[0]["error"]
     assert rows[0]["subject_image_path"] == str(missing)
+    # bad input leaves only the record results.csv is built from (the error line says it all)
+    failed_dir = tmp_path / "sweeps" / "fail" / rows[0]["run"]
+    assert sorted(p.name for p in failed_dir.iterdir()) == ["sweep_run.json"] and rows[0]["notebook"] == ""
     err = capsys.readouterr().err
     assert "FAILED" in err and "[2/2]" in err and "completed" in err
 
@@ -106,8 +113,61 @@ def test_grid_names_files_and_typos(tmp_path):
     with pytest.raises(SweepError, match="output_dir"):
         build_sweep("x", {"rank": [1]}, {"output_dir": "/tmp"}, root=tmp_path)
     assert main(["--grid", "rnak=1,2", "--output-root", str(tmp_path)]) == 2
-    assert main(["--grid", "rank=1,2", "--output-root", str(tmp_path), "--dry-run"]) == 0
-    assert [row["status"] for row in read_rows(tmp_path / "rank" / RESULTS)] == ["pending", "pending"]
+
+
+def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, small_sweep, capsys):
+    root = tmp_path / "sweeps"
+    assert main(["--grid", "rank=1,2", "--output-root", str(root), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(": would run {") == 2 and "nothing is written" in err
+    assert not root.exists(), "a dry run writes nothing (no results.csv, sweep.json or folders)"
+    # over an existing sweep: it reads the run folders and still changes nothing
+    sweep = small_sweep["sweep"]
+    before = sorted((p, p.stat().st_mtime_ns) for p in sweep.dir.rglob("*"))
+    assert main(["--name", sweep.name, "--output-root", str(sweep.root), "--dry-run",
+                 "--grid", "learning_rate=1e-3,5e-3", "--grid", "rank=2,4", *sum((["--set", f"{k}={v}"] for k, v in sweep.fixed.items()), [])]) == 0
+    assert capsys.readouterr().err.count("completed earlier, would be skipped") == 4
+    assert sorted((p, p.stat().st_mtime_ns) for p in sweep.dir.rglob("*")) == before
+
+
+BAD_SWEEPS = {
+    "help": ["--help"],
+    "dry run": ["--grid", "rank=1,2", "--dry-run"],
+    "unknown name": ["--grid", "learnig_rate=1e-4,2e-4"],
+    "unknown fixed name": ["--set", "rnak=4", "--grid", "seed=1,2"],
+    "bad grid syntax": ["--grid", "rank"],
+    "bad number": ["--grid", "learning_rate=1e-4,abc"],
+    "bad choice": ["--grid", "rank=4", "--set", "precision=fp64"],
+    "bad yes/no": ["--grid", "rank=4", "--set", "compile=maybe"],
+    "reserved name": ["--grid", "rank=4", "--set", "interactive=false"],
+    "missing spec file": ["no-such-sweep.yaml"],
+    "nothing to sweep": ["--set", "rank=4"],
+    "bad shard": ["--grid", "rank=4", "--shard", "3/2"],
+    "misspelt option": ["--gird", "rank=4"],
+    "missing notebook": ["--grid", "rank=4", "--notebook", "no-such.ipynb"],
+}
+
+
+def test_help_dry_run_and_bad_sweeps_answer_without_heavy_imports(tmp_path):
+    """`siso-sweep --help`, `--dry-run` and every error that needs no run must not import torch & co."""
+    script = (
+        "import json, sys\n"
+        "from siso_lib.sweep import main\n"
+        "try:\n    code = main(json.loads(sys.argv[1]))\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'transformers', 'timm', 'open_clip',"
+        " 'papermill', 'nbclient', 'jupyter_client', 'zmq', 'matplotlib', 'ipywidgets', 'kornia', 'peft'})\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}))\n"
+    )
+    for label, arguments in BAD_SWEEPS.items():
+        done = subprocess.run([sys.executable, "-c", script, json.dumps([*arguments, "--output-root", str(tmp_path / "out")])],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["heavy"] == [], f"{label}: imported {result['heavy']}"
+        assert result["code"] == (0 if label in ("help", "dry run") else 2), (label, result, done.stderr)
+        if result["code"] == 2:
+            said = done.stderr.strip().splitlines()
+            assert len(said) == 1 and "error" in said[0], (label, done.stderr)
+    assert not (tmp_path / "out").exists()
 
 
 def test_claims_keep_two_processes_off_the_same_run(tmp_path):
@@ -122,3 +182,41 @@ def test_claims_keep_two_processes_off_the_same_run(tmp_path):
     assert _claim(run_dir)
     _release(run_dir)
     assert not (run_dir / CLAIM).exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_marks_the_run_interrupted_releases_it_and_says_one_line(tiny_assets, tmp_path, signum):
+    """A real `siso-sweep` process, signalled while a run's notebook is optimising."""
+    command = [
+        sys.executable, "-m", "siso_lib.sweep", "--name", "long", "--output-root", str(tmp_path), "--log-output",
+        "--set", "models=offline", "--set", f"assets_dir={assets_dir(tiny_assets)}", "--set", "num_train_epochs=500",
+        "--set", "early_stopping_max_count=500", "--set", "early_stopping_threshold_percentage=0", "--grid", "rank=2,4",
+    ]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = []
+        for line in process.stderr:  # --log-output echoes the notebook's progress lines
+            before.append(line)
+            if "iteration   1/500" in line:
+                break
+        else:
+            pytest.fail(f"the run never started iterating:\n{''.join(before)}")
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children, "the notebook's kernel runs as a child process"
+        process.send_signal(signum)
+        code = process.wait(timeout=60)
+        after = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 128 + signum
+    # what the sweep itself says after the signal: one line (indented lines are notebook output echoed before it)
+    said = [line for line in after.splitlines() if line.strip() and not line.startswith("    ")]
+    assert len(said) == 1 and said[0].startswith(f"siso-sweep: interrupted by {signal.Signals(signum).name}"), after
+    assert "Traceback" not in after and "Kernel died" not in after
+    rows = read_rows(tmp_path / "long" / RESULTS)
+    assert [row["status"] for row in rows] == ["interrupted", "pending"]
+    assert rows[0]["error"] == f"interrupted by {signal.Signals(signum).name}" and float(rows[0]["wall_seconds"]) > 0
+    assert not list((tmp_path / "long").glob(f"*/{CLAIM}")), "the claim is released"
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"the kernel outlived the sweep: {alive}"
