@@ -50,7 +50,7 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"", "none", "null"}
 
 
-def _coerce(name: str, annotation: str, value: Any) -> Any:
+def coerce_value(name: str, annotation: str, value: Any) -> Any:
     """`value` as the field's declared type ('int', 'float | None', 'bool', 'str', ...), or SISOInputError."""
     kind, optional = annotation.split("|")[0].strip(), "None" in annotation
     if optional and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
@@ -150,7 +150,7 @@ class SISOConfig:
     def coerce(self) -> None:
         """Convert every field to its declared type in place, or raise SISOInputError (one line)."""
         for spec in dataclasses.fields(self):
-            setattr(self, spec.name, _coerce(spec.name, str(spec.type), getattr(self, spec.name)))
+            setattr(self, spec.name, coerce_value(spec.name, str(spec.type), getattr(self, spec.name)))
 
     @property
     def effective_lora_alpha(self) -> float:

@@ -17,6 +17,10 @@ class SISOInputError(SISOError, ValueError):
 
     exit_code = 2
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython/Jupyter show this instead of a traceback: bad input is one line in a notebook too."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class OneLineArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (not the whole usage block), exit code 2."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .config import SISOConfig
-from .config import _coerce as _coerce_field  # SISOConfig's own text -> type rule, for the notebook's options
+from .config import coerce_value  # SISOConfig's own text -> type rule, for the notebook's options
 from .errors import SISOInputError
 from .offline import DEFAULT_ASSETS_DIR, DEFAULT_SUBJECT, REPO_ROOT
 
@@ -160,7 +160,7 @@ def coerce_parameter(name: str, value: Any) -> Any:
     if value is None:
         return None
     try:
-        value = _coerce_field(name, OPTION_TYPES[name], value)
+        value = coerce_value(name, OPTION_TYPES[name], value)
         if name == "models":
             value = value.strip().lower()
             if value not in MODELS:
@@ -194,8 +194,8 @@ def coerce_typed(name: str, annotation: str, value: Any) -> Any:
                     value = [value] if item == "str" else [part for part in text.split(",") if part.strip()]
             elif not isinstance(value, (list, tuple)):
                 value = [value]
-            return [_coerce_field(f"{name}[{index}]", item, element) for index, element in enumerate(value)]
-        return _coerce_field(name, annotation, value)
+            return [coerce_value(f"{name}[{index}]", item, element) for index, element in enumerate(value)]
+        return coerce_value(name, annotation, value)
     except ValueError as error:
         raise NotebookParameterError(str(error)) from None
 

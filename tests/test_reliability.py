@@ -404,3 +404,12 @@ def test_a_hub_id_that_is_not_cached_says_how_to_get_it():
     inner = message.split("(", 1)[1].rsplit("):", 1)[0]
     original = str(caught.value.__cause__).splitlines()[0]
     assert inner == original or (inner.endswith(" ...") and original.startswith(inner[:-4] + " "))
+
+
+def test_bad_input_in_a_notebook_is_one_line_not_a_traceback():
+    """IPython calls `_render_traceback_` instead of printing the traceback of an exception."""
+    from siso_lib.errors import SISOInputError
+
+    assert SISOInputError("subject image 'x.png' does not exist: check the path")._render_traceback_() == [
+        "SISOInputError: subject image 'x.png' does not exist: check the path"
+    ]
