@@ -22,8 +22,24 @@ class SISOInputError(SISOError, ValueError):
         return [f"{type(self).__name__}: {self}"]
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default once: not when the help text already says it, nor when it is None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool):
+            return text
+        return super()._get_help_string(action)
+
+
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (not the whole usage block), exit code 2."""
+    """argparse that reports a bad argument in one line (not the whole usage block), exit code 2,
+    and takes only whole option names (`--num_train_epoch 3` is an error, not a silent guess)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")

@@ -65,14 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
         prog="siso-generate",
         description="SISO for SDXL-Turbo: optimise a LoRA so that SDXL draws the subject of one photo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("inputs")
     g.add_argument("--subject_image_path", required=True, help="the ONE photo of the subject")
     g.add_argument("--prompt", default=d.prompt, help="a simple prompt naming the subject's class")
     g.add_argument("--pretrained_model_name_or_path", default=d.pretrained_model_name_or_path, help="SDXL hub id or local diffusers folder")
     g.add_argument("--pretrained_vae_model_name_or_path", default=None, help="optional separate VAE (e.g. an fp16-safe one)")
-    g.add_argument("--revision", default=None)
+    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the base model")
     g.add_argument("--variant", default=None, help="weights variant to download, e.g. fp16")
     g.add_argument("--cache_dir", default=None, help="hub cache folder")
     g.add_argument("--dino_model_name", default=d.dino_model_name, help="timm DINOv2 name or a local timm folder")
@@ -88,35 +87,39 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress_file", default=None, help="also append the SISO_PROGRESS JSON objects to this file")
 
     g = p.add_argument_group("generation")
-    g.add_argument("--resolution", type=int, default=d.resolution)
-    g.add_argument("--num_inference_steps", type=int, default=d.num_inference_steps)
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--resolution", type=int, default=d.resolution, help="side of the generated square image, px (multiple of 8)")
+    g.add_argument("--num_inference_steps", type=int, default=d.num_inference_steps,
+                   help="denoising steps per image; gradients flow through the last one")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of the LoRA initialisation and of the fixed starting noise")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--num_train_epochs", type=int, default=d.num_train_epochs, help="maximum SISO iterations")
-    g.add_argument("--learning_rate", type=float, default=d.learning_rate)
+    g.add_argument("--learning_rate", type=float, default=d.learning_rate, help="AdamW learning rate of the LoRA")
     g.add_argument("--scale_lr", action="store_true", help="upstream's LR scaling by accumulation x batch size")
-    g.add_argument("--lr_scheduler", default=d.lr_scheduler)
-    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps)
+    g.add_argument("--lr_scheduler", default=d.lr_scheduler, help="diffusers scheduler name: constant, linear, cosine, ...")
+    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="iterations of learning-rate warm-up")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="must be 1 (one image per iteration)")
-    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
-    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
-    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay)
-    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon)
-    g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm)
-    g.add_argument("--rank", type=int, default=d.rank)
-    g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank)")
+    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1, help="AdamW beta1")
+    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2, help="AdamW beta2")
+    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay, help="AdamW weight decay")
+    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon, help="AdamW epsilon")
+    g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm, help="gradient-norm clip")
+    g.add_argument("--rank", type=int, default=d.rank, help="LoRA rank")
+    g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank, i.e. scale 1)")
     g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=d.train_text_encoder,
                    help="also put LoRA on both CLIP text encoders")
-    g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight)
-    g.add_argument("--ir_features_weight", type=float, default=d.ir_features_weight)
-    g.add_argument("--early_stopping_threshold_percentage", type=float, default=d.early_stopping_threshold_percentage)
-    g.add_argument("--early_stopping_max_count", type=int, default=d.early_stopping_max_count)
+    g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight, help="weight of the DINO loss term")
+    g.add_argument("--ir_features_weight", type=float, default=d.ir_features_weight, help="weight of the IR loss term")
+    g.add_argument("--early_stopping_threshold_percentage", type=float, default=d.early_stopping_threshold_percentage,
+                   help="an improvement smaller than this %% does not reset the patience")
+    g.add_argument("--early_stopping_max_count", type=int, default=d.early_stopping_max_count,
+                   help="stop after this many iterations without such an improvement")
 
     g = p.add_argument_group("device, speed and memory")
     g.add_argument("--device", default=d.device, help="auto, cuda, cuda:N, xpu, mps or cpu")
     g.add_argument("--mixed_precision", default=d.precision, choices=["auto", "no", "fp32", "fp16", "bf16"],
-                   help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on CUDA/XPU, else fp32")
+                   help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on Ampere+ NVIDIA GPUs and XPU, "
+                   "fp16 with loss scaling on older NVIDIA GPUs (T4, V100), fp32 on MPS and CPU")
     g.add_argument("--mode", default=d.mode, choices=MODES,
                    help="default (fast), low-memory (gradient checkpointing) or reference (the authors' fp32 setup)")
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,

@@ -201,8 +201,8 @@ def load_subject_image(path: str | os.PathLike) -> SubjectImage:
                     _check_proportions(path, width, height, notes)
                     if opened.format == "JPEG" and width * height > DOWNSCALE_ABOVE_PIXELS:
                         # decode a reduced JPEG directly instead of the full-size bitmap: the
-                        # largest 1/2..1/8 reduction that keeps the short side >= 1024 px
-                        floor = DOWNSCALE_SHORT_SIDE // 2
+                        # largest 1/2..1/8 reduction that keeps the short side >= 2048 px
+                        floor = DOWNSCALE_SHORT_SIDE
                         opened.draft(opened.mode, (max(floor, round(width * floor / min(width, height))),
                                                    max(floor, round(height * floor / min(width, height)))))
                         if opened.size != (width, height):

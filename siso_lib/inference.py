@@ -66,10 +66,7 @@ def load_pipeline_with_lora(
     target = pick_device(device)
     pipe = load_sdxl_pipeline(base_model, torch_dtype=pick_dtype(precision, target))
     if lora_path is not None:
-        try:
-            path = resolve_lora_path(lora_path)
-        except FileNotFoundError as error:
-            raise SISOInputError(str(error)) from error
+        path = resolve_lora_path(lora_path)
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
         except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file

@@ -130,18 +130,34 @@ def save_lora_files(
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+    """The safetensors metadata of a LoRA file (`siso.*` keys for files a run wrote).
+
+    Raises SISOInputError (one line) when the file is not a safetensors file.
+    """
+    from .errors import SISOInputError, error_summary
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except FileNotFoundError as error:
+        raise SISOInputError(f"LoRA {str(path)!r} does not exist") from error
+    except Exception as error:  # safetensors raises its own SafetensorError on a wrong file
+        raise SISOInputError(
+            f"{str(path)!r} is not a safetensors LoRA file ({error_summary(error, 80)}): give the "
+            f"{DIFFUSERS_WEIGHT_NAME} a run wrote, or its run folder"
+        ) from error
 
 
 def resolve_lora_path(path: str | os.PathLike) -> Path:
-    """A LoRA file, or a run/weights folder holding one (diffusers file preferred)."""
+    """A LoRA file, or a run/weights folder holding one (diffusers file preferred); SISOInputError if none."""
+    from .errors import SISOInputError
+
     path = Path(path)
     if path.is_dir():
         for name in (DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"no {DIFFUSERS_WEIGHT_NAME} in {str(path)!r}: give the LoRA file or its folder")
+        raise SISOInputError(f"no {DIFFUSERS_WEIGHT_NAME} in {str(path)!r}: give the LoRA file or its folder")
     if not path.is_file():
-        raise FileNotFoundError(f"LoRA {str(path)!r} does not exist")
+        raise SISOInputError(f"LoRA {str(path)!r} does not exist: give the LoRA file or its run folder")
     return path

@@ -162,6 +162,24 @@ def check_ir_checkpoint_path(path: str | os.PathLike) -> Path:
         )
     if not path.is_file() or path.stat().st_size == 0:
         raise SISOInputError(f"IR checkpoint {str(path)!r} is empty or not a file: re-download ir_features.pth")
-    if not os.access(path, os.R_OK):
-        raise SISOInputError(f"IR checkpoint {str(path)!r} is not readable (permission denied): fix its permissions")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except PermissionError as error:
+        raise SISOInputError(f"IR checkpoint {str(path)!r} is not readable (permission denied): fix its permissions") from error
+    if not head.startswith(TORCH_CHECKPOINT_STARTS):
+        kind = next((name for start, name in KNOWN_FILE_STARTS if head.startswith(start)), "unknown content")
+        raise SISOInputError(
+            f"IR checkpoint {str(path)!r} is not a PyTorch checkpoint (it is {kind}): give the ir_features.pth "
+            "file from the Kaggle dataset louieshao/guieweights0732"
+        )
     return path
+
+
+# torch.save writes a zip archive; older PyTorch wrote a pickle (protocol 2+ starts with 0x80)
+TORCH_CHECKPOINT_STARTS = (b"PK\x03\x04", b"\x80")
+KNOWN_FILE_STARTS = (
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"RIFF", "a RIFF/WebP file"),
+    (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"<", "an HTML/XML page, perhaps a download error page"),
+    (b"{", "a JSON file"), (b"version https://git-lfs", "a Git LFS pointer, not the weights"),
+)

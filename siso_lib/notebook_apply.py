@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import SISOConfig
+from .errors import SISOInputError
 from .lora_io import DIFFUSERS_WEIGHT_NAME, read_metadata, resolve_lora_path
 from .notebook_run import DEFAULT_RUNS_ROOT
 
@@ -41,7 +42,7 @@ def find_lora(lora_path: str | Path | None, runs_root: str | Path = DEFAULT_RUNS
         return resolve_lora_path(lora_path)
     found = sorted(Path(runs_root).glob(f"**/{DIFFUSERS_WEIGHT_NAME}"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(
+        raise SISOInputError(
             f"no {DIFFUSERS_WEIGHT_NAME} under {str(runs_root)!r}: run 01_generate_lora.ipynb first, or set lora_path"
         )
     return found[-1]

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT))
     parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR))
-    parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-demo folder")
+    parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in --output_dir")
     args = parser.parse_args(argv)
     assets = ensure_test_assets(args.assets_dir)
     from .generate import main as generate_main
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in OFFLINE_OVERRIDES.items():
         command += [f"--{key}", str(value)]
     if args.output_dir:
-        command += ["--output_dir", args.output_dir, "--overwrite"]
+        command += ["--output_dir", args.output_dir]
+    if args.overwrite:
+        command += ["--overwrite"]
     print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
     return generate_main(command)
 

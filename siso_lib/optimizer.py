@@ -125,6 +125,15 @@ class StepEvent:
     elapsed_seconds: float
     image: torch.Tensor  # [1, 3, H, W] float32 in [0, 1], on the CPU
     stop_reason: str | None = None  # set on the last event of a run
+    _request_stop: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def request_stop(self) -> None:
+        """End the run after this iteration, keeping the best LoRA (stop reason "stopped").
+
+        For callbacks: `def cb(event): if event.losses["total"] < -1.5: event.request_stop()`.
+        """
+        if self._request_stop is not None:
+            self._request_stop()
 
 
 @dataclass
@@ -389,6 +398,7 @@ class SISOOptimizer:
             step_seconds=seconds,
             elapsed_seconds=time.perf_counter() - self._started,
             image=image_cpu,
+            _request_stop=self.request_stop,
         )
 
     def run(self, callbacks: list[Callback] | tuple[Callback, ...] = ()) -> SISOResult:

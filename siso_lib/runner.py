@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import RunArtifacts, save_run
+from .artifacts import LOSS_PLOT, RESULT_IMAGE, RunArtifacts, save_run
 from .atomic import save_image
 from .config import SISOConfig
 from .images import tensor_to_pil
-from .lora_io import save_lora_files
+from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME, save_lora_files
 from .optimizer import SISOOptimizer, SISOResult, StepEvent
 from .preflight import DEFAULT_RUNS_DIR, PreparedRun, fresh_run_dir, preflight  # noqa: F401 (re-exported)
 
@@ -91,14 +92,37 @@ def run_prepared(
     if optimizer_hook is not None:
         optimizer_hook(optimizer)
     all_callbacks = list(callbacks)
+    earlier = earlier_run_files(out, weights)  # only there with --overwrite (or after a run that saved no LoRA)
+    written: set[Path] = set()
     if config.save_on_improve:
         all_callbacks.append(save_best_lora_now(optimizer, weights))
     if log_every_epoch:
-        all_callbacks.append(lambda event: save_image(out / f"epoch_{event.step}.png", tensor_to_pil(event.image)))
-    result = optimizer.run(all_callbacks)
+        def save_epoch_image(event: StepEvent) -> None:
+            path = out / f"epoch_{event.step}.png"
+            save_image(path, tensor_to_pil(event.image))
+            written.add(path)
+
+        all_callbacks.append(save_epoch_image)
+    try:
+        result = optimizer.run(all_callbacks)
+    except BaseException:
+        prepared.discard_if_empty()  # e.g. a user's callback raised before anything was written
+        raise
     subject_info = {"path": subject.path, "sha256": subject.sha256, "size": list(subject.image.size), "notes": subject.notes}
     artifacts = save_run(
         result, config, out, weights, optimizer.device, optimizer.describe_runtime(), subject_info,
         extra={"uses_ir": optimizer.uses_ir, **(extra_record or {})},
     )
+    # a folder holds one run: what an earlier run left there and this one did not write again goes
+    written |= {Path(path) for path in artifacts.as_dict().values() if path}
+    for path in earlier - written:
+        path.unlink(missing_ok=True)
     return RunOutcome(result, artifacts, optimizer)
+
+
+def earlier_run_files(output_dir: Path, weights_dir: Path) -> set[Path]:
+    """Files under the names a run writes (images, plot, LoRAs) that are already in its folders."""
+    found = {p for p in output_dir.glob("epoch_*.png") if re.fullmatch(r"epoch_\d+\.png", p.name)}
+    found |= {output_dir / name for name in (RESULT_IMAGE, LOSS_PLOT)}
+    found |= {weights_dir / name for name in (DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME)}
+    return {path for path in found if path.is_file()}

@@ -138,6 +138,12 @@ def run_name(swept: dict[str, Any], params: dict[str, Any]) -> str:
         parts.append(f"{SHORT_NAMES.get(key, key)}-{shown}")
     readable = re.sub(r"[^A-Za-z0-9_.+=-]+", "-", "__".join(parts)).strip("-")[:90] or "run"
     identity = {k: v for k, v in params.items() if k not in PLACEMENT}
+    photo = identity.get("subject_image_path")
+    if isinstance(photo, str) and Path(photo).is_file():
+        # the photo is named by its content: another photo under the same name is another run
+        from .images import file_sha256
+
+        identity["subject_image_path"] = "sha256:" + file_sha256(photo)
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{readable}__{digest}"
 
@@ -175,6 +181,12 @@ def build_sweep(
     fixed = dict(fixed or {})
     if subjects:
         grid["subject_image_path"] = list(subjects)
+    # local paths absolute (what the runs record and are identified by), subject photos checked now
+    fixed = _absolute_paths(fixed)
+    grid = {key: [_absolute_paths({key: value})[key] for value in values] for key, values in grid.items()}
+    for photo in [fixed.get("subject_image_path"), *grid.get("subject_image_path", [])]:
+        if isinstance(photo, str) and photo and not Path(photo).is_file():
+            raise SweepError(f"subject photo {photo!r} does not exist: check the path (relative paths start from the current folder, or a sweep file's folder)")
     notebook = Path(notebook) if notebook else GENERATE_NOTEBOOK
     if not notebook.is_file():
         raise SweepError(f"notebook {str(notebook)!r} does not exist")
@@ -237,6 +249,16 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     # YAML reads 1e-4 as a string: give such values their number type
     spec["grid"] = {k: [_yaml_number(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in spec["grid"].items()}
     spec["fixed"] = {k: _yaml_number(v) for k, v in spec["fixed"].items()}
+    # a relative path in the file means a path next to the file (as in docker-compose or a Makefile)
+    here = path.resolve().parent
+    beside = lambda value: str(here / value) if isinstance(value, str) and value and not os.path.isabs(value) and (here / value).exists() else value  # noqa: E731
+    if isinstance(spec["subjects"], list):
+        spec["subjects"] = [beside(v) for v in spec["subjects"]]
+    for key in PATH_PARAMETERS:
+        if key in spec["fixed"]:
+            spec["fixed"][key] = beside(spec["fixed"][key])
+        if key in spec["grid"]:
+            spec["grid"][key] = [beside(v) for v in spec["grid"][key]]
     return spec
 
 
@@ -621,13 +643,19 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
     spec: dict[str, Any] = {"name": None, "grid": {}, "fixed": {}, "subjects": None, "notebook": None}
     if args.spec:
         spec = load_spec(args.spec)
+    swept_here = set()
     for text in args.grid:
         key, values = parse_grid_option(text)
         spec["grid"][key] = values
+        swept_here.add(key)
     for text in args.set:
         key, value = parse_set_option(text)
-        spec["grid"].pop(key, None)
+        if key in swept_here:
+            raise SweepError(f"{key} is given to both --grid and --set: sweep it or fix it, not both")
+        spec["grid"].pop(key, None)  # --set overrides a sweep file's grid entry
         spec["fixed"][key] = value
+    if args.timeout is not None and not args.timeout > 0:
+        raise SweepError(f"--timeout {args.timeout:g}: give a positive number of seconds, or leave it out for no limit")
     subjects = args.subjects or spec.get("subjects")
     if not spec["grid"] and not subjects:
         raise SweepError("nothing to sweep: give a sweep file, --grid NAME=V1,V2 or --subjects")
@@ -635,6 +663,12 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         name=args.name or spec.get("name"), grid=spec["grid"], fixed=spec["fixed"], subjects=subjects,
         notebook=args.notebook or spec.get("notebook"), root=args.output_root,
     )
+
+
+def _strip_cell_output_newline(record) -> bool:
+    """papermill logs each output chunk with its own newline: one line, not a line and a blank one."""
+    record.msg = str(record.msg).rstrip("\n")
+    return bool(record.msg.strip())
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -667,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler.addFilter(_strip_cell_output_newline)
         papermill_logger = logging.getLogger("papermill")
         papermill_logger.addHandler(handler)
         papermill_logger.setLevel(logging.INFO)

@@ -218,7 +218,7 @@ def write_test_assets(directory: str | os.PathLike, size: str = "tiny") -> dict[
     import torch
     from timm.models import save_for_hf
 
-    directory = Path(directory)
+    directory = Path(directory).absolute()  # ASSETS.json's paths work from any folder
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         "sdxl": str(directory / "sdxl"),

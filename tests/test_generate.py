@@ -164,6 +164,7 @@ def test_help_and_input_errors_answer_before_heavy_imports(tiny_assets, subject_
         "--help": ["--help"],
         "no subject image argument": [],
         "learning rate not a number": image + ["--learning_rate", "1e-4x"],
+        "abbreviated option": image + ["--num_train_epoch", "3"],
         "missing image": ["--subject_image_path", str(tmp_path / "nope.png")],
         "image too elongated": ["--subject_image_path", str(tmp_path / "wide.png")],
         "bad resolution": image + ["--resolution", "100"],
@@ -231,3 +232,18 @@ def test_local_paths_are_recorded_absolute(tiny_assets, subject_path, tmp_path, 
     hub = SISOConfig(pretrained_model_name_or_path="stabilityai/sdxl-turbo").with_absolute_paths()
     assert hub.pretrained_model_name_or_path == "stabilityai/sdxl-turbo"
     assert hub.dino_model_name == "vit_large_patch14_dinov2.lvd142m"
+
+
+def test_help_shows_each_default_once_and_every_option_explained(capsys):
+    """The fresh-user trial: '(default: a fresh ...) (default: None)' and options with no text."""
+    import pytest
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for action in build_parser()._actions:
+        if action.help != "==SUPPRESS==" and action.option_strings:
+            assert action.help, action.option_strings
+    flat = " ".join(text.split())
+    assert flat.count("(default: 0.0002)") == 1 and "fp16 with loss scaling on older NVIDIA GPUs" in flat

@@ -70,8 +70,8 @@ def test_exif_orientation_is_applied(tmp_path, cat):
 def test_huge_jpeg_is_decoded_at_reduced_size(tmp_path):
     Image.new("RGB", (12000, 12000), (120, 80, 40)).save(tmp_path / "huge.jpg", quality=50)
     subject = load_subject_image(tmp_path / "huge.jpg")
-    assert max(subject.image.size) <= 2048 * 2
-    assert any("decoded the 12000x12000 JPEG" in note for note in subject.notes)
+    assert subject.image.size == (3000, 3000)  # decoded at 1/4: the largest reduction keeping 2048 px
+    assert any("decoded the 12000x12000 JPEG at 3000x3000" in note for note in subject.notes)
 
 
 def png_claiming(width: int, height: int) -> bytes:

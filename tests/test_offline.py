@@ -22,3 +22,14 @@ def test_demo_command_writes_every_artefact(tmp_path):
     assert record["status"] == "completed" and record["steps_run"] >= 2
     assert record["history"][-1]["total"] < record["history"][0]["total"]
     assert "tiny random-weight models" in proc.stderr
+
+
+def test_demo_never_replaces_an_earlier_lora_unasked(tmp_path):
+    """The fresh-user trial: `siso-demo --output_dir X` silently replaced a LoRA already in X."""
+    out = tmp_path / "held"
+    out.mkdir()
+    (out / "pytorch_lora_weights.safetensors").write_bytes(b"an earlier run's LoRA")
+    command = [sys.executable, "-m", "siso_lib.offline", "--assets_dir", str(tmp_path / "assets"), "--output_dir", str(out)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "already holds a LoRA" in proc.stderr and "--overwrite" in proc.stderr
+    assert (out / "pytorch_lora_weights.safetensors").read_bytes() == b"an earlier run's LoRA"

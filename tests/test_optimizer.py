@@ -141,3 +141,21 @@ def test_runtime_record_describes_what_ran(tiny_config, subject_path, mode, trai
     assert runtime["cuda_graphs"] == (optimizer.graphed is not None)
     if not train_text_encoder:
         assert runtime["cache_prompt_embeddings"] == (mode != "reference")
+
+
+def test_a_callback_can_stop_the_run_and_a_failing_callback_leaves_no_folder(tiny_config, subject_path, tmp_path, monkeypatch):
+    """The fresh-user trial: the README's way to stop from a callback did not exist."""
+    def stop_at_two(event):
+        if event.step == 2:
+            event.request_stop()
+
+    result = run_siso(tiny_config(num_train_epochs=10), subject_path, output_dir=str(tmp_path / "a"), callbacks=[stop_at_two]).result
+    assert result.stop_reason == "stopped" and result.steps_run == 2
+
+    def broken(event):
+        raise TypeError("a bug in the user's callback")
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match="user's callback"):
+        run_siso(tiny_config(num_train_epochs=3), subject_path, callbacks=[broken])
+    assert not list((tmp_path / "outputs" / "runs").glob("*"))

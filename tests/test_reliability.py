@@ -88,6 +88,8 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
     torch.save({"note": "hello", "epoch": 3}, tmp / "ir_dict.pth")
     torch.save({"backbone.conv1.weight": _Evil()}, tmp / "ir_evil.pth")
     (tmp / "a_file").write_text("in the way")
+    (tmp / "ir.txt").write_text("some notes, not weights")
+    (tmp / "ir.html").write_text("<html><body>403 Forbidden</body></html>")
     (tmp / "wide.png").write_bytes(png_claiming(20000, 1000))
     incomplete = tmp / "incomplete"
     incomplete.mkdir()
@@ -142,6 +144,9 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
         "IR different network": (dict(ir_features_path=tmp / "ir_other.pth"), "different network"),
         "IR pickle not a state dict": (dict(ir_features_path=tmp / "ir_dict.pth"), "not a state dict of tensors"),
         "IR pickle running code": (dict(ir_features_path=tmp / "ir_evil.pth"), "not a plain weights file"),
+        "IR is an image": (dict(ir_features_path=subject), "not a PyTorch checkpoint (it is a PNG image)"),
+        "IR is text": (dict(ir_features_path=tmp / "ir.txt"), "not a PyTorch checkpoint (it is unknown content)"),
+        "IR is a download error page": (dict(ir_features_path=tmp / "ir.html"), "perhaps a download error page"),
         "output folder not writable": (dict(output_dir=tmp / "a_file" / "run"), "not writable"),
         "output folder is a file": (dict(output_dir=tmp / "a_file"), "is a file, not a folder"),
         "progress file unwritable": (dict(progress_file=tmp / "a_file" / "p.jsonl"), "cannot be written"),
@@ -413,3 +418,17 @@ def test_bad_input_in_a_notebook_is_one_line_not_a_traceback():
     assert SISOInputError("subject image 'x.png' does not exist: check the path")._render_traceback_() == [
         "SISOInputError: subject image 'x.png' does not exist: check the path"
     ]
+
+
+def test_overwrite_leaves_one_run_in_the_folder(tiny_assets, subject_path, tmp_path, capsys):
+    """The fresh-user trial: --overwrite with fewer iterations left epoch_3..12.png of the earlier run."""
+    out = tmp_path / "run"
+    assert run_main(cli_args(tiny_assets, subject_path, out, num_train_epochs="4", early_stopping_threshold_percentage="0")
+                    + ["--log_every_epoch"], capsys)[0] == 0
+    assert len(list(out.glob("epoch_*.png"))) == 4
+    code, _, _ = run_main(cli_args(tiny_assets, subject_path, out, num_train_epochs="2") + ["--log_every_epoch", "--overwrite"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in out.glob("epoch_*.png")) == ["epoch_1.png", "epoch_2.png"]
+    assert json.loads((out / "run.json").read_text())["steps_run"] == 2
+    code, _, _ = run_main(cli_args(tiny_assets, subject_path, out, num_train_epochs="2") + ["--overwrite"], capsys)
+    assert code == 0 and not list(out.glob("epoch_*.png"))  # this run wrote none: none of the earlier run's stay

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
 import time
 
 import psutil
@@ -73,7 +74,8 @@ def test_second_invocation_skips_finished_runs(small_sweep):
 
 def test_failing_run_is_a_row_with_its_error_and_the_sweep_goes_on(tiny_assets, tmp_path, subject_path, capsys):
     spec = tmp_path / "fail.yaml"
-    missing = tmp_path / "no-such-photo.png"
+    missing = tmp_path / "not-a-photo.png"  # exists (so the sweep starts) but the run refuses it
+    missing.write_text("these bytes are not a picture")
     spec.write_text(
         "fixed:\n  models: offline\n  num_train_epochs: 1\n"
         f"  assets_dir: {assets_dir(tiny_assets)}\n"
@@ -85,7 +87,7 @@ def test_failing_run_is_a_row_with_its_error_and_the_sweep_goes_on(tiny_assets, 
     assert code == 1  # some run failed; the sweep itself finished
     rows = read_rows(tmp_path / "sweeps" / "fail" / RESULTS)
     assert [row["status"] for row in rows] == ["failed", "completed"]
-    assert "SISOInputError" in rows[0]["error"] and "does not exist" in rows[0]["error"]
+    assert "SISOInputError" in rows[0]["error"] and "not an image file" in rows[0]["error"]
     assert rows[0]["subject_image_path"] == str(missing)
     # bad input leaves only the record results.csv is built from (the error line says it all)
     failed_dir = tmp_path / "sweeps" / "fail" / rows[0]["run"]
@@ -106,7 +108,9 @@ def test_grid_names_files_and_typos(tmp_path):
     spec.write_text("grid:\n  learning_rate: [1e-4, 2e-4]\nbase: {rank: 8}\n")
     loaded = load_spec(spec)
     assert loaded["name"] == "s" and loaded["grid"]["learning_rate"] == [1e-4, 2e-4] and loaded["fixed"] == {"rank": 8}
-    sweep = build_sweep(loaded["name"], loaded["grid"], loaded["fixed"], subjects=["a.png", "b.png"], root=tmp_path)
+    for photo in ("a.png", "b.png"):
+        (tmp_path / photo).write_bytes(b"photo " + photo.encode())
+    sweep = build_sweep(loaded["name"], loaded["grid"], loaded["fixed"], subjects=[str(tmp_path / "a.png"), str(tmp_path / "b.png")], root=tmp_path)
     assert len(sweep.runs()) == 4 and sweep.dir == tmp_path / "s"
     with pytest.raises(SweepError, match="learnig_rate"):
         build_sweep("x", {"learnig_rate": [1]}, root=tmp_path)
@@ -220,3 +224,43 @@ def test_signal_marks_the_run_interrupted_releases_it_and_says_one_line(tiny_ass
     assert not list((tmp_path / "long").glob(f"*/{CLAIM}")), "the claim is released"
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"the kernel outlived the sweep: {alive}"
+
+
+def test_subject_photos_are_absolute_named_by_content_and_checked_first(tmp_path, monkeypatch, capsys):
+    """The fresh-user trial: a sweep started from another folder took a different cat.png for the
+    completed run of the first one, and a missing photo passed --dry-run. Photos are recorded with
+    absolute paths, a run is identified by the photo's content, and a missing photo stops the sweep
+    before anything runs (exit 2, nothing written)."""
+    from PIL import Image
+
+    first, second = tmp_path / "one", tmp_path / "two"
+    for folder, colour in ((first, (200, 30, 30)), (second, (30, 30, 200))):
+        folder.mkdir()
+        Image.new("RGB", (64, 64), colour).save(folder / "cat.png")
+    runs = {}
+    for folder in (first, second):
+        monkeypatch.chdir(folder)
+        sweep = build_sweep("same", {"rank": [4]}, {}, subjects=["cat.png"], root=tmp_path / "sweeps")
+        (run,) = sweep.runs()
+        assert run.params["subject_image_path"] == str(folder / "cat.png")
+        runs[folder] = run.name
+    assert runs[first] != runs[second]
+    monkeypatch.chdir(first)
+    shutil.copy(first / "cat.png", first / "copy.png")
+    same_photo = build_sweep("same", {"rank": [4]}, {}, subjects=["copy.png"], root=tmp_path / "sweeps")
+    assert same_photo.runs()[0].name.rsplit("__", 1)[1] == runs[first].rsplit("__", 1)[1]  # same content, same run identity
+    monkeypatch.chdir(tmp_path)
+    code = main(["--name", "x", "--grid", "rank=4,8", "--subjects", "nope.png", "--dry-run", "--output-root", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "subject photo" in err and "does not exist" in err and not (tmp_path / "s").exists()
+    spec = first / "sweep.yaml"
+    spec.write_text("grid: {rank: [4]}\nsubjects: [cat.png]\n")
+    assert load_spec(spec)["subjects"] == [str(first / "cat.png")]  # relative to the sweep file
+
+
+def test_contradictory_or_impossible_options_are_refused(tmp_path, capsys):
+    code = main(["--name", "x", "--set", "learning_rate=1e-3", "--grid", "learning_rate=1e-3,2e-3", "--dry-run",
+                 "--output-root", str(tmp_path)])
+    assert code == 2 and "both --grid and --set" in capsys.readouterr().err
+    code = main(["--name", "x", "--grid", "rank=4,8", "--timeout", "-5", "--dry-run", "--output-root", str(tmp_path)])
+    assert code == 2 and "--timeout -5" in capsys.readouterr().err
