@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import SISOInputError
 from .offline import REPO_ROOT
 
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
@@ -115,9 +116,11 @@ class SweepReport:
 def load_sweep(directory: str | Path | None = None) -> SweepReport:
     """Read results.csv (and each completed run's run.json history) of a sweep folder."""
     directory = Path(directory) if directory else latest_sweep()
+    if not directory.is_dir() and (SWEEPS_ROOT / directory).is_dir():
+        directory = SWEEPS_ROOT / directory  # a sweep's name, as the parameter's comment says
     results = directory / "results.csv"
     if not results.is_file():
-        raise FileNotFoundError(f"{str(results)!r} does not exist: run siso-sweep (or siso-sweep --collect) first")
+        raise SISOInputError(f"{str(results)!r} does not exist: give a sweep's name or folder, and run siso-sweep (or siso-sweep --collect) first")
     with open(results, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     spec = {}

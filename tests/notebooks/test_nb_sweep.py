@@ -264,3 +264,16 @@ def test_contradictory_or_impossible_options_are_refused(tmp_path, capsys):
     assert code == 2 and "both --grid and --set" in capsys.readouterr().err
     code = main(["--name", "x", "--grid", "rank=4,8", "--timeout", "-5", "--dry-run", "--output-root", str(tmp_path)])
     assert code == 2 and "--timeout -5" in capsys.readouterr().err
+
+
+def test_the_report_takes_a_sweeps_name(tmp_path, monkeypatch):
+    """The fresh-user trial: notebook 03 with `-p sweep_dir t1` (a name, as its comment says) failed."""
+    from siso_lib import sweep_report
+
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t1" / "results.csv").write_text("run,status\nr1,failed\n")
+    monkeypatch.setattr(sweep_report, "SWEEPS_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path.parent)
+    assert sweep_report.load_sweep("t1").directory == tmp_path / "t1"
+    with pytest.raises(ValueError, match="give a sweep's name or folder"):
+        sweep_report.load_sweep("t2")
