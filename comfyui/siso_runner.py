@@ -750,12 +750,7 @@ def choose_folders(
             name = _unique_dirs([target], base)
             return Folders(target / name, target / name, True)
         _refuse_earlier_lora([target])
-        created = not target.exists()
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InputProblem(f"cannot create weights_output_dir {str(target)!r} ({error.strerror or error})") from error
-        return Folders(target, target, created)
+        return Folders(target, target, _make_folder(target, "weights_output_dir"))
     runs = Path(runs_root)
     if listing_folder(runs, loras_folders) is not None:
         raise InputProblem(
@@ -768,12 +763,17 @@ def choose_folders(
     relative = Path(os.path.realpath(target)).relative_to(listed).as_posix()
     run_dir = runs / slug(relative.replace("/", "-"))
     _refuse_earlier_lora([target, run_dir])
-    created = not run_dir.exists()
+    return Folders(run_dir, target, _make_folder(run_dir, "the run folder"))
+
+
+def _make_folder(folder: Path, what: str) -> bool:
+    """Create `folder` (and its parents); True if it did not exist. InputProblem if it cannot be made."""
+    created = not folder.exists()
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InputProblem(f"cannot create the run folder {str(run_dir)!r} ({error.strerror or error})") from error
-    return Folders(run_dir, target, created)
+        raise InputProblem(f"cannot create {what} {str(folder)!r} ({error.strerror or error})") from error
+    return created
 
 
 def place_file(source: str, folder: Path) -> str:
