@@ -88,6 +88,10 @@ def test_a_pickle_that_is_not_a_state_dict(tmp_path):
         load_ir_network(path)
     path = tmp_path / "text.pth"
     path.write_text("hello, I am not a checkpoint")
+    with pytest.raises(SISOInputError, match="is not a PyTorch checkpoint"):  # named before torch reads it
+        load_ir_network(path)
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b"PK\x03\x04" + b"not really a zip archive" * 10)
     with pytest.raises(SISOInputError, match="could not be read"):
         load_ir_network(path)
 
