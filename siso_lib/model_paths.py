@@ -104,8 +104,10 @@ def check_local_vae(name_or_path: str) -> None:
             f"VAE {name_or_path!r} {'is not a folder' if path.exists() else 'does not exist'}: give a diffusers "
             "AutoencoderKL folder (config.json + weights) or a hub id, or omit --pretrained_vae_model_name_or_path"
         )
-    config = _read_json(path / "config.json", "VAE config", "give a diffusers AutoencoderKL folder (config.json + weights)") \
-        if (path / "config.json").is_file() else None
+    config_path = path / "config.json"
+    config = None
+    if config_path.is_file():
+        config = _read_json(config_path, "VAE config", "give a diffusers AutoencoderKL folder (config.json + weights)")
     if not isinstance(config, dict) or config.get("_class_name") not in (None, "AutoencoderKL"):
         raise SISOInputError(
             f"VAE folder {name_or_path!r} is not a diffusers AutoencoderKL (config.json missing or of another class): "
