@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 from .atomic import write_json, write_text
 from .errors import OneLineArgumentParser
+from .model_paths import absolute_if_local
 from .notebook_run import (
     GENERATE_NOTEBOOK,
     INPUT_ERRORS,
@@ -290,13 +291,13 @@ def parse_set_option(text: str) -> tuple[str, Any]:
 
 # ----------------------------------------------------------------------------- running
 def _absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
-    """Relative paths that exist from here become absolute (the notebook's kernel runs in notebooks/)."""
+    """Local paths absolute, as run.json records them (the notebook's kernel runs in notebooks/):
+    the subject photo always, other paths when they exist (hub ids and timm names stay names)."""
     out = dict(params)
     for key in PATH_PARAMETERS:
         value = out.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            if key == "subject_image_path" or Path(value).exists():
-                out[key] = str(Path(value).resolve())
+        if isinstance(value, str) and value:
+            out[key] = os.path.abspath(value) if key == "subject_image_path" else absolute_if_local(value)
     return out
 
 
