@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from safetensors import safe_open
 
 from .atomic import atomic_path
+from .errors import SISOInputError, error_summary
 
 if TYPE_CHECKING:  # torch is imported where tensors are made, so that the file names above stay cheap to import
     import torch
@@ -134,8 +135,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
     Raises SISOInputError (one line) when the file is not a safetensors file.
     """
-    from .errors import SISOInputError, error_summary
-
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
@@ -150,8 +149,6 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def resolve_lora_path(path: str | os.PathLike) -> Path:
     """A LoRA file, or a run/weights folder holding one (diffusers file preferred); SISOInputError if none."""
-    from .errors import SISOInputError
-
     path = Path(path)
     if path.is_dir():
         for name in (DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME):
