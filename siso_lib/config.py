@@ -2,13 +2,23 @@
 
 `SISOConfig` is read by the library, the `siso-generate` command line, the notebooks and the
 ComfyUI node, so a default changed here changes everywhere. The values are those of the
-authors' documented SDXL-Turbo command (arXiv 2503.16025, `siso_generation_sdxl.py`):
+authors' documented commands (arXiv 2503.16025, README of github.com/yairshp/SISO), one recipe
+per model family (`FAMILY_RECIPES`):
 
-    --resolution 512 --num_inference_steps 1 --num_train_epochs 50 --learning_rate 2e-4
-    --lr_scheduler constant --lr_warmup_steps 0 --rank 4 --train_text_encoder --seed 42
-    --early_stopping_threshold_percentage 3 --early_stopping_max_count 7
+    sdxl  stabilityai/sdxl-turbo: 512 px, 1 step (gradient through it), lr 2e-4, weight decay
+          1e-2, LoRA on the UNet attention and both CLIP encoders, early stop 3 % / 7
+    flux  black-forest-labs/FLUX.1-schnell: 512 px, 1 step (gradients through every step),
+          guidance 0, T5 length 256, lr 2e-4 / weight decay 1e-4 on the transformer LoRA,
+          CLIP-L LoRA with lr 5e-6 / weight decay 1e-3, early stop 3 % / 7
+    sana  Efficient-Large-Model/Sana_1600M_512px_diffusers: 512 px, 20 steps with CFG 4.5,
+          gradients through the last 3, lr 8e-4, LoRA on q/k/v only, early stop 3 % / 5
 
-Field names follow the upstream argument names so that a config maps 1:1 onto its CLI.
+A field whose value differs between families is declared `None`, meaning "the family's
+recipe"; the family is `model_family`, or with "auto" read from the base model
+(model_paths.detect_family), and the recipe fills those fields when the config is made and
+again in `validate()`. `config.replace(model_family="flux")` re-reads the recipe for every
+field the caller did not set. Field names follow the upstream argument names so that a config
+maps 1:1 onto its CLI.
 
 Values coming from forms, papermill, YAML or the environment are often text: every field is
 coerced to its declared type when the config is made and again by `validate()` ("1e-4" -> 1e-4,
@@ -33,6 +43,36 @@ DEFAULT_DINO_MODEL = "vit_large_patch14_dinov2.lvd142m"
 
 UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+# siso_generation_flux.py's targets; the suffix match also hits the single blocks' attn.to_q/k/v
+FLUX_LORA_TARGETS = (
+    "attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0", "attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj",
+    "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+)
+SANA_LORA_TARGETS = ("to_k", "to_q", "to_v")  # siso_generation_sana.py: self- and cross-attention q/k/v
+
+MODEL_FAMILIES = ("sdxl", "flux", "sana")
+# the authors' documented command per family; every field here is None in SISOConfig ("the recipe")
+FAMILY_RECIPES: dict[str, dict[str, Any]] = {
+    "sdxl": dict(
+        pretrained_model_name_or_path=DEFAULT_BASE_MODEL, learning_rate=2e-4, adam_weight_decay=1e-2,
+        num_inference_steps=1, num_grad_steps=1, guidance_scale=0.0, max_sequence_length=77,
+        train_text_encoder=True, text_encoder_lr=2e-4, adam_weight_decay_text_encoder=1e-2,
+        lora_layers=",".join(UNET_LORA_TARGETS), early_stopping_max_count=7,
+    ),
+    "flux": dict(
+        pretrained_model_name_or_path="black-forest-labs/FLUX.1-schnell", learning_rate=2e-4, adam_weight_decay=1e-4,
+        num_inference_steps=1, num_grad_steps=0, guidance_scale=0.0, max_sequence_length=256,
+        train_text_encoder=True, text_encoder_lr=5e-6, adam_weight_decay_text_encoder=1e-3,
+        lora_layers=",".join(FLUX_LORA_TARGETS), early_stopping_max_count=7,
+    ),
+    "sana": dict(
+        pretrained_model_name_or_path="Efficient-Large-Model/Sana_1600M_512px_diffusers", learning_rate=8e-4,
+        adam_weight_decay=1e-4, num_inference_steps=20, num_grad_steps=3, guidance_scale=4.5, max_sequence_length=256,
+        train_text_encoder=False, text_encoder_lr=8e-4, adam_weight_decay_text_encoder=1e-4,
+        lora_layers=",".join(SANA_LORA_TARGETS), early_stopping_max_count=5,
+    ),
+}
+RECIPE_FIELDS = tuple(FAMILY_RECIPES["sdxl"])
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODES = ("default", "reference", "low-memory")
@@ -43,6 +83,7 @@ LR_SCHEDULERS = (
 DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)")
 # config fields that may name a local file or folder (recorded as absolute paths, see model_paths.py)
 MODEL_PATH_FIELDS = ("pretrained_model_name_or_path", "dino_model_name", "ir_features_path")
+LORA_LAYER_PATTERN = re.compile(r"[A-Za-z_][\w.]*")
 MODEL_PATH_EXTRAS = ("pretrained_vae_model_name_or_path", "cache_dir")
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -94,34 +135,41 @@ def coerce_value(name: str, annotation: str, value: Any) -> Any:
 
 @dataclass
 class SISOConfig:
-    """Every knob of one SISO run, with the defaults of the documented SDXL command."""
+    """Every knob of one SISO run; `None` fields take the model family's recipe (see the module doc)."""
 
     # what to personalise
     prompt: str = "a photo of a cat"
-    pretrained_model_name_or_path: str = DEFAULT_BASE_MODEL
+    model_family: str = "auto"  # "sdxl", "flux", "sana", or "auto" = read from the base model
+    pretrained_model_name_or_path: str | None = None  # hub id or local diffusers folder; None = the family's model
     dino_model_name: str = DEFAULT_DINO_MODEL
     ir_features_path: str | None = None  # hand-downloaded ir_features.pth; None = DINO only
 
     # generation
     resolution: int = 512
-    num_inference_steps: int = 1
+    num_inference_steps: int | None = None  # denoising steps per image
+    num_grad_steps: int | None = None  # the last k steps carry gradients; 0 = every step
+    guidance_scale: float | None = None  # classifier-free guidance (Sana); FLUX-dev's embedded guidance
+    max_sequence_length: int | None = None  # T5 (FLUX) / Gemma (Sana) prompt tokens
     seed: int = 42
 
     # optimisation
     num_train_epochs: int = 50  # the maximum number of SISO iterations
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None  # of the denoiser's LoRA
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = 0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
+    adam_weight_decay: float | None = None
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
 
     # LoRA
     rank: int = 4
     lora_alpha: float | None = None  # None = rank, as upstream (scale 1)
-    train_text_encoder: bool = True
+    lora_layers: str | None = None  # comma-separated denoiser module suffixes
+    train_text_encoder: bool | None = None  # LoRA on the CLIP encoder(s) too
+    text_encoder_lr: float | None = None  # learning rate of the text-encoder LoRA
+    adam_weight_decay_text_encoder: float | None = None
 
     # loss
     dino_features_weight: float = 1.0
@@ -129,7 +177,7 @@ class SISOConfig:
 
     # early stopping
     early_stopping_threshold_percentage: float = 3.0
-    early_stopping_max_count: int = 7
+    early_stopping_max_count: int | None = None
 
     # device and speed/memory
     device: str = "auto"
@@ -146,11 +194,41 @@ class SISOConfig:
 
     def __post_init__(self) -> None:
         self.coerce()
+        self._from_recipe: frozenset[str] = frozenset()
+        try:
+            self.apply_recipe()
+        except SISOInputError:
+            pass  # e.g. a folder of another pipeline class: validate() names it
 
     def coerce(self) -> None:
         """Convert every field to its declared type in place, or raise SISOInputError (one line)."""
+        path = self.pretrained_model_name_or_path
+        if isinstance(path, str) and not path.strip():  # only None means "the family's model"
+            raise SISOInputError(
+                f"pretrained_model_name_or_path is empty: give a hub id or a local folder, or leave it unset for the "
+                f"family's model (the default is {DEFAULT_BASE_MODEL!r})"
+            )
         for spec in dataclasses.fields(self):
             setattr(self, spec.name, coerce_value(spec.name, str(spec.type), getattr(self, spec.name)))
+
+    @property
+    def family(self) -> str | None:
+        """The model family this config runs: `model_family`, or the one read from the base model."""
+        if self.model_family != "auto":
+            return self.model_family
+        from .model_paths import detect_family
+
+        return detect_family(self.pretrained_model_name_or_path or DEFAULT_BASE_MODEL)
+
+    def apply_recipe(self) -> None:
+        """Fill every `None` recipe field from the family's recipe (nothing when the family is unknown)."""
+        family = self.family
+        if family not in FAMILY_RECIPES:
+            return
+        filled = {name for name in RECIPE_FIELDS if getattr(self, name) is None}
+        for name in filled:
+            setattr(self, name, FAMILY_RECIPES[family][name])
+        self._from_recipe = frozenset(self._from_recipe | filled)
 
     @property
     def effective_lora_alpha(self) -> float:
@@ -170,6 +248,19 @@ class SISOConfig:
         """Coerce every field, then raise SISOInputError (a ValueError) with a one-line fix for any
         impossible setting."""
         self.coerce()
+        if self.model_family not in (*MODEL_FAMILIES, "auto"):
+            raise SISOInputError(f"model_family {self.model_family!r} is unknown: use auto, {', '.join(MODEL_FAMILIES)}")
+        family = self.family  # raises for a folder of another pipeline class
+        if family is None:
+            from .model_paths import check_local_base_model
+
+            check_local_base_model(self.pretrained_model_name_or_path)  # a missing or wrong folder says so first
+            raise SISOInputError(
+                f"cannot tell which model family {self.pretrained_model_name_or_path!r} is: pass --model_family "
+                f"{', '.join(MODEL_FAMILIES)}"
+            )
+        self.apply_recipe()
+        self._validate_family(family)
         if not self.prompt or not self.prompt.strip():
             raise SISOInputError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
         if len(self.prompt) > 2000:
@@ -181,7 +272,7 @@ class SISOConfig:
                 f"resolution {self.resolution} is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"
             )
         if self.num_inference_steps < 1:
-            raise SISOInputError("num_inference_steps must be at least 1 (SDXL-Turbo uses 1)")
+            raise SISOInputError("num_inference_steps must be at least 1 (SDXL-Turbo and FLUX.1-schnell use 1, Sana 20)")
         if self.num_train_epochs < 1:
             raise SISOInputError("num_train_epochs must be at least 1 (the default is 50)")
         if not self.learning_rate > 0:
@@ -220,9 +311,36 @@ class SISOConfig:
             raise SISOInputError(f"lora_alpha {self.lora_alpha} must be positive, or None for the rank")
         if not DEVICE_PATTERN.fullmatch(self.device.strip()):
             raise SISOInputError(f"device {self.device!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu")
-        for name in ("pretrained_model_name_or_path", "dino_model_name"):
-            if not getattr(self, name).strip():
-                raise SISOInputError(f"{name} is empty: give a hub id or a local folder (the default is {getattr(SISOConfig, name)!r})")
+        if not self.dino_model_name.strip():
+            raise SISOInputError(f"dino_model_name is empty: give a timm name or a local folder (the default is {DEFAULT_DINO_MODEL!r})")
+
+    def _validate_family(self, family: str) -> None:
+        """The settings the recipe fields and the family allow."""
+        if self.num_grad_steps < 0:
+            raise SISOInputError(f"num_grad_steps {self.num_grad_steps} must be 0 (every step) or the number of last steps with gradients")
+        if self.guidance_scale < 0:
+            raise SISOInputError(f"guidance_scale {self.guidance_scale} must be zero or positive (Sana uses 4.5)")
+        if not 1 <= self.max_sequence_length <= 512:
+            raise SISOInputError(f"max_sequence_length {self.max_sequence_length} must be between 1 and 512 (the authors use 256)")
+        for name in ("text_encoder_lr",):
+            if not getattr(self, name) > 0:
+                raise SISOInputError(f"{name} {getattr(self, name)} must be positive (FLUX uses 5e-6)")
+        for name in ("adam_weight_decay", "adam_weight_decay_text_encoder"):
+            if getattr(self, name) < 0:
+                raise SISOInputError(f"{name} {getattr(self, name)} must be zero or positive")
+        layers = [layer.strip() for layer in self.lora_layers.split(",")]
+        if not all(LORA_LAYER_PATTERN.fullmatch(layer) for layer in layers):
+            raise SISOInputError(
+                f"lora_layers {self.lora_layers!r} is not a comma-separated list of module names, e.g. "
+                f"{FAMILY_RECIPES[family]['lora_layers']!r}"
+            )
+        if family == "sana" and self.train_text_encoder:
+            raise SISOInputError("train_text_encoder is not available for Sana (the authors train the transformer LoRA only): drop --train_text_encoder")
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """`lora_layers` as a tuple of module-name suffixes."""
+        return tuple(layer.strip() for layer in (self.lora_layers or "").split(",") if layer.strip())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -237,4 +355,6 @@ class SISOConfig:
         return cls(**values)
 
     def replace(self, **changes: Any) -> "SISOConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`; fields the recipe filled are filled again (for a new family too)."""
+        unset = {name: None for name in getattr(self, "_from_recipe", ()) if name not in changes}
+        return dataclasses.replace(self, **unset, **changes)

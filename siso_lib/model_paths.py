@@ -1,12 +1,11 @@
 """Where models come from: hub ids versus local folders, and the cheap checks of a local layout.
 
 Nothing here imports torch, diffusers or timm, so the command lines can refuse a wrong path in
-a fraction of a second, before they load any heavy library. The loaders (sdxl.py, dino.py,
-ir_features.py) run the same checks again, so the library gives the same one-line errors.
+a fraction of a second, before they load any heavy library. The loaders (generators/, features/) run the same checks again, so the library gives the same one-line errors.
 
 A model input is one of:
 
-* a Hugging Face hub id, ``org/name`` that is not an existing path (SDXL, and DINO through
+* a Hugging Face hub id, ``org/name`` that is not an existing path (base models, and DINO through
   ``hf-hub:org/name``): kept as it is, resolved through the hub cache by the loader;
 * a timm model name such as ``vit_large_patch14_dinov2.lvd142m`` (no path separator);
 * a local file or folder: recorded as an absolute path, so a run's files still point at it
@@ -23,7 +22,6 @@ from typing import Any
 
 from .errors import SISOInputError
 
-SDXL_COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
 LOCAL_DIR_PREFIX = "local-dir:"  # timm's spelling of a local model folder
 DINO_FOLDER_LAYOUT = "a timm folder with config.json (architecture, pretrained_cfg) and model.safetensors, as timm.models.save_for_hf writes"
 DINO_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -54,24 +52,104 @@ def _read_json(path: Path, what: str, fix: str) -> Any:
         raise SISOInputError(f"{what} {str(path)!r} is unreadable ({reason}): {fix}") from error
 
 
-def check_sdxl_folder(path: Path) -> None:
-    """A diffusers SDXL pipeline folder: model_index.json naming every SDXL component."""
+# what a diffusers folder of each model family holds (model_index.json names them, save_pretrained writes them)
+FAMILY_COMPONENTS = {
+    "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"),
+    "flux": ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"),
+    "sana": ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
+}
+SDXL_COMPONENTS = FAMILY_COMPONENTS["sdxl"]
+FAMILY_VAE_CLASSES = {"sdxl": "AutoencoderKL", "flux": "AutoencoderKL", "sana": "AutoencoderDC"}
+# diffusers pipeline class (model_index.json's _class_name) -> family
+PIPELINE_FAMILIES = {
+    "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
+    "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
+    "SanaPipeline": "sana", "SanaSprintPipeline": "sana",
+}
+# words in a hub id that name its family (hub ids cannot be opened offline before loading)
+HUB_ID_FAMILIES = (("flux", "flux"), ("sana", "sana"))
+
+
+def _model_index(path: Path) -> dict:
     index = path / "model_index.json"
     if not index.is_file():
         raise SISOInputError(
             f"base model folder {str(path)!r} is not a diffusers pipeline (no model_index.json): give a folder saved "
-            "with save_pretrained, e.g. a download of stabilityai/sdxl-turbo"
+            "with save_pretrained, e.g. a download of stabilityai/sdxl-turbo or black-forest-labs/FLUX.1-schnell"
         )
     components = _read_json(index, "base model index", "re-download the model folder")
     if not isinstance(components, dict):
         raise SISOInputError(f"base model index {str(index)!r} is not a JSON object: re-download the model folder")
-    missing = [name for name in SDXL_COMPONENTS if not any(components.get(name) or ())]
+    return components
+
+
+def _cached_model_index(hub_id: str) -> dict | None:
+    """The model_index.json of a hub id from the local Hugging Face cache, or None (no download)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(hub_id, "model_index.json")
+    except Exception:  # an old or absent huggingface_hub: fall back to the id's words
+        return None
+    if not isinstance(cached, str):
+        return None
+    try:
+        return json.loads(Path(cached).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def family_of_pipeline_class(class_name: str | None, where: str) -> str:
+    """The family of a diffusers pipeline class name, or SISOInputError naming the supported ones."""
+    family = PIPELINE_FAMILIES.get(class_name or "")
+    if family is None:
+        raise SISOInputError(
+            f"base model {where!r} is a {class_name or 'unnamed'} pipeline: SISO here runs SDXL (e.g. stabilityai/sdxl-turbo), "
+            "FLUX (black-forest-labs/FLUX.1-schnell) or Sana (Efficient-Large-Model/Sana_1600M_512px_diffusers)"
+        )
+    return family
+
+
+def detect_family(name_or_path: str) -> str | None:
+    """'sdxl', 'flux' or 'sana' for a base model, read without loading it; None when it cannot tell.
+
+    A local folder: its model_index.json's pipeline class (SISOInputError for another class). A hub
+    id: the cached model_index.json if there is one, else the words in the id ("FLUX.1-schnell" ->
+    flux, "Sana_1600M" -> sana), else sdxl (this package's first family; loading a hub model of
+    another family then fails with the pipeline's own message). A path that does not exist, or a
+    folder without model_index.json, gives None (the folder check names the problem).
+    """
+    if not name_or_path:
+        return None
+    if is_hub_id(name_or_path):
+        index = _cached_model_index(name_or_path)
+        if isinstance(index, dict) and index.get("_class_name"):
+            return family_of_pipeline_class(index.get("_class_name"), name_or_path)
+        lowered = name_or_path.lower()
+        return next((family for word, family in HUB_ID_FAMILIES if word in lowered), "sdxl")
+    path = Path(name_or_path)
+    if not (path / "model_index.json").is_file():
+        return None
+    return family_of_pipeline_class(_model_index(path).get("_class_name"), name_or_path)
+
+
+def check_model_folder(path: Path, family: str = "sdxl") -> None:
+    """A diffusers pipeline folder of `family`: model_index.json naming every component, and their folders."""
+    components = _model_index(path)
+    named = components.get("_class_name")
+    if named in PIPELINE_FAMILIES and PIPELINE_FAMILIES[named] != family:
+        raise SISOInputError(
+            f"base model {str(path)!r} is a {PIPELINE_FAMILIES[named]} pipeline ({named}), not {family}: "
+            f"use --model_family {PIPELINE_FAMILIES[named]} or auto"
+        )
+    expected = FAMILY_COMPONENTS[family]
+    missing = [name for name in expected if not any(components.get(name) or ())]
     if missing:
         raise SISOInputError(
-            f"base model {str(path)!r} is not SDXL-shaped (it has no {', '.join(missing)}): SISO here needs an SDXL "
-            "pipeline such as stabilityai/sdxl-turbo"
+            f"base model {str(path)!r} is not {family.upper() if family != 'sana' else 'Sana'}-shaped (it has no "
+            f"{', '.join(missing)}): give a {family} diffusers folder, or the right --model_family"
         )
-    absent = [name for name in SDXL_COMPONENTS if not (path / name).is_dir()]
+    absent = [name for name in expected if not (path / name).is_dir()]
     if absent:
         raise SISOInputError(
             f"base model folder {str(path)!r} lacks the sub-folder(s) {', '.join(absent)} that model_index.json names: "
@@ -79,8 +157,13 @@ def check_sdxl_folder(path: Path) -> None:
         )
 
 
-def check_local_base_model(name_or_path: str) -> None:
-    """If `name_or_path` names a local folder (not a hub id), check it is an SDXL diffusers folder."""
+def check_sdxl_folder(path: Path) -> None:
+    """A diffusers SDXL pipeline folder: model_index.json naming every SDXL component."""
+    check_model_folder(path, "sdxl")
+
+
+def check_local_base_model(name_or_path: str, family: str = "sdxl") -> None:
+    """If `name_or_path` names a local folder (not a hub id), check it is a diffusers folder of `family`."""
     if not is_hub_id(name_or_path):
         if not Path(name_or_path).exists():
             raise SISOInputError(
@@ -91,27 +174,27 @@ def check_local_base_model(name_or_path: str) -> None:
                 f"base model {name_or_path!r} is a file, not a diffusers folder: single-file checkpoints cannot be "
                 "optimised; give a folder saved with save_pretrained (e.g. a download of stabilityai/sdxl-turbo)"
             )
-        check_sdxl_folder(Path(name_or_path))
+        check_model_folder(Path(name_or_path), family)
 
 
-def check_local_vae(name_or_path: str) -> None:
-    """A separate VAE given as a local folder must hold a diffusers AutoencoderKL (config.json)."""
+def check_local_vae(name_or_path: str, class_name: str = "AutoencoderKL") -> None:
+    """A separate VAE given as a local folder must hold a diffusers VAE of `class_name` (config.json)."""
     if is_hub_id(name_or_path):
         return
     path = Path(name_or_path)
     if not path.is_dir():
         raise SISOInputError(
             f"VAE {name_or_path!r} {'is not a folder' if path.exists() else 'does not exist'}: give a diffusers "
-            "AutoencoderKL folder (config.json + weights) or a hub id, or omit --pretrained_vae_model_name_or_path"
+            f"{class_name} folder (config.json + weights) or a hub id, or omit --pretrained_vae_model_name_or_path"
         )
     config_path = path / "config.json"
     config = None
     if config_path.is_file():
-        config = _read_json(config_path, "VAE config", "give a diffusers AutoencoderKL folder (config.json + weights)")
-    if not isinstance(config, dict) or config.get("_class_name") not in (None, "AutoencoderKL"):
+        config = _read_json(config_path, "VAE config", f"give a diffusers {class_name} folder (config.json + weights)")
+    if not isinstance(config, dict) or config.get("_class_name") not in (None, class_name):
         raise SISOInputError(
-            f"VAE folder {name_or_path!r} is not a diffusers AutoencoderKL (config.json missing or of another class): "
-            "give a folder saved with AutoencoderKL.save_pretrained"
+            f"VAE folder {name_or_path!r} is not a diffusers {class_name} (config.json missing or of another class): "
+            f"give a folder saved with {class_name}.save_pretrained"
         )
 
 

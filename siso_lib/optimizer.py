@@ -3,7 +3,7 @@
 One iteration ("epoch" upstream), for a fixed prompt and a fixed seed:
 
     g      <- Generator(device).manual_seed(seed)        # the same starting noise every time
-    x      <- SDXL_LoRA(prompt, g)                        # [1, 3, H, W] in [0, 1], with grad
+    x      <- Generator_LoRA(prompt, g)                   # [1, 3, H, W] in [0, 1], with grad (generators/)
     L      <- w_d * -cos(DINO(x), DINO(s)) + w_i * -cos(IR(x), IR(s))
     best   <- copy of the LoRA weights that produced x, if L is the lowest so far
     patience bookkeeping (see early_stopping.py)
@@ -31,12 +31,13 @@ from diffusers.optimization import get_scheduler
 from . import cuda_graphs
 from .config import SISOConfig
 from .devices import dtype_name, is_out_of_memory, pick_device, pick_dtype, synchronize
-from .dino import DinoFeatures
 from .early_stopping import EarlyStopping
+from .features.dino import DinoFeatures
+from .features.ir import IRFeatures
+from .generators import get_family
+from .generators.base import LoRASnapshotter
 from .images import SubjectImage, load_subject_image, tensor_to_pil
-from .ir_features import IRFeatures
 from .losses import SubjectSimilarityLoss
-from .sdxl import LoRASnapshotter, LoRASpec, SDXLGenerator, add_lora, load_sdxl_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class RuntimeSettings:
     @classmethod
     def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
         accelerator = device.type in ("cuda", "xpu")
+        family = get_family(config.family)
+        # the frozen text encoders' embeddings are the same every iteration: computed once, encoders off the GPU
+        frozen_encoders = bool(family.frozen_text_encoder_names(config.train_text_encoder))
         if config.mode == "reference":
             # the authors' setup: fp32 everywhere, gradients for the feature networks, nothing cached
             return cls(torch.float32, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
@@ -83,15 +87,18 @@ class RuntimeSettings:
             dtype=pick_dtype(config.precision, device),
             freeze_feature_networks=True,
             gradient_checkpointing=checkpointing,
-            # a trained text encoder changes the embeddings every step: nothing to cache then
-            cache_prompt_embeddings=not config.train_text_encoder,
-            offload_text_encoders=accelerator and not config.train_text_encoder,
+            cache_prompt_embeddings=frozen_encoders,
+            offload_text_encoders=accelerator and frozen_encoders,
             fused_adamw=accelerator,
             compile_unet=config.compile,
         )
         if config.cuda_graphs:
-            settings.cuda_graphs_note = cuda_graphs.unsupported_reason(
-                device, settings.dtype, config.num_inference_steps, config.lr_scheduler, checkpointing, config.compile
+            settings.cuda_graphs_note = (
+                cuda_graphs.unsupported_reason(
+                    device, settings.dtype, config.num_inference_steps, config.lr_scheduler, checkpointing, config.compile
+                )
+                if family.supports_cuda_graphs
+                else f"CUDA graphs are implemented for SDXL only, not {family.family}"
             )
             settings.cuda_graphs = settings.cuda_graphs_note is None
         return settings
@@ -190,9 +197,10 @@ class SISOOptimizer:
         subject_tensor = subject.tensor if isinstance(subject, SubjectImage) else subject
 
         dtype = self.settings.dtype
+        self.family = family = get_family(config.family)
         if pipe is None:
             extra = config.extra
-            pipe = load_sdxl_pipeline(
+            pipe = family.load_pipeline(
                 config.pretrained_model_name_or_path,
                 torch_dtype=dtype,
                 vae_name_or_path=extra.get("pretrained_vae_model_name_or_path"),
@@ -201,11 +209,18 @@ class SISOOptimizer:
                 cache_dir=extra.get("cache_dir"),
             )
         self.pipe = pipe
-        self.params = add_lora(
-            pipe, LoRASpec(config.rank, config.effective_lora_alpha, config.train_text_encoder), config.seed
+        self.param_groups = family.add_lora(
+            pipe, config.rank, config.effective_lora_alpha, config.seed, config.train_text_encoder, config.lora_targets
         )
-        self._place_pipeline()
-        self.snapshot_lora = LoRASnapshotter(pipe, config.train_text_encoder)
+        self.params = [p for params in self.param_groups.values() for p in params]
+        self.generator = family(
+            pipe, self.device, config.train_text_encoder, self.settings.cache_prompt_embeddings,
+            **family.generation_options(config),
+        )
+        self.generator.place(
+            dtype, self.settings.gradient_checkpointing, self.settings.offload_text_encoders, self.settings.compile_unet
+        )
+        self.snapshot_lora = LoRASnapshotter(family.lora_modules(pipe, config.train_text_encoder))
 
         if dino is None and config.dino_features_weight > 0:
             dino = DinoFeatures.from_pretrained(config.dino_model_name)
@@ -229,11 +244,8 @@ class SISOOptimizer:
             config.ir_features_weight if ir is not None else 0.0,
         )
         self.uses_ir = "ir" in self.loss.terms
-        self.generator = SDXLGenerator(
-            pipe, self.device, config.train_text_encoder, self.settings.cache_prompt_embeddings
-        )
         self.optimizer = torch.optim.AdamW(
-            self.params,
+            self._optimizer_groups(),
             lr=config.learning_rate,
             betas=(config.adam_beta1, config.adam_beta2),
             weight_decay=config.adam_weight_decay,
@@ -278,26 +290,20 @@ class SISOOptimizer:
         self._started: float | None = None
 
     # ------------------------------------------------------------------ setup
-    def _place_pipeline(self) -> None:
-        pipe, settings = self.pipe, self.settings
-        pipe.unet.to(self.device)
-        pipe.vae.to(self.device)
-        if settings.dtype == torch.float16:
-            pipe.vae.to(torch.float32)  # fp16 SDXL VAEs overflow; bf16 has fp32's range and is fine
-        text_device = torch.device("cpu") if settings.offload_text_encoders else self.device
-        pipe.text_encoder.to(text_device)
-        pipe.text_encoder_2.to(text_device)
-        # set both ways: a pipeline reused from an earlier run may still have it on
-        checkpoint = settings.gradient_checkpointing
-        for model in (pipe.unet, pipe.vae):
-            model.enable_gradient_checkpointing() if checkpoint else model.disable_gradient_checkpointing()
-        for encoder in (pipe.text_encoder, pipe.text_encoder_2):
-            if checkpoint and self.config.train_text_encoder:
-                encoder.gradient_checkpointing_enable()
-            elif encoder.is_gradient_checkpointing:
-                encoder.gradient_checkpointing_disable()
-        if settings.compile_unet:
-            pipe.unet.compile()
+    def _optimizer_groups(self) -> list[dict]:
+        """AdamW groups: the denoiser's LoRA with learning_rate / adam_weight_decay, each text
+        encoder's with text_encoder_lr / adam_weight_decay_text_encoder (None = the same), as the
+        authors' FLUX script groups them."""
+        config, denoiser = self.config, self.family.denoiser_name
+        groups = []
+        for part, params in self.param_groups.items():
+            if part == denoiser:
+                groups.append({"params": params, "lr": config.learning_rate, "weight_decay": config.adam_weight_decay})
+            else:
+                lr = config.text_encoder_lr if config.text_encoder_lr is not None else config.learning_rate
+                decay = config.adam_weight_decay_text_encoder
+                groups.append({"params": params, "lr": lr, "weight_decay": config.adam_weight_decay if decay is None else decay})
+        return groups
 
     # ------------------------------------------------------------------ control
     def request_stop(self) -> None:
@@ -311,10 +317,7 @@ class SISOOptimizer:
     # ------------------------------------------------------------------ the loop
     def _start_iteration(self) -> None:
         """Host-side work before an iteration (never part of a CUDA graph)."""
-        self.pipe.unet.train()
-        if self.config.train_text_encoder:
-            self.pipe.text_encoder.train()
-            self.pipe.text_encoder_2.train()
+        self.generator.train()
         self.generator.start(self.inputs)
 
     def _iteration(self) -> dict[str, torch.Tensor]:
@@ -447,19 +450,7 @@ class SISOOptimizer:
     def _hand_back_pipeline(self) -> None:
         """Leave the pipeline usable for plain inference after a run: eval mode, text encoders on
         the run's device again (they were moved off it while their embeddings were cached)."""
-        pipe = self.pipe
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
-            module.eval()
-        if self.settings.offload_text_encoders:
-            try:
-                pipe.text_encoder.to(self.device)
-                pipe.text_encoder_2.to(self.device)
-            except (torch.OutOfMemoryError, RuntimeError) as failure:
-                if not is_out_of_memory(failure):
-                    raise
-                pipe.text_encoder.to("cpu")
-                pipe.text_encoder_2.to("cpu")
-                logger.warning("the text encoders stay on the CPU after the run (no room on %s)", self.device)
+        self.generator.hand_back(offloaded=self.settings.offload_text_encoders)
 
     def result(self, reason: str, error: str | None = None) -> SISOResult:
         elapsed = 0.0 if self._started is None else time.perf_counter() - self._started

@@ -21,7 +21,7 @@ from .config import SISOConfig
 from .errors import SISOInputError
 from .images import SubjectImage, load_subject_image
 from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME
-from .model_paths import check_ir_checkpoint_path, check_local_base_model, check_local_dino, check_local_vae
+from .model_paths import FAMILY_VAE_CLASSES, check_ir_checkpoint_path, check_local_base_model, check_local_dino, check_local_vae
 
 DEFAULT_RUNS_DIR = "outputs/runs"
 
@@ -136,10 +136,11 @@ def _remove_empty_tree(folder: Path) -> None:
 
 def check_model_inputs(config: SISOConfig) -> None:
     """Cheap checks of the model paths before the base model (GBs) is loaded."""
-    check_local_base_model(config.pretrained_model_name_or_path)
+    family = config.family
+    check_local_base_model(config.pretrained_model_name_or_path, family)
     vae = config.extra.get("pretrained_vae_model_name_or_path")
     if vae:
-        check_local_vae(vae)
+        check_local_vae(vae, FAMILY_VAE_CLASSES[family])
     if config.dino_features_weight > 0:
         check_local_dino(config.dino_model_name)
     if config.ir_features_path and config.ir_features_weight > 0:

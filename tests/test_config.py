@@ -73,6 +73,13 @@ TEXT_VALUES = {
     "compile": ("0", False),
     "cuda_graphs": ("False", False),
     "save_on_improve": ("TRUE", True),
+    "model_family": ("sdxl", "sdxl"),
+    "num_grad_steps": ("2", 2),
+    "guidance_scale": ("1.5", 1.5),
+    "max_sequence_length": ("128", 128),
+    "lora_layers": ("to_q, to_v", "to_q, to_v"),
+    "text_encoder_lr": ("1e-5", 1e-5),
+    "adam_weight_decay_text_encoder": ("0", 0.0),
 }
 BAD_VALUES = {
     "prompt": 3, "resolution": "512px", "num_inference_steps": "1.5", "seed": "forty-two", "num_train_epochs": [50],
@@ -82,7 +89,8 @@ BAD_VALUES = {
     "early_stopping_threshold_percentage": "-3", "early_stopping_max_count": "0", "device": "gpu", "precision": "fp8",
     "mode": "turbo", "gradient_checkpointing": "sometimes", "compile": 2, "cuda_graphs": "on please",
     "save_on_improve": None, "pretrained_model_name_or_path": " ", "dino_model_name": "", "ir_features_path": 5,
-    "extra": "none",
+    "extra": "none", "model_family": "sd3", "num_grad_steps": "-1", "guidance_scale": "-1", "max_sequence_length": "1000",
+    "lora_layers": "to_q;rm -rf", "text_encoder_lr": "0", "adam_weight_decay_text_encoder": "-1",
 }
 
 
