@@ -6,13 +6,23 @@ a test, the demo or a benchmark uses is built here from a config:
     DIR/sdxl/             an SDXL pipeline in diffusers layout (StableDiffusionXLPipeline.from_pretrained)
     DIR/dino/             a DINOv2 in timm's hub layout (config.json + model.safetensors)
     DIR/ir_features.pth   an IR checkpoint in the real file's key format (`module.` prefix, fc2 head)
+    DIR/flux/             (on request) a FLUX.1-schnell pipeline in diffusers layout (FluxPipeline)
+    DIR/sana/             (on request) a Sana 1600M 512px pipeline in diffusers layout (SanaPipeline)
+    DIR/ASSETS.json       {"size": ..., "sdxl": path, "dino": path, "ir": path, "flux"/"sana": path if written}
 
-`size="tiny"` gives models that run a whole SISO optimisation on a CPU in seconds (~5 MB);
-`size="full"` gives the real architectures (SDXL-Turbo, DINOv2-L/14, IR ViT-H/14) with random
-weights, for GPU benchmarks. The CLIP tokenizers are rebuilt from the BPE vocabulary that
-open_clip_torch ships (the same 49,408 tokens as the hub's tokenizers).
+`size="tiny"` gives models that run a whole SISO optimisation on a CPU in seconds;
+`size="full"` gives the real architectures (SDXL-Turbo, DINOv2-L/14, IR ViT-H/14, FLUX.1-schnell,
+Sana_1600M_512px) with random weights, for GPU benchmarks. The CLIP tokenizers are rebuilt from
+the BPE vocabulary that open_clip_torch ships (the same 49,408 tokens as the hub's tokenizers).
+The T5 (FLUX) and Gemma (Sana) tokenizers cannot be rebuilt exactly offline; they are built from
+English words of that same CLIP vocabulary, in the real tokenizers' formats (T5: SentencePiece
+Unigram, unknown characters -> <unk>; Gemma: SentencePiece BPE with byte fallback): a common
+word is one token and a rarer one is spelled out, so prompts take a realistic number of tokens
+(Sana's 166-word instruction: 334), and both reload with the diffusers/transformers classes.
 
-Command line: `siso-make-test-assets DIR [--size tiny|full]`.
+Command line: `siso-make-test-assets DIR [--size tiny|full] [--model_family sdxl|flux|sana|all]`.
+torch, diffusers and transformers are imported inside the builders only, so that `--help` and
+argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ SDXL_TURBO_SCHEDULER = dict(
     steps_offset=1,
     timestep_spacing="trailing",
 )
+
+# CLIP's vocabulary and special token ids (SDXL's two text encoders and FLUX's CLIP-L)
+CLIP_TOKENS = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
 
 TEXT_ENCODERS = {
     "tiny": (
@@ -98,6 +111,82 @@ IRS = {
     "full": dict(width=1280, layers=32, grid=24, mlp_ratio=4.0, tower_dim=1024, feature_dim=64),
 }
 
+# --- FLUX.1-schnell (black-forest-labs/FLUX.1-schnell: scheduler/, transformer/, text_encoder_2/, vae/ configs)
+
+FLUX_SCHNELL_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    shift=1.0,
+    use_dynamic_shifting=False,
+    base_shift=0.5,
+    max_shift=1.15,
+    base_image_seq_len=256,
+    max_image_seq_len=4096,
+)
+
+FLUX_TRANSFORMERS = {
+    # sum(axes_dims_rope) must equal attention_head_dim (RoPE over the (text, row, column) ids)
+    "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2, axes_dims_rope=(4, 6, 6)),
+    "full": dict(num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24, axes_dims_rope=(16, 56, 56)),
+}
+
+T5_ENCODERS = {
+    # T5-v1.1-XXL encoder; tiny takes its vocab_size from the tokenizer (a smaller embedding table)
+    "tiny": dict(d_model=32, d_ff=37, num_layers=2, num_heads=4, d_kv=8),
+    "full": dict(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=32128),
+}
+
+FLUX_VAES = {
+    # 4 levels -> VAE scale factor 8, so the 2x2-packed latent of a 64 px image is 4x4 tokens
+    "tiny": dict(block_out_channels=(8, 16, 16, 16), layers_per_block=1, norm_num_groups=8, sample_size=TINY_RESOLUTION),
+    "full": dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=1024),
+}
+
+# --- Sana_1600M_512px (diffusers' scripts/convert_sana_to_diffusers.py and convert_dcae_to_diffusers.py)
+
+SANA_SCHEDULER = dict(flow_shift=3.0, use_flow_sigmas=True, prediction_type="flow_prediction")
+
+SANA_TRANSFORMERS = {
+    # sample_size 16 in both: SanaPipeline's resolution binning accepts only 16/32/64/128 (16 = the 512 px bins);
+    # cross_attention_dim must equal heads * head_dim (the captions are projected to the inner width)
+    "tiny": dict(num_attention_heads=2, attention_head_dim=16, num_layers=2, num_cross_attention_heads=2,
+                 cross_attention_head_dim=16, cross_attention_dim=32),
+    "full": dict(num_attention_heads=70, attention_head_dim=32, num_layers=20, num_cross_attention_heads=20,
+                 cross_attention_head_dim=112, cross_attention_dim=2240),
+}
+
+GEMMA_ENCODERS = {
+    # gemma-2-2b-it; its hidden_size is the transformer's caption_channels. Tiny takes vocab_size from the tokenizer.
+    "tiny": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                 head_dim=16, query_pre_attn_scalar=16),
+    "full": dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4,
+                 head_dim=256, query_pre_attn_scalar=256, vocab_size=256000),
+}
+
+DC_AES = {
+    # dc-ae-f32c32-sana-1.0: 6 levels -> spatial factor 32 (512 px -> 16x16 latent), 32 latent channels;
+    # EfficientViT (linear attention) blocks on the 3 deepest levels, as published
+    # tiny: no blocks at full resolution (as dc-ae-f32c32-in/mix): the 512 px decode then takes ~0.04 CPU-s, not ~0.1
+    "tiny": dict(block_out_channels=(8, 8, 16, 16, 32, 32), encoder_layers_per_block=(0, 1, 1, 1, 1, 1),
+                 decoder_layers_per_block=(0, 1, 1, 1, 1, 1), attention_head_dim=8),
+    "full": dict(block_out_channels=(128, 256, 512, 512, 1024, 1024), encoder_layers_per_block=(2, 2, 2, 3, 3, 3),
+                 decoder_layers_per_block=(3, 3, 3, 3, 3, 3), attention_head_dim=32),
+}
+
+# Published parameter counts, for checking the "full" configs (tests/test_test_assets.py); the
+# configs above give, on the meta device: 11,891,178,560 / 4,762,310,656 / 1,604,462,752 / 2,614,341,888
+PUBLISHED_PARAMETERS = {
+    "flux.transformer": 11.9e9,  # FLUX.1 "12 B"; dev's 11.90 B includes a guidance embedder schnell lacks
+    "flux.text_encoder_2": 4.76e9,  # T5-v1.1-XXL encoder
+    "sana.transformer": 1.6e9,  # Sana_1600M
+    "sana.text_encoder": 2.61e9,  # gemma-2-2b ("2.6 B", embeddings included)
+}
+
+# How many English words the offline T5/Gemma vocabularies take from CLIP's (most frequent first),
+# and how many of those also get a capitalised piece (sentence starts in Sana's long instruction).
+WORD_PIECES, CAPITALISED_PIECES = 12000, 3000
+
+FAMILIES = ("sdxl", "flux", "sana")
+
 
 @lru_cache(maxsize=1)
 def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
@@ -127,6 +216,91 @@ def make_clip_tokenizer(pad_token: str):
     )
 
 
+# printable ASCII without the space: the single-character pieces every offline vocabulary has
+PRINTABLE_ASCII = tuple(chr(code) for code in range(33, 127))
+
+
+@lru_cache(maxsize=1)
+def english_word_pieces() -> tuple[str, ...]:
+    """SentencePiece word pieces ("▁" + word) for the offline T5 and Gemma vocabularies.
+
+    The WORD_PIECES most frequent lowercase English words of CLIP's vocabulary (CLIP's merges are
+    ordered by frequency, and a token ending in "</w>" is a whole word), then the first
+    CAPITALISED_PIECES of them capitalised. About 15,000 pieces; deterministic.
+    """
+    vocab, _ = clip_vocabulary()
+    words = []
+    for token in sorted(vocab, key=vocab.get):
+        word = token[: -len("</w>")]
+        if token.endswith("</w>") and word.isascii() and word.isalpha() and word.islower():
+            words.append(word)
+    words = words[:WORD_PIECES]
+    return tuple("▁" + word for word in words) + tuple("▁" + word.capitalize() for word in words[:CAPITALISED_PIECES])
+
+
+def make_t5_tokenizer():
+    """FLUX's tokenizer_2: a T5 tokenizer in T5-v1.1's format (a SentencePiece Unigram model).
+
+    Ids: <pad> 0, </s> 1, <unk> 2, "▁", printable ASCII, the English word pieces, then the 100
+    <extra_id_*> sentinels that T5 tokenizers append (about 15,200 in all; the real one has 32,100, the
+    model's table 32,128). Encoding appends </s>; characters outside the vocabulary become <unk>, as
+    with the real one. Built through the class's own constructor, so from_pretrained rebuilds the same.
+    """
+    from transformers import T5TokenizerFast
+
+    # Unigram picks the segmentation with the highest total score: a word piece (-1) beats "▁" (-2)
+    # plus its spelling (-3 a character), so known words are one token and others are spelled out
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(char, -3.0) for char in PRINTABLE_ASCII]
+    vocab += [(piece, -1.0) for piece in english_word_pieces()]
+    return T5TokenizerFast(vocab=vocab, extra_ids=100, model_max_length=512)
+
+
+def gemma_bpe_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges of the offline Gemma tokenizer (SentencePiece BPE with byte fallback).
+
+    Ids: <pad> 0, <eos> 1, <bos> 2, <unk> 3, <mask> 4 (as gemma-2's), the 256 byte-fallback tokens
+    <0x00>..<0xFF>, "▁", printable ASCII, then every prefix of every word piece (about 31,600 in all;
+    the real one has 256,000).
+    Each piece is reached left to right ("▁p" + "h" -> "▁ph", ...) and no merge starts with anything
+    but a "▁"-prefix, so BPE grows each word from its "▁" to the longest piece in the vocabulary and
+    spells out the rest; any other character falls back to its UTF-8 bytes.
+    """
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    vocab.update({f"<0x{byte:02X}>": 5 + byte for byte in range(256)})
+    for char in ("▁",) + PRINTABLE_ASCII:
+        vocab.setdefault(char, len(vocab))
+    merges, made = [], set()
+    for piece in english_word_pieces():
+        for end in range(2, len(piece) + 1):
+            if piece[:end] not in made:
+                made.add(piece[:end])
+                merges.append((piece[: end - 1], piece[end - 1]))
+    merges.sort(key=lambda merge: len(merge[0]))  # shorter prefixes rank first
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    return vocab, merges
+
+
+def make_gemma_tokenizer():
+    """Sana's tokenizer: a Gemma tokenizer in gemma-2's format (BPE with byte fallback, see gemma_bpe_vocabulary).
+
+    Prepends <bos> and pads on the right, as the tokenizer in Sana's diffusers folders; encodes any
+    text, which SanaPipeline needs (it prepends a long English "complex human instruction" to every prompt).
+    """
+    from transformers import GemmaTokenizerFast
+
+    vocab, merges = gemma_bpe_vocabulary()
+    return GemmaTokenizerFast(
+        vocab=vocab,
+        merges=merges,
+        add_bos_token=True,  # explicit: otherwise the tokenizers backend builds a post-processor without <bos>
+        add_eos_token=False,
+        padding_side="right",
+        model_max_length=8192,
+    )
+
+
 @contextmanager
 def _default_dtype(dtype: "torch.dtype"):
     """Create parameters directly in `dtype` (a full-size SDXL in fp32 and then cast would need 2x memory)."""
@@ -147,11 +321,10 @@ def build_sdxl_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu"
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config_1, config_2 = TEXT_ENCODERS[size]
-    common = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
     torch.manual_seed(0)
     with torch.device(device), _default_dtype(dtype or torch.float32):
-        text_encoder = CLIPTextModel(CLIPTextConfig(**common, **config_1))
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, **config_2))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_TOKENS, **config_1))
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_TOKENS, **config_2))
         unet = UNet2DConditionModel(
             in_channels=4,
             out_channels=4,
@@ -178,6 +351,142 @@ def build_sdxl_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu"
         unet=unet,
         scheduler=EulerAncestralDiscreteScheduler(**SDXL_TURBO_SCHEDULER),
         add_watermarker=False,
+    )
+
+
+def _eval(*modules):
+    """Put freshly built models in eval mode, as from_pretrained returns them (a built model is in training mode)."""
+    for module in modules:
+        module.eval()
+
+
+def build_flux_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
+    """A FLUX.1-schnell pipeline with random weights (schnell's architecture and scheduler for 'full').
+
+    dtype None: float32 for tiny, bfloat16 for full (as published; float32 would be 67 GB).
+    Shapes: CLIP-L gives the pooled (B, 768) prompt vector, T5 the (B, L, 4096) sequence (L is the
+    pipeline's max_sequence_length); the 16-channel latent of an H x W image is packed 2x2 into
+    (B, H/16 * W/16, 64) tokens. Tiny: the same with widths 32, 32 and 16 x 4 latent channels.
+    """
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    tokenizer_2 = make_t5_tokenizer()
+    t5 = {"vocab_size": len(tokenizer_2), **T5_ENCODERS[size]}
+    clip = TEXT_ENCODERS[size][0]
+    dtype = dtype or (torch.bfloat16 if size == "full" else torch.float32)
+    torch.manual_seed(0)
+    with torch.device(device), _default_dtype(dtype):
+        text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_TOKENS, **clip))
+        # dropout_rate 0: T5Config's default 0.1 stays active in a model built in training mode, and
+        # made the images of a built pipeline differ from run to run (by ~1e-2)
+        text_encoder_2 = T5EncoderModel(
+            T5Config(**t5, feed_forward_proj="gated-gelu", dropout_rate=0.0, is_encoder_decoder=False, use_cache=False)
+        )
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=4 * 16,  # 2x2 patches of the 16-channel latent
+            joint_attention_dim=t5["d_model"],
+            pooled_projection_dim=clip["hidden_size"],
+            guidance_embeds=False,  # schnell is guidance-distilled without a guidance input (dev has one)
+            **FLUX_TRANSFORMERS[size],
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=16,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            force_upcast=True,
+            **FLUX_VAES[size],
+        )
+    _eval(text_encoder, text_encoder_2, transformer, vae)
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHNELL_SCHEDULER),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=make_clip_tokenizer("<|endoftext|>"),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
+
+
+def build_sana_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
+    """A Sana_1600M_512px pipeline with random weights (its architecture and diffusers' default scheduler for 'full').
+
+    dtype None: float32 (SISO's Sana script runs everything in float32).
+    Shapes: Gemma-2 gives (B, L, 2304) prompt states (SanaPipeline keeps <bos> and the last 299 of
+    the instruction + prompt); DC-AE maps 512 px to a (B, 32, 16, 16) latent, which the transformer
+    sees as 256 tokens of width 2240. Tiny: widths 32, the same latent shape.
+    SanaPipeline bins every request to >= 512 px for sample_size 16 and resizes the result.
+    """
+    import torch
+    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    tokenizer = make_gemma_tokenizer()
+    gemma = {"vocab_size": len(tokenizer), **GEMMA_ENCODERS[size]}
+    dc_ae = dict(DC_AES[size])
+    channels = dc_ae.pop("block_out_channels")
+    torch.manual_seed(0)
+    with torch.device(device), _default_dtype(dtype or torch.float32):
+        text_encoder = Gemma2Model(
+            Gemma2Config(
+                **gemma,
+                hidden_activation="gelu_pytorch_tanh",
+                max_position_embeddings=8192,
+                sliding_window=4096,
+                attn_logit_softcapping=50.0,
+                final_logit_softcapping=30.0,
+                rms_norm_eps=1e-6,
+                attention_dropout=0.0,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=2,
+            )
+        )
+        transformer = SanaTransformer2DModel(
+            in_channels=32,
+            out_channels=32,
+            caption_channels=gemma["hidden_size"],
+            mlp_ratio=2.5,
+            attention_bias=False,
+            sample_size=16,  # 512 px / 32
+            patch_size=1,
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+            interpolation_scale=None,  # no positional embedding at 512 and 1024 px
+            **SANA_TRANSFORMERS[size],
+        )
+        vae = AutoencoderDC(
+            in_channels=3,
+            latent_channels=32,
+            encoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+            decoder_block_types=("ResBlock",) * 3 + ("EfficientViTBlock",) * 3,
+            encoder_block_out_channels=channels,
+            decoder_block_out_channels=channels,
+            encoder_qkv_multiscales=((),) * 3 + ((5,),) * 3,
+            decoder_qkv_multiscales=((),) * 3 + ((5,),) * 3,
+            downsample_block_type="Conv",
+            upsample_block_type="interpolate",
+            decoder_norm_types="rms_norm",
+            decoder_act_fns="silu",
+            scaling_factor=0.41407,
+            **dc_ae,
+        )
+    _eval(text_encoder, transformer, vae)
+    return SanaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(**SANA_SCHEDULER),
     )
 
 
@@ -213,13 +522,26 @@ def build_ir_state_dict(size: str = "tiny", device: "str | torch.device" = "cpu"
     return state
 
 
-def write_test_assets(directory: str | os.PathLike, size: str = "tiny") -> dict[str, str]:
-    """Write the three offline models under `directory`; return their paths."""
+def write_test_assets(
+    directory: str | os.PathLike, size: str = "tiny", families: "tuple[str, ...] | list[str]" = ("sdxl",)
+) -> dict[str, str]:
+    """Write the offline models under `directory`; return the paths that ASSETS.json lists.
+
+    The SDXL pipeline, DINOv2 and IR checkpoint are always written (every run needs DINO and IR);
+    `families` may add "flux" (DIR/flux/) and "sana" (DIR/sana/). ASSETS.json lists what the folder
+    holds: what this call wrote, plus FLUX/Sana folders that an earlier call of the same size wrote
+    and that are still there (so `--model_family flux` then `--model_family sana` lists both).
+    """
     import torch
     from timm.models import save_for_hf
 
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown model families {unknown}; choose from {list(FAMILIES)}")
     directory = Path(directory).absolute()  # ASSETS.json's paths work from any folder
     directory.mkdir(parents=True, exist_ok=True)
+    manifest_path = directory / "ASSETS.json"
+    previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     paths = {
         "sdxl": str(directory / "sdxl"),
         "dino": str(directory / "dino"),
@@ -229,19 +551,36 @@ def write_test_assets(directory: str | os.PathLike, size: str = "tiny") -> dict[
     dino, dino_args = build_dino(size)
     save_for_hf(dino, paths["dino"], model_args=dict(num_classes=0, **dino_args), safe_serialization=True)
     torch.save(build_ir_state_dict(size), paths["ir"])
-    (directory / "ASSETS.json").write_text(json.dumps({"size": size, **paths}, indent=2) + "\n")
+    builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline}
+    for family in ("flux", "sana"):
+        if family in families:
+            paths[family] = str(directory / family)
+            builders[family](size).save_pretrained(paths[family])
+        elif previous.get("size") == size and previous.get(family) and Path(previous[family]).is_dir():
+            paths[family] = previous[family]
+    manifest_path.write_text(json.dumps({"size": size, **paths}, indent=2) + "\n")
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(
         prog="siso-make-test-assets",
-        description="Write offline SDXL, DINOv2 and IR models with random weights (tiny for CPU tests, full for GPU benchmarks).",
+        description=(
+            "Write offline models with random weights (tiny for CPU tests, full for GPU benchmarks): "
+            "SDXL, DINOv2 and IR always, FLUX.1-schnell and Sana on request."
+        ),
     )
-    parser.add_argument("directory", help="folder to write sdxl/, dino/ and ir_features.pth into")
+    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth (and flux/, sana/) into")
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument(
+        "--model_family",
+        choices=FAMILIES + ("all",),
+        default="sdxl",
+        help="generator family to write besides SDXL, DINOv2 and IR (default sdxl: only those)",
+    )
     args = parser.parse_args(argv)
-    paths = write_test_assets(args.directory, args.size)
+    families = FAMILIES if args.model_family == "all" else ("sdxl", args.model_family)
+    paths = write_test_assets(args.directory, args.size, families)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
