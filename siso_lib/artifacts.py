@@ -54,10 +54,12 @@ def lora_metadata(config: SISOConfig, result: SISOResult, subject_sha256: str | 
     """The run's description stored inside both LoRA files."""
     return {
         "base_model": config.pretrained_model_name_or_path,
+        "model_family": config.family,
         "prompt": config.prompt,
         "seed": config.seed,
         "resolution": config.resolution,
         "num_inference_steps": config.num_inference_steps,
+        "guidance_scale": config.guidance_scale,
         "rank": config.rank,
         "lora_alpha": config.effective_lora_alpha,
         "train_text_encoder": config.train_text_encoder,
@@ -146,6 +148,8 @@ def save_run(
             config.rank,
             config.effective_lora_alpha,
             lora_metadata(config, result, (subject or {}).get("sha256")),
+            family=config.family,
+            denoiser_targets=config.lora_targets,
         )
         artifacts.lora_path, artifacts.kohya_path = paths["diffusers"], paths["kohya"]
     if result.best_image is not None:

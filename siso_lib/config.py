@@ -51,12 +51,14 @@ FLUX_LORA_TARGETS = (
 SANA_LORA_TARGETS = ("to_k", "to_q", "to_v")  # siso_generation_sana.py: self- and cross-attention q/k/v
 
 MODEL_FAMILIES = ("sdxl", "flux", "sana")
-# the authors' documented command per family; every field here is None in SISOConfig ("the recipe")
+# the authors' documented command per family; every field here is None in SISOConfig ("the recipe").
+# text_encoder_lr / adam_weight_decay_text_encoder None: the text-encoder LoRA uses the denoiser's
+# values (one optimiser group, as siso_generation_sdxl.py)
 FAMILY_RECIPES: dict[str, dict[str, Any]] = {
     "sdxl": dict(
         pretrained_model_name_or_path=DEFAULT_BASE_MODEL, learning_rate=2e-4, adam_weight_decay=1e-2,
         num_inference_steps=1, num_grad_steps=1, guidance_scale=0.0, max_sequence_length=77,
-        train_text_encoder=True, text_encoder_lr=2e-4, adam_weight_decay_text_encoder=1e-2,
+        train_text_encoder=True, text_encoder_lr=None, adam_weight_decay_text_encoder=None,
         lora_layers=",".join(UNET_LORA_TARGETS), early_stopping_max_count=7,
     ),
     "flux": dict(
@@ -68,7 +70,7 @@ FAMILY_RECIPES: dict[str, dict[str, Any]] = {
     "sana": dict(
         pretrained_model_name_or_path="Efficient-Large-Model/Sana_1600M_512px_diffusers", learning_rate=8e-4,
         adam_weight_decay=1e-4, num_inference_steps=20, num_grad_steps=3, guidance_scale=4.5, max_sequence_length=256,
-        train_text_encoder=False, text_encoder_lr=8e-4, adam_weight_decay_text_encoder=1e-4,
+        train_text_encoder=False, text_encoder_lr=None, adam_weight_decay_text_encoder=None,
         lora_layers=",".join(SANA_LORA_TARGETS), early_stopping_max_count=5,
     ),
 }
@@ -157,6 +159,8 @@ class SISOConfig:
     learning_rate: float | None = None  # of the denoiser's LoRA
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = 0
+    lr_num_cycles: int = 1  # hard restarts of cosine_with_restarts
+    lr_power: float = 1.0  # power of the polynomial schedule
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float | None = None
@@ -294,6 +298,10 @@ class SISOConfig:
             raise SISOInputError(f"mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise SISOInputError(f"lr_scheduler {self.lr_scheduler!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
+        if self.lr_num_cycles < 1:
+            raise SISOInputError(f"lr_num_cycles {self.lr_num_cycles} must be at least 1 (the default is 1)")
+        if not self.lr_power > 0:
+            raise SISOInputError(f"lr_power {self.lr_power} must be positive (the default is 1.0)")
         if self.lr_warmup_steps < 0:
             raise SISOInputError(f"lr_warmup_steps {self.lr_warmup_steps} must be zero or positive (the default is 0)")
         if not 0 <= self.seed < 2**63:
@@ -322,11 +330,10 @@ class SISOConfig:
             raise SISOInputError(f"guidance_scale {self.guidance_scale} must be zero or positive (Sana uses 4.5)")
         if not 1 <= self.max_sequence_length <= 512:
             raise SISOInputError(f"max_sequence_length {self.max_sequence_length} must be between 1 and 512 (the authors use 256)")
-        for name in ("text_encoder_lr",):
-            if not getattr(self, name) > 0:
-                raise SISOInputError(f"{name} {getattr(self, name)} must be positive (FLUX uses 5e-6)")
+        if self.text_encoder_lr is not None and not self.text_encoder_lr > 0:
+            raise SISOInputError(f"text_encoder_lr {self.text_encoder_lr} must be positive (FLUX uses 5e-6), or None for learning_rate")
         for name in ("adam_weight_decay", "adam_weight_decay_text_encoder"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise SISOInputError(f"{name} {getattr(self, name)} must be zero or positive")
         layers = [layer.strip() for layer in self.lora_layers.split(",")]
         if not all(LORA_LAYER_PATTERN.fullmatch(layer) for layer in layers):

@@ -1,9 +1,13 @@
-"""`siso-generate`: the command line, a drop-in for the authors' `siso_generation_sdxl.py`.
+"""`siso-generate`: the command line, a drop-in for the authors' `siso_generation_sdxl.py`,
+`siso_generation_flux.py` and `siso_generation_sana.py`.
 
-Every upstream argument is accepted, so a documented upstream command runs unchanged; the
-ones that do nothing there (dataset, hub, validation, tracker and distributed options) are
-accepted with a one-line warning. Defaults are the documented SDXL-Turbo command's (see
-config.py), not upstream's argparse defaults, and `--seed` defaults to 42 instead of crashing.
+`--model_family auto` (the default) reads the family from the base model folder's
+model_index.json or the hub id; the family's recipe (config.FAMILY_RECIPES) gives every default
+that differs between families. Every upstream argument of the three scripts is accepted, so a
+documented upstream command runs unchanged; the ones that do nothing there (dataset, hub,
+validation, tracker, prior-preservation and distributed options) are accepted with a one-line
+warning. Defaults are the documented commands' (see config.py), not upstream's argparse
+defaults, and `--seed` defaults to 42 instead of crashing.
 
 Progress: a tqdm bar on stderr and, on stdout, one machine-readable line per step:
 
@@ -27,7 +31,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 # only light modules here: --help and every input error answer before torch is imported
-from .config import MODES, SISOConfig
+from .config import FAMILY_RECIPES, MODEL_FAMILIES, MODES, SISOConfig
 from .errors import OneLineArgumentParser, SISOError, SISOInputError
 from .preflight import PreparedRun, preflight
 
@@ -50,6 +54,13 @@ NO_EFFECT = {
     "push_to_hub": False, "hub_token": None, "prediction_type": None, "hub_model_id": None, "logging_dir": "logs",
     "report_to": "tensorboard", "local_rank": -1, "enable_xformers_memory_efficient_attention": False,
     "enable_npu_flash_attention": False, "noise_offset": 0.0, "debug_loss": False, "subject_class": None,
+    # siso_generation_flux.py / siso_generation_sana.py (DreamBooth leftovers and options their loops ignore)
+    "instance_data_dir": None, "repeats": 1, "class_data_dir": None, "class_prompt": None,
+    "with_prior_preservation": False, "prior_loss_weight": 1.0, "num_class_images": 100, "sample_batch_size": 4,
+    "weighting_scheme": "none", "logit_mean": 0.0, "logit_std": 1.0, "mode_scale": 1.29, "prodigy_beta3": None,
+    "prodigy_decouple": "True", "prodigy_use_bias_correction": "True", "prodigy_safeguard_warmup": "True",
+    "cache_latents": False, "upcast_before_saving": False, "prior_generation_precision": None, "strength": 0.5,
+    "complex_human_instruction": None, "enable_vae_tiling": False, "offload": False,
 }
 NO_EFFECT_HINTS = {
     "train_batch_size": "SISO generates one image per iteration",
@@ -57,19 +68,31 @@ NO_EFFECT_HINTS = {
     "report_to": "progress goes to the terminal, run.json and SISO_PROGRESS lines",
     "resume_from_checkpoint": "a SISO run is short; start a new one",
     "enable_xformers_memory_efficient_attention": "PyTorch SDPA attention is used",
+    "complex_human_instruction": "the Sana pipeline's own instruction is used, as upstream",
+    "offload": "frozen text encoders leave the GPU by themselves in the default mode",
+    "cache_latents": "SISO encodes no training images",
 }
+
+
+def recipe_help(name: str) -> str:
+    """'sdxl 2e-4, flux 2e-4, sana 8e-4': a recipe field's default per family, for --help."""
+    return ", ".join(f"{family} {FAMILY_RECIPES[family][name]}" for family in MODEL_FAMILIES)
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
     p = OneLineArgumentParser(
         prog="siso-generate",
-        description="SISO for SDXL-Turbo: optimise a LoRA so that SDXL draws the subject of one photo.",
+        description="SISO: optimise a LoRA so that SDXL-Turbo, FLUX.1-schnell or Sana draws the subject of one photo. "
+        "Defaults marked 'recipe' are the authors' per model family.",
     )
     g = p.add_argument_group("inputs")
     g.add_argument("--subject_image_path", required=True, help="the ONE photo of the subject")
     g.add_argument("--prompt", default=d.prompt, help="a simple prompt naming the subject's class")
-    g.add_argument("--pretrained_model_name_or_path", default=d.pretrained_model_name_or_path, help="SDXL hub id or local diffusers folder")
+    g.add_argument("--model_family", default="auto", choices=("auto", *MODEL_FAMILIES),
+                   help="auto reads it from the base model (model_index.json or the hub id)")
+    g.add_argument("--pretrained_model_name_or_path", default=None,
+                   help=f"hub id or local diffusers folder (recipe: {recipe_help('pretrained_model_name_or_path')})")
     g.add_argument("--pretrained_vae_model_name_or_path", default=None, help="optional separate VAE (e.g. an fp16-safe one)")
     g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the base model")
     g.add_argument("--variant", default=None, help="weights variant to download, e.g. fp16")
@@ -88,32 +111,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("generation")
     g.add_argument("--resolution", type=int, default=d.resolution, help="side of the generated square image, px (multiple of 8)")
-    g.add_argument("--num_inference_steps", type=int, default=d.num_inference_steps,
-                   help="denoising steps per image; gradients flow through the last one")
+    g.add_argument("--num_inference_steps", type=int, default=None,
+                   help=f"denoising steps per image (recipe: {recipe_help('num_inference_steps')})")
+    g.add_argument("--num_grad_steps", type=int, default=None,
+                   help=f"the last k denoising steps carry gradients, 0 = every step (recipe: {recipe_help('num_grad_steps')})")
+    g.add_argument("--guidance_scale", type=float, default=None,
+                   help=f"classifier-free guidance for Sana, embedded guidance for FLUX.1-dev (recipe: {recipe_help('guidance_scale')})")
+    g.add_argument("--max_sequence_length", type=int, default=None,
+                   help=f"T5 / Gemma prompt tokens (recipe: {recipe_help('max_sequence_length')}; upstream ignores its own flag)")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of the LoRA initialisation and of the fixed starting noise")
 
     g = p.add_argument_group("optimisation")
     g.add_argument("--num_train_epochs", type=int, default=d.num_train_epochs, help="maximum SISO iterations")
-    g.add_argument("--learning_rate", type=float, default=d.learning_rate, help="AdamW learning rate of the LoRA")
+    g.add_argument("--learning_rate", type=float, default=None,
+                   help=f"AdamW learning rate of the denoiser's LoRA (recipe: {recipe_help('learning_rate')})")
+    g.add_argument("--text_encoder_lr", type=float, default=None,
+                   help="learning rate of the text-encoder LoRA (recipe: flux 5e-6; sdxl: --learning_rate)")
     g.add_argument("--scale_lr", action="store_true", help="upstream's LR scaling by accumulation x batch size")
     g.add_argument("--lr_scheduler", default=d.lr_scheduler, help="diffusers scheduler name: constant, linear, cosine, ...")
     g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="iterations of learning-rate warm-up")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="must be 1 (one image per iteration)")
     g.add_argument("--adam_beta1", type=float, default=d.adam_beta1, help="AdamW beta1")
     g.add_argument("--adam_beta2", type=float, default=d.adam_beta2, help="AdamW beta2")
-    g.add_argument("--adam_weight_decay", type=float, default=d.adam_weight_decay, help="AdamW weight decay")
+    g.add_argument("--adam_weight_decay", type=float, default=None,
+                   help=f"AdamW weight decay of the denoiser's LoRA (recipe: {recipe_help('adam_weight_decay')})")
+    g.add_argument("--adam_weight_decay_text_encoder", type=float, default=None,
+                   help="AdamW weight decay of the text-encoder LoRA (recipe: flux 1e-3; sdxl: --adam_weight_decay)")
+    g.add_argument("--lr_num_cycles", type=int, default=d.lr_num_cycles, help="hard restarts of cosine_with_restarts")
+    g.add_argument("--lr_power", type=float, default=d.lr_power, help="power of the polynomial schedule")
+    g.add_argument("--optimizer", default="AdamW", help="AdamW (the only optimiser SISO uses here)")
     g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon, help="AdamW epsilon")
     g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm, help="gradient-norm clip")
     g.add_argument("--rank", type=int, default=d.rank, help="LoRA rank")
     g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank, i.e. scale 1)")
-    g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=d.train_text_encoder,
-                   help="also put LoRA on both CLIP text encoders")
+    g.add_argument("--lora_layers", default=None,
+                   help="comma-separated denoiser module names for the LoRA (recipe: the authors' targets per family)")
+    g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"also put LoRA on the CLIP text encoder(s) (recipe: {recipe_help('train_text_encoder')})")
     g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight, help="weight of the DINO loss term")
     g.add_argument("--ir_features_weight", type=float, default=d.ir_features_weight, help="weight of the IR loss term")
     g.add_argument("--early_stopping_threshold_percentage", type=float, default=d.early_stopping_threshold_percentage,
                    help="an improvement smaller than this %% does not reset the patience")
-    g.add_argument("--early_stopping_max_count", type=int, default=d.early_stopping_max_count,
-                   help="stop after this many iterations without such an improvement")
+    g.add_argument("--early_stopping_max_count", type=int, default=None,
+                   help=f"stop after this many iterations without such an improvement (recipe: {recipe_help('early_stopping_max_count')})")
 
     g = p.add_argument_group("device, speed and memory")
     g.add_argument("--device", default=d.device, help="auto, cuda, cuda:N, xpu, mps or cpu")
@@ -150,7 +190,8 @@ def config_from_args(args: argparse.Namespace) -> SISOConfig:
     values["precision"] = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
     if args.scale_lr:
         factor = args.gradient_accumulation_steps * args.train_batch_size
-        values["learning_rate"] = args.learning_rate * factor
+        base_lr = args.learning_rate if args.learning_rate is not None else SISOConfig(**{**values, "learning_rate": None}).learning_rate
+        values["learning_rate"] = base_lr * factor
         logger.warning(
             "--scale_lr: learning rate x%d (accumulation x train_batch_size, as upstream) = %g", factor, values["learning_rate"]
         )
@@ -179,6 +220,8 @@ def warn_no_effect(args: argparse.Namespace) -> None:
             logger.warning("ignoring --%s: %s", name, hint)
     if args.gradient_accumulation_steps != 1:
         raise SISOInputError("--gradient_accumulation_steps must be 1: SISO takes one step per generated image")
+    if args.optimizer.lower() != "adamw":
+        raise SISOInputError(f"--optimizer {args.optimizer!r} is not available: SISO here uses AdamW (drop --optimizer)")
 
 
 class ProgressPrinter:

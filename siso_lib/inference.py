@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from typing import Iterator, Sequence
 
 import torch
-from diffusers import StableDiffusionXLPipeline
 from PIL import Image
 
+from .config import FAMILY_RECIPES
 from .devices import pick_device, pick_dtype
 from .errors import SISOInputError, error_summary
+from .generators import family_of, get_family
 from .lora_io import resolve_lora_path
-from .sdxl import load_sdxl_pipeline
+from .model_paths import detect_family
 
 ADAPTER = "siso"
 
@@ -61,38 +62,55 @@ def load_pipeline_with_lora(
     lora_path: str | os.PathLike | None,
     device: str = "auto",
     precision: str = "auto",
-) -> StableDiffusionXLPipeline:
-    """Base SDXL pipeline on `device`, with the LoRA file (or run folder) loaded as adapter 'siso'."""
+    model_family: str = "auto",
+):
+    """Base pipeline (SDXL, FLUX or Sana; "auto" reads the base model) on `device`, with the LoRA
+    file (or run folder) loaded as adapter 'siso'."""
     target = pick_device(device)
-    pipe = load_sdxl_pipeline(base_model, torch_dtype=pick_dtype(precision, target))
+    family = detect_family(base_model) if model_family == "auto" else model_family
+    if family is None:
+        from .model_paths import check_local_base_model
+
+        check_local_base_model(base_model)
+        raise SISOInputError(f"cannot tell which model family {base_model!r} is: pass model_family sdxl, flux or sana")
+    pipe = get_family(family).load_pipeline(base_model, torch_dtype=pick_dtype(precision, target))
     if lora_path is not None:
         path = resolve_lora_path(lora_path)
         try:
             pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
         except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file
             raise SISOInputError(
-                f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file an SDXL "
-                "SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
+                f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file a "
+                f"{family} SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
             ) from error
     return pipe.to(target)
 
 
 @torch.no_grad()
 def render(
-    pipe: StableDiffusionXLPipeline,
+    pipe,
     prompts: Sequence[str],
     seeds: Sequence[int] = (42,),
-    num_inference_steps: int = 1,
-    guidance_scale: float = 0.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     resolution: int = 512,
     lora_scale: float | None = 1.0,
 ) -> list[list[Image.Image]]:
     """images[i][j] = prompts[i] with seeds[j]; lora_scale None or 0 renders the base model.
 
-    The pipeline's adapter settings are restored afterwards, also on error.
+    `num_inference_steps` and `guidance_scale` default to the pipeline family's recipe (SDXL-Turbo
+    1 step / 0, FLUX.1-schnell 1 / 0, Sana 20 / 4.5); FLUX is usually rendered with 4 steps. The
+    pipeline's adapter settings are restored afterwards, also on error.
     """
-    has_lora = ADAPTER in getattr(pipe, "get_list_adapters", lambda: {})().get("unet", [])
-    device = pipe.unet.device
+    family = family_of(pipe)
+    recipe = FAMILY_RECIPES[family.family]
+    num_inference_steps = num_inference_steps or recipe["num_inference_steps"]
+    guidance_scale = recipe["guidance_scale"] if guidance_scale is None else guidance_scale
+    # the prompt length the LoRA was optimised with (FLUX does not mask T5's padding)
+    extra = {} if family.family == "sdxl" else {"max_sequence_length": recipe["max_sequence_length"]}
+    denoiser = family.denoiser_name
+    has_lora = ADAPTER in getattr(pipe, "get_list_adapters", lambda: {})().get(denoiser, [])
+    device = getattr(pipe, denoiser).device
     rows = []
     with preserved_lora_state(pipe):
         if has_lora:
@@ -113,6 +131,7 @@ def render(
                         height=resolution,
                         width=resolution,
                         generator=generator,
+                        **extra,
                     ).images[0]
                 )
             rows.append(row)

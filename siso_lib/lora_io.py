@@ -1,11 +1,14 @@
-"""Writing the optimised LoRA in the two formats people load.
+"""Writing the optimised LoRA in the formats people load.
 
-`pytorch_lora_weights.safetensors`: diffusers' format, loaded by
-`StableDiffusionXLPipeline.load_lora_weights(folder)`. Keys are `unet.<module>.lora.down.weight`,
-`text_encoder.text_model.<module>.lora_linear_layer.up.weight`, ... with the peft adapter
-config in the `lora_adapter_metadata` entry, so an alpha other than the rank reloads right.
+`pytorch_lora_weights.safetensors`: diffusers' format, loaded by the family's pipeline
+`load_lora_weights(folder)`. SDXL keys are `unet.<module>.lora.down.weight`,
+`text_encoder.text_model.<module>.lora_linear_layer.up.weight`, ...; FLUX and Sana keys are
+peft's, as their `save_lora_weights` writes them: `transformer.<module>.lora_A.weight`,
+`text_encoder.text_model.<module>.lora_B.weight` (FLUX's CLIP-L). The peft adapter config is in
+the `lora_adapter_metadata` entry, so an alpha other than the rank reloads right. ComfyUI's
+LoraLoader reads the FLUX file as it is (it maps diffusers FLUX keys onto its fused weights).
 
-`siso_lora_kohya.safetensors`: Kohya's format (`lora_unet_<module_with_underscores>.lora_down.weight`,
+`siso_lora_kohya.safetensors` (SDXL only): Kohya's format (`lora_unet_<module_with_underscores>.lora_down.weight`,
 `.lora_up.weight`, `.alpha`; `lora_te1_...`, `lora_te2_...`), which ComfyUI's LoraLoader applies
 fully (it ignores diffusers' UNet key names) and A1111/Forge read too. It is converted one model
 part at a time, with alpha written as the real `lora_alpha`.
@@ -42,17 +45,23 @@ def normalise_text_encoder_keys(state: dict[str, torch.Tensor]) -> dict[str, tor
 
 def _canonical_parts(best_lora: dict[str, dict[str, torch.Tensor]]) -> dict[str, dict[str, torch.Tensor]]:
     return {
-        part: (state if part == "unet" else normalise_text_encoder_keys(state)) for part, state in best_lora.items()
+        part: (normalise_text_encoder_keys(state) if part.startswith("text_encoder") else state)
+        for part, state in best_lora.items()
     }
 
 
-def to_diffusers_state_dict(best_lora: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """peft-named parts -> one diffusers LoRA state dict (`unet.` / `text_encoder.` / `text_encoder_2.`)."""
+def to_diffusers_state_dict(best_lora: dict[str, dict[str, torch.Tensor]], family: str = "sdxl") -> dict[str, torch.Tensor]:
+    """peft-named parts -> one diffusers LoRA state dict (`unet.` / `transformer.` / `text_encoder.` / ...).
+
+    SDXL files use diffusers' own key names (as its SDXL training scripts write them); the
+    transformer families keep peft's names, as their pipelines' `save_lora_weights` does.
+    """
     from diffusers.utils import convert_state_dict_to_diffusers
 
+    convert = convert_state_dict_to_diffusers if family == "sdxl" else dict
     packed: dict[str, torch.Tensor] = {}
     for part, state in _canonical_parts(best_lora).items():
-        for key, value in convert_state_dict_to_diffusers(state).items():
+        for key, value in convert(state).items():
             packed[f"{part}.{key}"] = value.contiguous()
     return packed
 
@@ -99,14 +108,22 @@ def save_lora_files(
     rank: int,
     alpha: float,
     run_metadata: dict[str, object],
-) -> dict[str, str]:
-    """Write both LoRA files atomically into `directory`; return {"diffusers": path, "kohya": path}."""
+    family: str = "sdxl",
+    denoiser_targets: tuple[str, ...] | None = None,
+) -> dict[str, str | None]:
+    """Write the LoRA files atomically into `directory`; return {"diffusers": path, "kohya": path or None}.
+
+    The Kohya copy is written for SDXL only (ComfyUI reads FLUX's diffusers file directly, and
+    has no Sana). `denoiser_targets`: the module names the denoiser LoRA was put on (the
+    family's recipe when None), recorded in the adapter metadata.
+    """
     from safetensors.torch import save_file
 
-    from .config import TEXT_ENCODER_LORA_TARGETS, UNET_LORA_TARGETS
+    from .config import FAMILY_RECIPES, TEXT_ENCODER_LORA_TARGETS
 
     directory = Path(directory)
-    targets = {"unet": UNET_LORA_TARGETS, "text_encoder": TEXT_ENCODER_LORA_TARGETS, "text_encoder_2": TEXT_ENCODER_LORA_TARGETS}
+    denoiser_targets = denoiser_targets or tuple(FAMILY_RECIPES[family]["lora_layers"].split(","))
+    targets = {part: denoiser_targets if part in ("unet", "transformer") else TEXT_ENCODER_LORA_TARGETS for part in best_lora}
     base = _stringify({f"siso.{key}": value for key, value in run_metadata.items()})
     diffusers_meta = {
         "format": "pt",
@@ -124,7 +141,9 @@ def save_lora_files(
     }
     paths = {"diffusers": directory / DIFFUSERS_WEIGHT_NAME, "kohya": directory / KOHYA_WEIGHT_NAME}
     with atomic_path(paths["diffusers"]) as temporary:
-        save_file(to_diffusers_state_dict(best_lora), str(temporary), metadata=diffusers_meta)
+        save_file(to_diffusers_state_dict(best_lora, family), str(temporary), metadata=diffusers_meta)
+    if family != "sdxl":
+        return {"diffusers": str(paths["diffusers"]), "kohya": None}
     with atomic_path(paths["kohya"]) as temporary:
         save_file(to_kohya_state_dict(best_lora, alpha), str(temporary), metadata=kohya_meta)
     return {name: str(path) for name, path in paths.items()}

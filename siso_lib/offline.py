@@ -5,8 +5,10 @@ the optimiser, early stopping, saving and reloading); they do not draw anything 
 `offline_config()` is `SISOConfig()` with only what the tiny models need changed: their paths,
 their 64 px resolution, and a learning rate large enough for a visible change in a few steps.
 
-`siso-demo` (also `python -m siso_lib.offline`) writes the tiny models once, under
-`outputs/test-assets/`, then runs SISO on `data/cat.png` and prints where everything went.
+`siso-demo [--model_family sdxl|flux|sana]` (also `python -m siso_lib.offline`) writes the
+tiny models once, under `outputs/test-assets/`, then runs SISO on `data/cat.png` with that
+family and prints where everything went. The tiny Sana renders at its 512 px resolution bin
+(as SanaPipeline does) and is resized to 64 px, so its iterations are the slowest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import SISOConfig
+from .config import MODEL_FAMILIES, SISOConfig
 from .errors import OneLineArgumentParser
 from .test_assets import TINY_RESOLUTION, write_test_assets
 
@@ -33,22 +35,26 @@ OFFLINE_OVERRIDES = dict(
 )
 
 
-def ensure_test_assets(directory: str | Path = DEFAULT_ASSETS_DIR) -> dict[str, str]:
-    """Write the tiny models under `directory` unless they are already there; return their paths."""
+def ensure_test_assets(directory: str | Path = DEFAULT_ASSETS_DIR, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:
+    """Write the tiny models under `directory` unless they are already there; return their paths
+    ("sdxl", "dino", "ir", and "flux" / "sana" when asked for or already written)."""
     directory = Path(directory)
     manifest = directory / "ASSETS.json"
+    needed = ("dino", "ir", "sdxl", *families)
     if manifest.is_file():
         paths = json.loads(manifest.read_text())
-        if paths.get("size") == "tiny" and all(Path(paths[k]).exists() for k in ("sdxl", "dino", "ir")):
-            return {k: paths[k] for k in ("sdxl", "dino", "ir")}
-    return write_test_assets(directory, "tiny")
+        if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):
+            return {k: paths[k] for k in (*needed, *(f for f in MODEL_FAMILIES if paths.get(f))) if k in paths}
+    wanted = tuple(dict.fromkeys(("sdxl", *families)))
+    return write_test_assets(directory, "tiny", families=wanted)
 
 
-def offline_config(assets: dict[str, str] | None = None, **overrides) -> SISOConfig:
-    """SISOConfig for the tiny offline models (`assets` from `ensure_test_assets`)."""
-    assets = assets or ensure_test_assets()
+def offline_config(assets: dict[str, str] | None = None, model_family: str = "sdxl", **overrides) -> SISOConfig:
+    """SISOConfig for the tiny offline models of `model_family` (`assets` from `ensure_test_assets`)."""
+    assets = assets or ensure_test_assets(families=(model_family,))
     values = dict(
-        pretrained_model_name_or_path=assets["sdxl"],
+        model_family=model_family,
+        pretrained_model_name_or_path=assets[model_family],
         dino_model_name=assets["dino"],
         ir_features_path=assets["ir"],
         **OFFLINE_OVERRIDES,
@@ -59,18 +65,20 @@ def offline_config(assets: dict[str, str] | None = None, **overrides) -> SISOCon
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
+    parser.add_argument("--model_family", choices=MODEL_FAMILIES, default="sdxl", help="which tiny model to optimise")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT))
     parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR))
     parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in --output_dir")
     args = parser.parse_args(argv)
-    assets = ensure_test_assets(args.assets_dir)
+    assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
     from .generate import main as generate_main
 
     command = [
         "--subject_image_path", args.subject_image_path,
         "--prompt", "a photo of a cat",
-        "--pretrained_model_name_or_path", assets["sdxl"],
+        "--model_family", args.model_family,
+        "--pretrained_model_name_or_path", assets[args.model_family],
         "--dino_model_name", assets["dino"],
         "--ir_features_path", assets["ir"],
     ]

@@ -258,6 +258,8 @@ class SISOOptimizer:
             optimizer=self.optimizer,
             num_warmup_steps=config.lr_warmup_steps,
             num_training_steps=config.num_train_epochs,
+            num_cycles=config.lr_num_cycles,
+            power=config.lr_power,
         )
         # fp16 activations underflow without loss scaling; bf16 and fp32 need none
         self.grad_scaler = (

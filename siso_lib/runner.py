@@ -47,6 +47,8 @@ def save_best_lora_now(optimizer: SISOOptimizer, weights_dir: Path) -> Callable[
                 optimizer.config.rank,
                 optimizer.config.effective_lora_alpha,
                 lora_metadata(optimizer.config, partial, sha) | {"in_progress": True},
+                family=optimizer.config.family,
+                denoiser_targets=optimizer.config.lora_targets,
             )
 
     return callback
@@ -66,7 +68,8 @@ def run_siso(
 ) -> RunOutcome:
     """Validate, load, optimise and save. Raises SISOInputError for bad input (nothing written).
 
-    `pipe` reuses an SDXL pipeline already loaded in this process (its SISO adapter is replaced).
+    `pipe` reuses a pipeline of the config's family already loaded in this process (its SISO
+    adapter is replaced).
     """
     prepared = preflight(config, subject_image_path, output_dir, weights_dir, overwrite)
     return run_prepared(prepared, callbacks, log_every_epoch, optimizer_hook, extra_record, pipe=pipe)

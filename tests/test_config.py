@@ -80,6 +80,8 @@ TEXT_VALUES = {
     "lora_layers": ("to_q, to_v", "to_q, to_v"),
     "text_encoder_lr": ("1e-5", 1e-5),
     "adam_weight_decay_text_encoder": ("0", 0.0),
+    "lr_num_cycles": ("2", 2),
+    "lr_power": ("2", 2.0),
 }
 BAD_VALUES = {
     "prompt": 3, "resolution": "512px", "num_inference_steps": "1.5", "seed": "forty-two", "num_train_epochs": [50],
@@ -91,6 +93,7 @@ BAD_VALUES = {
     "save_on_improve": None, "pretrained_model_name_or_path": " ", "dino_model_name": "", "ir_features_path": 5,
     "extra": "none", "model_family": "sd3", "num_grad_steps": "-1", "guidance_scale": "-1", "max_sequence_length": "1000",
     "lora_layers": "to_q;rm -rf", "text_encoder_lr": "0", "adam_weight_decay_text_encoder": "-1",
+    "lr_num_cycles": "0", "lr_power": "0",
 }
 
 

@@ -65,9 +65,25 @@ def test_every_upstream_argument_is_accepted():
         "early_stopping_threshold_percentage", "num_inference_steps", "save_weights", "weights_output_dir",
         "log_every_epoch",
     ]
+    # the arguments siso_generation_flux.py and siso_generation_sana.py add to those of the SDXL script
+    upstream_flux = [
+        "adam_weight_decay_text_encoder", "cache_latents", "class_data_dir", "class_prompt", "guidance_scale",
+        "instance_data_dir", "logit_mean", "logit_std", "lora_layers", "lr_num_cycles", "lr_power", "max_sequence_length",
+        "mode_scale", "num_class_images", "optimizer", "prior_generation_precision", "prior_loss_weight", "prodigy_beta3",
+        "prodigy_decouple", "prodigy_safeguard_warmup", "prodigy_use_bias_correction", "repeats", "sample_batch_size",
+        "strength", "text_encoder_lr", "upcast_before_saving", "weighting_scheme", "with_prior_preservation",
+    ]
+    upstream_sana = [
+        "adam_weight_decay_text_encoder", "cache_latents", "class_data_dir", "class_prompt", "complex_human_instruction",
+        "enable_vae_tiling", "instance_data_dir", "logit_mean", "logit_std", "lora_layers", "lr_num_cycles", "lr_power",
+        "max_sequence_length", "mode_scale", "num_class_images", "num_grad_steps", "offload", "optimizer",
+        "prior_loss_weight", "prodigy_beta3", "prodigy_decouple", "prodigy_safeguard_warmup",
+        "prodigy_use_bias_correction", "repeats", "sample_batch_size", "upcast_before_saving", "weighting_scheme",
+        "with_prior_preservation",
+    ]
     known = {a.dest for a in build_parser()._actions}
-    assert not set(upstream) - known
-    assert set(NO_EFFECT) <= set(upstream)
+    assert not set(upstream + upstream_flux + upstream_sana) - known
+    assert set(NO_EFFECT) <= set(upstream + upstream_flux + upstream_sana)
     args = build_parser().parse_args(["--subject_image_path", "x.png", "--mixed_precision", "bf16", "--report_to", "wandb"])
     assert args.mixed_precision == "bf16" and args.report_to == "wandb"
 
@@ -246,4 +262,6 @@ def test_help_shows_each_default_once_and_every_option_explained(capsys):
         if action.help != "==SUPPRESS==" and action.option_strings:
             assert action.help, action.option_strings
     flat = " ".join(text.split())
-    assert flat.count("(default: 0.0002)") == 1 and "fp16 with loss scaling on older NVIDIA GPUs" in flat
+    # family-dependent defaults are shown once, as the recipe of each family
+    assert flat.count("(recipe: sdxl 0.0002, flux 0.0002, sana 0.0008)") == 1 and "(default: 0.0002)" not in flat
+    assert "fp16 with loss scaling on older NVIDIA GPUs" in flat
