@@ -1,6 +1,7 @@
-"""siso_lib: SISO (single-image subject-driven generation, arXiv 2503.16025) for SDXL-Turbo.
+"""siso_lib: SISO (single-image subject-driven generation, arXiv 2503.16025) for SDXL-Turbo,
+FLUX.1-schnell and Sana.
 
-From one photo of a subject, optimise a small LoRA so that SDXL draws that subject, by
+From one photo of a subject, optimise a small LoRA so that the model draws that subject, by
 generating an image with gradients and scoring it against the photo with DINOv2 and
 image-retrieval features. The public API (see README.md, "From Python"):
 
@@ -10,8 +11,10 @@ image-retrieval features. The public API (see README.md, "From Python"):
 * one whole run with its files: `run_siso` -> `RunOutcome` (result, artifacts, optimizer)
 * the loop itself: `SISOOptimizer` (`.run(callbacks)` -> `SISOResult`; each iteration gives a
   `StepEvent` to every callback; `request_stop()` ends it cleanly)
-* losses and feature networks: `SubjectSimilarityLoss`, `DinoFeatures`, `IRFeatures`
-* loading: `load_sdxl_pipeline`, `load_subject_image`
+* losses and feature networks (features/): `SubjectSimilarityLoss`, `DinoFeatures`, `IRFeatures`
+* model families (generators/): `get_family("sdxl" | "flux" | "sana")` -> `SDXLGenerator`,
+  `FluxGenerator`, `SanaGenerator` (`.load_pipeline(name_or_path, torch_dtype)`), `load_sdxl_pipeline`
+* the photo: `load_subject_image`
 * reusing a LoRA: `load_pipeline_with_lora`, `render`, `image_grid`; files: `save_lora_files`,
   `read_metadata`
 * errors: `SISOError`, `SISOInputError` (bad input; one line naming the fix)
@@ -38,10 +41,13 @@ _EXPORTS = {
     "SISOResult": "optimizer",
     "StepEvent": "optimizer",
     "SubjectSimilarityLoss": "losses",
-    "DinoFeatures": "dino",
-    "IRFeatures": "ir_features",
-    "load_sdxl_pipeline": "sdxl",
-    "SDXLGenerator": "sdxl",
+    "DinoFeatures": "features.dino",
+    "IRFeatures": "features.ir",
+    "get_family": "generators",
+    "load_sdxl_pipeline": "generators.sdxl",
+    "SDXLGenerator": "generators.sdxl",
+    "FluxGenerator": "generators.flux",
+    "SanaGenerator": "generators.sana",
     "run_siso": "runner",
     "RunOutcome": "runner",
     "load_pipeline_with_lora": "inference",
@@ -55,16 +61,19 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time names load lazily (PEP 562)
     from .config import SISOConfig
-    from .dino import DinoFeatures
     from .errors import SISOError, SISOInputError
+    from .features.dino import DinoFeatures
+    from .features.ir import IRFeatures
+    from .generators import get_family
+    from .generators.flux import FluxGenerator
+    from .generators.sana import SanaGenerator
+    from .generators.sdxl import SDXLGenerator, load_sdxl_pipeline
     from .images import SubjectImage, load_subject_image
     from .inference import image_grid, load_pipeline_with_lora, render
-    from .ir_features import IRFeatures
     from .lora_io import read_metadata, save_lora_files
     from .losses import SubjectSimilarityLoss
     from .optimizer import SISOOptimizer, SISOResult, StepEvent
     from .runner import RunOutcome, run_siso
-    from .sdxl import SDXLGenerator, load_sdxl_pipeline
 
 
 def __getattr__(name: str):

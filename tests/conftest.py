@@ -36,3 +36,9 @@ def tiny_config(tiny_assets):
         return offline_config(tiny_assets, **overrides)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def family_assets(tmp_path_factory) -> dict[str, str]:
+    """Tiny SDXL, FLUX.1 and Sana pipelines (plus DINO and IR) in the layouts users download."""
+    return write_test_assets(tmp_path_factory.mktemp("family-assets"), "tiny", families=("flux", "sana"))

@@ -1,0 +1,68 @@
+"""Model families: detection from the model folder, per-family recipes, and the command line's family errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from siso_lib.config import FAMILY_RECIPES, SISOConfig
+from siso_lib.errors import SISOInputError
+from siso_lib.model_paths import detect_family
+
+
+def test_the_family_is_read_from_the_model_folder_or_the_hub_id(family_assets):
+    assert [detect_family(family_assets[name]) for name in ("sdxl", "flux", "sana")] == ["sdxl", "flux", "sana"]
+    assert detect_family("black-forest-labs/FLUX.1-schnell") == "flux"
+    assert detect_family("Efficient-Large-Model/Sana_1600M_512px_diffusers") == "sana"
+    assert detect_family("stabilityai/sdxl-turbo") == "sdxl"
+
+
+def test_a_folder_of_another_pipeline_is_refused_in_one_line(tmp_path):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    with pytest.raises(SISOInputError, match="StableDiffusion3Pipeline pipeline: SISO here runs SDXL") as caught:
+        SISOConfig(pretrained_model_name_or_path=str(tmp_path)).validate()
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux", "sana"])
+def test_each_family_gets_its_recipe(family):
+    config = SISOConfig(model_family=family)
+    config.validate()
+    for name, value in FAMILY_RECIPES[family].items():
+        assert getattr(config, name) == value, name
+    assert config.family == family
+
+
+def test_the_recipe_follows_a_new_family_but_keeps_what_the_user_set():
+    config = SISOConfig(learning_rate=1e-3)  # SDXL by default
+    flux = config.replace(model_family="flux")
+    assert (flux.learning_rate, flux.adam_weight_decay, flux.text_encoder_lr) == (1e-3, 1e-4, 5e-6)
+    sana = flux.replace(model_family="sana")
+    assert (sana.num_inference_steps, sana.guidance_scale, sana.train_text_encoder, sana.early_stopping_max_count) == (20, 4.5, False, 5)
+    assert sana.pretrained_model_name_or_path == FAMILY_RECIPES["sana"]["pretrained_model_name_or_path"]
+    assert sana.learning_rate == 1e-3
+
+
+def test_a_folder_of_one_family_given_as_another_is_refused(family_assets):
+    with pytest.raises(SISOInputError, match="is a flux pipeline .*use --model_family flux or auto"):
+        from siso_lib.preflight import check_model_inputs
+
+        check_model_inputs(SISOConfig(model_family="sdxl", pretrained_model_name_or_path=family_assets["flux"]))
+
+
+def test_sana_refuses_a_text_encoder_lora():
+    with pytest.raises(SISOInputError, match="train_text_encoder is not available for Sana"):
+        SISOConfig(model_family="sana", train_text_encoder=True).validate()
+
+
+def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, subject_path, tmp_path, capsys):
+    from siso_lib import generate
+
+    code = generate.main([
+        "--subject_image_path", subject_path, "--model_family", "sana",
+        "--pretrained_model_name_or_path", family_assets["flux"], "--output_dir", str(tmp_path / "out"),
+    ])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and error[-1].startswith("error: base model") and "is a flux pipeline" in error[-1]
+    assert not (tmp_path / "out").exists()
