@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on Ampere+ NVIDIA GPUs and XPU, "
                    "fp16 with loss scaling on older NVIDIA GPUs (T4, V100), fp32 on MPS and CPU")
     g.add_argument("--mode", default=d.mode, choices=MODES,
-                   help="default (fast), low-memory (gradient checkpointing) or reference (the authors' fp32 setup)")
+                   help="default (fast), low-memory (gradient checkpointing) or reference (the authors' setup: "
+                   "fp32 unless --mixed_precision is given, nothing cached)")
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="override the mode's gradient checkpointing")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")

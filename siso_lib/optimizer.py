@@ -80,8 +80,10 @@ class RuntimeSettings:
         # the frozen text encoders' embeddings are the same every iteration: computed once, encoders off the GPU
         frozen_encoders = bool(family.frozen_text_encoder_names(config.train_text_encoder))
         if config.mode == "reference":
-            # the authors' setup: fp32 everywhere, gradients for the feature networks, nothing cached
-            return cls(torch.float32, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
+            # the authors' setup: fp32 unless a precision is given (their FLUX command passes
+            # --mixed_precision bf16), gradients for the feature networks, nothing cached
+            dtype = torch.float32 if config.precision == "auto" else pick_dtype(config.precision, device)
+            return cls(dtype, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
         checkpointing = config.mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
         settings = cls(
             dtype=pick_dtype(config.precision, device),
