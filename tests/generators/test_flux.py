@@ -90,3 +90,29 @@ def test_render_uses_the_flux_recipe(family_assets, tmp_path):
     pipe = load_pipeline_with_lora(family_assets["flux"], None, device="cpu", precision="fp32")
     images = render(pipe, [PROMPT], seeds=(1, 2), resolution=64)
     assert len(images) == 1 and len(images[0]) == 2 and images[0][0].size == (64, 64)
+
+
+def test_memory_options_change_memory_not_the_losses(family_assets, subject_path):
+    """T5 (and CLIP-L without LoRA) encoded once, checkpointing of the transformer and the VAE
+    decoder in low-memory mode: the same losses as re-encoding everything every iteration."""
+    from siso_lib.images import load_subject_image
+    from siso_lib.offline import offline_config
+    from siso_lib.optimizer import SISOOptimizer
+
+    subject = load_subject_image(subject_path)
+    losses = {}
+    for mode in ("default", "low-memory", "reference"):
+        for train_text_encoder in (True, False):
+            config = offline_config(family_assets, model_family="flux", mode=mode, num_train_epochs=3,
+                                    train_text_encoder=train_text_encoder, learning_rate=0.05, text_encoder_lr=0.05)
+            optimizer = SISOOptimizer(config, subject)
+            inputs, pipe = optimizer.inputs, optimizer.pipe
+            cached = mode != "reference"
+            assert (inputs.t5_embeds is not None) == cached
+            assert (inputs.pooled is not None) == (cached and not train_text_encoder)
+            assert pipe.transformer.gradient_checkpointing == pipe.vae.decoder.gradient_checkpointing == (mode == "low-memory")
+            losses[mode, train_text_encoder] = [h["total"] for h in optimizer.run().history]
+    for train_text_encoder in (True, False):
+        reference = losses["reference", train_text_encoder]
+        for mode in ("default", "low-memory"):
+            assert max(abs(a - b) for a, b in zip(losses[mode, train_text_encoder], reference)) < 1e-5, (mode, train_text_encoder)
