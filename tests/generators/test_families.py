@@ -66,3 +66,27 @@ def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, 
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and error[-1].startswith("error: base model") and "is a flux pipeline" in error[-1]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family", ["flux", "sana"])
+def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_assets, subject_path, tmp_path, capsys):
+    """Their README command's shape (family read from the folder), cut to 2 iterations on the tiny models."""
+    from siso_lib import generate
+
+    out = tmp_path / "logs"
+    command = [
+        "--subject_image_path", subject_path, "--prompt", "a photo of a dog", "--output_dir", str(out),
+        "--lr_warmup_steps", "0", "--lr_scheduler", "constant", "--train_batch_size", "1", "--resolution", "64",
+        "--pretrained_model_name_or_path", family_assets[family], "--num_train_epochs", "2", "--seed=42",
+        "--save_weights", "--weights_output_dir", str(tmp_path / "weights"), "--dino_model_name", family_assets["dino"],
+        "--ir_features_path", family_assets["ir"], "--device", "cpu",
+    ]
+    command += ["--train_text_encoder"] if family == "flux" else ["--num_inference_steps", "3", "--num_grad_steps", "2"]
+    assert generate.main(command) == 0
+    result = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("SISO_RESULT ")).split(" ", 1)[1])
+    assert result["kohya_path"] is None and result["lora_path"].startswith(str(tmp_path / "weights"))
+    parameters = json.loads((out / "run.json").read_text())["parameters"]
+    assert parameters["model_family"] == "auto" and parameters["learning_rate"] == FAMILY_RECIPES[family]["learning_rate"]
+    expected = {"flux": dict(text_encoder_lr=5e-6, num_grad_steps=0, train_text_encoder=True, early_stopping_max_count=7),
+                "sana": dict(guidance_scale=4.5, num_grad_steps=2, train_text_encoder=False, early_stopping_max_count=5)}
+    assert {name: parameters[name] for name in expected[family]} == expected[family]
