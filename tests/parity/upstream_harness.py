@@ -1,9 +1,9 @@
-"""Run the authors' UNMODIFIED `siso_generation_sdxl.py` on the CPU with our tiny models.
+"""Run the authors' UNMODIFIED `siso_generation_{sdxl,flux,sana}.py` on the CPU with our tiny models.
 
-The authors' script (github.com/yairshp/SISO) was written for diffusers ~0.29, their own old
-open_clip fork, hub downloads and CUDA. This harness imports their file as it is and calls its
-`parse_args` / `main` (in the harness's own process: the patches are process-wide), after
-changing only its *environment*:
+The authors' scripts (github.com/yairshp/SISO) were written for diffusers ~0.29, their own old
+open_clip fork, hub downloads and CUDA. This harness imports one script file as it is (`--family`
+picks `siso_generation_<family>.py`, default sdxl) and calls its `parse_args` / `main` (in the
+harness's own process: the patches are process-wide), after changing only its *environment*:
 
 1. CUDA -> CPU: `Tensor.cuda`, `Module.cuda`, `Tensor.to("cuda"...)` and `Module.to("cuda"...)`
    are redirected to the CPU (their `dino_utils`, `ir_features_utils` and `main()` hard-code them).
@@ -24,6 +24,18 @@ changing only its *environment*:
    after their `__init__` the harness re-creates `fc1` with the tower's output dim (32 for the
    tiny checkpoint), under `torch.random.fork_rng` so no global random number is consumed.
    Their loader then loads the checkpoint strictly, fc2 (ArcFace head) included.
+6. FLUX only: `pytorch_lightning`, which `siso_generation_flux.py` imports but never uses, is an
+   empty stub module when it is not installed (it is not one of our dependencies).
+7. The module-level global `args` is set to the parsed arguments before `main(args)` is called,
+   as the scripts' own `__main__` block (`args = parse_args(); main(args)`) does:
+   `siso_generation_flux.py`'s `load_text_encoders` reads that global instead of a parameter.
+8. Sana (`--isolate_loading_rng`, on by default for Sana only): every diffusers
+   `ModelMixin.from_pretrained` runs under `torch.random.fork_rng`. Diffusers'
+   `SanaTransformer2DModel.__init__` draws `torch.randn` (`scale_shift_table`), which their script
+   does between `set_seed(seed)` and the LoRA initialisation; ours seeds right before the
+   adapters. With the patch both LoRA A matrices come from the freshly seeded state.
+9. FLUX / Sana: `Accelerator.clip_grad_norm_` is wrapped to RECORD, per epoch, the norm it clips
+   by and the norm over the parameters the optimiser holds (the LoRA); what it does is unchanged.
 
 DINO needs no patch: their `--dino_model_name` is passed `local-dir:<tiny DINO folder>`, which
 their `timm.create_model(name, pretrained=True, num_classes=0)` loads offline; their
@@ -35,7 +47,12 @@ with `early_stopping_count` and the preprocessing sizes their code resolved, and
 
 Usage:
     python tests/parity/upstream_harness.py --upstream_dir /path/to/SISO --assets_dir DIR \\
-        --out losses.json [--learning_rate 2e-4 --num_train_epochs 10 --early_stopping_max_count 100 ...]
+        --out losses.json [--family sdxl|flux|sana --learning_rate 2e-4 --num_train_epochs 10 \\
+        --early_stopping_max_count 100 ...]
+
+The arguments are the README's command for the family (`readme_argv`) with our tiny models, a
+64 px resolution and the overrides given; FLUX's README command adds `--mixed_precision bf16`,
+which is left out here (fp32, as upstream's default and our `--mode reference`).
 
 Nothing of the authors' code is copied here; their checkout is only imported at run time.
 """
@@ -99,6 +116,66 @@ def documented_argv(
     ]
 
 
+# the README command's values that differ between the three scripts
+FAMILIES = ("sdxl", "flux", "sana")
+SCRIPTS = {family: f"siso_generation_{family}.py" for family in FAMILIES}
+README_VALUES = {
+    "sdxl": dict(learning_rate=2e-4, max_count=7, num_inference_steps=1, num_grad_steps=None, train_text_encoder=True),
+    "flux": dict(learning_rate=2e-4, max_count=7, num_inference_steps=1, num_grad_steps=None, train_text_encoder=True),
+    "sana": dict(learning_rate=8e-4, max_count=5, num_inference_steps=20, num_grad_steps=3, train_text_encoder=False),
+}
+
+
+def readme_argv(
+    family: str,
+    assets: dict[str, str],
+    out_dir: str,
+    subject: str = str(DEFAULT_SUBJECT),
+    prompt: str = "a photo of a cat",
+    resolution: int = 64,
+    num_train_epochs: int = 10,
+    learning_rate: float | None = None,
+    threshold: int = 3,
+    max_count: int | None = None,
+    seed: int = 42,
+    train_text_encoder: bool | None = None,
+    num_inference_steps: int | None = None,
+    num_grad_steps: int | None = None,
+    max_grad_norm: float | None = None,
+) -> list[str]:
+    """The README's command for `family` with our tiny models; None = the README's value.
+
+    SDXL is exactly `documented_argv`. FLUX: the README's FLUX command without its
+    `--mixed_precision bf16` (fp32). Sana: the README's Sana command (no text-encoder LoRA,
+    20 steps, `--num_grad_steps 3`, lr 8e-4, patience 5). `max_grad_norm` None leaves the
+    scripts' default (1.0).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}: one of {FAMILIES}")
+    readme = README_VALUES[family]
+    learning_rate = readme["learning_rate"] if learning_rate is None else learning_rate
+    max_count = readme["max_count"] if max_count is None else max_count
+    train_text_encoder = readme["train_text_encoder"] if train_text_encoder is None else train_text_encoder
+    num_inference_steps = readme["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+    num_grad_steps = readme["num_grad_steps"] if num_grad_steps is None else num_grad_steps
+    if family == "sdxl" and (not train_text_encoder or num_inference_steps != 1 or num_grad_steps or max_grad_norm is not None):
+        raise ValueError("the SDXL command is the README's (documented_argv): only the shared overrides apply")
+    argv = documented_argv(
+        {**assets, "sdxl": assets[family]}, out_dir, subject, prompt, resolution, num_train_epochs, learning_rate,
+        threshold, max_count, seed,
+    )
+    if family == "sdxl":
+        return argv
+    argv[argv.index("--num_inference_steps") + 1] = str(num_inference_steps)
+    if not train_text_encoder:
+        argv.remove("--train_text_encoder")
+    if num_grad_steps is not None:
+        argv += ["--num_grad_steps", str(num_grad_steps)]
+    if max_grad_norm is not None:
+        argv += ["--max_grad_norm", repr(max_grad_norm)]
+    return argv
+
+
 # --------------------------------------------------------------------------- patches
 def _patch_cuda_to_cpu() -> None:
     import torch
@@ -139,6 +216,36 @@ def _stub_renoise() -> None:
     stub = types.ModuleType("utils.renoise_inversion_utils")
     stub.__doc__ = "parity harness stub: the editing-only ReNoise helpers are not needed for generation"
     sys.modules["utils.renoise_inversion_utils"] = stub
+
+
+def _stub_unused_imports(family: str) -> None:
+    """siso_generation_flux.py imports pytorch_lightning and never uses it: an empty stub if it is missing."""
+    if family != "flux" or importlib.util.find_spec("pytorch_lightning") is not None:
+        return
+    stub = types.ModuleType("pytorch_lightning")
+    stub.__doc__ = "parity harness stub: imported but never used by siso_generation_flux.py"
+    sys.modules["pytorch_lightning"] = stub
+
+
+def _isolate_model_loading_rng() -> None:
+    """diffusers' model loading draws from the global torch RNG in some __init__s (Sana's
+    `scale_shift_table = nn.Parameter(torch.randn(...))`, in every block): with this patch each
+    `ModelMixin.from_pretrained` runs under `torch.random.fork_rng`, so the LoRA initialisation
+    that follows draws from the state their `set_seed(seed)` left, as ours (seeded right before
+    the adapters) does. Their code is unchanged; only which random numbers the LoRA A gets."""
+    import functools
+
+    import torch
+    from diffusers.models.modeling_utils import ModelMixin
+
+    original = ModelMixin.from_pretrained.__func__
+
+    @functools.wraps(original)
+    def from_pretrained(cls, *args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return original(cls, *args, **kwargs)
+
+    ModelMixin.from_pretrained = classmethod(from_pretrained)
 
 
 def _load_fork(upstream: Path) -> types.ModuleType:
@@ -245,16 +352,64 @@ def _side(size) -> int:
     return int(size)
 
 
-def run_upstream(upstream_dir: str | os.PathLike, argv: list[str], workdir: str | os.PathLike, threads: int = 1) -> dict:
-    """Import and run their script's main() with `argv`; return the captured per-epoch losses.
+def _record_clip_norms(sink: list) -> None:
+    """Record, at each `Accelerator.clip_grad_norm_` call, the gradient norm it clips by (all the
+    parameters it is given) and the norm over those the optimiser holds (the LoRA): they differ
+    when other parameters carry gradients (FLUX's CLIP embeddings). Behaviour is unchanged."""
+    import torch
+    from accelerate import Accelerator
 
-    Patches this whole process (torch, sys.modules): run it in a process of its own.
+    original = Accelerator.clip_grad_norm_
+
+    def clip_grad_norm_(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        held = {id(p) for optimizer in self._optimizers for group in optimizer.param_groups for p in group["params"]}
+        norms = [torch.linalg.vector_norm(p.grad.detach(), norm_type) for p in parameters if p.grad is not None and id(p) in held]
+        lora_norm = float(torch.linalg.vector_norm(torch.stack(norms), norm_type)) if norms else 0.0
+        total = original(self, parameters, max_norm, norm_type)
+        sink.append({"clipped_by": float(total), "lora_only": lora_norm})
+        return total
+
+    Accelerator.clip_grad_norm_ = clip_grad_norm_
+
+
+def _embedding_grad_norm(text_encoder) -> float | None:
+    """L2 norm of the gradient left on CLIP's embeddings after the run (FLUX with --train_text_encoder).
+
+    siso_generation_flux.py sets `text_model.embeddings.requires_grad_(True)` every epoch, the
+    optimiser does not hold (so never zeroes) those weights, and their gradient, summed over all
+    epochs, is part of the norm its `clip_grad_norm_` over all text-encoder parameters computes.
+    None when no such gradient exists (no text-encoder LoRA, or not FLUX)."""
+    if text_encoder is None:
+        return None
+    import torch
+
+    text_encoder = getattr(text_encoder, "module", text_encoder)
+    grads = [p.grad for p in text_encoder.text_model.embeddings.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+def run_upstream(
+    upstream_dir: str | os.PathLike,
+    argv: list[str],
+    workdir: str | os.PathLike,
+    threads: int = 1,
+    family: str = "sdxl",
+    isolate_loading_rng: bool = False,
+) -> dict:
+    """Import and run their `siso_generation_<family>.py` main() with `argv`; return the captured per-epoch losses.
+
+    `isolate_loading_rng`: model loading leaves the global RNG as their `set_seed` left it
+    (`_isolate_model_loading_rng`; needed for Sana, whose transformer draws random numbers in
+    its __init__). Patches this whole process (torch, sys.modules): run it in a process of its own.
     """
     import torch
 
     torch.set_num_threads(threads)
     upstream = Path(upstream_dir).resolve()
-    script = upstream / "siso_generation_sdxl.py"
+    script = upstream / SCRIPTS[family]
     if not script.is_file():
         raise FileNotFoundError(f"{script} not found: SISO_UPSTREAM_DIR must be a checkout of github.com/yairshp/SISO")
     ir_path = argv[argv.index("--ir_features_path") + 1]
@@ -264,18 +419,27 @@ def run_upstream(upstream_dir: str | os.PathLike, argv: list[str], workdir: str 
     _patch_diffusers()
     sys.path.insert(0, str(upstream))
     _stub_renoise()
+    _stub_unused_imports(family)
+    clip_norms: list[dict] = []
+    if family != "sdxl":
+        _record_clip_norms(clip_norms)
+    if isolate_loading_rng:
+        _isolate_model_loading_rng()
     _install_open_clip(upstream, ir_path, workdir)
     ir_features_utils = importlib.import_module("utils.ir_features_utils")
     _patch_ir_head(ir_features_utils)
 
-    spec = importlib.util.spec_from_file_location("siso_generation_sdxl_upstream", script)
+    spec = importlib.util.spec_from_file_location(f"siso_generation_{family}_upstream", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     args = module.parse_args(argv)
+    module.args = args  # what their `__main__` block does (FLUX's load_text_encoders reads this global)
 
     captured: dict = {}
     previous = sys.gettrace()
     names = ("dino_losses", "ir_losses", "total_losses", "early_stopping_count", "transforms_configs", "feature_extractor_transforms")
+    if family == "flux":
+        names += ("text_encoder_one",)  # for the gradient its CLIP embeddings accumulate (see _embedding_grad_norm)
     sys.settrace(_capture_locals_of(module.main, names, captured))
     try:
         module.main(args)
@@ -294,6 +458,10 @@ def run_upstream(upstream_dir: str | os.PathLike, argv: list[str], workdir: str 
         # what their preprocessing resolved to: short side after resizing, square crop
         "dino_preprocess": [_side(dino_sizes["resize_size"]), _side(dino_sizes["center_crop_size"])],
         "ir_preprocess": [_side(ir_resize.size), _side(ir_crop.size)],
+        "family": family,
+        "isolate_loading_rng": isolate_loading_rng,
+        "text_embedding_grad_norm": _embedding_grad_norm(captured.get("text_encoder_one")),
+        "clip_norms": clip_norms,  # per epoch (FLUX / Sana): the norm they clip by, and the LoRA's alone
         "argv": argv,
     }
 
@@ -303,29 +471,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream_dir", default=os.environ.get("SISO_UPSTREAM_DIR"), required="SISO_UPSTREAM_DIR" not in os.environ)
     parser.add_argument("--assets_dir", required=True, help="tiny models (written by siso_lib.offline.ensure_test_assets if missing)")
     parser.add_argument("--out", required=True, help="JSON file for the per-epoch losses")
+    parser.add_argument("--family", choices=FAMILIES, default="sdxl", help="which script: siso_generation_<family>.py")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT))
     parser.add_argument("--prompt", default="a photo of a cat")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--num_train_epochs", type=int, default=10)
-    parser.add_argument("--learning_rate", type=float, default=2e-4)
+    parser.add_argument("--learning_rate", type=float, default=None, help="default: the README's (sdxl/flux 2e-4, sana 8e-4)")
     parser.add_argument("--early_stopping_threshold_percentage", type=int, default=3)
-    parser.add_argument("--early_stopping_max_count", type=int, default=7)
+    parser.add_argument("--early_stopping_max_count", type=int, default=None, help="default: the README's (sdxl/flux 7, sana 5)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
+    # FLUX / Sana only (the SDXL command is the README's as it is)
+    parser.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=None,
+                        help="default: the README's (flux yes, sana no)")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="default: the README's (flux 1, sana 20)")
+    parser.add_argument("--num_grad_steps", type=int, default=None, help="sana only; default: the README's 3")
+    parser.add_argument("--max_grad_norm", type=float, default=None, help="default: the scripts' own (1.0)")
+    parser.add_argument("--isolate_loading_rng", action=argparse.BooleanOptionalAction, default=None,
+                        help="load the models under torch.random.fork_rng, so that the LoRA init draws from the fresh "
+                        "seed as ours does (default: on for sana, whose transformer __init__ draws random numbers)")
     options = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
     from siso_lib.offline import ensure_test_assets  # before any patch: writing assets needs the real open_clip
 
-    assets = ensure_test_assets(options.assets_dir)
+    families = () if options.family == "sdxl" else (options.family,)
+    assets = ensure_test_assets(options.assets_dir, families=families)
     with tempfile.TemporaryDirectory(prefix="siso-upstream-run-") as workdir:
-        run_argv = documented_argv(
-            assets, workdir, options.subject_image_path, options.prompt, options.resolution, options.num_train_epochs,
-            options.learning_rate, options.early_stopping_threshold_percentage, options.early_stopping_max_count, options.seed,
+        run_argv = readme_argv(
+            options.family, assets, workdir, options.subject_image_path, options.prompt, options.resolution,
+            options.num_train_epochs, options.learning_rate, options.early_stopping_threshold_percentage,
+            options.early_stopping_max_count, options.seed, options.train_text_encoder, options.num_inference_steps,
+            options.num_grad_steps, options.max_grad_norm,
         )
-        result = run_upstream(options.upstream_dir, run_argv, workdir, options.threads)
+        isolate = options.family == "sana" if options.isolate_loading_rng is None else options.isolate_loading_rng
+        result = run_upstream(options.upstream_dir, run_argv, workdir, options.threads, options.family, isolate)
     Path(options.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"upstream: {result['steps_run']} epochs, total losses {result['total']}", file=sys.stderr)
+    print(f"upstream {options.family}: {result['steps_run']} epochs, total losses {result['total']}", file=sys.stderr)
     return 0
 
 
