@@ -1,7 +1,12 @@
 """What `notebooks/02_apply_lora.ipynb` does: find a saved LoRA, render new prompts with and without it.
 
+A LoRA of any model family (SDXL-Turbo, FLUX.1-schnell, Sana) applies: its base model and family
+are read from the file's metadata (`siso.base_model`, `siso.model_family`; a file without them is
+an SDXL LoRA), and rendering uses the family's recipe steps and guidance unless the user sets them.
+
     info = lora_info(find_lora(None))          # the newest run under outputs/runs
-    pipe = load_pipeline_with_lora(info.base_model, info.path)
+    pipe = load_pipeline_quietly(info.base_model, info.path, model_family=info.model_family)
+    steps, guidance = info.render_settings()   # the family's recipe (SDXL-Turbo 1 / 0, Sana 20 / 4.5, ...)
     base = render(pipe, prompts, seeds, lora_scale=0)   # the same seeds with and without the LoRA
     tuned = render(pipe, prompts, seeds, lora_scale=1)
     comparison_figure(prompts, seeds, base, tuned)
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .config import SISOConfig
+from .config import MODEL_FAMILIES, SISOConfig
 from .errors import SISOInputError
 from .lora_io import DIFFUSERS_WEIGHT_NAME, read_metadata, resolve_lora_path
 from .notebook_run import DEFAULT_RUNS_ROOT
@@ -27,6 +32,7 @@ APPLY_PARAMETERS = {
     "prompts": "list[str] | None",
     "seeds": "list[int]",
     "num_inference_steps": "int | None",
+    "guidance_scale": "float | None",
     "resolution": "int | None",
     "lora_scales": "list[float]",
     "scale_prompt": "str | None",
@@ -66,8 +72,25 @@ class LoraInfo:
         return self.path.parent
 
     @property
+    def model_family(self) -> str:
+        """The family the LoRA was optimised on; a file without it predates FLUX and Sana: SDXL."""
+        family = self.metadata.get("model_family")
+        return family if family in MODEL_FAMILIES else "sdxl"
+
+    @property
+    def recipe(self) -> SISOConfig:
+        """SISOConfig with the family's recipe (the library's defaults for this LoRA)."""
+        return SISOConfig(model_family=self.model_family)
+
+    @property
     def base_model(self) -> str:
-        return str(self.metadata.get("base_model") or SISOConfig().pretrained_model_name_or_path)
+        return str(self.metadata.get("base_model") or self.recipe.pretrained_model_name_or_path)
+
+    def render_settings(self, num_inference_steps: int | None = None, guidance_scale: float | None = None) -> tuple[int, float]:
+        """(steps, guidance) to render with: the values given, else the family's recipe."""
+        recipe = self.recipe
+        return (num_inference_steps or recipe.num_inference_steps,
+                recipe.guidance_scale if guidance_scale is None else float(guidance_scale))
 
     @property
     def prompt(self) -> str:
@@ -88,9 +111,11 @@ class LoraInfo:
         return path if path.is_file() else None
 
     def to_markdown(self) -> str:
-        keys = ("base_model", "prompt", "seed", "resolution", "rank", "lora_alpha", "train_text_encoder",
-                "steps_run", "best_step", "final_losses", "stop_reason")
+        keys = ("model_family", "base_model", "prompt", "seed", "resolution", "num_inference_steps", "guidance_scale", "rank",
+                "lora_alpha", "train_text_encoder", "steps_run", "best_step", "final_losses", "stop_reason")
         rows = "\n".join(f"| `{k}` | `{self.metadata[k]}` |" for k in keys if k in self.metadata)
+        if "model_family" not in self.metadata:
+            rows = f"| `model_family` | `{self.model_family}` (not stored: an SDXL LoRA) |\n" + rows
         return f"LoRA: `{self.path}`\n\n| stored in the LoRA file | value |\n| --- | --- |\n{rows}"
 
     def _repr_markdown_(self) -> str:
@@ -110,15 +135,24 @@ def lora_info(path: str | Path) -> LoraInfo:
     return LoraInfo(path, metadata, run)
 
 
-def load_pipeline_quietly(base_model: str, lora_path: str | Path, device: str = "auto", precision: str = "auto"):
+def load_pipeline_quietly(
+    base_model: str, lora_path: str | Path, device: str = "auto", precision: str = "auto", model_family: str = "auto"
+):
     """`inference.load_pipeline_with_lora` without progress bars (they are widgets in a notebook)."""
     from .inference import load_pipeline_with_lora
     from .notebook_run import quiet_model_loading
 
     quiet_model_loading()
-    pipe = load_pipeline_with_lora(base_model, lora_path, device=device, precision=precision)
+    pipe = load_pipeline_with_lora(base_model, lora_path, device=device, precision=precision, model_family=model_family)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def pipeline_device(pipe):
+    """The device of a loaded pipeline's denoiser (the UNet of SDXL, the transformer of FLUX and Sana)."""
+    from .generators import family_of
+
+    return getattr(pipe, family_of(pipe).denoiser_name).device
 
 
 def default_prompts(prompt: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 The notebook's `parameters` cell (papermill) holds every SISO knob set to `None`, which means
 "the library's default": `SISOConfig()` for the real models, `offline_config()` for the tiny
-offline ones. `prepare_run(globals())` turns those cells into one checked `NotebookSetup`, so
-the numbers live only in `siso_lib/config.py` and `siso_lib/offline.py`.
+offline ones, each with the recipe of the model family (`model_family`: "auto", the default,
+reads it from the base model; "sdxl", "flux" or "sana" picks that family's hub model, or with
+`models="offline"` its tiny model). `prepare_run(globals())` turns those cells into one checked
+`NotebookSetup`, so the numbers live only in `siso_lib/config.py` and `siso_lib/offline.py`.
 
 Headless mode (`run_headless`) runs SISO without widgets: one text line per iteration, a live
 figure (loss curves, subject, current and best image) updated every few seconds, and the same
@@ -11,7 +13,8 @@ figure at the end, so an executed notebook is a readable report. The interactive
 (`siso_lib.notebook_ui.SISOPanel`) uses the same recorder and figures.
 
 `python -m siso_lib.notebook_run` (what `make demo` calls) executes the notebook headless with
-papermill on the offline default and prints where everything went.
+papermill on the offline default and prints where everything went (`-p model_family=flux` or
+`sana` runs that family's tiny model).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import SISOConfig
+from .config import FAMILY_RECIPES, MODEL_FAMILIES, RECIPE_FIELDS, SISOConfig
 from .config import coerce_value  # SISOConfig's own text -> type rule, for the notebook's options
 from .errors import SISOInputError
 from .offline import DEFAULT_ASSETS_DIR, DEFAULT_SUBJECT, REPO_ROOT
@@ -47,6 +50,11 @@ GENERATE_NOTEBOOK = NOTEBOOKS_DIR / "01_generate_lora.ipynb"
 DEFAULT_RUNS_ROOT = REPO_ROOT / "outputs" / "runs"
 
 MODELS = ("auto", "hub", "offline")
+FAMILY_CHOICES = ("auto", *MODEL_FAMILIES)  # the values of the model_family knob
+# knobs the parameters cell sets to SISOConfig's own default instead of None, so that papermill
+# reads their type ("auto" is a str); at that value they count as a default, not as set
+CELL_DEFAULTS = {"model_family": SISOConfig.__dataclass_fields__["model_family"].default}
+FAMILY_NAMES = {"sdxl": "SDXL-Turbo", "flux": "FLUX.1-schnell", "sana": "Sana"}
 # every SISOConfig field is a notebook parameter, except the free-form `extra` dict
 SISO_KNOBS = tuple(f.name for f in dataclasses.fields(SISOConfig) if f.name != "extra")
 # the notebook's own parameters, besides the SISO knobs
@@ -147,9 +155,12 @@ def coerce_knob(name: str, value: Any) -> Any:
     if value is None:
         return None
     try:
-        return getattr(SISOConfig(**{name: value}), name)
+        value = getattr(SISOConfig(**{name: value}), name)
     except ValueError as error:
         raise NotebookParameterError(str(error)) from None
+    if name == "model_family" and value not in FAMILY_CHOICES:
+        raise NotebookParameterError(f"model_family {value!r} is unknown: use {', '.join(FAMILY_CHOICES)}")
+    return value
 
 
 def coerce_parameter(name: str, value: Any) -> Any:
@@ -164,7 +175,7 @@ def coerce_parameter(name: str, value: Any) -> Any:
         if name == "models":
             value = value.strip().lower()
             if value not in MODELS:
-                raise ValueError(f"models={value!r} is unknown: use 'hub' (SDXL-Turbo + DINOv2), 'offline' (tiny test models) or 'auto'")
+                raise ValueError(f"models={value!r} is unknown: use 'hub' (the family's model + DINOv2), 'offline' (tiny test models) or 'auto'")
         return value
     except ValueError as error:
         raise NotebookParameterError(str(error)) from None
@@ -223,6 +234,77 @@ def resolve_models(models: str | None) -> str:
     return "hub" if pick_device("auto").type != "cpu" else "offline"
 
 
+def offline_family(model_family: str, base_model: str | None = None) -> str:
+    """The family whose tiny model an offline run uses: the one named; with "auto" the family of
+    `base_model` (a folder the user gave) or, without one, that of the default base model (sdxl)."""
+    if model_family != "auto":
+        return model_family
+    if base_model:
+        from .model_paths import detect_family
+
+        try:
+            found = detect_family(base_model)
+        except SISOInputError:
+            found = None
+        if found:
+            return found
+    return SISOConfig().family
+
+
+def resolve_config(models: str, knobs: Mapping[str, Any], assets_dir: str | None = None):
+    """(config, base, assets) for `models` ("hub" or "offline") and the knobs the user set.
+
+    `base` is the config before the user's knobs: `SISOConfig()` (hub) or `offline_config()` with
+    the family's tiny model (offline), each filled with the recipe of the family `knobs` names
+    ("auto": read from the base model). `config` is `base` with the knobs, validated
+    (NotebookParameterError, one line, if impossible).
+    """
+    knobs = dict(knobs)
+    family = knobs.get("model_family") or "auto"
+    assets = None
+    try:
+        if models == "offline":
+            from .offline import ensure_test_assets, offline_config
+
+            tiny = offline_family(family, knobs.get("pretrained_model_name_or_path"))
+            quiet_model_loading()  # writing a tiny model the first time shows no progress bars (widgets in a notebook)
+            assets = ensure_test_assets(assets_dir or DEFAULT_ASSETS_DIR, families=(tiny,))
+            base = offline_config(assets, model_family=tiny).replace(model_family=family)
+        else:
+            base = SISOConfig(model_family=family)
+        config = base.replace(**knobs)
+        config.validate()
+    except ValueError as error:
+        raise NotebookParameterError(str(error)) from None
+    return config, base, assets
+
+
+def _short(number: float) -> str:
+    """2e-4 -> "2e-4", 0.01 -> "0.01", 4.5 -> "4.5"."""
+    mantissa, e, exponent = f"{number:g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if e else mantissa
+
+
+def family_recipe_markdown() -> str:
+    """The per-family recipe (config.FAMILY_RECIPES) as a Markdown table; 01's explanation cell holds
+    exactly this text (a test keeps them equal)."""
+    rows = [
+        ("base model (`models=\"hub\"`)", lambda r: f"`{r['pretrained_model_name_or_path']}`"),
+        ("`num_inference_steps` (`num_grad_steps`: the last k with gradients, 0 = all)",
+         lambda r: f"{r['num_inference_steps']} ({r['num_grad_steps']})"),
+        ("`guidance_scale`", lambda r: _short(r["guidance_scale"])),
+        ("`learning_rate` / `adam_weight_decay`", lambda r: f"{_short(r['learning_rate'])} / {_short(r['adam_weight_decay'])}"),
+        ("`train_text_encoder`", lambda r: "no" if not r["train_text_encoder"] else
+         ("yes" if r["text_encoder_lr"] is None else f"yes, lr {_short(r['text_encoder_lr'])}")),
+        ("`early_stopping_max_count`", lambda r: str(r["early_stopping_max_count"])),
+    ]
+    head = "| | " + " | ".join(f"`{f}` ({FAMILY_NAMES[f]})" for f in MODEL_FAMILIES) + " |"
+    lines = [head, "|---" * (len(MODEL_FAMILIES) + 1) + "|"]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(FAMILY_RECIPES[f]) for f in MODEL_FAMILIES) + " |")
+    return "\n".join(lines)
+
+
 @dataclass
 class NotebookSetup:
     """Everything one notebook run needs, resolved from the parameters cell."""
@@ -234,27 +316,44 @@ class NotebookSetup:
     overwrite: bool = False
     runs_root: str = str(DEFAULT_RUNS_ROOT)
     assets: dict[str, str] | None = None
-    sources: dict[str, str] = field(default_factory=dict)  # knob -> "default" | "offline default" | "set"
+    sources: dict[str, str] = field(default_factory=dict)  # knob -> "default" | "<family> recipe" | "offline default" | "set"
     interactive: bool = True  # the widget panel (True) or a headless run (False)
+    knobs: dict[str, Any] = field(default_factory=dict)  # the SISO knobs the parameters set (not None)
+    assets_dir: str | None = None
+
+    @property
+    def family(self) -> str:
+        return self.config.family
+
+    def config_for_family(self, model_family: str) -> SISOConfig:
+        """The config of this setup with another `model_family` (what a headless run with that
+        model_family and the same parameters gets): the family's recipe, and offline its tiny model."""
+        knobs = {**self.knobs, "model_family": coerce_knob("model_family", model_family)}
+        return resolve_config(self.models, knobs, self.assets_dir)[0]
 
     def describe(self) -> list[tuple[str, Any, str]]:
         return [(name, getattr(self.config, name), self.sources.get(name, "default")) for name in SISO_KNOBS]
 
     def to_html(self) -> str:
+        family, base = self.family, self.config.pretrained_model_name_or_path
         models = {
-            "hub": "real models from the model hub (SDXL-Turbo, DINOv2; IR from ir_features_path)",
-            "offline": "<b>tiny random-weight offline models</b>: they prove the pipeline works; they do not draw the subject",
+            "hub": f"real models from the model hub ({FAMILY_NAMES.get(family, family)} <code>{html.escape(str(base))}</code>, "
+                   "DINOv2; IR from ir_features_path)",
+            "offline": f"<b>tiny random-weight offline models</b> ({html.escape(str(family))}): they prove the pipeline "
+                       "works; they do not draw the subject",
         }[self.models]
+        strong = ("set", "offline default")
         rows = "".join(
             f"<tr><td style='text-align:left'><code>{html.escape(name)}</code></td>"
-            f"<td style='text-align:left'>{'<b>' if source != 'default' else ''}{html.escape(repr(value))}"
-            f"{'</b>' if source != 'default' else ''}</td><td style='text-align:left'>{source}</td></tr>"
+            f"<td style='text-align:left'>{'<b>' if source in strong else ''}{html.escape(repr(value))}"
+            f"{'</b>' if source in strong else ''}</td><td style='text-align:left'>{source}</td></tr>"
             for name, value, source in self.describe()
         )
         output = self.output_dir or f"a fresh folder under {self.runs_root}"
         return (
-            f"<p><b>models:</b> {models}<br><b>subject:</b> <code>{html.escape(self.subject_image_path)}</code>"
-            f"<br><b>output:</b> <code>{html.escape(output)}</code></p>"
+            f"<p><b>models:</b> {models}<br><b>model family:</b> {html.escape(str(family))} (its recipe fills the "
+            f"settings marked '{html.escape(str(family))} recipe')<br><b>subject:</b> "
+            f"<code>{html.escape(self.subject_image_path)}</code><br><b>output:</b> <code>{html.escape(output)}</code></p>"
             "<table><thead><tr><th style='text-align:left'>setting</th><th style='text-align:left'>value</th>"
             f"<th style='text-align:left'>from</th></tr></thead><tbody>{rows}</tbody></table>"
         )
@@ -267,9 +366,10 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
     """Resolve the notebook parameters found in `namespace` (e.g. `globals()`) into a NotebookSetup.
 
     Every value gets its type (papermill's `-p interactive false` passes the text "false"; it is
-    False here), a knob left at None takes the library default, `changes` override the namespace,
-    and a name papermill injected that the parameters cell does not define (`-p learnig_rate 1e-4`)
-    is refused with the list of valid names: NotebookParameterError, one line, the run fails.
+    False here), a knob left at None takes the library default (the model family's recipe where
+    the families differ), `changes` override the namespace, and a name papermill injected that the
+    parameters cell does not define (`-p learnig_rate 1e-4`) is refused with the list of valid
+    names: NotebookParameterError, one line, the run fails.
     """
     check_parameter_names(injected_parameter_names(namespace), PARAMETER_NAMES)
     raw = {name: namespace[name] for name in PARAMETER_NAMES if name in namespace}
@@ -277,26 +377,18 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
     values = coerce_parameters(raw)
     models = resolve_models(values.get("models"))
     knobs = {name: values[name] for name in SISO_KNOBS if raw.get(name) is not None}  # "" for ir_features_path: none
-    defaults = SISOConfig()
-    assets = None
-    if models == "offline":
-        from .offline import ensure_test_assets, offline_config
-
-        assets = ensure_test_assets(values.get("assets_dir") or DEFAULT_ASSETS_DIR)
-        base = offline_config(assets)
-    else:
-        base = defaults
-    try:
-        config = base.replace(**knobs)
-        config.validate()
-    except ValueError as error:
-        raise NotebookParameterError(str(error)) from None
+    assets_dir = values.get("assets_dir")
+    config, base, assets = resolve_config(models, knobs, assets_dir)
+    family = config.family
+    hub = SISOConfig(model_family=family)  # what the real models of this family would use
     sources = {}
     for name in SISO_KNOBS:
-        if name in knobs:
+        if name in knobs and not (name in CELL_DEFAULTS and knobs[name] == CELL_DEFAULTS[name]):
             sources[name] = "set"
-        elif getattr(base, name) != getattr(defaults, name):
+        elif name != "model_family" and getattr(base, name) != getattr(hub, name):
             sources[name] = "offline default"
+        elif name in RECIPE_FIELDS:
+            sources[name] = f"{family} recipe"
         else:
             sources[name] = "default"
     interactive = values.get("interactive")
@@ -309,6 +401,8 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
         assets=assets,
         sources=sources,
         interactive=True if interactive is None else interactive,
+        knobs=knobs,
+        assets_dir=assets_dir,
     )
 
 

@@ -3,6 +3,12 @@
     panel = SISOPanel.from_setup(prepare_run(globals()))
     panel                       # shows it; press Run, watch, press Stop whenever you like
 
+The model family control (auto, sdxl, flux, sana) switches the base model and every knob that
+still shows the old family's recipe value (learning rate, inference steps, text-encoder LoRA,
+patience, ...) to the new family's value, exactly what a headless run with that `model_family`
+gets; knobs the user changed keep their values. Offline, the family's tiny model is written on
+first use.
+
 Run starts the optimiser in a background thread, so the kernel stays free (other cells run,
 Stop is heard). Every iteration updates the progress bar and status line; the loss curves and
 the current / best images are redrawn at most every `refresh_seconds` (and always on a new
@@ -22,13 +28,15 @@ import unicodedata
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as widgets
 
 from .config import MODES, PRECISIONS, SISOConfig
 from .notebook_run import (
     DEFAULT_RUNS_ROOT,
+    FAMILY_CHOICES,
+    FAMILY_NAMES,
     NotebookRun,
     NotebookSetup,
     RunRecorder,
@@ -133,8 +141,11 @@ class SISOPanel:
         examples_dir: str | Path | None = EXAMPLES_DIR,
         upload_dir: str | Path | None = None,
         refresh_seconds: float = 0.5,
+        family_config: Callable[[str], SISOConfig] | None = None,
     ):
         self.base_config = config
+        # model_family -> the config the panel starts from for that family (NotebookSetup.config_for_family)
+        self._family_config = family_config or (lambda family: self.base_config.replace(model_family=family))
         self.output_dir = output_dir
         self.runs_root = Path(runs_root)
         self.overwrite = overwrite
@@ -154,7 +165,8 @@ class SISOPanel:
 
     @classmethod
     def from_setup(cls, setup: NotebookSetup, **kwargs) -> "SISOPanel":
-        options = dict(output_dir=setup.output_dir, runs_root=setup.runs_root, overwrite=setup.overwrite)
+        options = dict(output_dir=setup.output_dir, runs_root=setup.runs_root, overwrite=setup.overwrite,
+                       family_config=setup.config_for_family)
         options.update(kwargs)
         return cls(setup.config, setup.subject_image_path, **options)
 
@@ -170,6 +182,9 @@ class SISOPanel:
                                    layout=W.Layout(width="95%"), continuous_update=False)  # checked on Enter / leaving the box
         self.upload = W.FileUpload(accept="image/*", multiple=False, description="upload a photo",
                                    layout=W.Layout(width="220px", margin="2px 0 2px 154px"))
+        self.model_family = W.Dropdown(options=list(FAMILY_CHOICES), value=c.model_family, description="model family",
+                                       style=WIDE)
+        self.base_model_info = W.HTML()
         self.prompt = W.Text(value=c.prompt, description="prompt", style=WIDE, layout=W.Layout(width="95%"),
                              placeholder="a simple prompt naming the subject's class, e.g. 'a photo of a cat'")
 
@@ -178,6 +193,8 @@ class SISOPanel:
         self.learning_rate = W.SelectionSlider(options=exact_choices(LEARNING_RATES, c.learning_rate),
                                                value=c.learning_rate, description="learning rate", style=WIDE)
         self.rank = W.Dropdown(options=exact_choices(RANKS, c.rank), value=c.rank, description="LoRA rank", style=WIDE)
+        self.num_inference_steps = W.IntSlider(value=c.num_inference_steps, min=1, max=max(50, c.num_inference_steps),
+                                               description="inference steps", style=WIDE)
         self.resolution = W.Dropdown(options=exact_choices(RESOLUTIONS, c.resolution), value=c.resolution,
                                      description="resolution (px)", style=WIDE)
         self.seed = W.IntText(value=c.seed, description="seed", style=WIDE)
@@ -219,20 +236,23 @@ class SISOPanel:
         self.subject_path.observe(self._on_subject_path, names="value")
         self.upload.observe(self._on_upload, names="value")
         self.num_train_epochs.observe(self._on_steps, names="value")
+        self.model_family.observe(self._on_family, names="value")
         self.run_button.on_click(lambda _button: self.start())
         self.stop_button.on_click(lambda _button: self.stop())
 
         def box(title, *children):
             return W.VBox([W.HTML(f"<b>{title}</b>"), *children])
 
+        model_box = box("Model", W.HBox([self.model_family, self.base_model_info], layout=W.Layout(align_items="center")))
         subject_box = box("Subject", self.examples, self.subject_path, self.upload, self.prompt)
-        knobs_left = box("Optimisation", self.num_train_epochs, self.learning_rate, self.rank, self.resolution, self.seed)
+        knobs_left = box("Optimisation", self.num_train_epochs, self.learning_rate, self.rank, self.resolution,
+                         self.num_inference_steps, self.seed)
         knobs_right = box("Loss and early stopping", self.dino_features_weight, self.ir_features_weight,
                           self.early_stopping_threshold_percentage, self.early_stopping_max_count, self.train_text_encoder)
         advanced = W.Accordion(children=[W.VBox([self.device, self.precision, self.mode, self.ir_features_path])])
         advanced.set_title(0, "Device, precision, IR checkpoint")
         advanced.selected_index = None
-        controls = W.VBox([subject_box, W.HBox([knobs_left, knobs_right]), advanced])
+        controls = W.VBox([model_box, subject_box, W.HBox([knobs_left, knobs_right]), advanced])
         buttons = W.HBox([self.run_button, self.stop_button, self.progress], layout=W.Layout(align_items="center"))
 
         def column(caption, image):
@@ -246,6 +266,7 @@ class SISOPanel:
         self.widget = W.VBox([controls, buttons, self.status, self.loss_plot, images, self.result_info],
                              layout=W.Layout(width="100%"))
         self.widget.add_class("siso-panel")
+        self._show_family(c)
         self._on_subject_path({"new": self.subject_path.value})
         self._render_plot(RunRecorder().snapshot())
 
@@ -255,8 +276,9 @@ class SISOPanel:
         display(self.widget)
 
     # ------------------------------------------------------------------ widgets <-> config
-    KNOBS = (
-        "prompt", "num_train_epochs", "learning_rate", "rank", "resolution", "seed", "dino_features_weight",
+    KNOBS = (  # model_family first: the family's recipe is the starting point of the other knobs
+        "model_family", "prompt", "num_train_epochs", "learning_rate", "rank", "resolution", "num_inference_steps", "seed",
+        "dino_features_weight",
         "ir_features_weight", "early_stopping_threshold_percentage", "early_stopping_max_count", "train_text_encoder",
         "device", "precision", "mode", "ir_features_path",
     )
@@ -271,31 +293,73 @@ class SISOPanel:
         return self.base_config.replace(**{name: coerce_knob(name, getattr(self, name).value) for name in self.KNOBS})
 
     def set_values(self, **values: Any) -> None:
-        """Set knobs by their SISOConfig names (and `subject_image_path`), as a user would."""
-        for name, value in values.items():
+        """Set knobs by their SISOConfig names (and `subject_image_path`), as a user would;
+        `model_family` is set first, so that the other values given apply to the new family."""
+        for name in sorted(values, key=lambda key: key != "model_family"):
+            value = values[name]
             if name == "subject_image_path":
                 self.subject_path.value = str(value)
             elif name in self.KNOBS:
-                widget = getattr(self, name)
-                if isinstance(widget, widgets.Text):
-                    widget.value = "" if value is None else str(value)
-                    continue
-                value = coerce_knob(name, value)
-                if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
-                    pairs = [option if isinstance(option, tuple) else (str(option), option) for option in widget.options]
-                    if value not in [option for _label, option in pairs]:
-                        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _l, v in pairs)
-                        if numeric:
-                            widget.options = exact_choices([option for _label, option in pairs], value)
-                        else:
-                            widget.options = [*pairs, (str(value), value)]
-                if isinstance(widget, widgets.IntSlider) and value > widget.max:
-                    widget.max = value
-                widget.value = value
+                self._set_widget(name, value)
             else:
                 raise ValueError(f"the panel has no knob {name!r}; knobs: subject_image_path, {', '.join(self.KNOBS)}")
 
+    def _set_widget(self, name: str, value: Any) -> None:
+        """Show `value` in knob `name`'s widget (a number outside a list of choices is added to it)."""
+        widget = getattr(self, name)
+        if isinstance(widget, widgets.Text):
+            widget.value = "" if value is None else str(value)
+            return
+        value = coerce_knob(name, value)
+        if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
+            pairs = [option if isinstance(option, tuple) else (str(option), option) for option in widget.options]
+            if value not in [option for _label, option in pairs]:
+                numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for _l, v in pairs)
+                if numeric:
+                    widget.options = exact_choices([option for _label, option in pairs], value)
+                else:
+                    widget.options = [*pairs, (str(value), value)]
+        if isinstance(widget, widgets.IntSlider) and value > widget.max:
+            widget.max = value
+        widget.value = value
+
     # ------------------------------------------------------------------ events
+    def _on_family(self, change) -> None:
+        """Another model family: its base model, and its recipe in every knob the user did not change."""
+        family = change["new"]
+        old = self.base_config
+        if not self.running:
+            self._set_status(f"Preparing the {html.escape(str(family))} settings ...")
+        try:
+            new = self._family_config(family)
+        except ValueError as error:  # e.g. a base model folder of another family: Run refuses it with this line
+            self.base_config = old.replace(model_family=family)
+            self._show_family(self.base_config)
+            self._set_status(f"Model family {html.escape(str(family))}: {html.escape(str(error))}", "error")
+            return
+        for name in self.KNOBS:
+            if name == "model_family":
+                continue
+            shown = getattr(self, name).value
+            shown = None if name == "ir_features_path" and shown == "" else shown
+            if coerce_knob(name, shown) == getattr(old, name) and getattr(new, name) != getattr(old, name):
+                self._set_widget(name, getattr(new, name))
+        self.base_config = new
+        self._show_family(new)
+        if not self.running:
+            self._set_status(f"Model family <b>{html.escape(str(new.family))}</b>: "
+                             f"<code>{html.escape(str(new.pretrained_model_name_or_path))}</code>. Press <b>Run</b>.")
+
+    def _show_family(self, config: SISOConfig) -> None:
+        try:
+            family = config.family
+        except ValueError:
+            family = None
+        name = FAMILY_NAMES.get(family, family or "unknown family")
+        self.base_model_info.value = (f"<span style='margin-left:8px'>{html.escape(str(name))}: "
+                                      f"<code>{html.escape(str(config.pretrained_model_name_or_path))}</code></span>")
+        self.train_text_encoder.disabled = family == "sana"  # the authors train Sana's transformer only
+
     def _on_example(self, change) -> None:
         if change["new"]:
             self._select_subject(change["new"], origin=f"example {Path(change['new']).name!r}")

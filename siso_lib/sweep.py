@@ -3,11 +3,18 @@
     siso-sweep --name lr-rank --grid learning_rate=1e-4,2e-4 --grid rank=4,8 --subjects data/cat.png data/coffee.png
     siso-sweep sweep.yaml            # the same from a file (YAML or JSON, see `load_spec`)
 
+    siso-sweep --name families --set models=offline --grid model_family=sdxl,flux,sana
+
 Every combination of the grid is one run in `outputs/sweeps/<name>/<run>/`: the executed
 notebook, the LoRA files, result.png, loss_curve.png, run.json, and `sweep_run.json` (this
 module's record: parameters, status, error, wall time). `outputs/sweeps/<name>/results.csv` has
-one row per run of the grid (parameters, steps run, best iteration, final losses, wall time,
-status, paths) and is rewritten after every run.
+one row per run of the grid (parameters, the model family it ran, steps run, best iteration,
+final losses, wall time, status, paths) and is rewritten after every run.
+
+* `model_family` is an axis like any other: each run gets that family's recipe and model (with
+  `models=offline` its tiny model, with real models the recipe's hub model unless the sweep
+  names `pretrained_model_name_or_path`). The `model_family` column holds the family a run used
+  ("auto" is replaced by the family read from the base model once the run has finished).
 
 * Parameter names and values are checked against the notebook's parameters cell before anything
   runs (no model, no kernel, no torch is loaded for that, nor for --help or --dry-run); --dry-run
@@ -77,6 +84,7 @@ PLACEMENT = ("device",)
 # parameters whose relative paths are made absolute (the notebook runs in notebooks/)
 PATH_PARAMETERS = ("subject_image_path", "assets_dir", "ir_features_path", "pretrained_model_name_or_path", "dino_model_name")
 SHORT_NAMES = {"subject_image_path": "subject"}
+FAMILY_COLUMN = "model_family"  # always a column of results.csv: the family each run used
 RESULT_COLUMNS_BEFORE = ("run", "status", "error")
 RESULT_COLUMNS_AFTER = (
     "steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "last_total",
@@ -366,7 +374,9 @@ def _run_json_fields(run_json: Path) -> dict[str, Any]:
     history = data.get("history") or []
     losses = data.get("best_losses") or {}
     artifacts = data.get("artifacts") or {}
+    parameters = data.get("parameters") or {}
     return {
+        "model_family": _family_of_parameters(parameters),
         "run_status": data.get("status"),
         "run_error": data.get("error"),
         "steps_run": data.get("steps_run"),
@@ -384,6 +394,19 @@ def _run_json_fields(run_json: Path) -> dict[str, Any]:
         "loss_plot": artifacts.get("loss_plot"),
         "run_json": str(run_json),
     }
+
+
+def _family_of_parameters(parameters: dict[str, Any]) -> str | None:
+    """The family a run used, from run.json's parameters ("auto" read from its base model as the run did)."""
+    family = parameters.get("model_family")
+    if family and family != "auto":
+        return family
+    from .model_paths import detect_family
+
+    try:
+        return detect_family(parameters.get("pretrained_model_name_or_path") or "") or None
+    except ValueError:
+        return None
 
 
 def execute_sweep_run(
@@ -468,6 +491,10 @@ def _row(sweep: Sweep, run: SweepRun, param_columns: list[str]) -> dict[str, Any
     row.update({"run": run.name, "run_dir": str(run_dir)})
     for key in param_columns:
         row[key] = run.params.get(key, "")
+    requested = run.params.get(FAMILY_COLUMN) or "auto"
+    row[FAMILY_COLUMN] = requested
+    if requested == "auto" and record is not None and record.get(FAMILY_COLUMN):
+        row[FAMILY_COLUMN] = record[FAMILY_COLUMN]  # the family read from the run's base model
     if record is None:
         row["status"] = "running" if _claimed_by_other(run_dir) else "pending"
         return row
@@ -483,6 +510,8 @@ def _row(sweep: Sweep, run: SweepRun, param_columns: list[str]) -> dict[str, Any
 def collect(sweep: Sweep) -> list[dict[str, Any]]:
     """One row per run of the grid, from the run folders' records."""
     param_columns = list(sweep.grid) + sorted(k for k in sweep.fixed if k not in sweep.grid)
+    if FAMILY_COLUMN not in param_columns:
+        param_columns.insert(len(sweep.grid), FAMILY_COLUMN)
     return [_row(sweep, run, param_columns) for run in sweep.runs()]
 
 

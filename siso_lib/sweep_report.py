@@ -5,6 +5,10 @@
     loss_overlay_figure(report)    # every run's loss curves on shared axes
     steps_figure(report)           # iterations run and best iteration per run, by stop reason
     best_images_figure(report)     # the best image of every run, side by side
+    report.family_summary_html()   # per model family: runs, completed, best loss, iterations, time
+
+Runs are labelled by their swept values, and by their model family whenever the sweep holds more
+than one (results.csv's `model_family` column); the loss curves of each family share a line style.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .offline import REPO_ROOT
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
 # the parameters cell of 03_sweep_report.ipynb and the type each value is read as (a test keeps them equal)
 REPORT_PARAMETERS = {"sweep_dir": "str | None"}
+FAMILY_COLUMN = "model_family"
+LINE_STYLES = ("-", "--", ":", "-.")
 TABLE_COLUMNS = ("steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
 
 
@@ -69,6 +75,42 @@ class SweepReport:
     def not_completed(self) -> list[dict[str, str]]:
         return [r for r in self.rows if r.get("status") != "completed"]
 
+    @property
+    def families(self) -> list[str]:
+        """The model families the runs used (results.csv's model_family column), in first-seen order."""
+        return list(dict.fromkeys(r[FAMILY_COLUMN] for r in self.rows if r.get(FAMILY_COLUMN)))
+
+    @property
+    def label_keys(self) -> list[str]:
+        """What tells the runs apart: the swept parameters, and the family when runs differ in it."""
+        extra = [FAMILY_COLUMN] if len(self.families) > 1 and FAMILY_COLUMN not in self.swept else []
+        return extra + self.swept
+
+    def by_family(self) -> dict[str, list[dict[str, str]]]:
+        """The runs of each model family, each list in sorted_rows() order."""
+        groups: dict[str, list[dict[str, str]]] = {family: [] for family in self.families}
+        for row in self.sorted_rows():
+            groups.setdefault(row.get(FAMILY_COLUMN) or "?", []).append(row)
+        return groups
+
+    def family_summary_html(self) -> str:
+        """One line per model family: runs, completed, best final loss, median iterations, mean wall time."""
+        head = ("model_family", "runs", "completed", "best_total", "best run", "median steps_run", "mean wall_seconds")
+        lines = ["<table><thead><tr>" + "".join(f"<th style='text-align:left'>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+        for family, rows in self.by_family().items():
+            done = [r for r in rows if r.get("status") == "completed"]
+            totals = [(_number(r.get("best_total")), r) for r in done if _number(r.get("best_total")) is not None]
+            best = min(totals, key=lambda pair: pair[0]) if totals else None
+            steps = sorted(n for n in (_number(r.get("steps_run")) for r in done) if n is not None)
+            walls = [n for n in (_number(r.get("wall_seconds")) for r in done) if n is not None]
+            cells = [
+                family, len(rows), len(done), f"{best[0]:+.4f}" if best else "", self.label(best[1]) if best else "",
+                f"{steps[len(steps) // 2]:g}" if steps else "", f"{sum(walls) / len(walls):.1f}" if walls else "",
+            ]
+            lines.append("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        lines.append("</tbody></table>")
+        return "\n".join(lines)
+
     def sorted_rows(self) -> list[dict[str, str]]:
         """Completed runs by best total loss (= highest similarity first), then the others."""
         done = sorted(self.completed, key=lambda r: (_number(r.get("best_total")) is None, _number(r.get("best_total")) or 0.0))
@@ -76,7 +118,7 @@ class SweepReport:
 
     def label(self, row: dict[str, str]) -> str:
         parts = []
-        for key in self.swept:
+        for key in self.label_keys:
             value = row.get(key, "")
             if key == "subject_image_path":
                 value = Path(value).stem
@@ -84,11 +126,12 @@ class SweepReport:
         return ", ".join(parts) or row["run"]
 
     def table_html(self) -> str:
-        head = ["#", *self.swept, "status", *TABLE_COLUMNS]
+        shown = ([FAMILY_COLUMN] if self.families and FAMILY_COLUMN not in self.swept else []) + self.swept
+        head = ["#", *shown, "status", *TABLE_COLUMNS]
         lines = ["<table><thead><tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
         for rank, row in enumerate(self.sorted_rows(), 1):
             cells = [str(rank) if row.get("status") == "completed" else ""]
-            for key in self.swept:
+            for key in shown:
                 value = row.get(key, "")
                 cells.append(Path(value).name if key == "subject_image_path" else value)
             cells.append(row.get("status", ""))
@@ -153,14 +196,17 @@ def loss_overlay_figure(report: SweepReport):
     terms = [t for t in ("total", "dino", "ir") if any(t in h for r in rows for h in report.histories[r["run"]])] or ["total"]
     figure = Figure(figsize=(4.2 * len(terms), 3.8), dpi=100, layout="constrained")
     axes = figure.subplots(1, len(terms), squeeze=False)[0]
+    styles = {family: LINE_STYLES[i % len(LINE_STYLES)] for i, family in enumerate(report.families)}
     for colour, row in zip(_colours(len(rows)), rows):
         history = report.histories[row["run"]]
+        style = styles.get(row.get(FAMILY_COLUMN), "-")
         best = _number(row.get("best_step"))
         for ax, term in zip(axes, terms):
             points = [(h["step"], h[term]) for h in history if term in h]
             if not points:
                 continue
-            ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, label=report.label(row), linewidth=1.3)
+            ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, linestyle=style, label=report.label(row),
+                    linewidth=1.3)
             if best is not None:
                 ys = [p[1] for p in points if p[0] == int(best)]
                 if ys:

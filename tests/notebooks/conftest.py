@@ -1,6 +1,7 @@
 """Fixtures for the notebook tests: one tiny-asset folder per session (tests/conftest.py), one
-headless run of 01_generate_lora.ipynb (what `make demo` does) and one small sweep, each made
-once and read by several tests, so that the suite stays short on a 2-core CPU."""
+with the tiny FLUX and Sana models too, one headless run of 01_generate_lora.ipynb (what `make
+demo` does) per model family and one small sweep, each made once and read by several tests, so
+that the suite stays short on a 2-core CPU."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nb_helpers import ITERATIONS, TIMINGS, assets_dir  # noqa: E402
+from nb_helpers import FAMILY_ITERATIONS, ITERATIONS, TIMINGS, assets_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,40 @@ def demo_run(tiny_assets, tmp_path_factory):
     ])
     TIMINGS["01_generate_lora (papermill)"] = time.perf_counter() - started
     return {"code": code, "dir": out, "notebook": out / "01_generate_lora.ipynb"}
+
+
+@pytest.fixture(scope="session")
+def family_assets(tmp_path_factory) -> dict[str, str]:
+    """Tiny SDXL, FLUX and Sana models (and DINO, IR) in one folder, as `ensure_test_assets` writes them."""
+    from siso_lib.offline import ensure_test_assets
+
+    started = time.perf_counter()
+    assets = ensure_test_assets(tmp_path_factory.mktemp("family-assets"), families=("flux", "sana"))
+    TIMINGS["tiny SDXL + FLUX + Sana models (written once)"] = time.perf_counter() - started
+    return assets
+
+
+@pytest.fixture(scope="session")
+def family_run(family_assets, tmp_path_factory):
+    """`family_run("flux")`: 01_generate_lora.ipynb headless (make demo's code path) with that
+    model_family on the tiny models, FAMILY_ITERATIONS iterations; run once per family and kept."""
+    from siso_lib.notebook_run import demo_main
+
+    runs: dict[str, dict] = {}
+
+    def run(family: str) -> dict:
+        if family not in runs:
+            out = tmp_path_factory.mktemp(f"demo-{family}") / "run"
+            started = time.perf_counter()
+            code = demo_main([
+                "--assets_dir", assets_dir(family_assets), "--output_dir", str(out),
+                "-p", f"model_family={family}", "-p", f"num_train_epochs={FAMILY_ITERATIONS}",
+            ])
+            TIMINGS[f"01_generate_lora model_family={family} (papermill, {FAMILY_ITERATIONS} iterations)"] = time.perf_counter() - started
+            runs[family] = {"code": code, "dir": out, "notebook": out / "01_generate_lora.ipynb"}
+        return runs[family]
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 # few iterations: the tests check what the notebooks produce, not how well SISO converges
 ITERATIONS = 3
+FAMILY_ITERATIONS = 2  # the FLUX and Sana runs (the tiny Sana draws at 512 px inside: ~1 s per iteration)
 TIMINGS: dict[str, float] = {}
 
 

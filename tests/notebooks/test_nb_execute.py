@@ -6,16 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import papermill
 import pytest
 
 from siso_lib import notebook_run
+from siso_lib.config import FAMILY_RECIPES, RECIPE_FIELDS
 from siso_lib.errors import SISOInputError
+from siso_lib.lora_io import read_metadata
+from siso_lib.offline import OFFLINE_OVERRIDES
 from siso_lib.notebook_run import PARAMETER_NAMES, prepare_run, run_headless
 from siso_lib.sweep import RESULTS
 
-from nb_helpers import ITERATIONS, NOTEBOOKS, TIMINGS, assert_clean_report, assets_dir, outputs_of, read_json
+from nb_helpers import FAMILY_ITERATIONS, ITERATIONS, NOTEBOOKS, TIMINGS, assert_clean_report, assets_dir, outputs_of, read_json
 
 
 def test_generate_notebook_headless_is_make_demo(demo_run, capsys):
@@ -52,6 +56,50 @@ def test_apply_notebook_renders_with_and_without_the_lora(demo_run, tmp_path):
     assert len(differences) == 2 and all(d > 0 for d in differences), text  # the LoRA changes the images
 
 
+@pytest.mark.parametrize("family", ["flux", "sana"])
+def test_generate_notebook_headless_runs_each_model_family(family_run, family):
+    """01 with -p model_family=flux / sana, offline: the family's tiny model, its recipe, its LoRA file."""
+    run = family_run(family)
+    assert run["code"] == 0
+    out = run["dir"]
+    record = read_json(out / "run.json")
+    parameters = record["parameters"]
+    assert record["status"] == "completed" and record["steps_run"] == FAMILY_ITERATIONS
+    assert parameters["model_family"] == family
+    assert Path(parameters["pretrained_model_name_or_path"]).name == family, "the family's tiny model"
+    # every knob the families differ in holds the family's recipe (except what the tiny models need)
+    for name in RECIPE_FIELDS:
+        if name != "pretrained_model_name_or_path" and name not in OFFLINE_OVERRIDES:
+            assert parameters[name] == FAMILY_RECIPES[family][name], (family, name, parameters[name])
+    metadata = read_metadata(out / "pytorch_lora_weights.safetensors")
+    assert metadata["siso.model_family"] == family
+    assert record["artifacts"]["kohya_path"] is None and not (out / "siso_lora_kohya.safetensors").exists()
+    assert_clean_report(run["notebook"], min_images=3)
+    table = "".join(o["data"].get("text/html", "") for o in outputs_of(run["notebook"]) if "data" in o)
+    assert f"{family} recipe" in table and "sdxl recipe" not in table
+
+
+def test_apply_notebook_takes_a_flux_loras_family_and_recipe_from_its_metadata(family_run, tmp_path):
+    run = family_run("flux")
+    metadata = read_metadata(run["dir"] / "pytorch_lora_weights.safetensors")
+    assert int(metadata["siso.best_step"]) > 1, "the LoRA of iteration 1 is zero: nothing to compare"
+    executed = tmp_path / "02_apply_lora.ipynb"
+    started = time.perf_counter()
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "02_apply_lora.ipynb"), str(executed), cwd=str(NOTEBOOKS), progress_bar=False,
+        parameters={"lora_path": str(run["dir"]), "prompts": ["a photo of a cat", "a cat on the moon"],
+                    "seeds": [1], "lora_scales": [0.0, 1.0], "output_dir": str(tmp_path / "applied")},
+    )
+    TIMINGS["02_apply_lora, FLUX LoRA (papermill)"] = time.perf_counter() - started
+    assert_clean_report(executed, min_images=3)
+    text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
+    recipe = FAMILY_RECIPES["flux"]
+    assert f"flux base model {metadata['siso.base_model']}," in text, text
+    assert f"rendering with {recipe['num_inference_steps']} step(s), guidance {recipe['guidance_scale']:g}" in text, text
+    differences = [float(line.split("= ")[1].split()[0]) for line in text.splitlines() if "mean |with LoRA - base|" in line]
+    assert len(differences) == 2 and all(d > 0 for d in differences), text
+
+
 def test_sweep_report_notebook_shows_the_sweep(small_sweep, tmp_path):
     sweep = small_sweep["sweep"]
     assert (sweep.dir / RESULTS).is_file()
@@ -66,6 +114,7 @@ def test_sweep_report_notebook_shows_the_sweep(small_sweep, tmp_path):
     html = "".join(o["data"].get("text/html", "") for o in outputs_of(executed) if "data" in o)
     assert html.count("<tr>") >= 5  # header + 4 runs
     assert "completed" in html and "learning_rate" in html
+    assert "<td style='text-align:left'>sdxl</td>" in html  # the model_family column and the per-family summary
 
 
 def _papermill(*arguments, cwd):

@@ -12,6 +12,7 @@ import ipywidgets as widgets
 import pytest
 from safetensors import safe_open
 
+from siso_lib.config import FAMILY_RECIPES
 from siso_lib.notebook_run import prepare_run
 from siso_lib.notebook_ui import SISOPanel, _placeholder, number_label, upload_file_name
 
@@ -21,8 +22,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def panel(tiny_assets, tmp_path):
-    setup = prepare_run({"models": "offline", "assets_dir": assets_dir(tiny_assets)})
+def panel(family_assets, tmp_path):
+    """The panel on the offline models (the folder with the tiny FLUX and Sana models too: the
+    model family control switches to them)."""
+    setup = prepare_run({"models": "offline", "assets_dir": assets_dir(family_assets)})
     built = SISOPanel.from_setup(setup, runs_root=tmp_path / "runs", refresh_seconds=0.0)
     yield built
     built.stop()
@@ -41,6 +44,40 @@ def test_panel_builds_with_the_setup_values(panel, subject_path):
     assert (config.rank, config.learning_rate, config.train_text_encoder, config.seed, config.num_train_epochs) == (8, 1e-3, False, 7, 250)
     with pytest.raises(ValueError, match="no knob"):
         panel.set_values(rnak=4)
+
+
+def test_family_control_switches_the_model_and_the_recipe_knobs(panel, family_assets):
+    """Choosing a family shows its recipe in every knob still at the old family's value (what a
+    headless run with that model_family gets); knobs the user changed keep their values."""
+    base = {"models": "offline", "assets_dir": assets_dir(family_assets)}
+    assert panel.model_family.value == "auto" and "SDXL-Turbo" in panel.base_model_info.value
+    panel.set_values(model_family="sana")
+    sana = FAMILY_RECIPES["sana"]
+    assert (panel.num_inference_steps.value, panel.early_stopping_max_count.value, panel.train_text_encoder.value) == (
+        sana["num_inference_steps"], sana["early_stopping_max_count"], sana["train_text_encoder"])
+    assert panel.train_text_encoder.disabled and family_assets["sana"] in panel.base_model_info.value
+    assert panel.config() == prepare_run({**base, "model_family": "sana"}).config
+    # a knob the user changed stays; the others follow the family
+    panel.set_values(early_stopping_max_count=9, rank=8)
+    panel.set_values(model_family="flux")
+    flux = FAMILY_RECIPES["flux"]
+    config = panel.config()
+    assert (config.early_stopping_max_count, config.rank) == (9, 8)
+    assert (config.num_inference_steps, config.train_text_encoder, config.text_encoder_lr) == (
+        flux["num_inference_steps"], flux["train_text_encoder"], flux["text_encoder_lr"])
+    assert config.pretrained_model_name_or_path == family_assets["flux"] and not panel.train_text_encoder.disabled
+    assert config == prepare_run({**base, "model_family": "flux", "early_stopping_max_count": 9, "rank": 8}).config
+    # the run uses the family shown
+    panel.set_values(num_train_epochs=2)
+    started = time.perf_counter()
+    panel.run_button.click()
+    assert panel.wait(300) and panel.run.error is None, panel.run.error
+    TIMINGS["panel run, model_family=flux (2 iterations, in-process)"] = time.perf_counter() - started
+    record = read_json(panel.run.outcome.artifacts.run_json)
+    assert record["parameters"]["model_family"] == "flux" and record["steps_run"] == 2
+    assert record["parameters"]["pretrained_model_name_or_path"] == family_assets["flux"]
+    panel.set_values(model_family="auto")
+    assert panel.config().family == "sdxl" and panel.config().early_stopping_max_count == 9
 
 
 def test_panel_refuses_bad_input_without_running(panel, tmp_path):
@@ -134,10 +171,10 @@ def _front_end_values(name, widget):
     raise AssertionError(f"no front-end model for {type(widget).__name__}")
 
 
-def test_every_knob_holds_what_it_shows_and_a_headless_run_gets_the_same(panel, tiny_assets):
+def test_every_knob_holds_what_it_shows_and_a_headless_run_gets_the_same(panel, family_assets):
     """For each knob and each value the browser can give it: the text shown reads back as exactly the
     value held; the run's config gets that value; a headless run given the shown text gets the same config."""
-    base = {"models": "offline", "assets_dir": assets_dir(tiny_assets)}
+    base = {"models": "offline", "assets_dir": assets_dir(family_assets)}
     checked = 0
     for name in SISOPanel.KNOBS:
         widget = getattr(panel, name)

@@ -10,8 +10,9 @@ import nbformat
 import papermill
 import pytest
 
-from siso_lib.config import SISOConfig
+from siso_lib.config import FAMILY_RECIPES, MODEL_FAMILIES, RECIPE_FIELDS, SISOConfig
 from siso_lib.notebook_run import (
+    CELL_DEFAULTS,
     GITHUB_REPO,
     NOTEBOOK_OPTIONS,
     PAPER_URL,
@@ -20,11 +21,12 @@ from siso_lib.notebook_run import (
     NotebookParameterError,
     colab_badge_url,
     coerce_knob,
+    family_recipe_markdown,
     notebook_parameter_names,
     prepare_run,
     read_parameters,
 )
-from siso_lib.notebook_apply import APPLY_PARAMETERS
+from siso_lib.notebook_apply import APPLY_PARAMETERS, LoraInfo
 from siso_lib.sweep_report import REPORT_PARAMETERS
 
 from nb_helpers import NOTEBOOKS, assets_dir
@@ -62,13 +64,17 @@ def test_notebook_has_badge_paper_link_parameters_and_colab_cell(name):
 
 
 def test_generate_parameters_cell_has_every_knob_and_no_copied_default():
-    """Every SISOConfig field is a parameter of 01 and is None there: the defaults come from the library."""
+    """Every SISOConfig field is a parameter of 01 and is None there: the defaults come from the library.
+    model_family is the exception: "auto", SISOConfig's own default, so that papermill reads it as a str."""
     parameters = papermill.inspect_notebook(str(NOTEBOOKS / "01_generate_lora.ipynb"))
     fields = {f.name for f in dataclasses.fields(SISOConfig)} - {"extra"}
     assert set(SISO_KNOBS) == fields
     assert set(parameters) == set(SISO_KNOBS) | set(NOTEBOOK_OPTIONS)
+    assert CELL_DEFAULTS == {"model_family": "auto"} == {"model_family": SISOConfig().model_family}
     for name in SISO_KNOBS:
-        assert parameters[name]["default"] == "None", f"{name} must be None in the parameters cell (library default)"
+        expected = json.dumps(CELL_DEFAULTS[name]) if name in CELL_DEFAULTS else "None"
+        assert parameters[name]["default"] == expected, f"{name} must be {expected} in the parameters cell (library default)"
+    assert parameters["model_family"]["inferred_type_name"] == "str"
     assert parameters["interactive"]["default"] == "True"
     assert parameters["models"]["default"] == '"auto"'
 
@@ -78,14 +84,74 @@ def test_none_parameters_give_the_library_defaults(tiny_assets):
 
     namespace = {name: None for name in SISO_KNOBS}
     hub = prepare_run({**namespace, "models": "hub"})
-    assert hub.config == SISOConfig() and set(hub.sources.values()) == {"default"}
+    assert hub.config == SISOConfig() and set(hub.sources.values()) == {"default", "sdxl recipe"}
+    assert {name for name, source in hub.sources.items() if source == "sdxl recipe"} == set(RECIPE_FIELDS)
+    assert prepare_run({**namespace, "models": "hub", "model_family": "auto"}).sources["model_family"] == "default"
     offline = prepare_run({**namespace, "models": "offline", "assets_dir": assets_dir(tiny_assets)})
-    assert offline.config == offline_config(tiny_assets)
+    assert offline.config == offline_config(tiny_assets).replace(model_family="auto")  # "auto" stays auto: read from the tiny SDXL folder
+    assert offline.family == "sdxl"
     assert offline.sources["resolution"] == "offline default" and offline.sources["prompt"] == "default"
     changed = prepare_run({**namespace, "models": "hub", "rank": "8", "learning_rate": "1e-3", "train_text_encoder": "false"})
     assert (changed.config.rank, changed.config.learning_rate, changed.config.train_text_encoder) == (8, 1e-3, False)
     assert changed.sources["rank"] == "set"
     assert "<table>" in changed.to_html() and "rank" in changed.to_html()
+
+
+@pytest.mark.parametrize("family", MODEL_FAMILIES)
+def test_model_family_picks_the_familys_model_and_recipe(family, family_assets):
+    """offline: the family's tiny model; hub: the recipe's hub model; both with the family's recipe."""
+    from siso_lib.offline import offline_config
+
+    offline = prepare_run({"models": "offline", "assets_dir": assets_dir(family_assets), "model_family": family})
+    assert offline.config == offline_config(family_assets, model_family=family)
+    assert offline.config.pretrained_model_name_or_path == family_assets[family] and offline.family == family
+    assert offline.sources["model_family"] == "set" and offline.sources["early_stopping_max_count"] == f"{family} recipe"
+    hub = prepare_run({"models": "hub", "model_family": family})
+    assert hub.config == SISOConfig(model_family=family)
+    for name in RECIPE_FIELDS:  # e.g. Sana: 20 steps, lr 8e-4, no text-encoder LoRA, patience 5
+        assert getattr(hub.config, name) == FAMILY_RECIPES[family][name], name
+        assert hub.sources[name] == f"{family} recipe"
+    assert f"{family} recipe" in hub.to_html() and FAMILY_RECIPES[family]["pretrained_model_name_or_path"] in hub.to_html()
+    # a base model the sweep or the user names wins over the recipe's
+    named = prepare_run({"models": "hub", "model_family": family, "pretrained_model_name_or_path": "me/my-model"})
+    assert named.config.pretrained_model_name_or_path == "me/my-model" and named.config.learning_rate == FAMILY_RECIPES[family]["learning_rate"]
+    # "auto" with a base model folder of this family: that family, offline too
+    auto = prepare_run({"models": "offline", "assets_dir": assets_dir(family_assets), "pretrained_model_name_or_path": family_assets[family]})
+    assert auto.config.model_family == "auto" and auto.family == family
+    assert auto.config.num_inference_steps == FAMILY_RECIPES[family]["num_inference_steps"]
+
+
+def test_unknown_or_impossible_model_family_is_one_line():
+    with pytest.raises(NotebookParameterError, match=r"^model_family 'flx' is unknown: use auto, sdxl, flux, sana$"):
+        prepare_run({"models": "hub", "model_family": "flx"})
+    with pytest.raises(NotebookParameterError, match="not available for Sana") as raised:
+        prepare_run({"models": "hub", "model_family": "sana", "train_text_encoder": True})
+    assert "\n" not in str(raised.value)
+
+
+def test_explanation_cell_holds_the_recipe_of_each_family():
+    """01's explanation cell shows config.FAMILY_RECIPES as a table, generated from it (it cannot drift)."""
+    table = family_recipe_markdown()
+    explanation = next(c.source for c in load("01_generate_lora.ipynb").cells if c.source.startswith("## What one SISO iteration does"))
+    assert table in explanation
+    for family in MODEL_FAMILIES:
+        recipe = FAMILY_RECIPES[family]
+        assert recipe["pretrained_model_name_or_path"] in table and f"`{family}`" in table
+        assert f"{recipe['num_inference_steps']} ({recipe['num_grad_steps']})" in table
+        assert f"| {recipe['early_stopping_max_count']} |" in table.splitlines()[-1]
+
+
+def test_lora_info_takes_the_family_from_the_metadata(tmp_path):
+    path = tmp_path / "pytorch_lora_weights.safetensors"
+    old = LoraInfo(path, {"prompt": "a photo of a dog"})  # written before FLUX and Sana: no model_family
+    assert old.model_family == "sdxl" and old.base_model == FAMILY_RECIPES["sdxl"]["pretrained_model_name_or_path"]
+    assert "not stored: an SDXL LoRA" in old.to_markdown()
+    sana = LoraInfo(path, {"model_family": "sana"})
+    assert sana.base_model == FAMILY_RECIPES["sana"]["pretrained_model_name_or_path"]
+    assert sana.render_settings() == (FAMILY_RECIPES["sana"]["num_inference_steps"], FAMILY_RECIPES["sana"]["guidance_scale"])
+    assert sana.render_settings(4, 1.5) == (4, 1.5) and sana.render_settings(None, 0)[1] == 0.0
+    flux = LoraInfo(path, {"model_family": "flux", "base_model": "/models/flux"})
+    assert flux.base_model == "/models/flux" and flux.render_settings()[0] == FAMILY_RECIPES["flux"]["num_inference_steps"]
 
 
 def test_bad_parameters_are_refused_with_the_name():
@@ -99,7 +165,7 @@ def test_bad_parameters_are_refused_with_the_name():
 
 def test_apply_notebook_defaults_come_from_the_library_or_the_lora():
     parameters = papermill.inspect_notebook(str(NOTEBOOKS / "02_apply_lora.ipynb"))
-    for name in ("lora_path", "base_model", "prompts", "num_inference_steps", "resolution", "device", "precision"):
+    for name in ("lora_path", "base_model", "prompts", "num_inference_steps", "guidance_scale", "resolution", "device", "precision"):
         assert parameters[name]["default"] == "None", name
 
 
@@ -180,9 +246,10 @@ def test_other_notebooks_declare_the_type_of_each_parameter(name, types):
 
 
 def test_apply_parameters_get_their_types_and_unknown_names_fail():
-    values = read_parameters(_papermill_namespace(seeds="3", lora_scales="0,1.5", prompts="a cat, smiling",
+    values = read_parameters(_papermill_namespace(seeds="3", lora_scales="0,1.5", prompts="a cat, smiling", guidance_scale="4.5",
                                                   num_inference_steps="4", resolution="none", lora_path=None), APPLY_PARAMETERS)
     assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([3], [0.0, 1.5], ["a cat, smiling"])
+    assert values["guidance_scale"] == 4.5
     assert (values["num_inference_steps"], values["resolution"], values["lora_path"]) == (4, None, None)
     values = read_parameters(_papermill_namespace(seeds="[1, 2]", lora_scales=1, prompts=["a", "b"]), APPLY_PARAMETERS)
     assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([1, 2], [1.0], ["a", "b"])

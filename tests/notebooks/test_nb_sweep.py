@@ -30,7 +30,7 @@ from siso_lib.sweep import (
     run_sweep,
 )
 
-from nb_helpers import REPO, TIMINGS, assets_dir, png_outputs
+from nb_helpers import REPO, TIMINGS, assets_dir, png_outputs, read_json
 
 
 def read_rows(path):
@@ -53,9 +53,68 @@ def test_two_by_two_sweep_gives_four_completed_rows(small_sweep):
         run_json = json.loads(open(row["run_json"]).read())
         assert run_json["parameters"]["rank"] == int(row["rank"])
         assert run_json["parameters"]["learning_rate"] == float(row["learning_rate"])
+        assert row["model_family"] == "sdxl"  # "auto", read from the tiny SDXL folder, as the run did
     # progress across runs
     lines = small_sweep["lines"]
     assert any("[1/4]" in line for line in lines) and any("[4/4]" in line and "completed" in line for line in lines)
+
+
+def test_sweep_over_model_families_runs_each_familys_tiny_model(family_assets, tmp_path):
+    """A grid over model_family: each run gets its family's tiny model and recipe; results.csv has a
+    row per family, and the report labels and groups the runs by it."""
+    from siso_lib.lora_io import read_metadata
+    from siso_lib.sweep_report import load_sweep, loss_overlay_figure
+
+    sweep = build_sweep(
+        name="families", grid={"model_family": ["sdxl", "flux"]},
+        fixed={"models": "offline", "assets_dir": assets_dir(family_assets), "num_train_epochs": 2}, root=tmp_path,
+    )
+    lines: list[str] = []
+    started = time.perf_counter()
+    summary = run_sweep(sweep, echo=lines.append)
+    TIMINGS["sweep over model_family [sdxl, flux] (2 runs)"] = time.perf_counter() - started
+    rows = read_rows(sweep.dir / RESULTS)
+    assert summary.ran == 2 and [row["model_family"] for row in rows] == ["sdxl", "flux"], lines
+    for row in rows:
+        family = row["model_family"]
+        assert row["status"] == "completed" and row["steps_run"] == "2", row
+        parameters = read_json(row["run_json"])["parameters"]
+        assert parameters["model_family"] == family and parameters["pretrained_model_name_or_path"] == family_assets[family]
+        assert read_metadata(row["lora_path"])["siso.model_family"] == family
+    assert os.path.isfile(rows[0]["kohya_path"]) and rows[1]["kohya_path"] == ""  # no Kohya file for FLUX
+    report = load_sweep(sweep.dir)
+    assert report.families == ["sdxl", "flux"] and report.swept == ["model_family"]
+    assert sorted(report.label(row) for row in report.rows) == ["model_family=flux", "model_family=sdxl"]
+    assert [len(runs) for runs in report.by_family().values()] == [1, 1]
+    summary_html = report.family_summary_html()
+    for family in ("sdxl", "flux"):
+        assert f"<td style='text-align:left'>{family}</td><td style='text-align:left'>1</td><td style='text-align:left'>1</td>" in summary_html
+    styles = {line.get_linestyle() for line in loss_overlay_figure(report).axes[0].get_lines() if line.get_marker() in ("None", None, "")}
+    assert len(styles) == 2, "one line style per family"
+
+
+def test_report_labels_runs_by_family_when_the_families_differ_unswept(tmp_path):
+    """A sweep over base models ("auto"): the family is not swept, yet the runs differ in it."""
+    from siso_lib.sweep_report import load_sweep
+
+    folder = tmp_path / "bases"
+    folder.mkdir()
+    (folder / "results.csv").write_text(
+        "run,status,error,pretrained_model_name_or_path,model_family,best_total\n"
+        "a,completed,,/m/sdxl,sdxl,-1.5\nb,completed,,/m/flux,flux,-1.7\nc,failed,boom,/m/sana,auto,\n"
+    )
+    (folder / "sweep.json").write_text(json.dumps({"grid": {"pretrained_model_name_or_path": ["/m/sdxl", "/m/flux", "/m/sana"]}}))
+    report = load_sweep(folder)
+    assert report.families == ["sdxl", "flux", "auto"]
+    assert report.label(report.rows[1]) == "model_family=flux, pretrained_model_name_or_path=/m/flux"
+    assert [row["run"] for row in report.by_family()["flux"]] == ["b"]
+    table = report.table_html()
+    assert "<th style='text-align:left'>model_family</th>" in table and table.index("/m/flux") < table.index("/m/sdxl")  # best first
+    assert "-1.7000" in report.family_summary_html()
+    # a results.csv written before FLUX and Sana has no model_family column: no family anywhere
+    (folder / "results.csv").write_text("run,status,error,best_total\na,completed,,-1.5\n")
+    old = load_sweep(folder)
+    assert old.families == [] and "model_family" not in old.table_html()
 
 
 def test_second_invocation_skips_finished_runs(small_sweep):
@@ -149,6 +208,9 @@ BAD_SWEEPS = {
     "bad shard": ["--grid", "rank=4", "--shard", "3/2"],
     "misspelt option": ["--gird", "rank=4"],
     "missing notebook": ["--grid", "rank=4", "--notebook", "no-such.ipynb"],
+    "family dry run": ["--grid", "model_family=sdxl,flux,sana", "--dry-run"],
+    "unknown family": ["--grid", "model_family=sdxl,flx"],
+    "impossible family setting": ["--grid", "model_family=sdxl,sana", "--set", "train_text_encoder=true"],
 }
 
 
@@ -167,7 +229,7 @@ def test_help_dry_run_and_bad_sweeps_answer_without_heavy_imports(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["heavy"] == [], f"{label}: imported {result['heavy']}"
-        assert result["code"] == (0 if label in ("help", "dry run") else 2), (label, result, done.stderr)
+        assert result["code"] == (0 if label in ("help", "dry run", "family dry run") else 2), (label, result, done.stderr)
         if result["code"] == 2:
             said = done.stderr.strip().splitlines()
             assert len(said) == 1 and "error" in said[0], (label, done.stderr)
