@@ -46,7 +46,7 @@ def ensure_test_assets(directory: str | Path = DEFAULT_ASSETS_DIR, families: tup
         if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):
             return {k: paths[k] for k in (*needed, *(f for f in MODEL_FAMILIES if paths.get(f))) if k in paths}
     wanted = tuple(dict.fromkeys(("sdxl", *families)))
-    return write_test_assets(directory, "tiny", families=wanted)
+    return write_test_assets(directory, "tiny", families=wanted, keep_existing=True)
 
 
 def offline_config(assets: dict[str, str] | None = None, model_family: str = "sdxl", **overrides) -> SISOConfig:

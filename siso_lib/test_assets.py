@@ -523,7 +523,10 @@ def build_ir_state_dict(size: str = "tiny", device: "str | torch.device" = "cpu"
 
 
 def write_test_assets(
-    directory: str | os.PathLike, size: str = "tiny", families: "tuple[str, ...] | list[str]" = ("sdxl",)
+    directory: str | os.PathLike,
+    size: str = "tiny",
+    families: "tuple[str, ...] | list[str]" = ("sdxl",),
+    keep_existing: bool = False,
 ) -> dict[str, str]:
     """Write the offline models under `directory`; return the paths that ASSETS.json lists.
 
@@ -531,6 +534,8 @@ def write_test_assets(
     `families` may add "flux" (DIR/flux/) and "sana" (DIR/sana/). ASSETS.json lists what the folder
     holds: what this call wrote, plus FLUX/Sana folders that an earlier call of the same size wrote
     and that are still there (so `--model_family flux` then `--model_family sana` lists both).
+    `keep_existing`: models that ASSETS.json already lists for this size and that exist are not
+    rebuilt (adding a family to a folder other runs are reading leaves their models alone).
     """
     import torch
     from timm.models import save_for_hf
@@ -547,18 +552,28 @@ def write_test_assets(
         "dino": str(directory / "dino"),
         "ir": str(directory / "ir_features.pth"),
     }
-    build_sdxl_pipeline(size).save_pretrained(paths["sdxl"])
-    dino, dino_args = build_dino(size)
-    save_for_hf(dino, paths["dino"], model_args=dict(num_classes=0, **dino_args), safe_serialization=True)
-    torch.save(build_ir_state_dict(size), paths["ir"])
+
+    def kept(name: str) -> bool:
+        return keep_existing and previous.get("size") == size and previous.get(name) == paths[name] and Path(paths[name]).exists()
+
+    if not kept("sdxl"):
+        build_sdxl_pipeline(size).save_pretrained(paths["sdxl"])
+    if not kept("dino"):
+        dino, dino_args = build_dino(size)
+        save_for_hf(dino, paths["dino"], model_args=dict(num_classes=0, **dino_args), safe_serialization=True)
+    if not kept("ir"):
+        torch.save(build_ir_state_dict(size), paths["ir"])
     builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline}
     for family in ("flux", "sana"):
         if family in families:
             paths[family] = str(directory / family)
-            builders[family](size).save_pretrained(paths[family])
+            if not kept(family):
+                builders[family](size).save_pretrained(paths[family])
         elif previous.get("size") == size and previous.get(family) and Path(previous[family]).is_dir():
             paths[family] = previous[family]
-    manifest_path.write_text(json.dumps({"size": size, **paths}, indent=2) + "\n")
+    from .atomic import write_text
+
+    write_text(manifest_path, json.dumps({"size": size, **paths}, indent=2) + "\n")
     return paths
 
 

@@ -33,3 +33,16 @@ def test_demo_never_replaces_an_earlier_lora_unasked(tmp_path):
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "already holds a LoRA" in proc.stderr and "--overwrite" in proc.stderr
     assert (out / "pytorch_lora_weights.safetensors").read_bytes() == b"an earlier run's LoRA"
+
+
+def test_adding_a_family_to_the_assets_leaves_the_other_models_alone(tmp_path):
+    """A sweep adding FLUX to a folder other runs read must not rewrite their SDXL, DINO and IR files."""
+    from siso_lib.offline import ensure_test_assets
+
+    first = ensure_test_assets(tmp_path, families=("sdxl",))
+    files = {"sdxl": "unet/config.json", "dino": "config.json", "ir": ""}
+    stamps = {name: Path(first[name], files[name]).stat().st_mtime_ns for name in files}
+    second = ensure_test_assets(tmp_path, families=("flux",))
+    assert Path(second["flux"], "model_index.json").is_file()
+    assert {name: Path(second[name], files[name]).stat().st_mtime_ns for name in files} == stamps
+    assert ensure_test_assets(tmp_path, families=("flux",)) == second  # nothing left to write
