@@ -9,6 +9,11 @@ converts such a file so that ComfyUI applies every tensor, with the real alpha.
 
 The conversion only renames keys (the module paths are the same in both formats) and adds the
 `.alpha` entries; it needs torch only for the alpha scalars.
+
+FLUX LoRAs are different: ComfyUI maps the diffusers/peft keys siso-generate writes for them
+(`transformer.<module>.lora_A.weight`, `text_encoder.text_model.<module>.lora_B.weight`) itself,
+onto its fused q/k/v weights, so they are used as they are (`key_format` says "transformer") and
+there is no Kohya form of them here.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ KOHYA_PREFIXES = {"unet": "lora_unet", "text_encoder": "lora_te1", "text_encoder
 DOWN_SUFFIXES = (".lora.down.weight", ".lora_linear_layer.down.weight", ".lora_A.weight", ".lora_down.weight")
 UP_SUFFIXES = (".lora.up.weight", ".lora_linear_layer.up.weight", ".lora_B.weight", ".lora_up.weight")
 KOHYA_KEY = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+)\.(lora_down\.weight|lora_up\.weight|alpha)$")
+TRANSFORMER_PREFIX = "transformer."  # the denoiser of FLUX (and Sana) in diffusers' LoRA files
 
 
 def _split(key: str) -> tuple[str, str, str] | None:
@@ -40,18 +46,35 @@ def _split(key: str) -> tuple[str, str, str] | None:
     return None
 
 
+def _transformer_module(key: str) -> str | None:
+    """'transformer.a.b.lora_A.weight' -> 'a.b'; None for anything else."""
+    if not key.startswith(TRANSFORMER_PREFIX):
+        return None
+    rest = key[len(TRANSFORMER_PREFIX):]
+    for suffix in DOWN_SUFFIXES + UP_SUFFIXES + (".alpha",):
+        if rest.endswith(suffix):
+            return rest[: -len(suffix)]
+    return None
+
+
 def key_format(keys) -> str:
-    """'kohya', 'diffusers', 'mixed' or 'unknown' for a LoRA state dict's keys."""
+    """'kohya', 'diffusers' (SDXL), 'transformer' (diffusers keys of a FLUX/Sana LoRA, text encoder
+    included), 'mixed' or 'unknown' for a LoRA state dict's keys."""
     kinds = set()
     for key in keys:
         if KOHYA_KEY.match(key):
             kinds.add("kohya")
+        elif _transformer_module(key) is not None:
+            kinds.add("transformer")
         elif _split(key) is not None:
-            kinds.add("diffusers")
+            kinds.add("diffusers" if key.startswith("unet.") else "text_encoder")
         else:
             kinds.add("unknown")
     if not kinds:
         return "unknown"
+    if "transformer" in kinds and kinds <= {"transformer", "text_encoder"}:
+        return "transformer"
+    kinds = {"diffusers" if kind == "text_encoder" else kind for kind in kinds}
     if len(kinds) == 1:
         return kinds.pop()
     return "mixed"
@@ -118,14 +141,19 @@ def to_kohya(state: Mapping[str, Any], metadata: Mapping[str, str] | None = None
 
 
 def summarize(keys) -> dict[str, int]:
-    """Number of LoRA modules per model part ('unet', 'te1', 'te2', 'other') in a state dict."""
-    modules: dict[str, set[str]] = {"unet": set(), "te1": set(), "te2": set(), "other": set()}
+    """Number of LoRA modules per model part ('unet', 'transformer', 'te1', 'te2', 'other') in a state dict."""
+    modules: dict[str, set[str]] = {"unet": set(), "transformer": set(), "te1": set(), "te2": set(), "other": set()}
     for key in keys:
         match = KOHYA_KEY.match(key)
         if match:
             part = {"lora_unet": "unet", "lora_te1": "te1", "lora_te": "te1", "lora_te2": "te2"}[match.group(1)]
             if match.group(3) != "alpha":
                 modules[part].add(match.group(2))
+            continue
+        transformer = _transformer_module(key)
+        if transformer is not None:
+            if not key.endswith(".alpha"):
+                modules["transformer"].add(transformer)
             continue
         split = _split(key)
         if split is None:

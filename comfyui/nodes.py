@@ -17,10 +17,11 @@ import threading
 import uuid
 
 try:
-    from . import lora_keys, siso_runner as runner
+    from . import lora_keys, siso_defaults, siso_runner as runner
     from .siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS
 except ImportError:  # loaded as top-level modules (e.g. by a tool that put this folder on sys.path)
     import lora_keys  # type: ignore
+    import siso_defaults  # type: ignore
     import siso_runner as runner  # type: ignore
     from siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS  # type: ignore
 
@@ -216,8 +217,16 @@ def fingerprint(inputs: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _recipe_widget(inputs: dict, name: str, cast):
+    """A recipe widget's value for SISOParams: None (the family's recipe) while it holds its default."""
+    value = inputs.get(name)
+    if value is None or siso_defaults.is_widget_default(name, value):
+        return None
+    return cast(value)
+
+
 class SISOLoRAGenerator:
-    """From one subject image, optimise a LoRA for SDXL(-Turbo) by running the SISO script."""
+    """From one subject image, optimise a LoRA for SDXL-Turbo or FLUX.1-schnell by running the SISO script."""
 
     CATEGORY = "SISO"
     FUNCTION = "generate"
@@ -225,17 +234,20 @@ class SISOLoRAGenerator:
     RETURN_TYPES = ("STRING", "STRING", "IMAGE", "STRING")
     RETURN_NAMES = ("lora_path", "status", "preview", "report")
     OUTPUT_TOOLTIPS = (
-        "Path of the LoRA file in Kohya keys (ComfyUI's LoraLoader and SISO Load LoRA apply all of it); "
-        "empty when the run failed, was cancelled or did not run.",
+        "Path of the LoRA file ComfyUI's LoraLoader and SISO Load LoRA apply fully (SDXL: Kohya keys; FLUX: the "
+        "diffusers-format file); empty when the run failed, was cancelled or did not run.",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
         "The best image SISO generated (what the LoRA draws for the optimisation prompt).",
         "A few lines: the LoRA's LoraLoader name, best iteration and losses, why it stopped, notes.",
     )
     DESCRIPTION = (
-        "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo draws the subject of ONE photo. "
+        "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo or FLUX.1-schnell draws the subject of ONE "
+        "photo; the base model (a diffusers folder or hub id) picks the family, and settings left at their default "
+        "follow that family's recipe. Sana is not offered (ComfyUI core cannot render it). "
         "Runs the SISO generation script as a separate process (blocking the queue; Cancel stops it), "
         "after unloading ComfyUI's models from VRAM. Needs a GPU with about 16 GB for SDXL-Turbo at 512 px "
-        "(12 GB with mode low-memory). The Kohya-format LoRA, the one file Load LoRA applies fully, goes to "
+        "(12 GB with mode low-memory); FLUX.1-schnell needs far more (an estimated 40-50 GB). The one file Load "
+        "LoRA applies fully (SDXL: the Kohya-format LoRA; FLUX: the diffusers-format LoRA) goes to "
         "models/loras/siso/<time>-<prompt>/; the rest of the run (diffusers-format LoRA, best image, loss curve, "
         "run.json) to output/siso/<time>-<prompt>/."
     )
@@ -248,6 +260,11 @@ class SISOLoRAGenerator:
     def INPUT_TYPES(cls):
         d = DEFAULTS
         src = f"(default from siso-lab's SISOConfig, via {DEFAULTS_SOURCE})"
+
+        def per_family(field: str) -> str:
+            return (f"(default = the family's recipe: {siso_defaults.recipe_text(field)}; from siso-lab's "
+                    f"FAMILY_RECIPES, via {siso_defaults.RECIPES_SOURCE})")
+
         return {
             "required": {
                 "subject_image": ("IMAGE", {"tooltip": "ONE photo of the subject. A batch uses its first image."}),
@@ -258,22 +275,26 @@ class SISOLoRAGenerator:
                 "weights_output_dir": ("STRING", {"default": "",
                                                   "tooltip": "Where the LoRA goes. Empty: ComfyUI/models/loras/siso/<time>-<prompt>/. "
                                                              "Relative paths are under models/loras; absolute paths as given. "
-                                                             "Under models/loras only the Kohya LoRA goes there (the one "
-                                                             "file Load LoRA applies fully); the rest of the run goes to "
-                                                             "output/siso/<time>-<prompt>/."}),
+                                                             "Under models/loras only the file Load LoRA applies fully goes "
+                                                             "there (SDXL: the Kohya LoRA; FLUX: the diffusers LoRA); the rest "
+                                                             "of the run goes to output/siso/<time>-<prompt>/."}),
                 "base_model_path": ("STRING", {"default": d["pretrained_model_name_or_path"],
-                                               "tooltip": "Hub id or local SDXL diffusers folder (a name in models/diffusers works). "
-                                                          "Single-file checkpoints are not supported. " + src}),
+                                               "tooltip": "Hub id or local diffusers folder (a name in models/diffusers works); it "
+                                                          "picks the model family: SDXL (e.g. stabilityai/sdxl-turbo) or FLUX "
+                                                          "(e.g. black-forest-labs/FLUX.1-schnell), read from model_index.json. "
+                                                          "Sana is not offered. Single-file checkpoints are not supported. " + src}),
                 "siso_script_path": ("STRING", {"default": "",
                                                 "tooltip": "Empty: the bundled siso-generate (siso-lab). Or the path of the authors' "
-                                                           "siso_generation_sdxl.py or any script with its arguments."}),
+                                                           "siso_generation_sdxl.py (siso_generation_flux.py for a FLUX base "
+                                                           "model) or any script with its arguments."}),
                 "ir_features_path": ("STRING", {"default": "",
                                                 "tooltip": "ir_features.pth, downloaded by hand (see README). A bare name is looked "
                                                            "up in ComfyUI/models/siso. Empty: DINO features only."}),
                 "num_train_epochs": ("INT", {"default": d["num_train_epochs"], "min": 1, "max": 10000, "step": 1,
                                              "tooltip": "Maximum SISO iterations " + src}),
                 "learning_rate": ("FLOAT", {"default": d["learning_rate"], "min": 1e-6, "max": 1.0, "step": 1e-5,
-                                            "round": 1e-6, "tooltip": "AdamW learning rate " + src}),
+                                            "round": 1e-6,
+                                            "tooltip": "AdamW learning rate of the denoiser's LoRA " + per_family("learning_rate")}),
                 "dino_features_weight": ("FLOAT", {"default": d["dino_features_weight"], "min": 0.0, "max": 100.0,
                                                    "step": 0.05, "tooltip": "Weight of the DINOv2 similarity loss"}),
                 "ir_features_weight": ("FLOAT", {"default": d["ir_features_weight"], "min": 0.0, "max": 100.0,
@@ -284,15 +305,19 @@ class SISOLoRAGenerator:
                                        "tooltip": "Generation size during optimisation " + src}),
                 "rank": ("INT", {"default": d["rank"], "min": 1, "max": 256, "step": 1, "tooltip": "LoRA rank " + src}),
                 "early_stopping_max_count": ("INT", {"default": d["early_stopping_max_count"], "min": 1, "max": 10000,
-                                                     "tooltip": "Stop after this many iterations without enough improvement"}),
+                                                     "tooltip": "Stop after this many iterations without enough improvement "
+                                                                + per_family("early_stopping_max_count")}),
                 "early_stopping_threshold_percentage": ("FLOAT", {
                     "default": d["early_stopping_threshold_percentage"], "min": 0.0, "max": 100.0, "step": 0.01,
                     "round": 0.001,  # the frontend keeps as many decimals as the step has
                     "tooltip": "An iteration counts as an improvement when the loss improves by this many percent"}),
                 "num_inference_steps": ("INT", {"default": d["num_inference_steps"], "min": 1, "max": 50,
-                                                "tooltip": "Denoising steps per generated image (1 for SDXL-Turbo)"}),
+                                                "tooltip": "Denoising steps per generated image "
+                                                           + per_family("num_inference_steps")}),
                 "train_text_encoder": ("BOOLEAN", {"default": d["train_text_encoder"],
-                                                   "tooltip": "Also put the LoRA on both CLIP text encoders"}),
+                                                   "tooltip": "Also put the LoRA on the CLIP text encoder(s): both for "
+                                                              "SDXL, CLIP-L for FLUX (T5 stays frozen) "
+                                                              + per_family("train_text_encoder")}),
                 "dino_model_name": ("STRING", {"default": d["dino_model_name"],
                                                "tooltip": "timm DINOv2 name or a local timm folder (config.json + model.safetensors)"}),
                 "device": ("STRING", {"default": d["device"],
@@ -372,19 +397,20 @@ class SISOLoRAGenerator:
             base_model_path=inputs.get("base_model_path", DEFAULTS["pretrained_model_name_or_path"]),
             ir_features_path=inputs.get("ir_features_path", "") or "",
             dino_model_name=inputs.get("dino_model_name", DEFAULTS["dino_model_name"]),
+            model_family="auto",  # the base model picks the family (SDXL or FLUX), as --model_family auto does
             num_train_epochs=int(inputs.get("num_train_epochs", DEFAULTS["num_train_epochs"])),
-            learning_rate=float(inputs.get("learning_rate", DEFAULTS["learning_rate"])),
+            learning_rate=_recipe_widget(inputs, "learning_rate", float),
             dino_features_weight=float(inputs.get("dino_features_weight", DEFAULTS["dino_features_weight"])),
             ir_features_weight=float(inputs.get("ir_features_weight", DEFAULTS["ir_features_weight"])),
             seed=int(inputs.get("seed", DEFAULTS["seed"])),
             resolution=int(inputs.get("resolution", DEFAULTS["resolution"])),
             rank=int(inputs.get("rank", DEFAULTS["rank"])),
-            early_stopping_max_count=int(inputs.get("early_stopping_max_count", DEFAULTS["early_stopping_max_count"])),
+            early_stopping_max_count=_recipe_widget(inputs, "early_stopping_max_count", int),
             early_stopping_threshold_percentage=float(
                 inputs.get("early_stopping_threshold_percentage", DEFAULTS["early_stopping_threshold_percentage"])
             ),
-            num_inference_steps=int(inputs.get("num_inference_steps", DEFAULTS["num_inference_steps"])),
-            train_text_encoder=bool(inputs.get("train_text_encoder", DEFAULTS["train_text_encoder"])),
+            num_inference_steps=_recipe_widget(inputs, "num_inference_steps", int),
+            train_text_encoder=_recipe_widget(inputs, "train_text_encoder", bool),
             device=inputs.get("device", DEFAULTS["device"]),
             mixed_precision=inputs.get("mixed_precision", DEFAULTS["precision"]),
             mode=inputs.get("mode", DEFAULTS["mode"]),
@@ -510,7 +536,11 @@ def resolve_lora_file(value: str) -> str:
 
 
 def read_lora(path: str) -> tuple[dict, dict]:
-    """State dict and safetensors metadata of a LoRA file, in keys ComfyUI maps (Kohya)."""
+    """State dict and safetensors metadata of a LoRA file, in keys ComfyUI maps.
+
+    diffusers-format SDXL files are converted to Kohya keys; FLUX files (`transformer.` keys) stay
+    as they are: ComfyUI maps those itself.
+    """
     metadata: dict = {}
     if path.endswith(".safetensors"):
         from safetensors import safe_open
@@ -537,8 +567,9 @@ class SISOLoadLoRA:
     OUTPUT_TOOLTIPS = ("The model with the LoRA.", "The CLIP with the LoRA.", "How many LoRA modules were applied.")
     DESCRIPTION = (
         "Loads a LoRA file by path (SISO LoRA Generator's lora_path, a run folder, or a name under models/loras) "
-        "and applies it with ComfyUI's own LoRA code, like LoraLoader. diffusers-format SDXL LoRAs are converted "
-        "to Kohya keys first, so the UNet part is applied too."
+        "and applies it with ComfyUI's own LoRA code, like LoraLoader, to an SDXL or FLUX model. diffusers-format "
+        "SDXL LoRAs are converted to Kohya keys first, so the UNet part is applied too; FLUX LoRAs are applied as "
+        "they are (ComfyUI maps their keys)."
     )
 
     def __init__(self):
@@ -548,7 +579,7 @@ class SISOLoadLoRA:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The SDXL model (e.g. sdxl-turbo) the LoRA was optimised for."}),
+                "model": ("MODEL", {"tooltip": "The model the LoRA was optimised for (SDXL-Turbo or FLUX.1-schnell)."}),
                 "clip": ("CLIP", {"tooltip": "Its CLIP."}),
                 "lora_path": ("STRING", {"default": "", "forceInput": True,
                                          "tooltip": "SISO LoRA Generator's lora_path, or a String node with a path."}),
@@ -581,7 +612,8 @@ class SISOLoadLoRA:
             state, _ = read_lora(path)
             self._cache = (stamp, state)
         summary = lora_keys.summarize(state.keys())
-        modules = summary["unet"] + summary["te1"] + summary["te2"]
+        modules = summary["unet"] + summary["transformer"] + summary["te1"] + summary["te2"]
+        flux = summary["transformer"] > 0
         if strength_model == 0 and strength_clip == 0:
             info_text = f"{os.path.basename(path)}: strengths are 0, nothing applied"
             return {"ui": {"text": [info_text]}, "result": (model, clip, info_text)}
@@ -597,13 +629,17 @@ class SISOLoadLoRA:
             root.removeHandler(counter)
         patched_unet = _patch_count(new_model) - _patch_count(model)
         patched_clip = _patch_count(getattr(new_clip, "patcher", None)) - _patch_count(getattr(clip, "patcher", None))
+        if flux:  # ComfyUI fuses q/k/v (and the single blocks' linear1): fewer weights than modules
+            parts, patched = f"transformer {summary['transformer']}, CLIP-L {summary['te1']}", f"transformer {patched_unet}"
+        else:
+            parts = f"UNet {summary['unet']}, CLIP-L {summary['te1']}, CLIP-G {summary['te2']}"
+            patched = f"UNet {patched_unet}"
         info_text = (
-            f"{os.path.basename(path)}: {modules} LoRA modules in the file (UNet {summary['unet']}, "
-            f"CLIP-L {summary['te1']}, CLIP-G {summary['te2']}); weights patched: UNet {patched_unet}, "
+            f"{os.path.basename(path)}: {modules} LoRA modules in the file ({parts}); weights patched: {patched}, "
             f"CLIP {patched_clip}; keys not loaded: {len(counter.not_loaded)}"
         )
         if counter.not_loaded:
-            info_text += f" (e.g. {counter.not_loaded[0]}): is the base model SDXL?"
+            info_text += f" (e.g. {counter.not_loaded[0]}): is the base model {'FLUX' if flux else 'SDXL'}?"
         console(info_text)
         return {"ui": {"text": [info_text]}, "result": (new_model, new_clip, info_text)}
 

@@ -2,9 +2,11 @@
 
 `run_job(JobRequest, Hooks)` is the whole "SISO LoRA Generator" run:
 
-1. check the inputs (interpreter, script, model and IR paths, image) and pick the folders
-   (`Folders`: by default a new `<runs>/<time>-<prompt>/` for everything the script writes, and
-   `<loras>/siso/<same name>/` for the Kohya LoRA alone; never an earlier run's);
+1. check the inputs (interpreter, script, model and IR paths, image), tell the model family
+   from the base model (SDXL or FLUX; Sana is refused: ComfyUI core cannot render it), fill the
+   settings left to the family's recipe, and pick the folders (`Folders`: by default a new
+   `<runs>/<time>-<prompt>/` for everything the script writes, and `<loras>/siso/<same name>/`
+   for the one file ComfyUI's LoraLoader applies fully; never an earlier run's);
 2. write the subject image (the first of an IMAGE batch, `[B, H, W, C]` floats in 0..1,
    transparency from the optional MASK flattened onto white) to a temporary PNG;
 3. run the generation script as a child process in its own process group, with the chosen
@@ -15,9 +17,11 @@
    `terminate_grace_s`;
 4. read the exit code, the `SISO_RESULT {json}` line and stderr into a one-line status,
    "Success" or "Failed: <reason>" (out of memory, missing files, missing packages, ...), and
-   check that a LoRA file really exists (a Kohya copy is made when a script wrote only the
-   diffusers file, so that ComfyUI's LoraLoader applies all of it); after a success, move the
-   Kohya file into the LoRA folder;
+   check that a LoRA file really exists; after a success, put the file ComfyUI applies fully
+   into the LoRA folder: for SDXL the Kohya file (moved; a Kohya copy is made when a script
+   wrote only the diffusers file, whose UNet keys ComfyUI ignores), for FLUX the
+   diffusers-format file itself (linked or copied: ComfyUI maps its keys natively, and there is
+   no Kohya file);
 5. always: kill what is left of the process group, delete the temporary image, remove the
    run folder again if the run left nothing in it.
 """
@@ -42,6 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+try:
+    from . import siso_defaults
+except ImportError:  # imported as a top-level module (tests, tools)
+    import siso_defaults  # type: ignore
+
 PROGRESS_PREFIX = "SISO_PROGRESS "
 RESULT_PREFIX = "SISO_RESULT "
 DIFFUSERS_NAME = "pytorch_lora_weights.safetensors"
@@ -61,29 +70,50 @@ IS_WINDOWS = os.name == "nt"
 # ----------------------------------------------------------------------------- inputs
 
 
+_D = siso_defaults.DEFAULTS
+
+
 @dataclass
 class SISOParams:
-    """The script arguments the node exposes (names as in the authors' argument list)."""
+    """The script arguments the node exposes (names as in the authors' argument list).
 
-    prompt: str = "a photo of a cat"
-    base_model_path: str = "stabilityai/sdxl-turbo"
+    Defaults are siso-lab's (siso_defaults). `model_family` "auto" is read from the base model;
+    the recipe fields (`siso_defaults.RECIPE_WIDGETS`) left None take the family's recipe.
+    """
+
+    prompt: str = _D["prompt"]
+    base_model_path: str = _D["pretrained_model_name_or_path"]
+    model_family: str = "auto"  # "auto" (from the base model), or one of siso_defaults.NODE_FAMILIES
     ir_features_path: str = ""
-    dino_model_name: str = "vit_large_patch14_dinov2.lvd142m"
-    num_train_epochs: int = 50
-    learning_rate: float = 2e-4
-    dino_features_weight: float = 1.0
-    ir_features_weight: float = 1.0
-    seed: int = 42
-    resolution: int = 512
-    rank: int = 4
-    early_stopping_max_count: int = 7
-    early_stopping_threshold_percentage: float = 3.0
-    num_inference_steps: int = 1
-    train_text_encoder: bool = True
-    device: str = "auto"
-    mixed_precision: str = "auto"
-    mode: str = "default"
+    dino_model_name: str = _D["dino_model_name"]
+    num_train_epochs: int = _D["num_train_epochs"]
+    learning_rate: float | None = None  # None: the family's recipe
+    dino_features_weight: float = _D["dino_features_weight"]
+    ir_features_weight: float = _D["ir_features_weight"]
+    seed: int = _D["seed"]
+    resolution: int = _D["resolution"]
+    rank: int = _D["rank"]
+    early_stopping_max_count: int | None = None  # None: the family's recipe
+    early_stopping_threshold_percentage: float = _D["early_stopping_threshold_percentage"]
+    num_inference_steps: int | None = None  # None: the family's recipe
+    train_text_encoder: bool | None = None  # None: the family's recipe
+    device: str = _D["device"]
+    mixed_precision: str = _D["precision"]
+    mode: str = _D["mode"]
     extra_args: str = ""
+    from_recipe: tuple[str, ...] = ()  # filled by with_recipe: the fields that took the family's recipe
+
+
+RECIPE_PARAMS = tuple(name for name in siso_defaults.RECIPE_WIDGETS if name != "base_model_path")
+
+
+def with_recipe(params: SISOParams, family: str | None = None) -> SISOParams:
+    """`params` with model_family set and every recipe field left None filled from that family's recipe."""
+    family = family or (params.model_family if params.model_family in siso_defaults.RECIPES else siso_defaults.NODE_FAMILIES[0])
+    recipe = siso_defaults.recipe(family)
+    filled = {name: recipe[siso_defaults.RECIPE_WIDGETS[name]] for name in RECIPE_PARAMS if getattr(params, name) is None}
+    return SISOParams(**{**params.__dict__, **filled, "model_family": family,
+                         "from_recipe": tuple(params.from_recipe) + tuple(filled)})
 
 
 @dataclass
@@ -116,7 +146,7 @@ class Hooks:
 @dataclass
 class JobResult:
     status: str  # "Success", "Failed: <reason>" or "Cancelled"
-    lora_path: str = ""  # the file ComfyUI applies fully (Kohya keys) when there is one
+    lora_path: str = ""  # the file ComfyUI applies fully (SDXL: Kohya keys; FLUX: the diffusers file), after a success
     diffusers_path: str = ""
     kohya_path: str = ""
     run_dir: str = ""
@@ -129,6 +159,7 @@ class JobResult:
     notes: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
     loras_root: str = ""
+    family: str = ""  # "sdxl" or "flux" once the inputs were checked
 
     @property
     def ok(self) -> bool:
@@ -152,6 +183,10 @@ class JobResult:
             lines.append(f"LoRA: {self.lora_path}")
             if self.lora_name:
                 lines.append(f"LoraLoader name: {self.lora_name}")
+        if self.family:
+            lines.append(f"model family: {siso_defaults.FAMILY_NAMES.get(self.family, self.family)}"
+                         + (" (diffusers-format LoRA, which ComfyUI's LoraLoader reads as it is; no Kohya file)"
+                            if self.family == "flux" else ""))
         if self.run_dir:
             what = " (diffusers-format LoRA, result.png, loss_curve.png, run.json)" if self.diffusers_path else ""
             lines.append(f"run folder{what}: {self.run_dir}")
@@ -275,27 +310,58 @@ def resolve_base_model(value: str, search_dirs: list[str] | None = None) -> str:
     """A hub id stays as it is; a local folder/file is resolved and must exist and be a diffusers folder."""
     value = value.strip()
     if not value:
-        raise InputProblem("base_model_path is empty: give stabilityai/sdxl-turbo or a local SDXL diffusers folder")
+        raise InputProblem(
+            f"base_model_path is empty: give a hub id ({' or '.join(_family_models())}) or a local diffusers folder"
+        )
     resolved = resolve_path(value, search_dirs)
     if os.path.isfile(resolved) or (not os.path.exists(resolved) and resolved.lower().endswith(SINGLE_FILE_SUFFIXES)):
         raise InputProblem(
             f"base_model_path {value!r} is a single-file checkpoint: SISO needs a diffusers folder "
-            "(model_index.json, unet/, vae/, ...) or a hub id such as stabilityai/sdxl-turbo"
+            f"(model_index.json, unet/ or transformer/, vae/, ...) or a hub id such as {' or '.join(_family_models())}"
         )
     if os.path.isdir(resolved):
         if not os.path.isfile(os.path.join(resolved, "model_index.json")):
             raise InputProblem(
                 f"base_model_path {value!r} is not a diffusers pipeline folder (no model_index.json): give a folder "
-                "saved with save_pretrained, e.g. a download of stabilityai/sdxl-turbo"
+                f"saved with save_pretrained, e.g. a download of {' or '.join(_family_models())}"
             )
         return os.path.abspath(resolved)
     if _looks_local(value):
         raise InputProblem(f"base_model_path {value!r} does not exist: check the path (or give a hub id)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", value):
         raise InputProblem(
-            f"base_model_path {value!r} is neither an existing folder nor a hub id like stabilityai/sdxl-turbo"
+            f"base_model_path {value!r} is neither an existing folder nor a hub id like {_family_models()[0]}"
         )
     return value
+
+
+def _article(name: str) -> str:
+    return "an" if name == "SDXL" else "a"  # as spoken: "an SDXL", "a FLUX.1"
+
+
+def _family_models() -> list[str]:
+    return [siso_defaults.recipe(family)["pretrained_model_name_or_path"] for family in siso_defaults.NODE_FAMILIES]
+
+
+def resolve_family(requested: str, base_model: str) -> str:
+    """The family a run uses: `requested`, or with "auto" the one the (resolved) base model is of."""
+    requested = (requested or "auto").strip().lower()
+    if requested not in ("auto", *siso_defaults.NODE_FAMILIES):
+        offered = ", ".join(siso_defaults.NODE_FAMILIES)
+        if requested == "sana":
+            raise InputProblem(f"model_family sana is not offered in ComfyUI (ComfyUI core has no Sana model): use auto, {offered}")
+        raise InputProblem(f"model_family {requested!r} is unknown: use auto, {offered}")
+    try:
+        detected = siso_defaults.detect_family(base_model)
+    except siso_defaults.FamilyProblem as problem:
+        raise InputProblem(str(problem)) from problem
+    if requested != "auto" and requested != detected and siso_defaults.pipeline_class(base_model) is not None:
+        names = siso_defaults.FAMILY_NAMES
+        raise InputProblem(
+            f"base_model_path {base_model!r} is {_article(names[detected])} {names[detected]} model but model_family is "
+            f"{requested}: give {_article(names[requested])} {names[requested]} model, or model_family auto"
+        )
+    return detected if requested == "auto" else requested
 
 
 def check_inputs(request: JobRequest) -> tuple[str, str, str, SISOParams]:
@@ -347,8 +413,20 @@ def check_inputs(request: JobRequest) -> tuple[str, str, str, SISOParams]:
         shlex.split(params.extra_args or "", posix=not IS_WINDOWS)  # build_command splits it again
     except ValueError as error:
         raise InputProblem(f"extra_args cannot be parsed ({error}): quote values with spaces") from error
+    family = resolve_family(params.model_family, base)
     resolved = SISOParams(**{**params.__dict__, "base_model_path": base, "ir_features_path": ir, "dino_model_name": dino})
-    return python, script, flavour, resolved
+    return python, script, flavour, with_recipe(resolved, family)
+
+
+def recipe_notes(params: SISOParams) -> list[str]:
+    """A note for each setting that took its family's recipe with a value other than the widget's default."""
+    notes = []
+    for name in params.from_recipe:
+        value = getattr(params, name)
+        if not siso_defaults.is_widget_default(name, value):
+            family = siso_defaults.FAMILY_NAMES.get(params.model_family, params.model_family)
+            notes.append(f"{name} {value} ({family} recipe; the widget's default means 'the family's recipe')")
+    return notes
 
 
 def _format_number(value: float) -> str:
@@ -366,12 +444,20 @@ def build_command(
     weights_dir: str,
     output_dir: str,
 ) -> list[str]:
-    """The child's argv. Upstream-only scripts get only the authors' arguments."""
+    """The child's argv. Upstream-only scripts get only the authors' arguments.
+
+    Recipe fields still None are filled from the family's recipe (check_inputs has done it for a job).
+    """
+    params = with_recipe(params)
     command = [
         python, "-u", script,
         "--subject_image_path", image_path,
         "--prompt", params.prompt,
         "--pretrained_model_name_or_path", params.base_model_path,
+    ]
+    if flavour == "siso-lab":
+        command += ["--model_family", params.model_family]  # the family the node read (as --model_family auto reads it)
+    command += [
         "--output_dir", output_dir,
         "--weights_output_dir", weights_dir,
         "--save_weights",
@@ -666,8 +752,8 @@ class Folders:
 
     `run_dir` gets everything the script writes (it is its --output_dir and --weights_output_dir):
     the diffusers-format LoRA, result.png, loss_curve.png, run.json, subject.png. `lora_dir` gets
-    the Kohya-format LoRA, the one file ComfyUI's LoraLoader applies fully, and only once the run
-    succeeded. When the requested folder is under a folder LoraLoader lists (models/loras), the
+    the one file ComfyUI's LoraLoader applies fully, and only once the run succeeded: for SDXL the
+    Kohya-format LoRA, for FLUX a copy of the diffusers-format one. When the requested folder is under a folder LoraLoader lists (models/loras), the
     two differ, so that nothing LoraLoader would apply only partly appears in its list; anywhere
     else they are the same folder.
     """
@@ -800,6 +886,30 @@ def place_file(source: str, folder: Path) -> str:
         if partial.exists():
             partial.unlink()
     os.unlink(source)
+    return str(target)
+
+
+def place_copy(source: str, folder: Path) -> str:
+    """A second name for `source` in `folder` (a hard link, else a copy made atomically); return it.
+
+    An existing file of that name is never replaced: OSError.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / os.path.basename(source)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    try:
+        os.link(source, target)
+        return str(target)
+    except OSError:
+        pass
+    partial = folder / f".{os.path.basename(source)}.{os.getpid()}.partial"
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            partial.unlink()
     return str(target)
 
 
@@ -1053,6 +1163,8 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     folders: Folders | None = None
     try:
         python, script, flavour, params = check_inputs(request)
+        job.family = params.model_family
+        job.notes.extend(recipe_notes(params))
         if not request.python_executable.strip() and python == recorded_python():
             job.notes.append(f"python: {python} (the separate environment install.py --venv made)")
         temp_dir = tempfile.mkdtemp(prefix="siso-comfyui-", dir=request.temp_root)
@@ -1078,7 +1190,10 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         diffusers, kohya = find_lora_files(run_dir, outcome.result)
-        if diffusers and not kohya:
+        flux = params.model_family == "flux"
+        if flux:
+            kohya = ""  # ComfyUI maps the diffusers FLUX keys itself; Kohya naming is SDXL's
+        elif diffusers and not kohya:
             try:
                 from .lora_keys import convert_file  # noqa: PLC0415
             except ImportError:  # imported as a top-level module (tests, tools)
@@ -1095,16 +1210,20 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         image = outcome.result.get("result_image") or str(run_dir / "result.png")
         job.result_image = image if os.path.isfile(image) else ""
         succeeded = not outcome.cancelled and outcome.returncode == 0 and bool(kohya or diffusers)
-        if succeeded and kohya and folders.split:
+        comfy_file = diffusers if flux else kohya  # the file ComfyUI's LoraLoader applies fully
+        if succeeded and comfy_file and folders.split:
             try:
-                kohya = place_file(kohya, folders.lora_dir)
+                if flux:  # the diffusers file stays in the run folder too (run.json, load_lora_weights(folder))
+                    comfy_file = place_copy(comfy_file, folders.lora_dir)
+                else:
+                    comfy_file = kohya = place_file(kohya, folders.lora_dir)
             except OSError as error:
-                job.notes.append(f"the Kohya LoRA stays in the run folder ({one_line(str(error))})")
-        listed = listing_folder(kohya, request.loras_folders) if kohya and request.loras_folders else None
+                job.notes.append(f"the LoRA stays in the run folder ({one_line(str(error))})")
+        listed = listing_folder(comfy_file, request.loras_folders) if comfy_file and request.loras_folders else None
         if listed is not None:
             job.loras_root = str(listed)  # the LoraLoader name is relative to the folder that lists it
         job.diffusers_path, job.kohya_path = diffusers, kohya
-        lora = kohya or diffusers
+        lora = comfy_file or diffusers
         if outcome.cancelled:
             job.status = "Cancelled"
             job.notes.insert(0, f"cancelled after {outcome.seconds:.1f} s" + (", SIGKILL needed" if outcome.killed else ""))

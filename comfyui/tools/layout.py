@@ -48,9 +48,23 @@ _RENDER = {
     18: (1740, 390, 300, 46),  # VAE decode
     19: (1740, 506, 300, 300),  # Save Image
 }
+_FLUX_RENDER = {
+    10: (60, 628, 300, 82),  # UNETLoader (FLUX.1-schnell)
+    21: (60, 780, 300, 106),  # DualCLIPLoader (CLIP-L + T5-XXL, type flux)
+    22: (60, 956, 300, 58),  # VAE
+    14: (60, 1084, 300, 106),  # empty SD3/FLUX latent
+    11: (800, 776, 300, 122),  # SISO Load LoRA (+ its status box)
+    12: (1280, 90, 400, 120),  # new prompt
+    13: (1280, 280, 400, 120),  # negative
+    20: (1280, 470, 400, 88),  # lora_info
+    17: (1740, 90, 300, 262),  # KSampler
+    18: (1740, 422, 300, 46),  # VAE decode
+    19: (1740, 538, 300, 300),  # Save Image
+}
 LAYOUTS: dict[str, dict[int, tuple[float, float, float, float]]] = {
     "siso_generate_lora": dict(_GEN),
     "siso_generate_and_render": {**_GEN, **_RENDER},
+    "siso_flux_generate_and_render": {**_GEN, **_FLUX_RENDER},
     "siso_inference_with_lora": {
         9: (60, 90, 420, 58),  # LoRA path
         10: (60, 218, 420, 98),

@@ -15,6 +15,7 @@ from pathlib import Path
 PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK.parent))
 
+from comfyui import siso_defaults  # noqa: E402
 from comfyui.nodes import SISOLoRAGenerator  # noqa: E402
 
 OUT = PACK / "example_workflows" / "api"
@@ -33,8 +34,10 @@ def generator_widgets() -> dict:
     return values
 
 
-def generation() -> dict:
+def generation(family: str = "sdxl") -> dict:
+    """Load Image -> SISO LoRA Generator -> status, lora_path, best image; the base model is `family`'s recipe model."""
     widgets = generator_widgets()
+    widgets["base_model_path"] = siso_defaults.recipe(family)["pretrained_model_name_or_path"]
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
         "2": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},
@@ -69,6 +72,31 @@ def inference(lora_source) -> dict:
     }
 
 
+def flux_inference(lora_source) -> dict:
+    """ComfyUI's stock FLUX.1-schnell graph (the split files its FLUX examples use), with the LoRA applied by
+    SISO Load LoRA from `lora_source`; 4 steps at cfg 1, as the authors render with their FLUX LoRAs."""
+    return {
+        "10": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-schnell.safetensors", "weight_dtype": "default"},
+               "_meta": {"title": "FLUX.1-schnell model"}},
+        "21": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "clip_l.safetensors", "clip_name2": "t5xxl_fp16.safetensors",
+                                                          "type": "flux"}, "_meta": {"title": "FLUX text encoders (CLIP-L, T5-XXL)"}},
+        "22": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}, "_meta": {"title": "FLUX VAE"}},
+        "11": {"class_type": "SISOLoadLoRA", "inputs": {"model": ["10", 0], "clip": ["21", 0], "lora_path": lora_source,
+                                                        "strength_model": 1.0, "strength_clip": 1.0},
+               "_meta": {"title": "SISO Load LoRA"}},
+        "12": {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo of a cat on the moon", "clip": ["11", 1]},
+               "_meta": {"title": "new prompt"}},
+        "13": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["11", 1]}, "_meta": {"title": "negative (unused at cfg 1)"}},
+        "14": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "17": {"class_type": "KSampler", "inputs": {"model": ["11", 0], "seed": 1, "steps": 4, "cfg": 1.0, "sampler_name": "euler",
+                                                    "scheduler": "simple", "positive": ["12", 0], "negative": ["13", 0],
+                                                    "latent_image": ["14", 0], "denoise": 1.0}},
+        "18": {"class_type": "VAEDecode", "inputs": {"samples": ["17", 0], "vae": ["22", 0]}},
+        "19": {"class_type": "SaveImage", "inputs": {"images": ["18", 0], "filename_prefix": "siso_flux"}},
+        "20": {"class_type": "PreviewAny", "inputs": {"source": ["11", 2]}, "_meta": {"title": "lora_info"}},
+    }
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     standalone = inference(["9", 0])
@@ -77,10 +105,13 @@ def main() -> int:
                        "_meta": {"title": "LoRA path (a file, a run folder, or a name under models/loras)"}}
     combined = generation()
     combined.update(inference(["3", 0]))
+    flux = generation("flux")
+    flux.update(flux_inference(["3", 0]))
     files = {
         "siso_generate_lora_api.json": generation(),
         "siso_inference_with_lora_api.json": dict(sorted(standalone.items(), key=lambda kv: int(kv[0]))),
         "siso_generate_and_render_api.json": combined,
+        "siso_flux_generate_and_render_api.json": flux,
     }
     for name, graph in files.items():
         (OUT / name).write_text(json.dumps(graph, indent=2) + "\n")

@@ -1,12 +1,14 @@
 """Turn the API-format example workflows into UI-format ones with ComfyUI's own frontend.
 
-    SISO_COMFYUI_DIR=/path/to/ComfyUI /path/to/comfy-venv/bin/python comfyui/tools/ui_workflows.py [--screenshot DIR]
+    SISO_COMFYUI_DIR=/path/to/ComfyUI /path/to/comfy-venv/bin/python comfyui/tools/ui_workflows.py [--screenshot DIR] [NAME ...]
 
 Starts ComfyUI (with this pack) on loopback and a headless Chromium, loads each
 `example_workflows/api/*_api.json` with the frontend's `app.loadApiJson`, places its nodes as
 `layout.py` says and saves `app.graph.serialize()` as `example_workflows/<name>.json`, so the
 UI files have exactly the widget layout the frontend expects. Needs Chromium and aiohttp (ComfyUI's environment has it).
-With --screenshot, also saves a PNG of each loaded workflow.
+With --screenshot, also saves a PNG of each loaded workflow. NAMEs (e.g. siso_flux_generate_and_render)
+convert only those workflows; the others are left as they are (the link numbers the frontend gives
+depend on what it loaded before).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class Browser:
         path.write_bytes(base64.b64decode(data["data"]))
 
 
-async def convert(url: str, debug_port: int, screenshots: Path | None) -> None:
+async def convert(url: str, debug_port: int, screenshots: Path | None, names: list[str] | None = None) -> None:
     async with Browser(debug_port) as browser:
         await browser.call("Page.enable")
         await browser.call("Emulation.setDeviceMetricsOverride", width=1800, height=1100, deviceScaleFactor=1, mobile=False)
@@ -92,6 +94,8 @@ async def convert(url: str, debug_port: int, screenshots: Path | None) -> None:
         await asyncio.sleep(2)
         for path in sorted((PACK / "example_workflows" / "api").glob("*_api.json")):
             name = path.name.replace("_api.json", "")
+            if names and name not in names:
+                continue
             api = path.read_text()
             graph = await browser.evaluate(f"""(async () => {{
                 const app = window.comfyAPI.app.app;
@@ -114,6 +118,9 @@ async def convert(url: str, debug_port: int, screenshots: Path | None) -> None:
             (PACK / "example_workflows" / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
             print(f"{name}.json: {len(data['nodes'])} nodes, {len(data['links'])} links")
             if screenshots:
+                await browser.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape",
+                                   windowsVirtualKeyCode=27)  # the template browser the frontend opens at start
+                await browser.call("Input.dispatchKeyEvent", type="keyUp", key="Escape", code="Escape", windowsVirtualKeyCode=27)
                 await browser.evaluate("(async () => { const app = window.comfyAPI.app.app; "
                                        "app.canvas.ds.scale = 0.55; app.canvas.ds.offset = [20, 60]; "
                                        "app.canvas.setDirty(true, true); })()")
@@ -124,7 +131,11 @@ async def convert(url: str, debug_port: int, screenshots: Path | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--screenshot", type=Path, default=None, help="folder for PNG screenshots")
+    parser.add_argument("names", nargs="*", help="only these workflows (file names without _api.json)")
     args = parser.parse_args()
+    known = {p.name.replace("_api.json", "") for p in (PACK / "example_workflows" / "api").glob("*_api.json")}
+    if set(args.names) - known:
+        parser.error(f"unknown workflows {sorted(set(args.names) - known)}; known: {sorted(known)}")
     comfy_dir = os.environ.get("SISO_COMFYUI_DIR")
     if not comfy_dir:
         parser.error("set SISO_COMFYUI_DIR to a ComfyUI checkout")
@@ -148,7 +159,7 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.5)
-        asyncio.run(convert(server.url, debug_port, args.screenshot))
+        asyncio.run(convert(server.url, debug_port, args.screenshot, args.names))
     finally:
         browser.terminate()
         browser.wait(timeout=20)

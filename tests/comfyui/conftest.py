@@ -35,3 +35,18 @@ def workdirs(tmp_path, monkeypatch):
     monkeypatch.setenv("SISO_ENV_FILE", str(tmp_path / "siso_env.json"))  # never the pack's own record
     return {"loras": loras, "runs": runs, "temp": temp, "pids": pid_file, "root": tmp_path}
 
+
+
+@pytest.fixture
+def model_folders(tmp_path):
+    """Base-model folders of each family as the node sees them: a model_index.json naming the pipeline."""
+    import json
+
+    folders = {}
+    for family, pipeline in (("sdxl", "StableDiffusionXLPipeline"), ("flux", "FluxPipeline"), ("sana", "SanaPipeline"),
+                             ("other", "StableDiffusion3Pipeline")):
+        folder = tmp_path / "models" / f"my-{family}"
+        folder.mkdir(parents=True)
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+        folders[family] = str(folder)
+    return folders

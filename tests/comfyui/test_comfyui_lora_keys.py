@@ -1,4 +1,4 @@
-"""diffusers -> Kohya key conversion (for scripts that write only the diffusers LoRA file)."""
+"""diffusers -> Kohya key conversion (for scripts that write only the diffusers LoRA file); FLUX files kept as they are."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_conversion_equals_siso_libs_kohya_file(tmp_path, alpha):
         torch.testing.assert_close(converted[key], value, msg=key)
     assert converted["lora_unet_mid_block_attentions_0_transformer_blocks_0_attn2_to_k.alpha"].item() == alpha
     assert "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight" in converted
-    assert summary == {"unet": 3, "te1": 1, "te2": 1, "other": 0}
+    assert summary == {"unet": 3, "transformer": 0, "te1": 1, "te2": 1, "other": 0}
 
 
 def test_formats_are_recognised(tmp_path):
@@ -53,7 +53,7 @@ def test_formats_are_recognised(tmp_path):
     assert lora_keys.key_format(load_file(paths["kohya"]).keys()) == "kohya"
     assert lora_keys.key_format(["unet.a.lora.down.weight", "lora_unet_a.lora_down.weight"]) == "mixed"
     assert lora_keys.key_format(["something.else"]) == "unknown"
-    assert lora_keys.summarize(load_file(paths["kohya"]).keys()) == {"unet": 3, "te1": 1, "te2": 1, "other": 0}
+    assert lora_keys.summarize(load_file(paths["kohya"]).keys()) == {"unet": 3, "transformer": 0, "te1": 1, "te2": 1, "other": 0}
 
 
 def test_without_metadata_alpha_is_the_rank(tmp_path):
@@ -83,3 +83,34 @@ def test_node_reads_a_diffusers_file_in_kohya_keys(tmp_path):
     save_file(load_file(paths["kohya"]), str(plain))
     state, _ = nodes.read_lora(str(plain))
     assert set(state) == set(load_file(paths["kohya"]))
+
+
+def flux_lora(rank: int = 4) -> dict[str, dict[str, torch.Tensor]]:
+    """A small FLUX LoRA in siso_lib's peft naming: double- and single-block attention, feed-forward, CLIP-L."""
+    generator = torch.Generator().manual_seed(1)
+    parts: dict[str, dict[str, torch.Tensor]] = {"transformer": {}, "text_encoder": {}}
+    for part, module in (("transformer", "transformer_blocks.0.attn.to_q"), ("transformer", "transformer_blocks.0.attn.add_k_proj"),
+                         ("transformer", "transformer_blocks.0.ff_context.net.2"), ("transformer", "single_transformer_blocks.3.attn.to_v"),
+                         ("text_encoder", "encoder.layers.0.self_attn.q_proj")):
+        parts[part][f"{module}.lora_A.weight"] = torch.randn(rank, 8, generator=generator)
+        parts[part][f"{module}.lora_B.weight"] = torch.randn(8, rank, generator=generator)
+    return parts
+
+
+def test_a_flux_file_is_recognised_and_read_as_it_is(tmp_path):
+    """siso_lib writes FLUX LoRAs in diffusers/peft keys only; ComfyUI maps those itself, so nothing is converted."""
+    from comfyui import nodes
+
+    paths = save_lora_files(tmp_path, flux_lora(), rank=4, alpha=4.0, run_metadata={"prompt": "a cat"}, family="flux")
+    assert paths["kohya"] is None and paths["diffusers"].endswith(DIFFUSERS_WEIGHT_NAME)
+    written = load_file(paths["diffusers"])
+    assert lora_keys.key_format(written.keys()) == "transformer"
+    assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight" in written  # CLIP-L, text_model. level kept
+    assert lora_keys.summarize(written.keys()) == {"unet": 0, "transformer": 4, "te1": 1, "te2": 0, "other": 0}
+    state, metadata = nodes.read_lora(paths["diffusers"])
+    assert set(state) == set(written) and "lora_adapter_metadata" in metadata
+    for key, value in written.items():
+        torch.testing.assert_close(state[key], value, msg=key)
+    # a transformer LoRA is never mistaken for an SDXL one (or converted half-way)
+    assert lora_keys.key_format(["transformer.a.lora_A.weight", "unet.b.lora.down.weight"]) == "mixed"
+    assert lora_keys.key_format(["transformer.a.lora_A.weight", "transformer.a.lora_B.weight"]) == "transformer"

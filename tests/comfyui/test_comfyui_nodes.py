@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from siso_comfy_helpers import fake
+from siso_comfy_helpers import fake, pids
 
 from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, nodes, siso_defaults
 from siso_lib.config import MODES, PRECISIONS, SISOConfig
@@ -307,3 +307,190 @@ def test_an_empty_python_executable_uses_the_environment_install_py_made(workdir
     assert f"python: {sys.executable} (the separate environment install.py --venv made)" in report
     record.write_text(json.dumps({"python": str(tmp_path / "gone" / "python")}))  # removed since: ComfyUI's own
     assert nodes.runner.default_python() == sys.executable
+
+
+# ----------------------------------------------------------------------------- model families
+
+
+def test_recipe_widgets_default_to_the_sdxl_recipe_and_name_every_familys_value():
+    from siso_lib.config import FAMILY_RECIPES
+
+    required = Generator.INPUT_TYPES()["required"]
+    for widget, field in siso_defaults.RECIPE_WIDGETS.items():
+        assert required[widget][1]["default"] == FAMILY_RECIPES["sdxl"][field] == getattr(SISOConfig(), field), widget
+        if widget != "base_model_path":
+            tooltip = required[widget][1]["tooltip"]
+            assert "family's recipe" in tooltip and siso_defaults.recipe_text(field) in tooltip, widget
+    assert "FLUX" in required["base_model_path"][1]["tooltip"] and "Sana is not offered" in required["base_model_path"][1]["tooltip"]
+    assert siso_defaults.NODE_FAMILIES == ("sdxl", "flux")
+
+
+def test_fallback_recipes_and_family_tables_equal_siso_libs():
+    """The copies used where siso_lib cannot be imported must not drift from config.py / model_paths.py."""
+    from siso_lib import model_paths
+    from siso_lib.config import FAMILY_RECIPES
+
+    fields = set(siso_defaults.RECIPE_WIDGETS.values())
+    assert siso_defaults.FALLBACK_RECIPES == {family: {k: v for k, v in recipe.items() if k in fields}
+                                              for family, recipe in FAMILY_RECIPES.items()}
+    assert siso_defaults.FALLBACK_PIPELINE_FAMILIES == model_paths.PIPELINE_FAMILIES
+    assert siso_defaults.FALLBACK_HUB_ID_FAMILIES == tuple(tuple(pair) for pair in model_paths.HUB_ID_FAMILIES)
+    assert siso_defaults.RECIPES == siso_defaults.FALLBACK_RECIPES and siso_defaults.RECIPES_SOURCE == "siso_lib.config"
+    assert set(siso_defaults.NODE_FAMILIES) < set(FAMILY_RECIPES)
+
+
+def test_recipes_load_from_the_repository_file_without_siso_lib(monkeypatch):
+    for name in ("siso_lib.config", "siso_lib.model_paths"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
+    recipes, source = siso_defaults.load_recipes()
+    assert source == str(siso_defaults.REPO_CONFIG) and recipes == siso_defaults.FALLBACK_RECIPES
+    classes, words, source = siso_defaults.load_family_tables()
+    assert source.endswith("model_paths.py") and classes == siso_defaults.FALLBACK_PIPELINE_FAMILIES
+    monkeypatch.setattr(siso_defaults, "REPO_CONFIG", siso_defaults.REPO_CONFIG.with_name("missing.py"))
+    monkeypatch.delitem(sys.modules, siso_defaults._PRIVATE_NAME, raising=False)
+    assert siso_defaults.load_recipes() == (siso_defaults.FALLBACK_RECIPES, "built-in copy")
+    assert siso_defaults.load_family_tables()[2] == "built-in copy"
+
+
+def test_the_node_reads_the_family_as_siso_generate_does(model_folders):
+    from siso_lib.errors import SISOInputError
+    from siso_lib.model_paths import detect_family
+
+    for name in (model_folders["sdxl"], model_folders["flux"], "stabilityai/sdxl-turbo", "black-forest-labs/FLUX.1-schnell",
+                 "someone/my-flux-finetune"):
+        assert siso_defaults.detect_family(name) == detect_family(name), name
+    for name in (model_folders["sana"], "Efficient-Large-Model/Sana_1600M_512px_diffusers"):
+        assert detect_family(name) == "sana"
+        with pytest.raises(siso_defaults.FamilyProblem, match="Sana is not offered in ComfyUI"):
+            siso_defaults.detect_family(name)
+    with pytest.raises(SISOInputError):
+        detect_family(model_folders["other"])
+    with pytest.raises(siso_defaults.FamilyProblem, match="StableDiffusion3Pipeline pipeline: the SISO node runs SDXL"):
+        siso_defaults.detect_family(model_folders["other"])
+
+
+def run_flux(workdirs, image, model_folders, tmp_path, monkeypatch, **changes):
+    argv_file = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_ARGV_FILE", str(argv_file))
+    values = inputs(siso_script_path=fake("fake_flux"), python_executable=sys.executable, base_model_path=model_folders["flux"],
+                    num_train_epochs=2, **changes)
+    output = Generator().generate(torch.from_numpy(image), True, unique_id="3", **values)
+    import json
+
+    return output, json.loads(argv_file.read_text()) if argv_file.exists() else None
+
+
+def test_a_flux_run_returns_the_diffusers_lora_under_models_loras(workdirs, image, model_folders, tmp_path, monkeypatch):
+    output, argv = run_flux(workdirs, image, model_folders, tmp_path, monkeypatch)
+    lora_path, status, preview, report = output["result"]
+    assert status == "Success", report
+    pairs = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+    assert pairs["--model_family"] == "flux" and pairs["--pretrained_model_name_or_path"] == model_folders["flux"]
+    flux = siso_defaults.recipe("flux")  # the widgets at their defaults: FLUX's recipe values
+    assert float(pairs["--learning_rate"]) == flux["learning_rate"]
+    assert int(pairs["--num_inference_steps"]) == flux["num_inference_steps"]
+    assert int(pairs["--early_stopping_max_count"]) == flux["early_stopping_max_count"]
+    assert ("--train_text_encoder" in argv) == flux["train_text_encoder"]
+    # the LoRA LoraLoader lists is the diffusers-format file (ComfyUI maps FLUX keys itself); no Kohya file anywhere
+    assert lora_path.startswith(str(workdirs["loras"] / "siso")) and lora_path.endswith("pytorch_lora_weights.safetensors")
+    assert "LoraLoader name: siso/" in report and "model family: FLUX.1" in report and "no Kohya file" in report
+    assert not list(workdirs["root"].rglob("siso_lora_kohya.safetensors"))
+    run_dir = next(line.split(": ", 1)[1] for line in report.splitlines() if line.startswith("run folder"))
+    from pathlib import Path
+
+    kept = Path(run_dir) / "pytorch_lora_weights.safetensors"
+    assert kept.is_file() and kept.read_bytes() == Path(lora_path).read_bytes()  # the run folder stays complete
+    assert output["ui"]["text"] == [report]
+
+
+def test_flux_widgets_left_at_their_default_follow_the_flux_recipe(workdirs, image, model_folders, tmp_path, monkeypatch):
+    """A widget at its (SDXL) default means 'the family's recipe': a FLUX recipe value that differs is used and noted."""
+    monkeypatch.setitem(siso_defaults.RECIPES, "flux", dict(siso_defaults.RECIPES["flux"], learning_rate=1e-4,
+                                                            early_stopping_max_count=5))
+    output, argv = run_flux(workdirs, image, model_folders, tmp_path, monkeypatch)
+    report = output["result"][3]
+    assert argv[argv.index("--learning_rate") + 1] == "0.0001" and argv[argv.index("--early_stopping_max_count") + 1] == "5"
+    assert "learning_rate 0.0001 (FLUX.1 recipe; the widget's default means 'the family's recipe')" in report
+    # a value the user set is passed as it is
+    output, argv = run_flux(workdirs, image, model_folders, tmp_path, monkeypatch, learning_rate=3e-4, train_text_encoder=False)
+    assert argv[argv.index("--learning_rate") + 1] == "0.0003" and "--no-train_text_encoder" in argv
+    assert "learning_rate 0.0003" not in output["result"][3]
+
+
+def test_an_sdxl_run_passes_its_family_and_keeps_the_kohya_file(workdirs, image, model_folders, tmp_path, monkeypatch):
+    argv_file = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_ARGV_FILE", str(argv_file))
+    values = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, base_model_path=model_folders["sdxl"],
+                    num_train_epochs=1)
+    lora_path, status, _, report = Generator().generate(torch.from_numpy(image), True, **values)["result"]
+    import json
+
+    argv = json.loads(argv_file.read_text())
+    assert status == "Success" and lora_path.endswith("siso_lora_kohya.safetensors")
+    assert argv[argv.index("--model_family") + 1] == "sdxl" and "model family: SDXL" in report
+
+
+@pytest.mark.parametrize("family", ["sana", "other"])
+def test_a_sana_or_unknown_base_model_is_one_clear_line(workdirs, image, model_folders, family):
+    values = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, base_model_path=model_folders[family])
+    lora_path, status, _, report = Generator().generate(torch.from_numpy(image), True, **values)["result"]
+    expected = {"sana": f"Failed: base_model_path '{model_folders['sana']}' is a Sana pipeline (SanaPipeline): Sana is not offered "
+                        "in ComfyUI (ComfyUI core has no Sana model to render with the LoRA)",
+                "other": f"Failed: base_model_path '{model_folders['other']}' is a StableDiffusion3Pipeline pipeline: the SISO node "
+                         "runs SDXL (e.g. stabilityai/sdxl-turbo) or FLUX.1 (e.g. black-forest-labs/FLUX.1-schnell)"}[family]
+    assert status.startswith(expected), status
+    assert "\n" not in status and lora_path == "" and pids(workdirs) == []
+    if family == "sana":
+        assert status.endswith("or run siso-generate --model_family sana outside ComfyUI")
+    assert not list(workdirs["loras"].rglob("*.safetensors"))
+
+
+class _FakePatcher:
+    def __init__(self, patches=None):
+        self.patches = dict(patches or {})
+
+
+class _FakeClip:
+    def __init__(self, patches=None):
+        self.patcher = _FakePatcher(patches)
+
+
+def test_load_lora_reports_a_flux_lora_by_its_parts(tmp_path, monkeypatch):
+    """SISO Load LoRA hands a FLUX file to ComfyUI's LoRA code unconverted and names transformer and CLIP-L counts."""
+    import logging
+    import types
+
+    from siso_lib.lora_io import save_lora_files
+    from test_comfyui_lora_keys import flux_lora
+
+    path = save_lora_files(tmp_path, flux_lora(), rank=4, alpha=4.0, run_metadata={}, family="flux")["diffusers"]
+    seen = {}
+
+    def load_lora_for_models(model, clip, state, strength_model, strength_clip):
+        seen["keys"] = set(state)
+        logging.getLogger("root").warning("lora key not loaded: transformer.bogus.lora_A.weight")
+        # ComfyUI fuses the q/k/v LoRAs of a block into one weight: 3 weights for 4 transformer modules here
+        return _FakePatcher({"a": 1, "b": 2, "c": 3}), _FakeClip({"clip_l.q": 1})
+
+    monkeypatch.setitem(sys.modules, "comfy.sd", types.SimpleNamespace(load_lora_for_models=load_lora_for_models))
+    output = nodes.SISOLoadLoRA().load(_FakePatcher(), _FakeClip(), path)
+    info = output["result"][2]
+    assert all(key.startswith(("transformer.", "text_encoder.")) for key in seen["keys"]) and len(seen["keys"]) == 10
+    assert info.startswith("pytorch_lora_weights.safetensors: 5 LoRA modules in the file (transformer 4, CLIP-L 1); "
+                           "weights patched: transformer 3, CLIP 1; keys not loaded: 1")
+    assert info.endswith("is the base model FLUX?")
+
+
+def test_load_lora_reports_an_sdxl_lora_as_before(tmp_path, monkeypatch):
+    """The SDXL wording the full-size check parses: 'weights patched: UNet N, CLIP M; keys not loaded: K'."""
+    import types
+
+    from siso_lib.lora_io import save_lora_files
+    from test_comfyui_lora_keys import best_lora
+
+    path = save_lora_files(tmp_path, best_lora(), rank=4, alpha=4.0, run_metadata={})["kohya"]
+    monkeypatch.setitem(sys.modules, "comfy.sd", types.SimpleNamespace(
+        load_lora_for_models=lambda model, clip, state, sm, sc: (_FakePatcher({"a": 1, "b": 2, "c": 3}), _FakeClip({"x": 1, "y": 2}))))
+    info = nodes.SISOLoadLoRA().load(_FakePatcher(), _FakeClip(), path)["result"][2]
+    assert info == ("siso_lora_kohya.safetensors: 5 LoRA modules in the file (UNet 3, CLIP-L 1, CLIP-G 1); "
+                    "weights patched: UNet 3, CLIP 2; keys not loaded: 0")

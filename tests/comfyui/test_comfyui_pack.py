@@ -178,3 +178,43 @@ def test_the_overlap_check_sees_the_reported_case():
     switch = {"type": "PrimitiveBoolean", "pos": [60, 282], "size": [210, 58]}
     a, b = layout.footprint(load), layout.footprint(switch)
     assert a[1] < b[3] and b[1] < a[3]
+
+
+def test_the_flux_workflow_generates_and_renders_with_stock_flux_nodes():
+    """FLUX.1-schnell: the generator with the node defaults but FLUX's recipe model, then ComfyUI's own FLUX graph
+    (split model files, type flux, 4 steps at cfg 1) with the new LoRA applied by path."""
+    from comfyui import siso_defaults
+
+    graph = json.loads((WORKFLOWS / "api" / "siso_flux_generate_and_render_api.json").read_text())
+    generator = graph["3"]["inputs"]
+    declared = nodes.SISOLoRAGenerator.INPUT_TYPES()["required"]
+    for name in widget_inputs("SISOLoRAGenerator"):
+        if name in declared and name != "base_model_path":
+            assert generator[name] == declared[name][1]["default"], name
+    assert generator["base_model_path"] == siso_defaults.recipe("flux")["pretrained_model_name_or_path"] == "black-forest-labs/FLUX.1-schnell"
+    kinds = {node_id: node["class_type"] for node_id, node in graph.items()}
+    assert {"UNETLoader", "DualCLIPLoader", "VAELoader", "EmptySD3LatentImage", "KSampler", "VAEDecode", "SaveImage"} <= set(kinds.values())
+    assert "CheckpointLoaderSimple" not in kinds.values()
+    clip = next(node for node in graph.values() if node["class_type"] == "DualCLIPLoader")["inputs"]
+    assert clip["type"] == "flux"
+    loader = next(node for node in graph.values() if node["class_type"] == "SISOLoadLoRA")["inputs"]
+    assert loader["lora_path"] == ["3", 0]
+    assert kinds[loader["model"][0]] == "UNETLoader" and kinds[loader["clip"][0]] == "DualCLIPLoader"
+    sampler = next(node for node in graph.values() if node["class_type"] == "KSampler")["inputs"]
+    assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (4, 1.0, "euler", "simple")
+    assert kinds[sampler["model"][0]] == "SISOLoadLoRA"
+
+
+def test_the_api_workflows_are_what_the_tool_writes():
+    """comfyui/tools/make_api_workflows.py, run now, writes exactly the committed API files (defaults included)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("siso_make_api_workflows", PACK / "tools" / "make_api_workflows.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    standalone = tool.inference(["9", 0])
+    flux = tool.generation("flux")
+    flux.update(tool.flux_inference(["3", 0]))
+    assert json.loads((WORKFLOWS / "api" / "siso_flux_generate_and_render_api.json").read_text()) == flux
+    assert json.loads((WORKFLOWS / "api" / "siso_generate_lora_api.json").read_text()) == tool.generation()
+    assert set(standalone) < set(json.loads((WORKFLOWS / "api" / "siso_inference_with_lora_api.json").read_text()))

@@ -15,7 +15,12 @@ SISO_COMFYUI_PYTHON's packages but not siso_lib: the node must name the one inst
 and after that command (install.py, here with --source pointing at a copy of this checkout
 instead of the GitHub archive) the same workflow must succeed with python_executable empty.
 
-SISO_COMFYUI_FULL_CHECK=1 adds the full-size check (minutes, ~16 GB RAM): ComfyUI's stock
+FLUX: the FLUX example workflow's generation half runs on the tiny FLUX pipeline (the LoRA that
+lands in models/loras is the diffusers-format file; a Sana folder is refused in one line), and
+ComfyUI's stock LoraLoader, in ComfyUI's own Python, applies every tensor of a full-size FLUX.1
+LoRA written by siso_lib (model and text encoders built by ComfyUI on the meta device; ~2 min).
+
+SISO_COMFYUI_FULL_CHECK=1 adds the full-size SDXL check (minutes, ~16 GB RAM): ComfyUI's stock
 LoraLoader and SISO Load LoRA apply a rank-4 SISO LoRA in Kohya keys to a full-size
 SDXL-architecture UNet and both CLIPs (random weights) with no "lora key not loaded".
 """
@@ -86,19 +91,37 @@ def test_pack_loads_and_declares_its_nodes(server):
     assert loader["display_name"] == "SISO Load LoRA"
     assert any(e.endswith("siso_status.js") for e in server.get("/extensions"))
     templates = server.get("/workflow_templates")
-    assert sorted(templates["siso-lab"]) == ["siso_generate_and_render", "siso_generate_lora", "siso_inference_with_lora"]
+    assert sorted(templates["siso-lab"]) == ["siso_flux_generate_and_render", "siso_generate_and_render", "siso_generate_lora",
+                                             "siso_inference_with_lora"]
     assert not [line for line in server.log().splitlines() if "IMPORT FAILED" in line and "siso-lab" in line]
 
 
+FILE_INPUTS = {"image", "ckpt_name", "unet_name", "clip_name1", "clip_name2", "vae_name", "lora_name"}  # the user's files
+
+
+def combo_options(spec) -> list | None:
+    """The choices of a COMBO input as /object_info lists it (V1: [[...], {...}]; V3: ["COMBO", {"options": [...]}])."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1:
+        return spec[1].get("options")
+    return None
+
+
 def test_example_workflows_match_the_live_node_definitions(server):
-    """Every node type and input in the API workflows exists in this ComfyUI (the UI files are checked too)."""
+    """Every node type and input in the API workflows exists in this ComfyUI, and every choice (sampler,
+    scheduler, CLIP type, ...) is one it offers (the UI files are checked too)."""
     info = server.get("/object_info")
     for path in sorted((WORKFLOWS / "api").glob("*.json")):
         for node_id, node in json.loads(path.read_text()).items():
             assert node["class_type"] in info, (path.name, node["class_type"])
             declared = info[node["class_type"]]["input"]
-            names = set(declared.get("required", {})) | set(declared.get("optional", {}))
-            assert set(node["inputs"]) <= names, (path.name, node_id, set(node["inputs"]) - names)
+            specs = {**declared.get("required", {}), **declared.get("optional", {})}
+            assert set(node["inputs"]) <= set(specs), (path.name, node_id, set(node["inputs"]) - set(specs))
+            for name, value in node["inputs"].items():
+                options = combo_options(specs[name])
+                if options is not None and name not in FILE_INPUTS and not isinstance(value, list):
+                    assert value in options, (path.name, node_id, name, value, options)
     for path in sorted(WORKFLOWS.glob("*.json")):
         for node in json.loads(path.read_text())["nodes"]:
             assert node["type"] in info, (path.name, node["type"])
@@ -222,6 +245,98 @@ def test_cancel_stops_the_run_promptly(server, tiny_assets):
     # the queue goes on: the next prompt runs normally
     entry = server.wait(server.queue(generation(tiny_assets, seed=45, num_train_epochs=1)))
     assert report(entry).startswith("Success")
+
+
+@pytest.fixture(scope="module")
+def family_assets(tmp_path_factory) -> dict[str, str]:
+    """Tiny FLUX and Sana pipelines (with their own SDXL, DINO and IR), as siso-make-test-assets writes them."""
+    from siso_lib.test_assets import write_test_assets
+
+    return write_test_assets(tmp_path_factory.mktemp("family-assets"), "tiny", families=("flux", "sana"))
+
+
+def flux_generation(assets, **changes) -> dict:
+    """The FLUX example workflow's generation half (its rendering half needs the real FLUX.1 files)."""
+    workflow = json.loads((WORKFLOWS / "api" / "siso_flux_generate_and_render_api.json").read_text())
+    prompt = {node_id: node for node_id, node in workflow.items() if node_id in {"1", "2", GEN, "4", "5", "6"}}
+    assert prompt[GEN]["inputs"]["base_model_path"] == "black-forest-labs/FLUX.1-schnell"
+    prompt[GEN]["inputs"].update(
+        base_model_path=assets["flux"], dino_model_name=assets["dino"], ir_features_path=assets["ir"], resolution=64,
+        num_train_epochs=2, learning_rate=5e-3, device="cpu", python_executable=sys.executable,
+    )
+    prompt[GEN]["inputs"].update(changes)
+    return prompt
+
+
+def test_flux_generation_workflow_puts_the_diffusers_lora_in_the_lora_list(server, family_assets):
+    started = time.monotonic()
+    entry = server.wait(server.queue(flux_generation(family_assets)))
+    seconds = time.monotonic() - started
+    text = report(entry)
+    print(f"\nreal ComfyUI FLUX generation (tiny FLUX.1, CPU): {seconds:.1f} s\n{text}")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert text.splitlines()[0] == "Success" and comfy_server.ui_text(entry, "4") == "Success"
+    assert "model family: FLUX.1 (diffusers-format LoRA, which ComfyUI's LoraLoader reads as it is; no Kohya file)" in text
+    lora_path = comfy_server.ui_text(entry, "5")
+    loras = server.base / "models" / "loras"
+    assert lora_path.startswith(str(loras / "siso")) and lora_path.endswith("/pytorch_lora_weights.safetensors")
+    names = server.get("/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
+    name = Path(lora_path).relative_to(loras).as_posix()
+    assert name in names and f"LoraLoader name: {name}" in text
+    assert not list(server.base.rglob(f"{Path(lora_path).parent.name}/siso_lora_kohya.safetensors"))  # no Kohya file for FLUX
+    from safetensors import safe_open
+
+    with safe_open(lora_path, framework="pt") as handle:
+        keys = list(handle.keys())
+    assert keys and all(key.startswith(("transformer.", "text_encoder.text_model.")) for key in keys)
+    run_dir = server.base / "output" / "siso" / Path(lora_path).parent.name
+    assert (run_dir / "pytorch_lora_weights.safetensors").is_file() and (run_dir / "run.json").is_file()
+    assert json.loads((run_dir / "run.json").read_text())["parameters"]["model_family"] == "flux"
+    assert "--model_family flux" in server.log()
+
+
+def test_a_sana_model_is_refused_in_one_line(server, family_assets):
+    entry = server.wait(server.queue(flux_generation(family_assets, base_model_path=family_assets["sana"], seed=48)))
+    assert entry["status"]["status_str"] == "success"
+    status = comfy_server.ui_text(entry, "4")
+    assert status.startswith(f"Failed: base_model_path '{family_assets['sana']}' is a Sana pipeline (SanaPipeline): Sana is not "
+                             "offered in ComfyUI (ComfyUI core has no Sana model to render with the LoRA)"), status
+    assert "\n" not in status and comfy_server.ui_text(entry, "5") == ""
+
+
+def test_stock_lora_loader_applies_every_tensor_of_a_full_size_flux_lora(tmp_path_factory):
+    """siso_lib's FLUX LoRA file (full-size FLUX.1-schnell architecture, rank 4, CLIP-L too) through ComfyUI's own
+    LoraLoader node on ComfyUI's FLUX model and FLUX CLIP (built by ComfyUI on the meta device)."""
+    assets = Path(os.environ.get("SISO_FULL_FLUX_ASSETS_DIR") or tmp_path_factory.mktemp("full-flux"))
+    here = Path(__file__).parent
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(here / "make_full_flux_lora.py"), str(assets)], check=True)
+    made = time.monotonic() - started
+    counts = json.loads((assets / "counts.json").read_text())
+    done = subprocess.run([COMFY_PYTHON, str(here / "comfy_flux_lora_check.py"), COMFY_DIR, str(assets)],
+                          capture_output=True, text=True, timeout=1800)
+    line = next((line for line in done.stdout.splitlines() if line.startswith("RESULT ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(line[len("RESULT "):])
+    print(f"\nfull-size FLUX LoRA (made in {made:.0f} s): {counts}\nComfyUI {result['comfyui_version']} stock LoraLoader: "
+          f"{result['applied_tensors']}/{result['lora_tensors']} tensors applied, {result['model_patches']} patches on "
+          f"{result['patched_model_weights']} model weights + {result['patched_clip_weights']} CLIP weights, "
+          f"{result['weights_value_checked']} weights value-checked (max |diff| {result['max_abs_difference']}), "
+          f"{result['seconds']} s\nSISO Load LoRA: {result['siso_load_lora']}")
+    assert result["model_config"] == "FluxSchnell"
+    assert result["unet_config"] == {"hidden_size": 3072, "depth": 19, "depth_single_blocks": 38, "guidance_embed": False}
+    assert counts["transformer_modules"] == 342 and counts["clip_modules"] == 48 and counts["tensors"] == 780
+    assert result["lora_tensors"] == counts["tensors"]
+    assert result["applied_tensors"] == result["lora_tensors"]  # EVERY tensor of the file is in ComfyUI's patches
+    assert result["not_loaded_count"] == 0 and result["errors"] == [] and result["shape_errors"] == []
+    assert result["model_patches"] == counts["transformer_modules"]  # q/k/v fused: fewer weights than patches
+    assert result["patched_clip_weights"] == counts["clip_modules"]
+    assert result["weights_value_checked"] == result["patched_model_weights"] + result["patched_clip_weights"]
+    assert result["max_abs_difference"] == 0.0  # each patched slice is exactly B @ A (scale 1: alpha = rank)
+    assert result["siso_load_lora"] == (
+        f"pytorch_lora_weights.safetensors: 390 LoRA modules in the file (transformer 342, CLIP-L 48); weights patched: "
+        f"transformer {result['patched_model_weights']}, CLIP 48; keys not loaded: 0"
+    )
 
 
 @pytest.mark.skipif(os.environ.get("SISO_COMFYUI_FULL_CHECK") != "1", reason="set SISO_COMFYUI_FULL_CHECK=1 (minutes, ~16 GB RAM)")

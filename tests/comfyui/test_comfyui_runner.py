@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -236,7 +237,7 @@ def test_base_model_folder_must_be_a_diffusers_pipeline(workdirs, image, tmp_pat
 def test_relative_names_are_found_in_search_folders(workdirs, image, tmp_path, monkeypatch):
     models = tmp_path / "models"
     (models / "diffusers" / "my-sdxl").mkdir(parents=True)
-    (models / "diffusers" / "my-sdxl" / "model_index.json").write_text("{}")
+    (models / "diffusers" / "my-sdxl" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
     (models / "siso").mkdir()
     (models / "siso" / "ir_features.pth").write_bytes(b"x")
     argv_file = tmp_path / "argv.json"
@@ -580,3 +581,93 @@ def test_a_copied_pack_without_siso_lab_names_the_one_install_command(workdirs, 
     job = runner.run_job(request(workdirs, image, str(pack / "siso_generate.py"), python_executable=python))
     assert job.status == (f"Failed: siso-lab is not installed in the Python that runs SISO ({python}): "
                           f"run {runner.install_command(python)}")
+
+
+# ----------------------------------------------------------------------------- FLUX
+
+
+@pytest.mark.parametrize("weights_output_dir, unique", [("", True), ("my_cats", True), ("fixed", False)])
+def test_a_flux_lora_lands_under_loras_as_its_diffusers_file(workdirs, image, model_folders, weights_output_dir, unique):
+    """FLUX: no Kohya file; the diffusers-format LoRA (ComfyUI maps its keys) is what LoraLoader lists."""
+    job = runner.run_job(request(workdirs, image, fake("fake_flux"), weights_output_dir=weights_output_dir, unique_subfolder=unique,
+                                 params=dict(base_model_path=model_folders["flux"], num_train_epochs=2)))
+    assert job.ok, job.status
+    assert job.family == "flux" and job.kohya_path == ""
+    assert listed_loras(workdirs["loras"]) == [job.lora_name] and job.lora_name.endswith("/" + runner.DIFFUSERS_NAME)
+    assert job.lora_path.startswith(str(workdirs["loras"])) and not job.diffusers_path.startswith(str(workdirs["loras"]))
+    assert os.path.samefile(job.lora_path, job.diffusers_path) or open(job.lora_path, "rb").read() == open(job.diffusers_path, "rb").read()
+    assert sorted(p.name for p in Path(job.run_dir).iterdir()) == [runner.DIFFUSERS_NAME, "result.png", runner.SUBJECT_NAME]
+    assert not [n for n in job.notes if "Kohya" in n]
+    assert "model family: FLUX.1 (diffusers-format LoRA, which ComfyUI's LoraLoader reads as it is; no Kohya file)" in job.report()
+    assert_clean(workdirs)
+
+
+def test_a_flux_run_outside_loras_keeps_its_file_in_the_run_folder(workdirs, image, model_folders, tmp_path):
+    job = runner.run_job(request(workdirs, image, fake("fake_flux"), weights_output_dir=str(tmp_path / "elsewhere"),
+                                 params=dict(base_model_path=model_folders["flux"], num_train_epochs=1)))
+    assert job.ok and listed_loras(workdirs["loras"]) == [] and job.lora_name == ""
+    assert job.lora_path == job.diffusers_path == str(Path(job.run_dir) / runner.DIFFUSERS_NAME)
+
+
+def test_a_cancelled_flux_run_adds_nothing_to_the_load_lora_list(workdirs, image, model_folders):
+    job = runner.run_job(request(workdirs, image, fake("fake_hang"), params=dict(base_model_path=model_folders["flux"])),
+                         Recorder(cancel_after_steps=1).hooks())
+    assert job.cancelled and job.lora_path == "" and listed_loras(workdirs["loras"]) == []
+
+
+def test_the_copy_never_replaces_a_file(tmp_path):
+    source = tmp_path / "a.safetensors"
+    source.write_bytes(b"lora")
+    target = runner.place_copy(str(source), tmp_path / "loras")
+    assert Path(target).read_bytes() == b"lora" and source.is_file()
+    with pytest.raises(FileExistsError):
+        runner.place_copy(str(source), tmp_path / "loras")
+
+
+def test_family_resolution(model_folders):
+    assert runner.resolve_family("auto", model_folders["flux"]) == "flux"
+    assert runner.resolve_family("auto", "black-forest-labs/FLUX.1-schnell") == "flux"
+    assert runner.resolve_family("auto", "stabilityai/sdxl-turbo") == "sdxl"
+    assert runner.resolve_family("flux", "someone/custom-name") == "flux"  # an explicit family for a hub id it cannot read
+    with pytest.raises(runner.InputProblem, match="is an SDXL model but model_family is flux: give a FLUX.1 model, or model_family auto"):
+        runner.resolve_family("flux", model_folders["sdxl"])
+    with pytest.raises(runner.InputProblem, match="model_family sana is not offered in ComfyUI"):
+        runner.resolve_family("sana", model_folders["sana"])
+    with pytest.raises(runner.InputProblem, match="Sana is not offered in ComfyUI"):
+        runner.resolve_family("auto", "Efficient-Large-Model/Sana_1600M_512px_diffusers")
+
+
+def test_recipe_fields_are_filled_from_the_familys_recipe():
+    from siso_lib.config import FAMILY_RECIPES
+
+    for family in ("sdxl", "flux"):
+        params = runner.with_recipe(runner.SISOParams(), family)
+        assert params.model_family == family
+        for name in runner.RECIPE_PARAMS:
+            assert getattr(params, name) == FAMILY_RECIPES[family][name], (family, name)
+        assert set(params.from_recipe) == set(runner.RECIPE_PARAMS)
+    kept = runner.with_recipe(runner.SISOParams(learning_rate=5e-4), "flux")
+    assert kept.learning_rate == 5e-4 and "learning_rate" not in kept.from_recipe
+
+
+def test_the_command_names_the_family_for_siso_lab_only():
+    from siso_lib.generate import build_parser
+
+    params = runner.with_recipe(runner.SISOParams(base_model_path="/m/flux"), "flux")
+    command = runner.build_command("py", "s.py", "siso-lab", "/t/s.png", params, "/w", "/o")
+    args = build_parser().parse_args(command[3:])
+    assert args.model_family == "flux" and args.pretrained_model_name_or_path == "/m/flux"
+    assert args.learning_rate == params.learning_rate and args.train_text_encoder is True
+    upstream = runner.build_command("py", "s.py", "upstream", "/t/s.png", params, "/w", "/o")
+    assert "--model_family" not in upstream  # the authors' scripts are one per family
+
+
+def test_the_authors_script_on_a_flux_folder_gets_no_kohya_copy(workdirs, image, model_folders, tmp_path, monkeypatch):
+    argv_file = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_ARGV_FILE", str(argv_file))
+    job = runner.run_job(request(workdirs, image, fake("fake_upstream"),
+                                 params=dict(base_model_path=model_folders["flux"], num_train_epochs=2, ir_features_path=__file__)))
+    assert job.ok, job.status
+    assert "--model_family" not in json.loads(argv_file.read_text())
+    assert job.lora_path.endswith(runner.DIFFUSERS_NAME) and job.kohya_path == ""
+    assert not any("converted the diffusers LoRA" in note for note in job.notes)
