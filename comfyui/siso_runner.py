@@ -865,28 +865,12 @@ def _make_folder(folder: Path, what: str) -> bool:
 def place_file(source: str, folder: Path) -> str:
     """Move `source` into `folder` (made if needed) under its own name, atomically; return the new path.
 
-    Works across file systems (copy to a temporary name in `folder`, then rename). An existing
-    file of that name is never replaced: OSError.
+    Works across file systems (`place_copy`, then the old name is removed). An existing file of
+    that name is never replaced: OSError.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / os.path.basename(source)
-    if target.exists():
-        raise FileExistsError(f"{target} already exists")
-    try:
-        os.link(source, target)  # same file system: the new name appears complete
-        os.unlink(source)
-        return str(target)
-    except OSError:
-        pass
-    partial = folder / f".{os.path.basename(source)}.{os.getpid()}.partial"
-    try:
-        shutil.copyfile(source, partial)
-        os.replace(partial, target)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    target = place_copy(source, folder)
     os.unlink(source)
-    return str(target)
+    return target
 
 
 def place_copy(source: str, folder: Path) -> str:

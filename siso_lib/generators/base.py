@@ -21,6 +21,7 @@ subclass in its own module (sdxl.py, flux.py, sana.py), found by name through `g
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -72,8 +73,10 @@ class LoRAGenerator:
 
     @classmethod
     def generation_options(cls, config: "SISOConfig") -> dict[str, Any]:
-        """The config's settings this family's renderer takes (keyword arguments of __init__)."""
-        return {}
+        """The config's settings this family's renderer takes: every keyword argument of the
+        family's __init__ that is also a config field (num_grad_steps, guidance_scale, ...)."""
+        own = set(inspect.signature(cls.__init__).parameters) - set(inspect.signature(LoRAGenerator.__init__).parameters)
+        return {name: getattr(config, name) for name in own if hasattr(config, name)}
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -77,14 +77,6 @@ class FluxGenerator(LoRAGenerator):
         self.max_sequence_length = max_sequence_length
 
     @classmethod
-    def generation_options(cls, config) -> dict:
-        return {
-            "num_grad_steps": config.num_grad_steps,
-            "guidance_scale": config.guidance_scale,
-            "max_sequence_length": config.max_sequence_length,
-        }
-
-    @classmethod
     def check_pipeline(cls, pipe, name_or_path: str) -> None:
         if type(pipe.transformer).__name__ != "FluxTransformer2DModel":
             raise SISOInputError(f"base model {name_or_path!r} has no FLUX transformer: SISO's flux family needs a FluxPipeline folder")

@@ -84,14 +84,6 @@ class SanaGenerator(LoRAGenerator):
         self._noise: torch.Generator | None = None
 
     @classmethod
-    def generation_options(cls, config) -> dict:
-        return {
-            "num_grad_steps": config.num_grad_steps,
-            "guidance_scale": config.guidance_scale,
-            "max_sequence_length": config.max_sequence_length,
-        }
-
-    @classmethod
     def check_pipeline(cls, pipe, name_or_path: str) -> None:
         if type(pipe.transformer).__name__ != "SanaTransformer2DModel":
             raise SISOInputError(f"base model {name_or_path!r} has no Sana transformer: SISO's sana family needs a SanaPipeline folder")

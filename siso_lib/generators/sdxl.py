@@ -134,10 +134,6 @@ class SDXLGenerator(LoRAGenerator):
         self._noise: torch.Generator | None = None
 
     @classmethod
-    def generation_options(cls, config) -> dict:
-        return {"num_grad_steps": config.num_grad_steps}
-
-    @classmethod
     def check_pipeline(cls, pipe, name_or_path: str) -> None:
         if not getattr(pipe.unet.config, "addition_embed_type", None) == "text_time":
             raise SISOInputError(f"base model {name_or_path!r} has a non-SDXL UNet: SISO here needs an SDXL pipeline")
