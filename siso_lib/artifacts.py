@@ -115,6 +115,7 @@ def run_record(
         "best_losses": result.best_losses,
         "elapsed_seconds": round(result.elapsed_seconds, 3),
         "finished_at": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model_family": config.family,  # the family that ran ("auto" is resolved here)
         "parameters": config.to_dict(),
         "runtime": {"device": device_description(device), **settings},
         "subject_image": subject,

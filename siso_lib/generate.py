@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning_rate", type=float, default=None,
                    help=f"AdamW learning rate of the denoiser's LoRA (recipe: {recipe_help('learning_rate')})")
     g.add_argument("--text_encoder_lr", type=float, default=None,
-                   help="learning rate of the text-encoder LoRA (recipe: flux 5e-6; sdxl: --learning_rate)")
+                   help="learning rate of the text-encoder LoRA (recipe: flux 5e-6; sdxl: --learning_rate; sana has no text-encoder LoRA)")
     g.add_argument("--scale_lr", action="store_true", help="upstream's LR scaling by accumulation x batch size")
     g.add_argument("--lr_scheduler", default=d.lr_scheduler, help="diffusers scheduler name: constant, linear, cosine, ...")
     g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="iterations of learning-rate warm-up")
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--adam_weight_decay", type=float, default=None,
                    help=f"AdamW weight decay of the denoiser's LoRA (recipe: {recipe_help('adam_weight_decay')})")
     g.add_argument("--adam_weight_decay_text_encoder", type=float, default=None,
-                   help="AdamW weight decay of the text-encoder LoRA (recipe: flux 1e-3; sdxl: --adam_weight_decay)")
+                   help="AdamW weight decay of the text-encoder LoRA (recipe: flux 1e-3; sdxl: --adam_weight_decay; sana: none)")
     g.add_argument("--lr_num_cycles", type=int, default=d.lr_num_cycles, help="hard restarts of cosine_with_restarts")
     g.add_argument("--lr_power", type=float, default=d.lr_power, help="power of the polynomial schedule")
     g.add_argument("--optimizer", default="AdamW", help="AdamW (the only optimiser SISO uses here)")
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rank", type=int, default=d.rank, help="LoRA rank")
     g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank, i.e. scale 1)")
     g.add_argument("--lora_layers", default=None,
-                   help="comma-separated denoiser module names for the LoRA (recipe: the authors' targets per family)")
+                   help="comma-separated denoiser module names for the LoRA (recipe: sdxl to_q,to_k,to_v,to_out.0; sana to_k,to_q,to_v; "
+                   "flux attn.to_*, attn.add_*_proj, attn.to_add_out, ff*.net.0.proj/net.2, see README)")
     g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=None,
                    help=f"also put LoRA on the CLIP text encoder(s) (recipe: {recipe_help('train_text_encoder')})")
     g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight, help="weight of the DINO loss term")
@@ -165,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "fp32 unless --mixed_precision is given, nothing cached)")
     g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
                    help="override the mode's gradient checkpointing")
-    g.add_argument("--compile", action="store_true", help="torch.compile the UNet (slow first step)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (UNet or transformer; slow first step)")
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=d.cuda_graphs,
-                   help="replay each iteration as one CUDA graph where supported (default mode, bf16/fp32, 1 step)")
+                   help="replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step)")
     g.add_argument("--allow_tf32", action="store_true", help="allow TF32 matmuls on NVIDIA GPUs")
 
     g = p.add_argument_group("logging")
@@ -223,6 +224,17 @@ def warn_no_effect(args: argparse.Namespace) -> None:
         raise SISOInputError("--gradient_accumulation_steps must be 1: SISO takes one step per generated image")
     if args.optimizer.lower() != "adamw":
         raise SISOInputError(f"--optimizer {args.optimizer!r} is not available: SISO here uses AdamW (drop --optimizer)")
+
+
+def warn_family_options(args: argparse.Namespace, config: SISOConfig) -> None:
+    """Options that the chosen family (or setting) leaves without effect are named, not silently ignored."""
+    if not config.train_text_encoder:
+        for name in ("text_encoder_lr", "adam_weight_decay_text_encoder"):
+            if getattr(args, name) is not None:
+                logger.warning("ignoring --%s: no text-encoder LoRA is trained in this run (%s)", name, config.family)
+    steps, grad_steps = config.num_inference_steps, config.num_grad_steps
+    if steps is not None and grad_steps is not None and grad_steps > steps:
+        logger.warning("--num_grad_steps %d > --num_inference_steps %d: gradients flow through all %d steps", grad_steps, steps, steps)
 
 
 class ProgressPrinter:
@@ -323,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         warn_no_effect(args)
         check_progress_file(args.progress_file)
         config = config_from_args(args)
+        warn_family_options(args, config)
         # every check that needs no model, before the heavy imports below (seconds)
         prepared = preflight(config, args.subject_image_path, args.output_dir, args.weights_output_dir, args.overwrite)
         _quiet_libraries()

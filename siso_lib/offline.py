@@ -66,8 +66,9 @@ def offline_config(assets: dict[str, str] | None = None, model_family: str = "sd
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
     parser.add_argument("--model_family", choices=MODEL_FAMILIES, default="sdxl", help="which tiny model to optimise")
-    parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT))
-    parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR))
+    parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT), help="the subject photo (default: data/cat.png)")
+    parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR),
+                        help="where the tiny models are written once and reused (default: outputs/test-assets)")
     parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in --output_dir")
     args = parser.parse_args(argv)
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overwrite:
         command += ["--overwrite"]
     print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
+    print(f"siso-demo: tiny {args.model_family} model: {assets[args.model_family]} (DINO {assets['dino']}, IR {assets['ir']})", file=sys.stderr)
     return generate_main(command)
 
 

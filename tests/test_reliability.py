@@ -127,7 +127,7 @@ def make_bad_inputs(tmp: Path, assets: dict, subject: str) -> dict[str, tuple[di
         "resolution out of range": (dict(resolution="4096"), "between 64 and 2048"),
         "base model missing": (dict(pretrained_model_name_or_path=tmp / "nowhere"), "does not exist"),
         "base model not diffusers": (dict(pretrained_model_name_or_path=tmp / "not_diffusers"), "not a diffusers pipeline"),
-        "base model not SDXL": (dict(pretrained_model_name_or_path=sd15), "not SDXL-shaped"),
+        "base model not SDXL": (dict(pretrained_model_name_or_path=sd15), "pipeline: SISO here runs SDXL"),
         "base model a file": (dict(pretrained_model_name_or_path=tmp / "a_file"), "is a file, not a diffusers folder"),
         "base model incomplete": (dict(pretrained_model_name_or_path=incomplete), "the download is incomplete"),
         "base model weights corrupt": (dict(pretrained_model_name_or_path=corrupt), "could not be loaded"),
@@ -405,7 +405,7 @@ def test_a_hub_id_that_is_not_cached_says_how_to_get_it():
     with pytest.raises(SISOInputError) as caught:
         load_sdxl_pipeline("siso-lab-tests/no-such-model")
     message = str(caught.value)
-    assert "huggingface-cli download siso-lab-tests/no-such-model" in message and "\n" not in message
+    assert "hf download siso-lab-tests/no-such-model" in message and "\n" not in message
     inner = message.split("(", 1)[1].rsplit("):", 1)[0]
     original = str(caught.value.__cause__).splitlines()[0]
     assert inner == original or (inner.endswith(" ...") and original.startswith(inner[:-4] + " "))

@@ -117,7 +117,7 @@ class LoRAGenerator:
             if is_hub_id(name_or_path) and isinstance(error, OSError):
                 raise SISOInputError(
                     f"base model {name_or_path!r} is not in the Hugging Face cache and could not be downloaded "
-                    f"({error_summary(error, 120)}): run `huggingface-cli download {name_or_path}` where the hub is "
+                    f"({error_summary(error, 120)}): run `hf download {name_or_path}` where the hub is "
                     "reachable, or give a local diffusers folder"
                 ) from error
             raise SISOInputError(

@@ -81,11 +81,16 @@ def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_
         "--save_weights", "--weights_output_dir", str(tmp_path / "weights"), "--dino_model_name", family_assets["dino"],
         "--ir_features_path", family_assets["ir"], "--device", "cpu",
     ]
-    command += ["--train_text_encoder"] if family == "flux" else ["--num_inference_steps", "3", "--num_grad_steps", "2"]
+    command += ["--train_text_encoder"] if family == "flux" else ["--num_inference_steps", "3", "--num_grad_steps", "2", "--text_encoder_lr", "1e-5"]
     assert generate.main(command) == 0
-    result = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("SISO_RESULT ")).split(" ", 1)[1])
+    captured = capsys.readouterr()
+    if family == "sana":  # an option the family leaves without effect is named, not silently ignored
+        assert "ignoring --text_encoder_lr: no text-encoder LoRA is trained in this run (sana)" in captured.err
+    result = json.loads(next(line for line in captured.out.splitlines() if line.startswith("SISO_RESULT ")).split(" ", 1)[1])
     assert result["kohya_path"] is None and result["lora_path"].startswith(str(tmp_path / "weights"))
-    parameters = json.loads((out / "run.json").read_text())["parameters"]
+    record = json.loads((out / "run.json").read_text())
+    parameters = record["parameters"]
+    assert record["model_family"] == family
     assert parameters["model_family"] == "auto" and parameters["learning_rate"] == FAMILY_RECIPES[family]["learning_rate"]
     expected = {"flux": dict(text_encoder_lr=5e-6, num_grad_steps=0, train_text_encoder=True, early_stopping_max_count=7),
                 "sana": dict(guidance_scale=4.5, num_grad_steps=2, train_text_encoder=False, early_stopping_max_count=5)}
