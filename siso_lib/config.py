@@ -51,6 +51,7 @@ FLUX_LORA_TARGETS = (
 SANA_LORA_TARGETS = ("to_k", "to_q", "to_v")  # siso_generation_sana.py: self- and cross-attention q/k/v
 
 MODEL_FAMILIES = ("sdxl", "flux", "sana")
+MODEL_FAMILY_CHOICES = ("auto", *MODEL_FAMILIES)  # the values model_family takes
 # the authors' documented command per family; every field here is None in SISOConfig ("the recipe").
 # text_encoder_lr / adam_weight_decay_text_encoder None: the text-encoder LoRA uses the denoiser's
 # values (one optimiser group, as siso_generation_sdxl.py)
@@ -252,8 +253,8 @@ class SISOConfig:
         """Coerce every field, then raise SISOInputError (a ValueError) with a one-line fix for any
         impossible setting."""
         self.coerce()
-        if self.model_family not in (*MODEL_FAMILIES, "auto"):
-            raise SISOInputError(f"model_family {self.model_family!r} is unknown: use auto, {', '.join(MODEL_FAMILIES)}")
+        if self.model_family not in MODEL_FAMILY_CHOICES:
+            raise SISOInputError(f"model_family {self.model_family!r} is unknown: use {', '.join(MODEL_FAMILY_CHOICES)}")
         family = self.family  # raises for a folder of another pipeline class
         if family is None:
             from .model_paths import check_local_base_model

@@ -86,6 +86,11 @@ def load_pipeline_with_lora(
     return pipe.to(target)
 
 
+def pipeline_device(pipe) -> torch.device:
+    """The device of a loaded pipeline's denoiser (the UNet of SDXL, the transformer of FLUX and Sana)."""
+    return getattr(pipe, family_of(pipe).denoiser_name).device
+
+
 @torch.no_grad()
 def render(
     pipe,
@@ -110,7 +115,7 @@ def render(
     extra = {} if family.family == "sdxl" else {"max_sequence_length": recipe["max_sequence_length"]}
     denoiser = family.denoiser_name
     has_lora = ADAPTER in getattr(pipe, "get_list_adapters", lambda: {})().get(denoiser, [])
-    device = getattr(pipe, denoiser).device
+    device = pipeline_device(pipe)
     rows = []
     with preserved_lora_state(pipe):
         if has_lora:

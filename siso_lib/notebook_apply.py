@@ -149,10 +149,10 @@ def load_pipeline_quietly(
 
 
 def pipeline_device(pipe):
-    """The device of a loaded pipeline's denoiser (the UNet of SDXL, the transformer of FLUX and Sana)."""
-    from .generators import family_of
+    """The device of a loaded pipeline's denoiser (inference.pipeline_device; imported on use: torch)."""
+    from .inference import pipeline_device as device_of
 
-    return getattr(pipe, family_of(pipe).denoiser_name).device
+    return device_of(pipe)
 
 
 def default_prompts(prompt: str) -> list[str]:

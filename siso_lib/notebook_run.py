@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .config import FAMILY_RECIPES, MODEL_FAMILIES, RECIPE_FIELDS, SISOConfig
+from .config import FAMILY_RECIPES, MODEL_FAMILIES, MODEL_FAMILY_CHOICES, RECIPE_FIELDS, SISOConfig
 from .config import coerce_value  # SISOConfig's own text -> type rule, for the notebook's options
 from .errors import SISOInputError
 from .offline import DEFAULT_ASSETS_DIR, DEFAULT_SUBJECT, REPO_ROOT
@@ -50,7 +50,7 @@ GENERATE_NOTEBOOK = NOTEBOOKS_DIR / "01_generate_lora.ipynb"
 DEFAULT_RUNS_ROOT = REPO_ROOT / "outputs" / "runs"
 
 MODELS = ("auto", "hub", "offline")
-FAMILY_CHOICES = ("auto", *MODEL_FAMILIES)  # the values of the model_family knob
+FAMILY_CHOICES = MODEL_FAMILY_CHOICES  # the values of the model_family knob
 # knobs the parameters cell sets to SISOConfig's own default instead of None, so that papermill
 # reads their type ("auto" is a str); at that value they count as a default, not as set
 CELL_DEFAULTS = {"model_family": SISOConfig.__dataclass_fields__["model_family"].default}

@@ -376,7 +376,8 @@ def _run_json_fields(run_json: Path) -> dict[str, Any]:
     artifacts = data.get("artifacts") or {}
     parameters = data.get("parameters") or {}
     return {
-        "model_family": _family_of_parameters(parameters),
+        # the family that ran; records from before run.json stored it: the one the parameters name
+        "model_family": data.get("model_family") or (parameters.get("model_family") if parameters.get("model_family") != "auto" else None),
         "run_status": data.get("status"),
         "run_error": data.get("error"),
         "steps_run": data.get("steps_run"),
@@ -394,19 +395,6 @@ def _run_json_fields(run_json: Path) -> dict[str, Any]:
         "loss_plot": artifacts.get("loss_plot"),
         "run_json": str(run_json),
     }
-
-
-def _family_of_parameters(parameters: dict[str, Any]) -> str | None:
-    """The family a run used, from run.json's parameters ("auto" read from its base model as the run did)."""
-    family = parameters.get("model_family")
-    if family and family != "auto":
-        return family
-    from .model_paths import detect_family
-
-    try:
-        return detect_family(parameters.get("pretrained_model_name_or_path") or "") or None
-    except ValueError:
-        return None
 
 
 def execute_sweep_run(
