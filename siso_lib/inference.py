@@ -75,15 +75,26 @@ def load_pipeline_with_lora(
         raise SISOInputError(f"cannot tell which model family {base_model!r} is: pass model_family sdxl, flux or sana")
     pipe = get_family(family).load_pipeline(base_model, torch_dtype=pick_dtype(precision, target))
     if lora_path is not None:
-        path = resolve_lora_path(lora_path)
-        try:
-            pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
-        except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file
-            raise SISOInputError(
-                f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file a "
-                f"{family} SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
-            ) from error
+        apply_lora(pipe, lora_path)
     return pipe.to(target)
+
+
+def apply_lora(pipe, lora_path: str | os.PathLike) -> None:
+    """Load a LoRA file (or run folder) into `pipe` as adapter 'siso', replacing an earlier 'siso'.
+
+    Replacing keeps the base weights loaded: an evaluation over many runs of one base model
+    swaps only the adapter. SISOInputError when the file does not fit the pipeline.
+    """
+    path = resolve_lora_path(lora_path)
+    if ADAPTER in {name for names in pipe.get_list_adapters().values() for name in names}:
+        pipe.delete_adapters(ADAPTER)
+    try:
+        pipe.load_lora_weights(str(path.parent), weight_name=path.name, adapter_name=ADAPTER)
+    except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file
+        raise SISOInputError(
+            f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file a "
+            f"{family_of(pipe).family} SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
+        ) from error
 
 
 def pipeline_device(pipe) -> torch.device:

@@ -37,10 +37,10 @@ OFFLINE_OVERRIDES = dict(
 
 def ensure_test_assets(directory: str | Path = DEFAULT_ASSETS_DIR, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:
     """Write the tiny models under `directory` unless they are already there; return their paths
-    ("sdxl", "dino", "ir", and "flux" / "sana" when asked for or already written)."""
+    ("sdxl", "dino", "ir", "clip", and "flux" / "sana" when asked for or already written)."""
     directory = Path(directory)
     manifest = directory / "ASSETS.json"
-    needed = ("dino", "ir", "sdxl", *families)
+    needed = ("dino", "ir", "clip", "sdxl", *families)
     if manifest.is_file():
         paths = json.loads(manifest.read_text())
         if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):

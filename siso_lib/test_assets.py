@@ -111,6 +111,14 @@ IRS = {
     "full": dict(width=1280, layers=32, grid=24, mlp_ratio=4.0, tower_dim=1024, feature_dim=64),
 }
 
+# open_clip CLIP for the evaluation's CLIP-I / CLIP-T (the tiny text tower keeps CLIP's 49408-token
+# vocabulary: open_clip's own tokenizer ships with the package, so nothing is downloaded)
+CLIPS = {
+    "tiny": dict(embed_dim=16, vision_cfg=dict(image_size=32, layers=2, width=32, patch_size=8, head_width=16),
+                 text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)),
+    "full": "ViT-B-32",  # the evaluation's default architecture, from open_clip's registry
+}
+
 # --- FLUX.1-schnell (black-forest-labs/FLUX.1-schnell: scheduler/, transformer/, text_encoder_2/, vae/ configs)
 
 FLUX_SCHNELL_SCHEDULER = dict(
@@ -522,6 +530,26 @@ def build_ir_state_dict(size: str = "tiny", device: "str | torch.device" = "cpu"
     return state
 
 
+def write_clip(directory: str | os.PathLike, size: str = "tiny") -> str:
+    """An open_clip CLIP with random weights in open_clip's local-dir layout (open_clip_config.json +
+    open_clip_model.safetensors), loadable offline as `local-dir:<directory>`."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    from .features.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    config = CLIPS[size] if isinstance(CLIPS[size], dict) else open_clip.get_model_config(CLIPS[size])
+    torch.manual_seed(3)
+    model = open_clip.CLIP(**config)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({key: value.contiguous() for key, value in model.state_dict().items()}, directory / "open_clip_model.safetensors")
+    preprocess = dict(mean=list(OPENAI_CLIP_MEAN), std=list(OPENAI_CLIP_STD))
+    (directory / "open_clip_config.json").write_text(json.dumps(dict(model_cfg=config, preprocess_cfg=preprocess), indent=2) + "\n")
+    return str(directory)
+
+
 def write_test_assets(
     directory: str | os.PathLike,
     size: str = "tiny",
@@ -530,7 +558,8 @@ def write_test_assets(
 ) -> dict[str, str]:
     """Write the offline models under `directory`; return the paths that ASSETS.json lists.
 
-    The SDXL pipeline, DINOv2 and IR checkpoint are always written (every run needs DINO and IR);
+    The SDXL pipeline, DINOv2, IR checkpoint and CLIP are always written (every run needs DINO and
+    IR; the evaluation also CLIP);
     `families` may add "flux" (DIR/flux/) and "sana" (DIR/sana/). ASSETS.json lists what the folder
     holds: what this call wrote, plus FLUX/Sana folders that an earlier call of the same size wrote
     and that are still there (so `--model_family flux` then `--model_family sana` lists both).
@@ -551,6 +580,7 @@ def write_test_assets(
         "sdxl": str(directory / "sdxl"),
         "dino": str(directory / "dino"),
         "ir": str(directory / "ir_features.pth"),
+        "clip": str(directory / "clip"),
     }
 
     def kept(name: str) -> bool:
@@ -563,6 +593,8 @@ def write_test_assets(
         save_for_hf(dino, paths["dino"], model_args=dict(num_classes=0, **dino_args), safe_serialization=True)
     if not kept("ir"):
         torch.save(build_ir_state_dict(size), paths["ir"])
+    if not kept("clip"):
+        write_clip(paths["clip"], size)
     builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline}
     for family in ("flux", "sana"):
         if family in families:
@@ -582,10 +614,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="siso-make-test-assets",
         description=(
             "Write offline models with random weights (tiny for CPU tests, full for GPU benchmarks): "
-            "SDXL, DINOv2 and IR always, FLUX.1-schnell and Sana on request."
+            "SDXL, DINOv2, IR and CLIP always, FLUX.1-schnell and Sana on request."
         ),
     )
-    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth (and flux/, sana/) into")
+    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth, clip/ (and flux/, sana/) into")
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument(
         "--model_family",

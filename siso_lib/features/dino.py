@@ -38,7 +38,8 @@ def check_dino_name(name: str) -> str:
     return name
 
 
-def _create(name: str) -> nn.Module:
+def create_dino_network(name: str) -> nn.Module:
+    """The timm model `name` names (see check_dino_name), pretrained, with no classifier: image -> CLS [B, D]."""
     timm_name = check_dino_name(name)
     try:
         return timm.create_model(timm_name, pretrained=True, num_classes=0)
@@ -66,5 +67,5 @@ class DinoFeatures(FrozenFeatures):
 
     @classmethod
     def from_pretrained(cls, name: str) -> "DinoFeatures":
-        model = _create(name)
+        model = create_dino_network(name)
         return cls(model, preprocess_spec_for(model))

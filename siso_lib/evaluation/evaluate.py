@@ -1,0 +1,323 @@
+"""Score a run's LoRA: render prompts with and without it (same seeds), then measure.
+
+For each prompt p and seed s, the LoRA image x(p, s) and the base image x0(p, s) are scored
+against the subject photo y (metrics.py):
+
+    dino   = cos(DINO(x), DINO(y))          clip_i = cos(CLIP(x), CLIP(y))
+    clip_t = cos(CLIP(x), CLIP_text(p))     ir     = cos(IR(x), IR(y))
+    diversity(p) = mean over seed pairs of 1 - cos(DINO(x(p, s)), DINO(x(p, s')))
+
+and the summary is the mean over all images (diversity: over prompts), for "lora", "base" and
+their difference "delta" (lora - base): a LoRA that keeps the subject raises dino / clip_i / ir
+above the base model's, and one that still follows the prompts keeps clip_t near the base's.
+
+With `crop_subject`, DINO, CLIP-I and IR see the photo and each picture cropped to the box
+Grounding-DINO finds for the class (the paper's protocol; an image with no box is scored whole
+and marked `cropped: false`). CLIP-T always sees the whole picture.
+
+What a run folder gains (written into a temporary folder, then swapped in: a killed evaluation
+never leaves a half-written eval/):
+
+    RUN/eval/metrics.json   settings, judges and library versions, per-image scores, per-prompt
+                            diversity, summary
+    RUN/eval/grid.png       subject photo, then per prompt the LoRA and base images with scores
+    RUN/eval/images/        every rendered picture (p00-s0-lora.png, p00-s0-base.png, ...)
+    RUN/run.json            gains "evaluation": the summary and where metrics.json is
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from ..atomic import _umask, save_image, write_json
+from ..errors import SISOInputError
+from .metrics import diversity, mean, similarity_to
+from .prompts import evaluation_prompts, guess_class_name
+
+EVAL_DIR = "eval"
+METRICS_FILE = "metrics.json"
+GRID_FILE = "grid.png"
+IMAGES_DIR = "images"
+SUBJECT_METRICS = ("dino", "clip_i", "ir")
+METRICS = ("dino", "clip_i", "clip_t", "ir", "diversity")
+DIVERSITY_DEFINITION = "mean over seed pairs of 1 - cos(DINO features) between images of the same prompt; mean over prompts"
+DEFAULT_NUM_SEEDS = 4
+
+
+@dataclass
+class EvalSettings:
+    """What to render. None means "as the run did it" (its steps, guidance and resolution)."""
+
+    templates: Sequence[str] | None = None  # None: prompts.GENERIC_TEMPLATES
+    class_name: str | None = None  # None: guessed from the run's prompt ("a photo of a cat" -> "cat")
+    seeds: Sequence[int] = tuple(range(DEFAULT_NUM_SEEDS))
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    resolution: int | None = None
+    lora_scale: float = 1.0
+    with_base: bool = True  # also render without the LoRA (same seeds), for the delta
+    crop_subject: bool = False
+    subject_image_path: str | None = None  # None: the photo run.json names
+
+
+@dataclass
+class EvalReport:
+    """metrics.json's content plus where it was written."""
+
+    record: dict
+    output_dir: Path | None = None
+    images: dict[tuple[int, int, str], Image.Image] = field(default_factory=dict)  # (prompt, seed, "lora"/"base")
+
+    @property
+    def summary(self) -> dict:
+        return self.record["summary"]
+
+
+def _subject_photo(info, settings: EvalSettings) -> Path:
+    from ..images import load_subject_image
+
+    path = settings.subject_image_path or (info.run.get("subject_image") or {}).get("path")
+    if not path:
+        raise SISOInputError(f"run {str(info.folder)!r} names no subject photo: pass --subject_image_path")
+    if not Path(path).is_file():
+        raise SISOInputError(f"subject photo {path!r} (from the run) does not exist any more: pass --subject_image_path")
+    return Path(load_subject_image(path).path)
+
+
+def read_run(run_dir: str | os.PathLike):
+    """The run's LoRA and record (notebook_apply.LoraInfo); SISOInputError if it has no LoRA to score."""
+    from ..notebook_apply import lora_info
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise SISOInputError(f"run folder {str(run_dir)!r} does not exist: give a folder siso-generate or a sweep wrote")
+    if run_dir.is_dir() and (run_dir / "run.json").is_file():
+        try:
+            status = json.loads((run_dir / "run.json").read_text()).get("status")
+        except ValueError as error:
+            raise SISOInputError(f"{str(run_dir / 'run.json')!r} is not valid JSON: the run was not saved completely; run it again") from error
+        if status not in (None, "completed"):
+            raise SISOInputError(f"run {str(run_dir)!r} did not complete (status {status}): there is no final LoRA to evaluate")
+    return lora_info(run_dir)
+
+
+class Evaluator:
+    """Loaded judges and the last base pipeline, reused across runs (a sweep loads each once).
+
+        evaluator = Evaluator(Judges.from_names(...), device="auto")
+        report = evaluator.evaluate("outputs/runs/<run>")       # writes RUN/eval/, updates run.json
+    """
+
+    def __init__(self, judges, device: str = "auto", precision: str = "auto", detector=None):
+        self.judges = judges
+        self.device = device
+        self.precision = precision
+        self.detector = detector  # features.detection.SubjectDetector, for crop_subject
+        self._pipeline = None
+        self._pipeline_key: tuple | None = None
+
+    def pipeline(self, base_model: str, model_family: str, lora_path: str | os.PathLike):
+        """The base pipeline with this LoRA as adapter 'siso' (the base is loaded once per model)."""
+        from ..inference import apply_lora, load_pipeline_with_lora
+
+        key = (base_model, model_family, self.device, self.precision)
+        if self._pipeline_key != key:
+            self._pipeline = None  # release the previous model before loading another
+            self._pipeline = load_pipeline_with_lora(base_model, None, device=self.device, precision=self.precision, model_family=model_family)
+            self._pipeline.set_progress_bar_config(disable=True)
+            self._pipeline_key = key
+        apply_lora(self._pipeline, lora_path)
+        return self._pipeline
+
+    def evaluate(
+        self,
+        run_dir: str | os.PathLike,
+        settings: EvalSettings | None = None,
+        output_dir: str | os.PathLike | None = None,
+        write: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> EvalReport:
+        """Render and score one run; with `write`, save RUN/eval/ (or `output_dir`) and update run.json."""
+        from ..inference import render
+
+        settings = settings or EvalSettings()
+        say = progress or (lambda message: None)
+        started = time.perf_counter()
+        info = read_run(run_dir)
+        subject_path = _subject_photo(info, settings)
+        class_name = (settings.class_name or guess_class_name(info.prompt)).strip()
+        prompts = evaluation_prompts(class_name, settings.templates)
+        seeds = [int(seed) for seed in settings.seeds]
+        steps = settings.num_inference_steps or int(info.metadata.get("num_inference_steps") or info.recipe.num_inference_steps)
+        guidance = settings.guidance_scale
+        if guidance is None:
+            guidance = float(info.metadata.get("guidance_scale", info.recipe.guidance_scale))
+        resolution = settings.resolution or info.resolution
+
+        say(f"rendering {len(prompts)} prompts x {len(seeds)} seeds with{' and without' if settings.with_base else ''} the LoRA")
+        pipe = self.pipeline(info.base_model, info.model_family, info.path)
+        variants = {"lora": settings.lora_scale} | ({"base": 0.0} if settings.with_base else {})
+        images = {}
+        for variant, scale in variants.items():
+            rows = render(pipe, prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, resolution=resolution, lora_scale=scale)
+            for i, row in enumerate(rows):
+                for seed, image in zip(seeds, row):
+                    images[(i, seed, variant)] = image
+        say("scoring")
+        record = self.score(images, prompts, seeds, Image.open(subject_path).convert("RGB"), class_name, settings.crop_subject)
+        record.update(
+            run=str(info.folder.absolute()),
+            lora=str(info.path.absolute()),
+            model_family=info.model_family,
+            base_model=info.base_model,
+            subject_image=str(subject_path.absolute()),
+            class_name=class_name,
+            class_name_source="given" if settings.class_name else f"guessed from the run's prompt {info.prompt!r}",
+            prompts=prompts,
+            seeds=seeds,
+            render=dict(num_inference_steps=steps, guidance_scale=guidance, resolution=resolution, lora_scale=settings.lora_scale),
+            elapsed_seconds=round(time.perf_counter() - started, 3),
+            evaluated_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        )
+        report = EvalReport(_ordered(record), None, images)
+        if write:
+            report.output_dir = write_report(report, Path(output_dir) if output_dir else info.folder / EVAL_DIR, subject_path)
+            attach_to_run_json(info.folder, report)
+        return report
+
+    def score(self, images: dict, prompts: list[str], seeds: list[int], subject: Image.Image, class_name: str, crop_subject: bool) -> dict:
+        """The metrics record (without run details) of rendered `images` {(prompt, seed, variant): PIL}."""
+        from ..artifacts import package_versions
+
+        keys = list(images)
+        pictures = [images[key] for key in keys]
+        judged, cropped = pictures, [False] * len(pictures)
+        if crop_subject:
+            judged, cropped = self._crop([*pictures, subject], class_name)
+            subject, judged, cropped = judged[-1], judged[:-1], cropped[:-1]
+        features = self.judges.image_features(judged)
+        reference = self.judges.image_features([subject])
+        per_image = {name: similarity_to(features[judge], reference[judge][0]).tolist()
+                     for name, judge in (("dino", "dino"), ("clip_i", "clip"), ("ir", "ir")) if judge in features}
+        if "clip" in self.judges.names:
+            whole = self.judges.image_features(pictures)["clip"] if crop_subject else features["clip"]
+            text = self.judges.text_features(prompts)
+            per_image["clip_t"] = [float(similarity_to(whole[n : n + 1], text[key[0]])[0]) for n, key in enumerate(keys)]
+        rows = [
+            {"prompt_index": key[0], "prompt": prompts[key[0]], "seed": key[1], "variant": key[2],
+             "file": f"{IMAGES_DIR}/{image_name(key)}", "cropped": cropped[n],
+             **{name: round(values[n], 6) for name, values in per_image.items()}}
+            for n, key in enumerate(keys)
+        ]
+        variants = list(dict.fromkeys(key[2] for key in keys))
+        per_prompt = []
+        for i, prompt in enumerate(prompts):
+            entry = {"prompt_index": i, "prompt": prompt}
+            for variant in variants:
+                index = [n for n, key in enumerate(keys) if key[0] == i and key[2] == variant]
+                values = {name: mean(per_image[name][n] for n in index) for name in per_image}
+                if "dino" in features:
+                    values["diversity"] = diversity(features["dino"][index])
+                entry[variant] = _rounded(values)
+            per_prompt.append(entry)
+        summary = {
+            variant: _rounded({name: mean(p[variant].get(name) for p in per_prompt) for name in METRICS if name in per_prompt[0][variant]})
+            for variant in variants
+        }
+        if "base" in summary:
+            summary["delta"] = _rounded({name: summary["lora"][name] - summary["base"][name]
+                                         for name in summary["lora"] if summary["lora"][name] is not None and summary["base"].get(name) is not None})
+        return {
+            "summary": summary,
+            "judges": dict(self.judges.names) | ({"detector": self.detector.name} if crop_subject and self.detector else {}),
+            "crop_subject": crop_subject,
+            "definitions": {
+                "dino": "cos(DINO(image), DINO(subject photo))",
+                "clip_i": "cos(CLIP image(image), CLIP image(subject photo))",
+                "clip_t": "cos(CLIP image(image), CLIP text(prompt))",
+                "ir": "cos(IR(image), IR(subject photo))",
+                "diversity": DIVERSITY_DEFINITION,
+            },
+            "per_prompt": per_prompt,
+            "images": rows,
+            "versions": package_versions(),
+        }
+
+    def _crop(self, images: list[Image.Image], class_name: str) -> tuple[list[Image.Image], list[bool]]:
+        """Each image cropped to the class's best Grounding-DINO box (whole if none), and whether it was."""
+        from ..features.detection import crop_to_box
+
+        if self.detector is None:
+            raise SISOInputError("crop_subject needs a Grounding-DINO detector: pass --detector_model (or Evaluator(detector=...))")
+        detections = self.detector.detect(images, class_name)
+        cropped = [crop_to_box(image, found.box) if found else image for image, found in zip(images, detections)]
+        return cropped, [found is not None for found in detections]
+
+
+def image_name(key: tuple[int, int, str]) -> str:
+    prompt_index, seed, variant = key
+    return f"p{prompt_index:02d}-s{seed}-{variant}.png"
+
+
+def _rounded(values: dict) -> dict:
+    return {name: (None if value is None else round(float(value), 6)) for name, value in values.items()}
+
+
+def _ordered(record: dict) -> dict:
+    first = ("run", "lora", "model_family", "base_model", "subject_image", "class_name", "class_name_source", "prompts",
+             "seeds", "render", "crop_subject", "judges", "summary", "definitions")
+    return {key: record[key] for key in first if key in record} | {k: v for k, v in record.items() if k not in first}
+
+
+def write_report(report: EvalReport, output_dir: Path, subject_path: Path) -> Path:
+    """Write metrics.json, grid.png and images/ into a fresh folder, then swap it in for `output_dir`."""
+    from .grid import score_grid
+
+    output_dir = Path(output_dir).absolute()
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        for key, image in report.images.items():
+            save_image(staging / IMAGES_DIR / image_name(key), image)
+        save_image(staging / GRID_FILE, score_grid(report.record, report.images, Image.open(subject_path)))
+        write_json(staging / METRICS_FILE, report.record)
+        os.chmod(staging, 0o777 & ~_umask())
+        previous = None
+        if output_dir.exists():
+            previous = output_dir.with_name(f".{output_dir.name}.replaced-{os.getpid()}")
+            os.replace(output_dir, previous)
+        os.replace(staging, output_dir)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def attach_to_run_json(run_dir: Path, report: EvalReport) -> None:
+    """Add the summary to run.json (atomically; other entries untouched). No run.json: nothing."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file() or report.output_dir is None:
+        return
+    record = json.loads(path.read_text())
+    record["evaluation"] = {
+        "summary": report.summary,
+        "metrics_file": str(report.output_dir / METRICS_FILE),
+        "judges": report.record["judges"],
+        "class_name": report.record["class_name"],
+        "prompts": len(report.record["prompts"]),
+        "seeds": report.record["seeds"],
+        "evaluated_at": report.record["evaluated_at"],
+    }
+    write_json(path, record)
