@@ -154,8 +154,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
     Raises SISOInputError (one line) when the file is not a safetensors file.
     """
+    # the numpy framework reads the header without importing torch (siso-eval checks before torch)
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             return dict(handle.metadata() or {})
     except FileNotFoundError as error:
         raise SISOInputError(f"LoRA {str(path)!r} does not exist") from error

@@ -268,3 +268,28 @@ KNOWN_FILE_STARTS = (
     (b"%PDF", "a PDF document"), (b"\x1f\x8b", "a gzip archive"), (b"<", "an HTML/XML page, perhaps a download error page"),
     (b"{", "a JSON file"), (b"version https://git-lfs", "a Git LFS pointer, not the weights"),
 )
+
+
+CLIP_FOLDER_LAYOUT = "a folder with open_clip_config.json and open_clip_model.safetensors (open_clip's local-dir layout)"
+
+
+def clip_local_folder(name: str) -> Path | None:
+    """The local folder a CLIP name points at (`local-dir:` prefix optional), or None for a library name."""
+    if name.startswith("local-dir:"):
+        return Path(name[len("local-dir:"):])
+    if name.startswith("hf-hub:"):
+        return None
+    return Path(name) if (os.path.isdir(name) or os.path.sep in name or name.startswith(".")) else None
+
+
+def check_clip_name(name: str) -> None:
+    """Refuse a CLIP name that points at a missing or incomplete local folder (library names pass)."""
+    if not name or not name.strip():
+        raise SISOInputError(f"CLIP model name is empty: give an open_clip name such as 'ViT-B-32' or {CLIP_FOLDER_LAYOUT}")
+    folder = clip_local_folder(name)
+    if folder is None:
+        return
+    if not folder.is_dir():
+        raise SISOInputError(f"CLIP model folder {str(folder)!r} does not exist: give an open_clip model name or {CLIP_FOLDER_LAYOUT}")
+    if not (folder / "open_clip_config.json").is_file():
+        raise SISOInputError(f"CLIP model folder {str(folder)!r} has no open_clip_config.json: expected {CLIP_FOLDER_LAYOUT}")

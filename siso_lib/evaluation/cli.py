@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import OneLineArgumentParser, SISOError, SISOInputError
 from .prompts import GENERIC_TEMPLATES, read_prompt_file
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"  # features.detection.DEFAULT_DETECTOR (that module imports torch)
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -55,6 +55,7 @@ def build_parser() -> OneLineArgumentParser:
     judges.add_argument("--crop_subject", action="store_true",
                         help="crop the photo and each image to the class's Grounding-DINO box before DINO, CLIP-I and IR (the paper's protocol)")
     judges.add_argument("--detector_model", default=DEFAULT_DETECTOR, help="Grounding-DINO for --crop_subject (hub id or local folder)")
+    judges.add_argument("--box_threshold", type=float, default=0.3, help="Grounding-DINO box threshold for --crop_subject")
     where = parser.add_argument_group("where")
     where.add_argument("--device", default="auto", help="auto, cuda, cuda:N, xpu, mps or cpu")
     where.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="the generator's weights")
@@ -79,9 +80,8 @@ def offline_judges(base_model: str) -> dict[str, str] | None:
 
 def _check(args) -> tuple[list, list[str] | None]:
     """Everything that needs no model: the runs, prompts, numbers and local judge paths."""
-    from ..model_paths import check_ir_checkpoint_path, check_local_base_model, check_local_dino
+    from ..model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino
     from .evaluate import read_run
-    from .judges import check_clip_name
 
     if args.output_dir and len(args.runs) > 1:
         raise SISOInputError(f"--output_dir names one folder but {len(args.runs)} runs were given: evaluate them one at a time, or drop --output_dir")
@@ -147,7 +147,7 @@ def _evaluate(args, infos, templates) -> int:
     settings = EvalSettings(
         templates=templates, class_name=args.class_name, seeds=tuple(range(args.seeds)),
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, resolution=args.resolution,
-        lora_scale=args.lora_scale, with_base=not args.no_base, crop_subject=args.crop_subject,
+        lora_scale=args.lora_scale, with_base=not args.no_base, crop_subject=args.crop_subject, box_threshold=args.box_threshold,
     )
     for info in infos:
         judges.set_ir(None if args.no_ir else args.ir_features_path or info.run["parameters"]["ir_features_path"])

@@ -15,6 +15,8 @@ With `crop_subject`, DINO, CLIP-I and IR see the photo and each picture cropped 
 Grounding-DINO finds for the class (the paper's protocol; an image with no box is scored whole
 and marked `cropped: false`). CLIP-T always sees the whole picture.
 
+This module imports torch only when it renders or scores, so `read_run` checks a folder cheaply.
+
 What a run folder gains (written into a temporary folder, then swapped in: a killed evaluation
 never leaves a half-written eval/):
 
@@ -41,7 +43,6 @@ from PIL import Image
 
 from ..atomic import _umask, save_image, write_json
 from ..errors import SISOInputError
-from .metrics import diversity, mean, similarity_to
 from .prompts import evaluation_prompts, guess_class_name
 
 EVAL_DIR = "eval"
@@ -67,6 +68,7 @@ class EvalSettings:
     lora_scale: float = 1.0
     with_base: bool = True  # also render without the LoRA (same seeds), for the delta
     crop_subject: bool = False
+    box_threshold: float = 0.3  # Grounding-DINO's, for crop_subject (the authors' value)
     subject_image_path: str | None = None  # None: the photo run.json names
 
 
@@ -174,7 +176,8 @@ class Evaluator:
                 for seed, image in zip(seeds, row):
                     images[(i, seed, variant)] = image
         say("scoring")
-        record = self.score(images, prompts, seeds, Image.open(subject_path).convert("RGB"), class_name, settings.crop_subject)
+        crop = settings.box_threshold if settings.crop_subject else None
+        record = self.score(images, prompts, seeds, Image.open(subject_path).convert("RGB"), class_name, crop)
         record.update(
             run=str(info.folder.absolute()),
             lora=str(info.path.absolute()),
@@ -195,22 +198,28 @@ class Evaluator:
             attach_to_run_json(info.folder, report)
         return report
 
-    def score(self, images: dict, prompts: list[str], seeds: list[int], subject: Image.Image, class_name: str, crop_subject: bool) -> dict:
-        """The metrics record (without run details) of rendered `images` {(prompt, seed, variant): PIL}."""
+    def score(self, images: dict, prompts: list[str], seeds: list[int], subject: Image.Image, class_name: str,
+              crop_threshold: float | None = None) -> dict:
+        """The metrics record (without run details) of rendered `images` {(prompt, seed, variant): PIL}.
+
+        `crop_threshold`: crop to the class's Grounding-DINO box found at this box threshold (None: no crop).
+        """
+        crop_subject = crop_threshold is not None
         from ..artifacts import package_versions
+        from .metrics import diversity, mean, similarity_to
 
         keys = list(images)
         pictures = [images[key] for key in keys]
-        judged, cropped = pictures, [False] * len(pictures)
+        judged, cropped, cropped_subject = pictures, [False] * len(pictures), False
         if crop_subject:
-            judged, cropped = self._crop([*pictures, subject], class_name)
-            subject, judged, cropped = judged[-1], judged[:-1], cropped[:-1]
+            judged, cropped = self._crop([*pictures, subject], class_name, crop_threshold)
+            subject, judged, cropped_subject, cropped = judged[-1], judged[:-1], cropped[-1], cropped[:-1]
         features = self.judges.image_features(judged)
         reference = self.judges.image_features([subject])
         per_image = {name: similarity_to(features[judge], reference[judge][0]).tolist()
                      for name, judge in (("dino", "dino"), ("clip_i", "clip"), ("ir", "ir")) if judge in features}
         if "clip" in self.judges.names:
-            whole = self.judges.image_features(pictures)["clip"] if crop_subject else features["clip"]
+            whole = self.judges.image_features(pictures, ("clip",))["clip"] if crop_subject else features["clip"]
             text = self.judges.text_features(prompts)
             per_image["clip_t"] = [float(similarity_to(whole[n : n + 1], text[key[0]])[0]) for n, key in enumerate(keys)]
         rows = [
@@ -239,8 +248,10 @@ class Evaluator:
                                          for name in summary["lora"] if summary["lora"][name] is not None and summary["base"].get(name) is not None})
         return {
             "summary": summary,
-            "judges": dict(self.judges.names) | ({"detector": self.detector.name} if crop_subject and self.detector else {}),
+            "judges": dict(self.judges.names) | ({"detector": self.detector.model.name_or_path} if crop_subject else {}),
             "crop_subject": crop_subject,
+            "box_threshold": crop_threshold,
+            "subject_photo_cropped": cropped_subject,
             "definitions": {
                 "dino": "cos(DINO(image), DINO(subject photo))",
                 "clip_i": "cos(CLIP image(image), CLIP image(subject photo))",
@@ -253,13 +264,13 @@ class Evaluator:
             "versions": package_versions(),
         }
 
-    def _crop(self, images: list[Image.Image], class_name: str) -> tuple[list[Image.Image], list[bool]]:
+    def _crop(self, images: list[Image.Image], class_name: str, threshold: float) -> tuple[list[Image.Image], list[bool]]:
         """Each image cropped to the class's best Grounding-DINO box (whole if none), and whether it was."""
         from ..features.detection import crop_to_box
 
         if self.detector is None:
             raise SISOInputError("crop_subject needs a Grounding-DINO detector: pass --detector_model (or Evaluator(detector=...))")
-        detections = self.detector.detect(images, class_name)
+        detections = self.detector.detect(images, class_name, box_threshold=threshold)
         cropped = [crop_to_box(image, found.box) if found else image for image, found in zip(images, detections)]
         return cropped, [found is not None for found in detections]
 

@@ -28,34 +28,12 @@ import torch
 from PIL import Image
 
 from ..errors import SISOInputError, error_summary
+from ..model_paths import CLIP_FOLDER_LAYOUT, check_clip_name, clip_local_folder
 
 DEFAULT_EVAL_DINO = "vit_small_patch16_224.dino"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
-CLIP_FOLDER_LAYOUT = "a folder with open_clip_config.json and open_clip_model.safetensors (open_clip's local-dir layout)"
 DEFAULT_BATCH_SIZE = 16
-
-
-def clip_local_folder(name: str) -> Path | None:
-    """The local folder a CLIP name points at (`local-dir:` prefix optional), or None for a library name."""
-    if name.startswith("local-dir:"):
-        return Path(name[len("local-dir:"):])
-    if name.startswith("hf-hub:"):
-        return None
-    return Path(name) if (os.path.isdir(name) or os.path.sep in name or name.startswith(".")) else None
-
-
-def check_clip_name(name: str) -> None:
-    """Refuse a CLIP name that points at a missing or incomplete local folder (library names pass)."""
-    if not name or not name.strip():
-        raise SISOInputError(f"CLIP model name is empty: give an open_clip name such as {DEFAULT_CLIP_MODEL!r} or {CLIP_FOLDER_LAYOUT}")
-    folder = clip_local_folder(name)
-    if folder is None:
-        return
-    if not folder.is_dir():
-        raise SISOInputError(f"CLIP model folder {str(folder)!r} does not exist: give an open_clip model name or {CLIP_FOLDER_LAYOUT}")
-    if not (folder / "open_clip_config.json").is_file():
-        raise SISOInputError(f"CLIP model folder {str(folder)!r} has no open_clip_config.json: expected {CLIP_FOLDER_LAYOUT}")
 
 
 def _batches(items: Sequence, size: int):
@@ -131,7 +109,10 @@ class Judges:
         library_name = f"local-dir:{folder.absolute()}" if folder is not None else name
         tag = None if folder is not None or name.startswith("hf-hub:") else pretrained
         try:
-            model, _, transform = open_clip.create_model_and_transforms(library_name, pretrained=tag)
+            # OpenAI's CLIP weights were trained with QuickGELU; open_clip's plain "ViT-B-32" config
+            # uses GELU and only warns, which would give other features than the published model
+            quick_gelu = bool(tag and (open_clip.get_pretrained_cfg(name, tag) or {}).get("quick_gelu"))
+            model, _, transform = open_clip.create_model_and_transforms(library_name, pretrained=tag, force_quick_gelu=quick_gelu)
             tokenizer = open_clip.get_tokenizer(library_name)
         except Exception as error:  # open_clip raises RuntimeError, OSError, ValueError... for names and files
             fix = (
@@ -147,18 +128,18 @@ class Judges:
         self.names["clip"] = name + (f" ({tag})" if tag else "")
 
     @torch.no_grad()
-    def image_features(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        """{"dino", "clip", "ir"} -> [N, D] float32 features on the CPU, for the judges loaded."""
+    def image_features(self, images: Sequence[Image.Image], which: Sequence[str] = ("dino", "clip", "ir")) -> dict[str, torch.Tensor]:
+        """{"dino", "clip", "ir"} -> [N, D] float32 features on the CPU, for the judges loaded and asked for."""
         features: dict[str, list[torch.Tensor]] = {}
         for batch in _batches(list(images), self.batch_size):
             rgb = [image.convert("RGB") for image in batch]
-            if self.dino is not None:
+            if self.dino is not None and "dino" in which:
                 pixels = torch.stack([self.dino_transform(image) for image in rgb]).to(self.device)
                 features.setdefault("dino", []).append(self.dino(pixels).float().cpu())
-            if self.clip is not None:
+            if self.clip is not None and "clip" in which:
                 pixels = torch.stack([self.clip_transform(image) for image in rgb]).to(self.device)
                 features.setdefault("clip", []).append(self.clip.encode_image(pixels).float().cpu())
-            if self.ir is not None:
+            if self.ir is not None and "ir" in which:
                 features.setdefault("ir", []).append(self._ir_features(rgb))
         return {name: torch.cat(parts) for name, parts in features.items()}
 

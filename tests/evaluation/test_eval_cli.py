@@ -1,0 +1,109 @@
+"""siso-eval: one-line errors before torch, and a whole offline evaluation of a tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+CHECK_WITHOUT_TORCH = r'''
+import contextlib, io, json, sys
+from siso_lib.evaluation import cli
+cases = json.loads(sys.argv[1])
+report = {}
+for name, args in cases.items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli.main(args)
+        except SystemExit as exit:
+            code = exit.code
+    report[name] = [code, [l for l in err.getvalue().splitlines() if l.strip()]]
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "timm", "open_clip") if m in sys.modules)
+print(json.dumps({"report": report, "heavy": heavy}))
+'''
+
+
+def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / "run.json").write_text(json.dumps({"status": "failed"}))
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    no_ir = tmp_path / "no-ir"
+    record = json.loads((run_copy / "run.json").read_text())
+    import shutil
+
+    shutil.copytree(run_copy, no_ir)
+    record["parameters"]["ir_features_path"] = None
+    (no_ir / "run.json").write_text(json.dumps(record))
+    run = str(run_copy)
+    cases = {
+        "missing run": [str(tmp_path / "nowhere")],
+        "failed run": [str(failed)],
+        "folder without a LoRA": [str(tmp_path)],
+        "no prompt file": [run, "--prompts", str(tmp_path / "missing.txt")],
+        "empty prompt file": [run, "--prompts", str(tmp_path / "empty.txt")],
+        "empty --prompt": [run, "--prompt", " "],
+        "zero seeds": [run, "--seeds", "0"],
+        "odd resolution": [run, "--resolution", "60"],
+        "output_dir with two runs": [run, run, "--output_dir", str(tmp_path / "out")],
+        "missing IR checkpoint": [run, "--ir_features_path", str(tmp_path / "ir.pth")],
+        "run without IR": [str(no_ir)],
+        "missing CLIP folder": [run, "--clip_model_name", str(tmp_path / "clip")],
+        "missing DINO folder": [run, "--dino_model_name", str(tmp_path / "dino")],
+        "unknown option": [run, "--seed", "3"],
+    }
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH, json.dumps(cases)], capture_output=True, text=True, cwd=REPO, check=True)
+    elapsed = time.perf_counter() - started
+    result = json.loads(out.stdout)
+    for name, (code, lines) in result["report"].items():
+        assert code == 2, (name, code, lines)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, lines)
+    assert result["heavy"] == []
+    assert not (tmp_path / "out").exists() and not (run_copy / "eval").exists()
+    print(f"{len(cases)} bad inputs answered in {elapsed:.1f} s together")
+
+
+def test_siso_eval_scores_a_tiny_run_offline(run_copy, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("'a {0} {1} in the jungle'.format(unique_token, class_token),\na {class} on the moon\n")
+    command = [sys.executable, "-m", "siso_lib.evaluation.cli", str(run_copy), "--prompts", str(prompts), "--seeds", "2", "--device", "cpu"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tiny random-weight judges" in done.stderr
+    record = json.loads((run_copy / "eval" / "metrics.json").read_text())
+    assert record["prompts"] == ["a cat in the jungle", "a cat on the moon"] and record["seeds"] == [0, 1]
+    assert record["judges"]["clip"].endswith("clip") and record["judges"]["ir"].endswith("ir_features.pth")
+    summary_line = next(line for line in done.stderr.splitlines() if "lora DINO" in line)
+    assert f"DINO {record['summary']['lora']['dino']:.3f}" in summary_line
+    assert json.loads((run_copy / "run.json").read_text())["evaluation"]["summary"] == record["summary"]
+    print(f"siso-eval on a tiny run: {elapsed:.1f} s")
+
+
+def test_crop_to_the_subject_uses_grounding_dino(tiny_judges, run_copy, tmp_path):
+    """The paper's protocol: crop before DINO / CLIP-I / IR (a tiny random detector, threshold 0: always a box)."""
+    from siso_lib.evaluation import EvalSettings, Evaluator
+    from siso_lib.features.detection import SubjectDetector, write_tiny_grounding_dino
+
+    detector = SubjectDetector.from_pretrained(write_tiny_grounding_dino(tmp_path / "gdino"))
+    evaluator = Evaluator(tiny_judges, device="cpu", detector=detector)
+    settings = dict(templates=("a photo of a {class}",), seeds=(0, 1))
+    plain = evaluator.evaluate(run_copy, EvalSettings(**settings), write=False)
+    cropped = evaluator.evaluate(run_copy, EvalSettings(**settings, crop_subject=True, box_threshold=0.0), write=False)
+    assert cropped.record["crop_subject"] and cropped.record["subject_photo_cropped"]
+    assert all(row["cropped"] for row in cropped.record["images"])
+    assert cropped.record["judges"]["detector"].endswith("gdino")
+    assert cropped.summary["lora"]["clip_t"] == pytest.approx(plain.summary["lora"]["clip_t"], abs=1e-6)  # CLIP-T sees the whole picture
+    assert cropped.summary["lora"]["dino"] != plain.summary["lora"]["dino"]
+    never = evaluator.evaluate(run_copy, EvalSettings(**settings, crop_subject=True, box_threshold=1.01), write=False)
+    assert not any(row["cropped"] for row in never.record["images"])
+    assert never.summary["lora"]["dino"] == pytest.approx(plain.summary["lora"]["dino"], abs=1e-6)

@@ -1,0 +1,109 @@
+"""evaluate.py on a finished tiny run: what is rendered, scored and written, and what is kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from siso_lib.errors import SISOInputError
+from siso_lib.evaluation import EvalSettings, Evaluator
+from siso_lib.evaluation.evaluate import METRICS_FILE
+
+SETTINGS = EvalSettings(templates=("a photo of a {class}", "a {class} on the beach"), seeds=(0, 1, 2))
+
+
+@pytest.fixture
+def evaluator(tiny_judges):
+    return Evaluator(tiny_judges, device="cpu")
+
+
+def test_a_run_is_scored_with_and_without_its_lora(evaluator, run_copy):
+    report = evaluator.evaluate(run_copy, SETTINGS)
+    record = json.loads((run_copy / "eval" / METRICS_FILE).read_text())
+    assert record == json.loads(json.dumps(report.record))
+    assert record["class_name"] == "cat" and record["prompts"] == ["a photo of a cat", "a cat on the beach"]
+    assert record["render"] == dict(num_inference_steps=1, guidance_scale=0.0, resolution=64, lora_scale=1.0)
+    assert len(record["images"]) == 2 * 3 * 2
+    for row in record["images"]:
+        assert (run_copy / "eval" / row["file"]).is_file()
+        for metric in ("dino", "clip_i", "clip_t", "ir"):
+            assert -1.0 <= row[metric] <= 1.0
+    summary = record["summary"]
+    assert set(summary) == {"lora", "base", "delta"}
+    assert set(summary["lora"]) == {"dino", "clip_i", "clip_t", "ir", "diversity"}
+    assert 0.0 < summary["lora"]["diversity"] <= 2.0  # three seeds give three different pictures
+    for metric, value in summary["delta"].items():
+        assert value == pytest.approx(summary["lora"][metric] - summary["base"][metric], abs=2e-6)
+    # the summary is the mean of the per-image scores
+    lora_dino = [row["dino"] for row in record["images"] if row["variant"] == "lora"]
+    assert summary["lora"]["dino"] == pytest.approx(np.mean(lora_dino), abs=1e-5)
+    # run.json gains the summary; everything it held before stays
+    run = json.loads((run_copy / "run.json").read_text())
+    assert run["evaluation"]["summary"] == summary and run["status"] == "completed" and run["history"]
+    assert (run_copy / "eval" / "grid.png").is_file()
+
+
+def test_the_lora_changes_the_pictures_and_scale_zero_is_the_base_model(evaluator, run_copy):
+    report = evaluator.evaluate(run_copy, SETTINGS, write=False)
+    differences = [np.abs(np.asarray(report.images[(i, s, "lora")], float) - np.asarray(report.images[(i, s, "base")], float)).mean()
+                   for i in range(2) for s in (0, 1, 2)]
+    assert min(differences) > 0.5  # the optimised LoRA moved every picture
+    off = evaluator.evaluate(run_copy, EvalSettings(templates=SETTINGS.templates, seeds=(0, 1), lora_scale=0.0), write=False)
+    assert all(value == 0.0 for value in off.summary["delta"].values())
+    assert not (run_copy / "eval").exists() and "evaluation" not in json.loads((run_copy / "run.json").read_text())
+
+
+def test_the_base_model_is_loaded_once_for_many_runs(evaluator, run_copy, finished_run, monkeypatch):
+    import siso_lib.inference as inference
+
+    loads = []
+    original = inference.load_pipeline_with_lora
+    monkeypatch.setattr(inference, "load_pipeline_with_lora", lambda *a, **k: loads.append(a) or original(*a, **k))
+    first = evaluator.evaluate(run_copy, SETTINGS, write=False)
+    second = evaluator.evaluate(finished_run, SETTINGS, write=False)
+    assert len(loads) == 1
+    assert first.summary == second.summary  # the same LoRA, swapped in again, gives the same numbers
+
+
+def test_a_failed_evaluation_keeps_the_earlier_one(evaluator, run_copy, monkeypatch):
+    evaluator.evaluate(run_copy, SETTINGS)
+    before = (run_copy / "eval" / METRICS_FILE).read_text()
+    run_before = (run_copy / "run.json").read_text()
+    import siso_lib.evaluation.grid as grid
+
+    monkeypatch.setattr(grid, "score_grid", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        evaluator.evaluate(run_copy, EvalSettings(templates=("a {class} in the snow",), seeds=(5,)))
+    assert (run_copy / "eval" / METRICS_FILE).read_text() == before
+    assert (run_copy / "run.json").read_text() == run_before
+    assert sorted(p.name for p in run_copy.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+def test_runs_without_a_final_lora_are_refused(tmp_path, run_copy):
+    from siso_lib.evaluation import read_run
+
+    record = json.loads((run_copy / "run.json").read_text())
+    (run_copy / "run.json").write_text(json.dumps({**record, "status": "failed"}))
+    with pytest.raises(SISOInputError, match="did not complete"):
+        read_run(run_copy)
+    with pytest.raises(SISOInputError, match="does not exist"):
+        read_run(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SISOInputError, match="no pytorch_lora_weights.safetensors"):
+        read_run(empty)
+
+
+def test_a_moved_subject_photo_is_named(evaluator, run_copy, tmp_path):
+    record = json.loads((run_copy / "run.json").read_text())
+    record["subject_image"]["path"] = str(tmp_path / "moved.png")
+    (run_copy / "run.json").write_text(json.dumps(record))
+    with pytest.raises(SISOInputError, match="does not exist any more: pass --subject_image_path"):
+        evaluator.evaluate(run_copy, SETTINGS, write=False)
+    photo = Path(__file__).resolve().parents[2] / "data" / "cat.png"
+    report = evaluator.evaluate(run_copy, EvalSettings(templates=SETTINGS.templates, seeds=(0,), subject_image_path=str(photo)), write=False)
+    assert report.record["subject_image"] == str(photo)
+    assert report.summary["lora"]["diversity"] is None  # one seed: no diversity
