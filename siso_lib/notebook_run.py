@@ -968,6 +968,7 @@ def demo_main(argv: list[str] | None = None) -> int:
         if path.exists():
             print(f"siso demo: {label:22s} {path}", file=sys.stderr)
     print("siso demo: open the executed notebook in JupyterLab to read the report", file=sys.stderr)
+    print(f"siso demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversity): siso-eval {output_dir}", file=sys.stderr)
     tell_where_the_commands_are("siso demo")
     return 0
 
@@ -983,7 +984,7 @@ def tell_where_the_commands_are(prefix: str) -> None:
     if found and Path(found).resolve().parent == bin_dir.resolve():
         return
     shown = os.path.relpath(bin_dir) if not os.path.relpath(bin_dir).startswith("..") else str(bin_dir)
-    print(f"{prefix}: siso-generate, siso-sweep, papermill and jupyter are in {shown}/, not on PATH: "
+    print(f"{prefix}: siso-generate, siso-eval, siso-sweep, papermill and jupyter are in {shown}/, not on PATH: "
           f"run `. {shown}/activate` first (or call {shown}/siso-sweep ...)", file=sys.stderr)
 
 
