@@ -32,6 +32,30 @@ final losses, wall time, status, paths) and is rewritten after every run.
   each takes a run by creating `<run>/.claim` atomically and skips runs another live process
   holds. Without a shared folder, `--shard K/N` splits the grid; copy the run folders together
   afterwards and `--collect` rebuilds results.csv.
+
+Scores (`--eval`, or `eval: true` in a sweep file): each completed run's LoRA is scored as
+`siso-eval RUN` does (siso_lib/evaluation: the run's prompt class in the built-in prompts or
+`--eval-prompts FILE`, seeds 0..N-1 with `--eval-seeds N`, with and without the LoRA), right
+after the run, by the sweep process itself:
+
+    siso-sweep --name lr --grid learning_rate=1e-4,2e-4 --subjects data/cat.png --eval --eval-seeds 2
+
+* One `Evaluator` serves the whole sweep: the judges (DINO, CLIP; IR from each run's own
+  checkpoint) are loaded once, at the first run that is scored, so a sweep whose runs all fail
+  or are skipped loads nothing. The judges are chosen as siso-eval's "auto": a run on the tiny
+  offline models is judged by the tiny random-weight DINO and CLIP beside them, any other run by
+  DreamBench's DINO ViT-S/16 and CLIP ViT-B/32. On a GPU the base pipeline is freed after each
+  evaluation (the next run's notebook kernel needs the memory); the judges stay.
+* Each run gains RUN/eval/ (metrics.json, grid.png, images/) and "evaluation" in its run.json;
+  results.csv reads its columns back from there: `eval_dino eval_clip_i eval_clip_t eval_ir
+  eval_diversity` (the LoRA's means), `eval_delta_*` (LoRA minus the base model, same seeds),
+  `eval_error` and `eval_metrics` (metrics.json). The columns appear once some run has a score or
+  an evaluation error; `--collect` and a resumed sweep show them too.
+* A completed run that already has an evaluation is not scored again (whatever the settings;
+  `siso-eval RUN` re-scores one); a run completed earlier without one is scored when the sweep
+  is run again with --eval. An evaluation that fails (a missing IR checkpoint or subject photo,
+  a judge that cannot be loaded) is written to `eval_error`; the run stays completed, the sweep
+  goes on, the next --eval invocation tries again, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -91,6 +115,11 @@ RESULT_COLUMNS_AFTER = (
     "optimise_seconds", "wall_seconds", "started_at", "finished_at", "host", "device",
     "run_dir", "notebook", "lora_path", "kohya_path", "result_image", "loss_plot", "run_json",
 )
+# --eval: the scores (from run.json's "evaluation"), placed after EVAL_AFTER; the metrics file last
+EVAL_METRICS = ("dino", "clip_i", "clip_t", "ir", "diversity")  # evaluation.evaluate.METRICS
+EVAL_COLUMNS = (*(f"eval_{m}" for m in EVAL_METRICS), *(f"eval_delta_{m}" for m in EVAL_METRICS), "eval_error")
+EVAL_AFTER = "last_total"
+EVAL_PATH_COLUMN = "eval_metrics"
 
 
 class SweepError(ValueError):
@@ -105,12 +134,25 @@ class SweepRun:
 
 
 @dataclass
+class EvalOptions:
+    """`--eval`: how each completed run is scored (siso-eval's settings; build with `eval_options`)."""
+
+    seeds: int = 4  # seeds 0..N-1 per prompt (siso-eval --seeds)
+    prompts: str | None = None  # a prompt file (siso-eval --prompts); None: the built-in prompts
+    templates: list[str] | None = None  # the file's templates, read when the sweep is checked
+
+    def to_dict(self) -> dict:
+        return {"seeds": self.seeds, "prompts": self.prompts}
+
+
+@dataclass
 class Sweep:
     name: str
     grid: dict[str, list] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     notebook: Path = GENERATE_NOTEBOOK
     root: Path = SWEEPS_ROOT
+    evaluation: EvalOptions | None = None  # --eval: score each completed run
 
     @property
     def dir(self) -> Path:
@@ -129,7 +171,8 @@ class Sweep:
         return runs
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "grid": self.grid, "fixed": self.fixed, "notebook": str(self.notebook)}
+        spec = {"name": self.name, "grid": self.grid, "fixed": self.fixed, "notebook": str(self.notebook)}
+        return spec | ({"eval": self.evaluation.to_dict()} if self.evaluation else {})
 
 
 # ----------------------------------------------------------------------------- building a sweep
@@ -184,6 +227,7 @@ def build_sweep(
     subjects: list[str] | None = None,
     notebook: str | Path | None = None,
     root: str | Path | None = None,
+    evaluation: EvalOptions | None = None,
 ) -> Sweep:
     """Check a sweep against the notebook's parameters cell and return it (SweepError if wrong)."""
     grid = {k: (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in (grid or {}).items()}
@@ -218,7 +262,8 @@ def build_sweep(
         name = "+".join(SHORT_NAMES.get(k, k) for k in grid) or "sweep"
     if not re.fullmatch(r"[A-Za-z0-9_.+=-]{1,100}", name) or name in (".", ".."):
         raise SweepError(f"sweep name {name!r}: use letters, digits and _ . + = - only")
-    sweep = Sweep(name=name, grid=grid, fixed=fixed, notebook=notebook, root=Path(root or SWEEPS_ROOT).absolute())
+    sweep = Sweep(name=name, grid=grid, fixed=fixed, notebook=notebook, root=Path(root or SWEEPS_ROOT).absolute(),
+                  evaluation=evaluation)
     for run in sweep.runs():
         check_values(run.params)
     return sweep
@@ -232,6 +277,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         grid: {learning_rate: [1e-4, 2e-4], rank: [4, 8]} # every combination
         subjects: [data/cat.png, data/coffee.png]        # shorthand for grid.subject_image_path
         notebook: notebooks/01_generate_lora.ipynb       # optional
+        eval: true                     # optional: score each completed run (--eval), or with options:
+        eval: {seeds: 2, prompts: eval_prompts.txt}      # --eval-seeds, --eval-prompts
     """
     import yaml
 
@@ -244,7 +291,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise SweepError(f"cannot read sweep file {str(path)!r}: {error}") from error
     if not isinstance(data, dict):
         raise SweepError(f"sweep file {str(path)!r} must hold a mapping (name, grid, fixed, subjects)")
-    allowed = {"name", "grid", "fixed", "base", "subjects", "notebook"}
+    allowed = {"name", "grid", "fixed", "base", "subjects", "notebook", "eval"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise SweepError(f"sweep file {str(path)!r}: unknown key(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}")
@@ -254,6 +301,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         "fixed": {**(data.get("base") or {}), **(data.get("fixed") or {})},
         "subjects": data.get("subjects"),
         "notebook": data.get("notebook"),
+        "eval": _spec_eval(data.get("eval"), path),
     }
     # YAML reads 1e-4 as a string: give such values their number type
     spec["grid"] = {k: [_yaml_number(v) for v in (vs if isinstance(vs, list) else [vs])] for k, vs in spec["grid"].items()}
@@ -263,12 +311,46 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     beside = lambda value: str(here / value) if isinstance(value, str) and value and not os.path.isabs(value) and (here / value).exists() else value  # noqa: E731
     if isinstance(spec["subjects"], list):
         spec["subjects"] = [beside(v) for v in spec["subjects"]]
+    if spec["eval"] and spec["eval"].get("prompts"):
+        spec["eval"]["prompts"] = beside(spec["eval"]["prompts"])
     for key in PATH_PARAMETERS:
         if key in spec["fixed"]:
             spec["fixed"][key] = beside(spec["fixed"][key])
         if key in spec["grid"]:
             spec["grid"][key] = [beside(v) for v in spec["grid"][key]]
     return spec
+
+
+def _spec_eval(value: Any, path: Path) -> dict | None:
+    """A sweep file's `eval`: true / false, or a mapping of its options ({} when on)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, dict) and set(value) <= {"seeds", "prompts"}:
+        return dict(value)
+    raise SweepError(f"sweep file {str(path)!r}: eval must be true, false or a mapping such as {{seeds: 2, prompts: FILE}}, not {value!r}")
+
+
+def eval_options(seeds: Any = None, prompts: str | None = None) -> EvalOptions:
+    """--eval's settings, checked (a seed count of 1 or more; a readable prompt file); SweepError if not."""
+    from .errors import SISOInputError
+    from .evaluation.prompts import read_prompt_file
+
+    if seeds is None:
+        seeds = EvalOptions.seeds
+    if isinstance(seeds, bool) or not isinstance(seeds, int) and not (isinstance(seeds, str) and seeds.strip().isdigit()):
+        raise SweepError(f"eval seeds {seeds!r}: give a whole number of seeds per prompt, e.g. --eval-seeds 2")
+    if int(seeds) < 1:
+        raise SweepError(f"eval seeds {seeds}: give 1 or more seeds per prompt (diversity needs 2), e.g. --eval-seeds 2")
+    templates = None
+    if prompts:
+        try:
+            templates = read_prompt_file(prompts)
+        except SISOInputError as error:
+            raise SweepError(f"--eval-prompts: {error}") from None
+        prompts = os.path.abspath(prompts)
+    return EvalOptions(seeds=int(seeds), prompts=prompts or None, templates=templates)
 
 
 def _yaml_number(value: Any) -> Any:
@@ -454,6 +536,121 @@ def execute_sweep_run(
     return record
 
 
+# ----------------------------------------------------------------------------- scoring (--eval)
+def evaluation_of(run_dir: Path) -> dict | None:
+    """The "evaluation" entry of a run's run.json (what siso-eval or --eval wrote), or None."""
+    try:
+        entry = json.loads((Path(run_dir) / "run.json").read_text()).get("evaluation")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("summary") else None
+
+
+def _eval_fields(run_dir: Path, record: dict) -> dict[str, Any]:
+    """A run's eval_* cells: the scores in its run.json, or the error of its last evaluation."""
+    fields: dict[str, Any] = {column: "" for column in (*EVAL_COLUMNS, EVAL_PATH_COLUMN)}
+    entry = evaluation_of(run_dir) if record.get("status") == "completed" else None
+    if entry is None:
+        fields["eval_error"] = record.get("eval_error") or ""
+        return fields
+    summary = entry["summary"]
+    for metric in EVAL_METRICS:
+        for column, variant in ((f"eval_{metric}", "lora"), (f"eval_delta_{metric}", "delta")):
+            value = (summary.get(variant) or {}).get(metric)
+            fields[column] = "" if value is None else value
+    fields[EVAL_PATH_COLUMN] = entry.get("metrics_file") or ""
+    return fields
+
+
+def _free_base_pipeline(evaluator) -> None:
+    """On an accelerator, drop the Evaluator's base pipeline: the next run's notebook kernel needs
+    the memory (the judges, small, stay loaded). On the CPU it is kept for the next run."""
+    pipe = getattr(evaluator, "_pipeline", None)
+    if pipe is None:
+        return
+    import gc
+
+    import torch
+
+    from .inference import pipeline_device
+
+    device = pipeline_device(pipe)
+    if device.type == "cpu":
+        return
+    evaluator._pipeline = evaluator._pipeline_key = None
+    del pipe
+    gc.collect()
+    backend = getattr(torch, device.type, None)
+    if backend is not None and hasattr(backend, "empty_cache"):
+        backend.empty_cache()
+
+
+class SweepScorer:
+    """`--eval`: scores completed runs as siso-eval does, with one Evaluator for the whole sweep,
+    made at the first run scored (so its judges are loaded once, and never if nothing is scored)."""
+
+    def __init__(self, options: EvalOptions, echo: Callable[[str], None] = print):
+        self.options, self.echo = options, echo
+        # (DINO, CLIP) -> Evaluator: one, unless a sweep mixes tiny offline and real base models
+        self.evaluators: dict[tuple[str, str], Any] = {}
+
+    @staticmethod
+    def wants(run_dir: Path) -> bool:
+        """A completed run without an evaluation in its run.json."""
+        return (read_record(run_dir) or {}).get("status") == "completed" and evaluation_of(run_dir) is None
+
+    def score(self, run_dir: Path, params: dict[str, Any]) -> tuple[dict | None, str | None, float]:
+        """(summary, None, seconds) or (None, error line, seconds); the error (or None) goes into the
+        run's sweep_run.json as eval_error. The run itself stays completed."""
+        started = time.perf_counter()
+        try:
+            summary, error = self._evaluate(Path(run_dir), params).summary, None
+        except Exception as failure:  # noqa: BLE001 - a failed evaluation is recorded, the sweep goes on
+            summary, error = None, describe_error(failure)
+        record = read_record(run_dir)
+        if record is not None and (error or record.get("eval_error")):
+            record["eval_error"] = error
+            write_json(Path(run_dir) / RECORD, record)
+        return summary, error, time.perf_counter() - started
+
+    def _evaluate(self, run_dir: Path, params: dict[str, Any]):
+        from .evaluation.evaluate import EvalSettings, read_run
+        from .model_paths import check_ir_checkpoint_path, check_local_base_model
+
+        info = read_run(run_dir)
+        check_local_base_model(info.base_model, info.model_family)
+        ir_path = (info.run.get("parameters") or {}).get("ir_features_path")  # a run without IR is scored without it
+        if ir_path:
+            check_ir_checkpoint_path(ir_path)
+        evaluator = self.evaluator(info.base_model, params)
+        evaluator.judges.set_ir(ir_path or None)
+        settings = EvalSettings(templates=self.options.templates, seeds=tuple(range(self.options.seeds)))
+        try:
+            return evaluator.evaluate(run_dir, settings)
+        finally:
+            _free_base_pipeline(evaluator)
+
+    def evaluator(self, base_model: str, params: dict[str, Any]):
+        """The Evaluator for a run of `base_model`: siso-eval's "auto" judges, loaded on first use."""
+        from .evaluation.cli import offline_judges
+        from .evaluation.judges import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
+
+        tiny = offline_judges(base_model)
+        names = (tiny["dino"], tiny["clip"]) if tiny else (DEFAULT_EVAL_DINO, DEFAULT_CLIP_MODEL)
+        if names not in self.evaluators:
+            from .evaluation import Evaluator, Judges
+            from .notebook_run import quiet_model_loading
+
+            quiet_model_loading()
+            device, precision = str(params.get("device") or "auto"), str(params.get("precision") or "auto")
+            self.echo("--eval: loading the judges: " + (
+                "the tiny random-weight DINO and CLIP of the offline models (the numbers test the plumbing, not the picture)"
+                if tiny else f"DINO {names[0]}, CLIP {names[1]} ({DEFAULT_CLIP_PRETRAINED}), IR from each run"))
+            judges = Judges.from_names(names[0], names[1], DEFAULT_CLIP_PRETRAINED, None, device=device)
+            self.evaluators[names] = Evaluator(judges, device=device, precision=precision)
+        return self.evaluators[names]
+
+
 @dataclass
 class SweepSummary:
     sweep: Sweep
@@ -463,6 +660,8 @@ class SweepSummary:
     skipped: int = 0
     failed: int = 0
     elsewhere: int = 0
+    scored: int = 0  # --eval: evaluations made by this invocation
+    eval_failed: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -472,10 +671,20 @@ class SweepSummary:
         return counts
 
 
+def _columns(param_columns: list[str], scores: bool) -> list[str]:
+    """results.csv's columns: the scores (EVAL_COLUMNS) after the losses, their metrics file last."""
+    after = list(RESULT_COLUMNS_AFTER)
+    if scores:
+        position = after.index(EVAL_AFTER) + 1
+        after[position:position] = EVAL_COLUMNS
+        after.append(EVAL_PATH_COLUMN)
+    return [*RESULT_COLUMNS_BEFORE, *param_columns, *after]
+
+
 def _row(sweep: Sweep, run: SweepRun, param_columns: list[str]) -> dict[str, Any]:
     run_dir = sweep.dir / run.name
     record = read_record(run_dir)
-    row: dict[str, Any] = {column: "" for column in (*RESULT_COLUMNS_BEFORE, *param_columns, *RESULT_COLUMNS_AFTER)}
+    row: dict[str, Any] = {column: "" for column in _columns(param_columns, scores=True)}
     row.update({"run": run.name, "run_dir": str(run_dir)})
     for key in param_columns:
         row[key] = run.params.get(key, "")
@@ -491,16 +700,21 @@ def _row(sweep: Sweep, run: SweepRun, param_columns: list[str]) -> dict[str, Any
     for column in (*RESULT_COLUMNS_BEFORE, *RESULT_COLUMNS_AFTER):
         if column in record and record[column] is not None:
             row[column] = record[column]
+    row.update(_eval_fields(run_dir, record))
     row["run"] = run.name
     return row
 
 
 def collect(sweep: Sweep) -> list[dict[str, Any]]:
-    """One row per run of the grid, from the run folders' records."""
+    """One row per run of the grid, from the run folders' records (and the scores in their run.json:
+    the eval_* columns are there when some run has a score or an evaluation error)."""
     param_columns = list(sweep.grid) + sorted(k for k in sweep.fixed if k not in sweep.grid)
     if FAMILY_COLUMN not in param_columns:
         param_columns.insert(len(sweep.grid), FAMILY_COLUMN)
-    return [_row(sweep, run, param_columns) for run in sweep.runs()]
+    rows = [_row(sweep, run, param_columns) for run in sweep.runs()]
+    if any(row[column] != "" for row in rows for column in EVAL_COLUMNS):
+        return rows
+    return [{column: row[column] for column in _columns(param_columns, scores=False)} for row in rows]
 
 
 def write_results(sweep: Sweep, rows: list[dict[str, Any]] | None = None) -> Path:
@@ -526,20 +740,39 @@ def _dry_run(sweep: Sweep, runs: list[SweepRun], mine: list[SweepRun], shard_not
     """List what a real invocation would do; read the run folders, write nothing."""
     echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note} (dry run: nothing is written)")
     summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
-    to_run = 0
+    to_run = to_score = 0
     for position, run in enumerate(mine, 1):
         prefix = f"[{position}/{len(mine)}] {run.name}"
         record = read_record(sweep.dir / run.name) or {}
         status = record.get("status")
         if status == "completed" or (status == "failed" and not retry_failed):
             summary.skipped += 1
-            echo(f"{prefix}: {status} earlier, would be skipped")
+            unscored = sweep.evaluation is not None and status == "completed" and evaluation_of(sweep.dir / run.name) is None
+            to_score += unscored
+            echo(f"{prefix}: {status} earlier, would be skipped" + ("; it has no evaluation: would be scored" if unscored else ""))
             continue
         to_run += 1
         again = f" again ({status} earlier)" if status else ""
         echo(f"{prefix}: would run{again} {json.dumps(run.params, default=str)}")
-    echo(f"sweep {sweep.name}: dry run: {to_run} would run, {summary.skipped} would be skipped")
+    scoring = f"; --eval: each run that completes would be scored, and {to_score} run(s) completed earlier without an evaluation" if sweep.evaluation else ""
+    echo(f"sweep {sweep.name}: dry run: {to_run} would run, {summary.skipped} would be skipped{scoring}")
     return summary
+
+
+def _score(scorer: SweepScorer, run: SweepRun, run_dir: Path, summary: SweepSummary) -> tuple[float, str]:
+    """Score one completed run (its claim held): (seconds, what to say)."""
+    from .evaluation.cli import format_summary
+
+    try:
+        result, error, seconds = scorer.score(run_dir, run.params)
+    except Interrupted as interruption:
+        interruption.while_scoring = True  # the run stays completed; main() says so
+        raise
+    if error is not None:
+        summary.eval_failed += 1
+        return seconds, f"EVALUATION FAILED after {seconds:.1f} s (the run stays completed; eval_error in results.csv): {error}"
+    summary.scored += 1
+    return seconds, f"scored in {seconds:.1f} s: {format_summary({k: v for k, v in result.items() if k != 'base'})}"
 
 
 def run_sweep(
@@ -555,9 +788,10 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every (not yet completed) run of the sweep; a failed run is recorded and the sweep goes on.
 
-    `dry_run` only lists the runs and writes nothing. With a `guard` (the command line's), SIGINT
-    or SIGTERM marks the current run "interrupted", releases its claim, rewrites results.csv and
-    raises `Interrupted`.
+    With `sweep.evaluation` (--eval), each completed run without an evaluation is scored (one
+    SweepScorer: judges loaded once). `dry_run` only lists the runs and writes nothing. With a
+    `guard` (the command line's), SIGINT or SIGTERM marks the current run "interrupted" (a run
+    being scored stays completed), releases its claim, rewrites results.csv and raises `Interrupted`.
     """
     runs = sweep.runs()
     mine = _shard_of(runs, shard)
@@ -567,26 +801,39 @@ def run_sweep(
         return _dry_run(sweep, runs, mine, shard_note, retry_failed, echo)
     sweep.dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep.dir / SPEC, sweep.to_dict())
-    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note}")
+    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note}"
+         + (f"; scoring each completed run ({sweep.evaluation.seeds} seed(s) per prompt)" if sweep.evaluation else ""))
     summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
+    scorer = SweepScorer(sweep.evaluation, echo) if sweep.evaluation else None
     durations: list[float] = []
     to_do = [r for r in mine if (read_record(sweep.dir / r.name) or {}).get("status") != "completed"]
     remaining = len(to_do)
     try:
         for position, run in enumerate(mine, 1):
             prefix = f"[{position}/{total}] {run.name}"
-            record = read_record(sweep.dir / run.name) or {}
+            run_dir = sweep.dir / run.name
+            record = read_record(run_dir) or {}
             status = record.get("status")
             if status == "completed":
                 summary.skipped += 1
                 echo(f"{prefix}: completed earlier, skipped")
+                if scorer is not None and scorer.wants(run_dir):
+                    if not _claim(run_dir):
+                        echo(f"{prefix}: another process holds it: not scored now")
+                        continue
+                    try:
+                        if scorer.wants(run_dir):  # not scored by another process meanwhile
+                            echo(f"{prefix}: scoring it (no evaluation yet) ...")
+                            echo(f"{prefix}: {_score(scorer, run, run_dir, summary)[1]}")
+                    finally:
+                        _release(run_dir)
+                    write_results(sweep)
                 continue
             if status == "failed" and not retry_failed:
                 summary.skipped += 1
                 echo(f"{prefix}: failed earlier ({record.get('error')}), skipped (--no-retry-failed)")
                 remaining -= 1
                 continue
-            run_dir = sweep.dir / run.name
             run_dir.mkdir(parents=True, exist_ok=True)
             if not _claim(run_dir):
                 summary.elsewhere += 1
@@ -598,25 +845,33 @@ def run_sweep(
                     summary.skipped += 1
                     remaining -= 1
                     echo(f"{prefix}: completed by another process, skipped")
+                    if scorer is not None and scorer.wants(run_dir):
+                        echo(f"{prefix}: {_score(scorer, run, run_dir, summary)[1]}")
                     continue
                 swept = ", ".join(f"{SHORT_NAMES.get(k, k)}={_format(v)}" for k, v in run.swept.items())
                 echo(f"{prefix}: running ({swept}) ...")
                 record = execute_sweep_run(sweep, run, timeout=timeout, kernel_name=kernel_name,
                                            log_output=log_output, guard=guard)
+                summary.ran += 1
+                remaining -= 1
+                seconds = record.get("wall_seconds") or 0.0
+                if record["status"] == "completed":
+                    losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
+                    said = f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}"
+                    if scorer is not None:
+                        echo(f"{said}; scoring it ...")
+                        scoring_seconds, said = _score(scorer, run, run_dir, summary)
+                        seconds += scoring_seconds
+                        said = f"{prefix}: {said}"
+                else:
+                    summary.failed += 1
+                    said = f"{prefix}: {record['status'].upper()} after {record['wall_seconds']:.1f} s: {record.get('error')}"
+                durations.append(seconds)
+                if remaining > 0 and durations:
+                    said += f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
+                echo(said)
             finally:
                 _release(run_dir)
-            summary.ran += 1
-            remaining -= 1
-            durations.append(record.get("wall_seconds") or 0.0)
-            eta = ""
-            if remaining > 0 and durations:
-                eta = f"; about {remaining * sum(durations) / len(durations):.0f} s left for {remaining} run(s)"
-            if record["status"] == "completed":
-                losses = f"best {record.get('best_total'):+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
-                echo(f"{prefix}: completed in {record['wall_seconds']:.1f} s, {record.get('steps_run')} iterations, {losses}{eta}")
-            else:
-                summary.failed += 1
-                echo(f"{prefix}: {record['status'].upper()} after {record['wall_seconds']:.1f} s: {record.get('error')}{eta}")
             write_results(sweep)
             if guard is not None:
                 guard.raise_if_interrupted()
@@ -626,7 +881,10 @@ def run_sweep(
     summary.rows = collect(sweep)
     summary.results_csv = write_results(sweep, summary.rows)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
-    echo(f"sweep {sweep.name}: {counts}; ran {summary.ran}, skipped {summary.skipped}; results: {summary.results_csv}")
+    scores = ""
+    if scorer is not None:
+        scores = f", scored {summary.scored}" + (f" ({summary.eval_failed} evaluation(s) FAILED: eval_error)" if summary.eval_failed else "")
+    echo(f"sweep {sweep.name}: {counts}; ran {summary.ran}, skipped {summary.skipped}{scores}; results: {summary.results_csv}")
     return summary
 
 
@@ -654,6 +912,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-output", action="store_true", help="echo each run's notebook output (progress lines) to stderr")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would run, run none")
     p.add_argument("--collect", action="store_true", help="only rebuild results.csv from the run folders")
+    scores = p.add_argument_group("scores (siso-eval after each run; columns eval_* in results.csv)")
+    scores.add_argument("--eval", action="store_true",
+                        help="score each completed run's LoRA as siso-eval does (judges loaded once for the sweep); "
+                        "runs completed earlier without an evaluation are scored too")
+    scores.add_argument("--eval-seeds", type=int, default=None, metavar="N",
+                        help="seeds 0..N-1 per prompt (default 4, as siso-eval; diversity needs 2 or more)")
+    scores.add_argument("--eval-prompts", default=None, metavar="FILE",
+                        help="prompt templates, one a line ({class} or DreamBench's {0} {1}); default: siso-eval's built-in prompts")
     return p
 
 
@@ -679,8 +945,22 @@ def sweep_from_args(args: argparse.Namespace) -> Sweep:
         raise SweepError("nothing to sweep: give a sweep file, --grid NAME=V1,V2 or --subjects")
     return build_sweep(
         name=args.name or spec.get("name"), grid=spec["grid"], fixed=spec["fixed"], subjects=subjects,
-        notebook=args.notebook or spec.get("notebook"), root=args.output_root,
+        notebook=args.notebook or spec.get("notebook"), root=args.output_root, evaluation=_eval_from_args(args, spec.get("eval")),
     )
+
+
+def _eval_from_args(args: argparse.Namespace, from_file: dict | None) -> EvalOptions | None:
+    """--eval and its options, over a sweep file's `eval`; None when the runs are not to be scored."""
+    given = [name for name, value in (("--eval-seeds", args.eval_seeds), ("--eval-prompts", args.eval_prompts)) if value is not None]
+    if not (args.eval or from_file is not None):
+        if given:
+            raise SweepError(f"{given[0]} sets how runs are scored, but scoring is off: add --eval (or eval: true in the sweep file)")
+        return None
+    if args.collect and (args.eval or given):
+        raise SweepError("--collect only rebuilds results.csv (scores included); to score the completed runs, run the sweep with --eval and without --collect")
+    from_file = from_file or {}
+    seeds = args.eval_seeds if args.eval_seeds is not None else from_file.get("seeds")
+    return eval_options(seeds, args.eval_prompts or from_file.get("prompts"))
 
 
 def _strip_cell_output_newline(record) -> bool:
@@ -697,8 +977,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 every run completed; 1 some run failed (recorded in results.csv); 2 bad sweep;
-    130 / 143 interrupted by SIGINT / SIGTERM (the current run is recorded as interrupted)."""
+    """Exit codes: 0 every run completed (and, with --eval, was scored); 1 some run failed, or its
+    evaluation did (recorded in results.csv: error, eval_error); 2 bad sweep; 130 / 143 interrupted
+    by SIGINT / SIGTERM (the current run is recorded as interrupted; a run being scored stays completed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
@@ -730,12 +1011,17 @@ def main(argv: list[str] | None = None) -> int:
                 kernel_name=args.kernel, log_output=args.log_output, echo=echo, guard=guard,
             )
     except Interrupted as interruption:
-        echo(f"interrupted by {interruption.signal_name}: the current run is marked interrupted in "
-             f"{sweep.dir / RESULTS}; run the same command again to go on")
+        if getattr(interruption, "while_scoring", False):
+            echo(f"interrupted by {interruption.signal_name} while scoring a run: it stays completed, without an "
+                 f"evaluation; run the same command again to go on ({sweep.dir / RESULTS})")
+        else:
+            echo(f"interrupted by {interruption.signal_name}: the current run is marked interrupted in "
+                 f"{sweep.dir / RESULTS}; run the same command again to go on")
         return interruption.exit_code
     print(summary.results_csv)
     mine = {r.name for r in _shard_of(sweep.runs(), shard)}
-    return 1 if any(row["status"] in ("failed", "interrupted") for row in summary.rows if row["run"] in mine) else 0
+    failed = any(row["status"] in ("failed", "interrupted") or row.get("eval_error") for row in summary.rows if row["run"] in mine)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -83,6 +83,43 @@ def small_sweep(tiny_assets, tmp_path_factory):
     return {"sweep": sweep, "summary": summary, "lines": lines}
 
 
+EVAL_PROMPTS = ("a photo of a {class}", "a {class} on the beach")
+
+
+@pytest.fixture(scope="session")
+def eval_sweep(tiny_assets, tmp_path_factory):
+    """A 2-run sweep (rank) with --eval (2 prompts x 2 seeds), run in this process with the judges'
+    network loads and the evaluations counted (the notebooks run in kernels; the scoring here)."""
+    from siso_lib.evaluation import Evaluator, Judges
+    from siso_lib.sweep import build_sweep, eval_options, run_sweep
+
+    root = tmp_path_factory.mktemp("eval-sweeps")
+    prompts = root / "prompts.txt"
+    prompts.write_text("\n".join(EVAL_PROMPTS) + "\n")
+    sweep = build_sweep(
+        name="rank-eval", grid={"rank": [2, 4]},
+        fixed={"models": "offline", "assets_dir": assets_dir(tiny_assets), "num_train_epochs": 2},
+        root=root, evaluation=eval_options(2, str(prompts)),
+    )
+    calls: dict[str, list] = {"load_dino": [], "load_clip": [], "evaluate": []}
+
+    def counted(name, original):
+        def wrapper(self, *args, **kwargs):
+            calls[name].append(id(self))
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Judges, "load_dino", counted("load_dino", Judges.load_dino))
+        patch.setattr(Judges, "load_clip", counted("load_clip", Judges.load_clip))
+        patch.setattr(Evaluator, "evaluate", counted("evaluate", Evaluator.evaluate))
+        started = time.perf_counter()
+        summary = run_sweep(sweep, echo=lines.append)
+        TIMINGS["sweep with --eval (2 runs, 2 prompts x 2 seeds)"] = time.perf_counter() - started
+    return {"sweep": sweep, "summary": summary, "lines": lines, "calls": calls, "prompts": prompts}
+
+
 def pytest_terminal_summary(terminalreporter):
     if TIMINGS:
         terminalreporter.write_sep("-", "notebook timings")

@@ -18,16 +18,21 @@ import pytest
 
 from siso_lib.sweep import (
     CLAIM,
+    EVAL_COLUMNS,
+    EVAL_METRICS,
     RESULTS,
     SweepError,
     _claim,
     _release,
+    build_parser,
     build_sweep,
     load_spec,
     main,
     parse_grid_option,
     run_name,
     run_sweep,
+    sweep_from_args,
+    write_results,
 )
 
 from nb_helpers import REPO, TIMINGS, assets_dir, png_outputs, read_json
@@ -193,6 +198,160 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path, small_sweep, capsys
     assert sorted((p, p.stat().st_mtime_ns) for p in sweep.dir.rglob("*")) == before
 
 
+def _eval_cells(row: dict, variant_prefix: str = "eval_") -> dict[str, float | None]:
+    return {m: (float(row[variant_prefix + m]) if row[variant_prefix + m] != "" else None) for m in EVAL_METRICS}
+
+
+def test_eval_sweep_scores_each_run_with_judges_loaded_once(eval_sweep):
+    """--eval: results.csv has the scores of each run, equal to its run.json evaluation; one
+    Evaluator for the sweep, its DINO and CLIP loaded once for the two runs."""
+    sweep, summary, calls = eval_sweep["sweep"], eval_sweep["summary"], eval_sweep["calls"]
+    assert summary.ran == 2 and summary.scored == 2 and summary.eval_failed == 0, eval_sweep["lines"]
+    rows = read_rows(sweep.dir / RESULTS)
+    header = list(rows[0])
+    assert header[header.index("last_total") + 1 : header.index("last_total") + 1 + len(EVAL_COLUMNS)] == list(EVAL_COLUMNS)
+    assert header[-1] == "eval_metrics"
+    for row in rows:
+        assert row["status"] == "completed" and row["eval_error"] == "", row
+        evaluation = read_json(row["run_json"])["evaluation"]
+        lora, delta = _eval_cells(row), _eval_cells(row, "eval_delta_")
+        assert lora == evaluation["summary"]["lora"] and delta == evaluation["summary"]["delta"], (row, evaluation)
+        for metric in ("dino", "clip_i", "clip_t", "ir"):
+            assert -1.0 <= lora[metric] <= 1.0 and -2.0 <= delta[metric] <= 2.0, (metric, lora, delta)
+        assert 0.0 <= lora["diversity"] <= 2.0  # 1 - cos, 2 seeds per prompt
+        metrics = read_json(row["eval_metrics"])
+        assert metrics["summary"] == evaluation["summary"] and metrics["seeds"] == [0, 1]
+        assert metrics["prompts"] == ["a photo of a cat", "a cat on the beach"]  # --eval-prompts, class from the run's prompt
+        assert metrics["judges"]["ir"] == read_json(row["run_json"])["parameters"]["ir_features_path"]  # the run's own IR
+        assert os.path.isfile(os.path.join(row["run_dir"], "eval", "grid.png"))
+    assert rows[0]["eval_dino"] != rows[1]["eval_dino"], "two LoRAs, two scores"
+    # the judges: loaded once, by one Evaluator that scored both runs
+    assert len(calls["load_dino"]) == 1 and len(calls["load_clip"]) == 1, calls
+    assert len(calls["evaluate"]) == 2 and len(set(calls["evaluate"])) == 1, calls
+    assert sum("loading the judges" in line for line in eval_sweep["lines"]) == 1
+    assert sum(": scored in " in line for line in eval_sweep["lines"]) == 2
+
+
+def test_resumed_eval_sweep_does_not_score_again_and_collect_reads_the_scores(eval_sweep, monkeypatch):
+    from siso_lib.evaluation import Evaluator, Judges
+
+    sweep = eval_sweep["sweep"]
+    before = read_rows(sweep.dir / RESULTS)
+    evaluated_at = [read_json(row["run_json"])["evaluation"]["evaluated_at"] for row in before]
+    loads = []
+    monkeypatch.setattr(Judges, "from_names", classmethod(lambda cls, *a, **k: loads.append(a) or pytest.fail("judges loaded")))
+    monkeypatch.setattr(Evaluator, "evaluate", lambda self, *a, **k: pytest.fail("scored again"))
+    lines: list[str] = []
+    summary = run_sweep(build_sweep(sweep.name, sweep.grid, sweep.fixed, root=sweep.root, evaluation=sweep.evaluation), echo=lines.append)
+    assert summary.ran == 0 and summary.skipped == 2 and summary.scored == 0 and not loads
+    assert sum("completed earlier, skipped" in line for line in lines) == 2 and not any("scor" in line.split(":", 1)[1] for line in lines[1:-1])
+    assert read_rows(sweep.dir / RESULTS) == before
+    assert [read_json(row["run_json"])["evaluation"]["evaluated_at"] for row in before] == evaluated_at
+    # results.csv rebuilt without --eval (siso-sweep --collect): the scores come back from run.json
+    (sweep.dir / RESULTS).unlink()
+    arguments = ["--name", sweep.name, "--output-root", str(sweep.root), "--grid", "rank=2,4", "--collect",
+                 *sum((["--set", f"{k}={v}"] for k, v in sweep.fixed.items()), [])]
+    assert main(arguments) == 0
+    assert read_rows(sweep.dir / RESULTS) == before
+
+
+def test_failed_evaluation_is_recorded_and_a_later_eval_scores_the_completed_run(tiny_assets, tmp_path, capsys, monkeypatch):
+    """A run completed without --eval is scored by a later --eval invocation; an evaluation that
+    fails (its IR checkpoint is gone) is an eval_error, the run stays completed, exit code 1."""
+    from siso_lib.evaluation import Judges
+
+    ir = tmp_path / "ir_features.pth"
+    shutil.copy(os.path.join(assets_dir(tiny_assets), "ir_features.pth"), ir)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a {class} in the snow\n")
+    arguments = ["--name", "later", "--output-root", str(tmp_path / "sweeps"), "--grid", "rank=2", "--set", "models=offline",
+                 "--set", f"assets_dir={assets_dir(tiny_assets)}", "--set", "num_train_epochs=1", "--set", f"ir_features_path={ir}"]
+    started = time.perf_counter()
+    assert main(arguments) == 0
+    results = tmp_path / "sweeps" / "later" / RESULTS
+    (row,) = read_rows(results)
+    assert row["status"] == "completed" and "eval_dino" not in row, "no scores, no eval columns"
+    ir.rename(tmp_path / "moved.pth")
+    capsys.readouterr()
+    scoring = [*arguments, "--eval", "--eval-seeds", "1", "--eval-prompts", str(prompts)]
+    assert main(scoring) == 1
+    (row,) = read_rows(results)
+    assert row["status"] == "completed" and row["error"] == "" and row["eval_dino"] == "", row
+    assert row["eval_error"].startswith("SISOInputError: IR checkpoint") and "does not exist" in row["eval_error"], row
+    record = read_json(row["run_json"])
+    assert record["status"] == "completed" and "evaluation" not in record
+    err = capsys.readouterr().err
+    assert "completed earlier, skipped" in err and "EVALUATION FAILED" in err and "1 evaluation(s) FAILED" in err
+    (tmp_path / "moved.pth").rename(ir)
+    loads = []
+    monkeypatch.setattr(Judges, "load_dino", lambda self, name, original=Judges.load_dino: loads.append(name) or original(self, name))
+    assert main(scoring) == 0
+    TIMINGS["sweep, then --eval twice (1 run, 1 prompt x 1 seed)"] = time.perf_counter() - started
+    (row,) = read_rows(results)
+    evaluation = read_json(row["run_json"])["evaluation"]
+    assert row["eval_error"] == "" and _eval_cells(row) == evaluation["summary"]["lora"] and len(loads) == 1
+    assert row["eval_diversity"] == "" and evaluation["summary"]["lora"]["diversity"] is None  # 1 seed: no diversity
+    assert evaluation["seeds"] == [0] and evaluation["prompts"] == 1
+
+
+def test_eval_sweep_whose_runs_all_fail_loads_no_judge(tmp_path, monkeypatch):
+    from siso_lib.evaluation import Judges
+
+    monkeypatch.setattr(Judges, "from_names", classmethod(lambda cls, *a, **k: pytest.fail("judges loaded for failed runs")))
+    photo = tmp_path / "not-a-photo.png"
+    photo.write_text("not a picture")
+    lines: list[str] = []
+    from siso_lib.sweep import eval_options
+
+    sweep = build_sweep("fails", {"rank": [2]}, {"models": "offline", "num_train_epochs": 1}, subjects=[str(photo)],
+                        root=tmp_path, evaluation=eval_options(1))
+    summary = run_sweep(sweep, echo=lines.append)
+    assert summary.failed == 1 and summary.scored == 0 and summary.eval_failed == 0
+    (row,) = read_rows(sweep.dir / RESULTS)
+    assert row["status"] == "failed" and "eval_dino" not in row
+
+
+def test_interrupted_while_scoring_leaves_the_run_completed_and_says_one_line(small_sweep, monkeypatch, capsys):
+    """SIGINT while a completed run is being scored (no kernel runs: the guard raises at once)."""
+    from siso_lib.notebook_run import Interrupted
+    from siso_lib.sweep import SweepScorer
+
+    sweep = small_sweep["sweep"]
+    before = read_rows(sweep.dir / RESULTS)
+
+    def interrupted(self, run_dir, params):
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(SweepScorer, "_evaluate", interrupted)
+    capsys.readouterr()
+    code = main(["--name", sweep.name, "--output-root", str(sweep.root), "--grid", "learning_rate=1e-3,5e-3", "--grid", "rank=2,4",
+                 "--eval", *sum((["--set", f"{k}={v}"] for k, v in sweep.fixed.items()), [])])
+    assert code == 130
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[-2].endswith("scoring it (no evaluation yet) ...") and "while scoring a run: it stays completed" in said[-1], said
+    assert read_rows(sweep.dir / RESULTS) == before and not list(sweep.dir.glob(f"*/{CLAIM}"))
+
+
+def test_eval_options_in_sweep_files_and_on_the_command_line(tmp_path):
+    (tmp_path / "prompts.txt").write_text("a {class} in Paris\n")
+    spec = tmp_path / "scored.yaml"
+    spec.write_text("grid: {rank: [2, 4]}\neval: {seeds: 3, prompts: prompts.txt}\n")
+    assert load_spec(spec)["eval"] == {"seeds": 3, "prompts": str(tmp_path / "prompts.txt")}  # beside the file
+    parse = lambda *extra: sweep_from_args(build_parser().parse_args([str(spec), "--output-root", str(tmp_path), *extra]))  # noqa: E731
+    sweep = parse()
+    assert (sweep.evaluation.seeds, sweep.evaluation.templates) == (3, ["a {class} in Paris"])
+    assert parse("--eval-seeds", "1").evaluation.seeds == 1  # the command line wins
+    assert parse().to_dict()["eval"] == {"seeds": 3, "prompts": str(tmp_path / "prompts.txt")}  # sweep.json says how
+    spec.write_text("grid: {rank: [2]}\neval: true\n")
+    assert load_spec(spec)["eval"] == {} and parse().evaluation.seeds == 4 and parse().evaluation.templates is None
+    spec.write_text("grid: {rank: [2]}\neval: false\n")
+    assert parse().evaluation is None and parse("--eval").evaluation.seeds == 4
+    for wrong in ("eval: yes please", "eval: {seed: 2}"):
+        spec.write_text(f"grid: {{rank: [2]}}\n{wrong}\n")
+        with pytest.raises(SweepError, match="eval must be true, false or a mapping"):
+            load_spec(spec)
+
+
 BAD_SWEEPS = {
     "help": ["--help"],
     "dry run": ["--grid", "rank=1,2", "--dry-run"],
@@ -211,6 +370,11 @@ BAD_SWEEPS = {
     "family dry run": ["--grid", "model_family=sdxl,flux,sana", "--dry-run"],
     "unknown family": ["--grid", "model_family=sdxl,flx"],
     "impossible family setting": ["--grid", "model_family=sdxl,sana", "--set", "train_text_encoder=true"],
+    "eval dry run": ["--grid", "rank=1,2", "--dry-run", "--eval", "--eval-seeds", "2"],
+    "eval option without --eval": ["--grid", "rank=4", "--eval-seeds", "2"],
+    "no eval seeds": ["--grid", "rank=4", "--eval", "--eval-seeds", "0"],
+    "missing eval prompt file": ["--grid", "rank=4", "--eval", "--eval-prompts", "no-such-prompts.txt"],
+    "collect and eval": ["--grid", "rank=4", "--eval", "--collect"],
 }
 
 
@@ -229,7 +393,7 @@ def test_help_dry_run_and_bad_sweeps_answer_without_heavy_imports(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["heavy"] == [], f"{label}: imported {result['heavy']}"
-        assert result["code"] == (0 if label in ("help", "dry run", "family dry run") else 2), (label, result, done.stderr)
+        assert result["code"] == (0 if label in ("help", "dry run", "family dry run", "eval dry run") else 2), (label, result, done.stderr)
         if result["code"] == 2:
             said = done.stderr.strip().splitlines()
             assert len(said) == 1 and "error" in said[0], (label, done.stderr)
