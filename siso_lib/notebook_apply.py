@@ -10,6 +10,8 @@ an SDXL LoRA), and rendering uses the family's recipe steps and guidance unless 
     base = render(pipe, prompts, seeds, lora_scale=0)   # the same seeds with and without the LoRA
     tuned = render(pipe, prompts, seeds, lora_scale=1)
     comparison_figure(prompts, seeds, base, tuned)
+    scores = score_renders(info, base_model, prompts, seeds, base, tuned)   # siso-eval's measures
+    comparison_figure(prompts, seeds, base, tuned, scores.record)            # each image with its scores
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ APPLY_PARAMETERS = {
     "device": "str | None",
     "precision": "str | None",
     "output_dir": "str | None",
+    "evaluate": "bool",
 }
+# the scores shown under each image and in the tables (siso_lib.evaluation's names)
+SCORE_LABELS = {"dino": "DINO", "clip_i": "CLIP-I", "ir": "IR", "clip_t": "CLIP-T", "diversity": "diversity"}
+SCORE_MEANINGS = {"dino": "subject", "clip_i": "subject", "ir": "subject", "clip_t": "prompt", "diversity": "across seeds"}
 
 
 def find_lora(lora_path: str | Path | None, runs_root: str | Path = DEFAULT_RUNS_ROOT) -> Path:
@@ -195,12 +201,14 @@ def reference_figure(info: LoraInfo):
     return figure
 
 
-def comparison_figure(prompts: Sequence[str], seeds: Sequence[int], base_rows, lora_rows):
-    """One row per prompt: each seed without the LoRA, then the same seeds with it."""
+def comparison_figure(prompts: Sequence[str], seeds: Sequence[int], base_rows, lora_rows, scores: dict | None = None):
+    """One row per prompt: each seed without the LoRA, then the same seeds with it; with `scores`
+    (score_renders' record) each image's scores under it."""
     from matplotlib.figure import Figure
 
     columns = 2 * len(seeds)
-    figure = Figure(figsize=(2.2 * columns, 2.35 * len(prompts) + 0.4), dpi=100)
+    per_image = {(row["prompt_index"], row["seed"], row["variant"]): row for row in (scores or {}).get("images", [])}
+    figure = Figure(figsize=(2.2 * columns, (2.75 if scores else 2.35) * len(prompts) + 0.4), dpi=100)
     axes = figure.subplots(len(prompts), columns, squeeze=False)
     for i, prompt in enumerate(prompts):
         images = list(base_rows[i]) + list(lora_rows[i])
@@ -214,8 +222,89 @@ def comparison_figure(prompts: Sequence[str], seeds: Sequence[int], base_rows, l
                 ax.set_title(f"{kind}\nseed {seeds[j % len(seeds)]}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("\n".join(_wrap(prompt, 22)), fontsize=7)
+            row = per_image.get((i, seeds[j % len(seeds)], "base" if j < len(seeds) else "lora"))
+            if row:
+                ax.set_xlabel(score_caption(row), fontsize=6.5)
     figure.tight_layout()
     return figure
+
+
+def score_caption(scores: dict) -> str:
+    """'DINO 0.88  IR 0.93' over 'CLIP-I 0.81  CLIP-T 0.01': one image's scores, for its caption."""
+    parts = [f"{SCORE_LABELS[name]} {scores[name]:.2f}" for name in ("dino", "ir", "clip_i", "clip_t") if scores.get(name) is not None]
+    return "  ".join(parts[:2]) + ("\n" + "  ".join(parts[2:]) if parts[2:] else "")
+
+
+@dataclass
+class RenderScores:
+    """The scores of the notebook's images (`record`: Evaluator.score's summary, per_prompt and
+    images), or None with the reason in `note`."""
+
+    record: dict | None
+    note: str
+
+    def to_markdown(self) -> str:
+        if self.record is None:
+            return f"Not scored: {self.note}"
+        summary = self.record["summary"]
+        lines = ["| score | base model | with the LoRA | LoRA - base |", "| --- | ---: | ---: | ---: |"]
+        for name, label in SCORE_LABELS.items():
+            if summary["lora"].get(name) is None:
+                continue
+            delta = (summary.get("delta") or {}).get(name)
+            lines.append(f"| {label} ({SCORE_MEANINGS[name]}) | {_cell(summary['base'].get(name))} | {_cell(summary['lora'][name])} | "
+                         f"{'' if delta is None else f'{delta:+.3f}'} |")
+        shown = [name for name in ("dino", "clip_t") if summary["lora"].get(name) is not None]
+        lines += ["", "| prompt | " + " | ".join(f"{SCORE_LABELS[n]} base → LoRA" for n in shown) + " |",
+                  "| --- |" + " ---: |" * len(shown)]
+        for entry in self.record["per_prompt"]:
+            cells = [f"{_cell(entry['base'].get(n))} → {_cell(entry['lora'].get(n))}" for n in shown]
+            lines.append(f"| {entry['prompt']} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + f"\n\n{self.note}"
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def score_renders(info: LoraInfo, base_model: str, prompts: Sequence[str], seeds: Sequence[int], base_rows, lora_rows,
+                  device="auto") -> RenderScores:
+    """Score the images the notebook rendered (rows per prompt, one image per seed; the same seeds
+    with and without the LoRA) as siso-eval does: DINO, CLIP-I, IR against the run's subject photo,
+    CLIP-T against each prompt, diversity across seeds. Judges as siso-eval's "auto": the tiny
+    random-weight DINO and CLIP beside a tiny offline base model, else DINO ViT-S/16 and CLIP
+    ViT-B/32; IR with the run's checkpoint when it is at hand."""
+    from PIL import Image
+
+    from .evaluation import Evaluator, Judges, guess_class_name
+    from .evaluation.cli import offline_judges
+    from .evaluation.judges import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
+    from .notebook_run import quiet_model_loading
+
+    if info.subject_image is None:
+        named = (info.run.get("subject_image") or {}).get("path")
+        return RenderScores(None, f"the subject photo {named!r} is not at hand any more" if named
+                            else "no run.json beside the LoRA names the subject photo (the scores compare the images with it)")
+    tiny = offline_judges(base_model)
+    dino, clip = (tiny["dino"], tiny["clip"]) if tiny else (DEFAULT_EVAL_DINO, DEFAULT_CLIP_MODEL)
+    ir_path = (info.run.get("parameters") or {}).get("ir_features_path")
+    ir_path = ir_path if ir_path and Path(ir_path).is_file() else None
+    quiet_model_loading()
+    judges = Judges.from_names(dino, clip, DEFAULT_CLIP_PRETRAINED, ir_path, device=device)
+    images = {}
+    for variant, rows in (("lora", lora_rows), ("base", base_rows)):
+        for i, row in enumerate(rows):
+            images.update({(i, int(seed), variant): image for seed, image in zip(seeds, row)})
+    subject = Image.open(info.subject_image).convert("RGB")
+    record = Evaluator(judges).score(images, list(prompts), [int(seed) for seed in seeds], subject, guess_class_name(info.prompt))
+    record["subject_image"], record["prompts"], record["seeds"] = str(info.subject_image), list(prompts), [int(s) for s in seeds]
+    judged = ", ".join(f"{k} {v}" for k, v in judges.names.items())
+    note = (f"Judges: {judged}." + ("" if ir_path else " IR not scored: the run's IR checkpoint is not at hand.")
+            + (" **Tiny random-weight judges** (an offline run): the numbers test the plumbing, not the picture." if tiny else ""))
+    return RenderScores(record, note)
 
 
 def scale_figure(prompt: str, seeds: Sequence[int], scales: Sequence[float], rows_by_scale):

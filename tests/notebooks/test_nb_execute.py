@@ -40,20 +40,38 @@ def test_generate_notebook_headless_is_make_demo(demo_run, capsys):
 
 def test_apply_notebook_renders_with_and_without_the_lora(demo_run, tmp_path):
     executed = tmp_path / "02_apply_lora.ipynb"
+    prompts = ["a photo of a cat", "a cat on the moon"]
     started = time.perf_counter()
     papermill.execute_notebook(
         str(NOTEBOOKS / "02_apply_lora.ipynb"), str(executed), cwd=str(NOTEBOOKS), progress_bar=False,
-        parameters={"lora_path": str(demo_run["dir"]), "prompts": ["a photo of a cat", "a cat on the moon"],
-                    "seeds": [1], "lora_scales": [0.0, 1.0, 2.0],
+        parameters={"lora_path": str(demo_run["dir"]), "prompts": prompts,
+                    "seeds": [1, 2], "lora_scales": [0.0, 1.0, 2.0],
                     "output_dir": str(tmp_path / "applied")},
     )
-    TIMINGS["02_apply_lora (papermill)"] = time.perf_counter() - started
-    assert_clean_report(executed, min_images=3)  # reference, with/without grid, scale sweep
-    for name in ("with_and_without.png", "lora_scales.png"):
+    TIMINGS["02_apply_lora with scores (papermill)"] = time.perf_counter() - started
+    assert_clean_report(executed, min_images=4)  # reference, with/without grid, the same with scores, scale sweep
+    for name in ("with_and_without.png", "with_and_without_scores.png", "lora_scales.png"):
         assert (tmp_path / "applied" / name).stat().st_size > 1000
     text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
     differences = [float(line.split("= ")[1].split()[0]) for line in text.splitlines() if "mean |with LoRA - base|" in line]
     assert len(differences) == 2 and all(d > 0 for d in differences), text  # the LoRA changes the images
+    # evaluate=True (the default): the rendered images scored by the tiny judges, shown in tables
+    scores = read_json(tmp_path / "applied" / "scores.json")
+    assert scores["prompts"] == prompts and scores["seeds"] == [1, 2] and len(scores["images"]) == 2 * 2 * 2
+    assert scores["judges"]["dino"].endswith("dino") and scores["judges"]["clip"].endswith("clip"), scores["judges"]  # tiny, offline
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs_of(executed) if "data" in o)
+    assert "| score | base model | with the LoRA | LoRA - base |" in markdown and "Tiny random-weight judges" in markdown
+    summary = scores["summary"]
+    for name, label in (("dino", "DINO"), ("clip_i", "CLIP-I"), ("ir", "IR"), ("clip_t", "CLIP-T")):
+        assert -1.0 <= summary["lora"][name] <= 1.0 and -1.0 <= summary["base"][name] <= 1.0, (name, summary)
+        row = f"| {label} ({'prompt' if name == 'clip_t' else 'subject'}) | {summary['base'][name]:.3f} | {summary['lora'][name]:.3f} | {summary['delta'][name]:+.3f} |"
+        assert row in markdown, (row, markdown)
+    assert summary["lora"]["diversity"] is not None  # two seeds per prompt
+    for prompt in prompts:
+        assert f"| {prompt} | " in markdown  # the per-prompt table
+    lora = {(r["prompt_index"], r["seed"]): r["dino"] for r in scores["images"] if r["variant"] == "lora"}
+    base = {(r["prompt_index"], r["seed"]): r["dino"] for r in scores["images"] if r["variant"] == "base"}
+    assert lora.keys() == base.keys() and lora != base, "the LoRA's images score otherwise than the base model's"
 
 
 @pytest.mark.parametrize("family", ["flux", "sana"])
@@ -88,10 +106,13 @@ def test_apply_notebook_takes_a_flux_loras_family_and_recipe_from_its_metadata(f
     papermill.execute_notebook(
         str(NOTEBOOKS / "02_apply_lora.ipynb"), str(executed), cwd=str(NOTEBOOKS), progress_bar=False,
         parameters={"lora_path": str(run["dir"]), "prompts": ["a photo of a cat", "a cat on the moon"],
-                    "seeds": [1], "lora_scales": [0.0, 1.0], "output_dir": str(tmp_path / "applied")},
+                    "seeds": [1], "lora_scales": [0.0, 1.0], "output_dir": str(tmp_path / "applied"), "evaluate": "false"},
     )
-    TIMINGS["02_apply_lora, FLUX LoRA (papermill)"] = time.perf_counter() - started
+    TIMINGS["02_apply_lora, FLUX LoRA, evaluate=false (papermill)"] = time.perf_counter() - started
     assert_clean_report(executed, min_images=3)
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs_of(executed) if "data" in o)
+    assert "Not scored (`evaluate = False`)" in markdown and "| score |" not in markdown
+    assert not (tmp_path / "applied" / "scores.json").exists()
     text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
     recipe = FAMILY_RECIPES["flux"]
     assert f"flux base model {metadata['siso.base_model']}," in text, text

@@ -247,12 +247,16 @@ def test_other_notebooks_declare_the_type_of_each_parameter(name, types):
 
 def test_apply_parameters_get_their_types_and_unknown_names_fail():
     values = read_parameters(_papermill_namespace(seeds="3", lora_scales="0,1.5", prompts="a cat, smiling", guidance_scale="4.5",
-                                                  num_inference_steps="4", resolution="none", lora_path=None), APPLY_PARAMETERS)
+                                                  num_inference_steps="4", resolution="none", lora_path=None, evaluate=True), APPLY_PARAMETERS)
     assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([3], [0.0, 1.5], ["a cat, smiling"])
     assert values["guidance_scale"] == 4.5
     assert (values["num_inference_steps"], values["resolution"], values["lora_path"]) == (4, None, None)
-    values = read_parameters(_papermill_namespace(seeds="[1, 2]", lora_scales=1, prompts=["a", "b"]), APPLY_PARAMETERS)
+    values = read_parameters(_papermill_namespace(seeds="[1, 2]", lora_scales=1, prompts=["a", "b"], evaluate="yes"), APPLY_PARAMETERS)
     assert (values["seeds"], values["lora_scales"], values["prompts"]) == ([1, 2], [1.0], ["a", "b"])
+    assert values["evaluate"] is True
+    assert read_parameters(_papermill_namespace(seeds=[1], lora_scales=[1], evaluate="false"), APPLY_PARAMETERS)["evaluate"] is False
+    with pytest.raises(NotebookParameterError, match="evaluate must be true or false"):
+        read_parameters(_papermill_namespace(seeds=[1], lora_scales=[1], evaluate="maybe"), APPLY_PARAMETERS)
     with pytest.raises(NotebookParameterError, match="seeds"):
         read_parameters(_papermill_namespace(seeds="one"), APPLY_PARAMETERS)
     with pytest.raises(NotebookParameterError, match="did you mean 'lora_scales'.*valid names: lora_path"):
