@@ -6,9 +6,13 @@
     steps_figure(report)           # iterations run and best iteration per run, by stop reason
     best_images_figure(report)     # the best image of every run, side by side
     report.family_summary_html()   # per model family: runs, completed, best loss, iterations, time
+    report.ranking_html("dino")    # with `siso-sweep --eval` scores: runs by a score, highest first
+    scores_figure(report, "dino")  # each score against each swept parameter (LoRA and base model)
 
 Runs are labelled by their swept values, and by their model family whenever the sweep holds more
 than one (results.csv's `model_family` column); the loss curves of each family share a line style.
+The scores are results.csv's eval_* columns (siso_lib/sweep.py): `eval_dino` ... the LoRA's means,
+`eval_delta_dino` ... LoRA minus the base model on the same seeds; higher is better for every one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,28 @@ from .offline import REPO_ROOT
 
 SWEEPS_ROOT = REPO_ROOT / "outputs" / "sweeps"
 # the parameters cell of 03_sweep_report.ipynb and the type each value is read as (a test keeps them equal)
-REPORT_PARAMETERS = {"sweep_dir": "str | None"}
+REPORT_PARAMETERS = {"sweep_dir": "str | None", "rank_by": "str"}
 FAMILY_COLUMN = "model_family"
 LINE_STYLES = ("-", "--", ":", "-.")
 TABLE_COLUMNS = ("steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
+# siso-sweep --eval's columns (sweep.EVAL_METRICS; sweep.py is not imported here: it loads papermill's helpers)
+SCORES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "diversity": "diversity"}
+RANK_CHOICES = (*SCORES, *(f"delta_{name}" for name in SCORES))
+
+
+def score_column(rank_by: str) -> str:
+    """The results.csv column of a score name: "dino" -> "eval_dino", "delta_ir" -> "eval_delta_ir"
+    ("eval_dino" is taken as it is); SISOInputError for a name that is no score."""
+    name = str(rank_by).strip().lower().removeprefix("eval_")
+    if name not in RANK_CHOICES:
+        raise SISOInputError(f"rank_by {rank_by!r} is not a score: use one of {', '.join(RANK_CHOICES)} "
+                             "(delta_*: the LoRA minus the base model)")
+    return f"eval_{name}"
+
+
+def _score_label(column: str) -> str:
+    name = column.removeprefix("eval_")
+    return f"{SCORES[name.removeprefix('delta_')]}{' LoRA - base' if name.startswith('delta_') else ''}"
 
 
 def latest_sweep(root: str | Path = SWEEPS_ROOT) -> Path:
@@ -155,6 +177,49 @@ class SweepReport:
     def _repr_html_(self) -> str:
         return self.table_html()
 
+    @property
+    def has_scores(self) -> bool:
+        """Whether some run has a score (results.csv of `siso-sweep --eval`, or --collect after siso-eval)."""
+        return any(_number(row.get(f"eval_{name}")) is not None for row in self.rows for name in SCORES)
+
+    def ranked_rows(self, rank_by: str = "dino") -> list[dict[str, str]]:
+        """Scored runs by `rank_by` (a score_column name), highest first; then the runs without that score."""
+        column = score_column(rank_by)
+        scored = [r for r in self.rows if r.get("status") == "completed" and _number(r.get(column)) is not None]
+        scored.sort(key=lambda r: -_number(r[column]))
+        return scored + [r for r in self.rows if r not in scored]
+
+    def ranking_html(self, rank_by: str = "dino") -> str:
+        """The runs ranked by a score: each score of the LoRA with its difference to the base model
+        (same seeds) in brackets; the final loss for reference; runs whose evaluation failed below."""
+        column = score_column(rank_by)
+        shown = ([FAMILY_COLUMN] if self.families and FAMILY_COLUMN not in self.swept else []) + self.swept
+        scores = [name for name in SCORES if any(_number(r.get(f"eval_{name}")) is not None for r in self.rows)]
+        ranked = column.removeprefix("eval_").removeprefix("delta_")
+        head = ["#", *shown, "status"]
+        head += [f"{SCORES[n]} (LoRA - base)" + (" ▼" if n == ranked else "") for n in scores] + ["best_total"]
+        lines = ["<table><thead><tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+        rank = 0
+        for row in self.ranked_rows(rank_by):
+            scored = _number(row.get(column)) is not None and row.get("status") == "completed"
+            rank += scored
+            cells = [str(rank) if scored else ""]
+            cells += [Path(row.get(k, "")).name if k == "subject_image_path" else row.get(k, "") for k in shown]
+            cells.append(row.get("status", ""))
+            for name in scores:
+                value, delta = _number(row.get(f"eval_{name}")), _number(row.get(f"eval_delta_{name}"))
+                cells.append("" if value is None else f"{value:.3f}" + ("" if delta is None else f" ({delta:+.3f})"))
+            total = _number(row.get("best_total"))
+            cells.append("" if total is None else f"{total:+.4f}")
+            lines.append("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        lines.append("</tbody></table>")
+        failures = [r for r in self.rows if r.get("eval_error")]
+        if failures:
+            lines.append("<p><b>Evaluations that failed</b> (the runs completed; run the sweep again with --eval)</p><ul>")
+            lines += [f"<li><code>{html.escape(r['run'])}</code>: {html.escape(r['eval_error'])}</li>" for r in failures]
+            lines.append("</ul>")
+        return "\n".join(lines)
+
 
 def load_sweep(directory: str | Path | None = None) -> SweepReport:
     """Read results.csv (and each completed run's run.json history) of a sweep folder."""
@@ -271,4 +336,73 @@ def best_images_figure(report: SweepReport, max_images: int = 24, subject: bool 
             image, title = panels[index]
             ax.imshow(image, interpolation="nearest" if max(image.size) < 256 else "antialiased")
             ax.set_title(title, fontsize=7)
+    return figure
+
+
+def _axis_values(rows: list[dict[str, str]], key: str):
+    """(x of each row, tick positions, tick labels, log scale?) for a swept parameter: numbers as
+    they are (log scale when they span a factor of 10 or more), anything else as categories."""
+    values = [row.get(key, "") for row in rows]
+    numbers = [_number(v) for v in values]
+    if values and all(n is not None for n in numbers):
+        log = min(numbers) > 0 and max(numbers) >= 10 * min(numbers)
+        return numbers, None, None, log
+    names = list(dict.fromkeys(values))
+    shown = [Path(v).stem if key == "subject_image_path" else v for v in names]
+    return [names.index(v) for v in values], list(range(len(names))), shown, False
+
+
+def scores_figure(report: SweepReport, rank_by: str = "dino"):
+    """Each score (columns; `rank_by`'s first) against each swept parameter (rows): filled dots the
+    LoRA, hollow grey dots the base model on the same seeds (LoRA minus delta); runs that share
+    the other swept values (and model family) are joined by a line."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    ranked = score_column(rank_by).removeprefix("eval_").removeprefix("delta_")
+    rows = [r for r in report.completed if any(_number(r.get(f"eval_{n}")) is not None for n in SCORES)]
+    scores = [n for n in SCORES if any(_number(r.get(f"eval_{n}")) is not None for r in rows)] or [ranked]
+    scores.sort(key=lambda n: n != ranked)
+    parameters = report.swept or ["run"]
+    figure = Figure(figsize=(3.1 * len(scores), 2.8 * len(parameters) + 0.3), dpi=100, layout="constrained")
+    axes = figure.subplots(len(parameters), len(scores), squeeze=False)
+    for line, key in enumerate(parameters):
+        xs, ticks, labels, log = _axis_values(rows, key)
+        if ticks is None and 0 < len(set(xs)) <= 8:  # numbers: a tick at each value swept
+            ticks = sorted(set(xs))
+            labels = [f"{x:g}" for x in ticks]
+        others = [k for k in report.label_keys if k != key]
+        series: dict[tuple, list[int]] = {}
+        for index, row in enumerate(rows):
+            series.setdefault(tuple(row.get(k, "") for k in others), []).append(index)
+        colours = _colours(len(series))
+        for column, name in enumerate(scores):
+            ax = axes[line][column]
+            base_labelled = False
+            for colour, (values, members) in zip(colours, series.items()):
+                points = sorted((xs[i], _number(rows[i].get(f"eval_{name}")), _number(rows[i].get(f"eval_delta_{name}"))) for i in members)
+                points = [p for p in points if p[1] is not None]
+                if not points:
+                    continue
+                label = ", ".join(f"{k}={Path(v).stem if k == 'subject_image_path' else v}" for k, v in zip(others, values)) or "LoRA"
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=colour, linewidth=1.2, label=label)
+                bases = [(p[0], p[1] - p[2]) for p in points if p[2] is not None]
+                if bases:
+                    ax.plot([b[0] for b in bases], [b[1] for b in bases], marker="o", markerfacecolor="none", color="grey",
+                            linestyle="none", label=None if base_labelled else "base model (same seeds)")
+                    base_labelled = True
+            if log:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+            if ticks is not None:
+                ax.set_xticks(ticks)
+                ax.set_xticklabels(labels, rotation=20 if len(ticks) > 3 else 0, ha="right" if len(ticks) > 3 else "center", fontsize=7)
+            formatter = ScalarFormatter(useOffset=False)
+            ax.yaxis.set_major_formatter(formatter)
+            ax.tick_params(axis="y", labelsize=7)
+            ax.set_title(SCORES[name] + ("  (ranking)" if name == ranked else ""), fontsize=9)
+            ax.set_xlabel(key, fontsize=8)
+            ax.grid(alpha=0.3)
+    if rows:
+        axes[0][-1].legend(fontsize=7, loc="best")
     return figure

@@ -136,6 +136,35 @@ def test_sweep_report_notebook_shows_the_sweep(small_sweep, tmp_path):
     assert html.count("<tr>") >= 5  # header + 4 runs
     assert "completed" in html and "learning_rate" in html
     assert "<td style='text-align:left'>sdxl</td>" in html  # the model_family column and the per-family summary
+    markdown = "".join(o["data"].get("text/markdown", "") for o in outputs_of(executed) if "data" in o)
+    assert "No scores in this sweep's `results.csv`" in markdown and "▼" not in html  # a sweep without --eval
+
+
+def test_sweep_report_notebook_ranks_runs_by_their_scores(eval_sweep, tmp_path):
+    import csv
+    import re
+
+    sweep = eval_sweep["sweep"]
+    executed = tmp_path / "03_sweep_report.ipynb"
+    started = time.perf_counter()
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "03_sweep_report.ipynb"), str(executed), cwd=str(NOTEBOOKS), progress_bar=False,
+        parameters={"sweep_dir": str(sweep.dir), "rank_by": "clip_t"},
+    )
+    TIMINGS["03_sweep_report with scores (papermill)"] = time.perf_counter() - started
+    assert_clean_report(executed, min_images=4)  # scores vs rank, losses, steps, best images
+    with open(sweep.dir / RESULTS, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    (ranking,) = [h for h in ("".join(o["data"].get("text/html", "")) for o in outputs_of(executed) if "data" in o) if "▼" in h]
+    assert "CLIP-T (LoRA - base) ▼" in ranking
+    expected = sorted(rows, key=lambda r: -float(r["eval_clip_t"]))
+    cells = [f"{float(r['eval_clip_t']):.3f} ({float(r['eval_delta_clip_t']):+.3f})" for r in expected]
+    assert all(cell in ranking for cell in cells) and ranking.index(cells[0]) < ranking.index(cells[1])
+    ranks = re.findall(r"<tr><td style='text-align:left'>(\d)</td><td style='text-align:left'>sdxl</td><td style='text-align:left'>(\d)</td>", ranking)
+    assert ranks == [("1", expected[0]["rank"]), ("2", expected[1]["rank"])], ranking
+    with pytest.raises(papermill.PapermillExecutionError, match="rank_by 'clipt' is not a score"):
+        papermill.execute_notebook(str(NOTEBOOKS / "03_sweep_report.ipynb"), str(tmp_path / "typo.ipynb"), cwd=str(NOTEBOOKS),
+                                   progress_bar=False, parameters={"sweep_dir": str(sweep.dir), "rank_by": "clipt"})
 
 
 def _papermill(*arguments, cwd):

@@ -122,6 +122,48 @@ def test_report_labels_runs_by_family_when_the_families_differ_unswept(tmp_path)
     assert old.families == [] and "model_family" not in old.table_html()
 
 
+def test_report_ranks_scored_runs_and_plots_each_score_against_each_swept_parameter(tmp_path):
+    """results.csv with siso-sweep --eval's columns (written here): ranking by any score, highest
+    first; unscored runs after; failed evaluations listed; one panel per parameter and score."""
+    from siso_lib.sweep_report import load_sweep, score_column, scores_figure
+
+    folder = tmp_path / "scored"
+    folder.mkdir()
+    header = "run,status,error,learning_rate,rank,model_family,best_total,eval_dino,eval_clip_t,eval_ir,eval_delta_dino,eval_delta_clip_t,eval_delta_ir,eval_error\n"
+    (folder / "results.csv").write_text(header + "".join([
+        "a,completed,,0.0001,4,sdxl,-1.5,0.61,0.30,0.70,0.10,-0.01,0.20,\n",
+        "b,completed,,0.001,4,sdxl,-1.7,0.72,0.25,0.65,0.21,-0.06,0.15,\n",
+        "c,completed,,0.0001,8,sdxl,-1.6,0.55,0.31,0.80,0.04,0.00,0.30,\n",
+        "d,completed,,0.001,8,sdxl,-1.8,,,,,,,SISOInputError: IR checkpoint '/x.pth' does not exist\n",
+        "e,failed,boom,0.01,8,sdxl,,,,,,,,\n",
+    ]))
+    (folder / "sweep.json").write_text(json.dumps({"grid": {"learning_rate": [1e-4, 1e-3, 1e-2], "rank": [4, 8]}}))
+    report = load_sweep(folder)
+    assert report.has_scores
+    assert [r["run"] for r in report.ranked_rows("dino")] == ["b", "a", "c", "d", "e"]
+    assert [r["run"] for r in report.ranked_rows("ir")][:3] == ["c", "a", "b"]
+    assert [r["run"] for r in report.ranked_rows("delta_clip_t")][:3] == ["c", "a", "b"]
+    assert score_column("eval_clip_t") == "eval_clip_t" and score_column("Delta_IR") == "eval_delta_ir"
+    with pytest.raises(ValueError, match="rank_by 'dinoo' is not a score: use one of dino, clip_i"):
+        score_column("dinoo")
+    table = report.ranking_html("clip_t")
+    assert "CLIP-T (LoRA - base) ▼" in table and "CLIP-I" not in table  # only the scores results.csv has
+    assert table.index("0.300 (-0.010)") > table.index("0.310 (+0.000)") > 0  # c (0.31) before a (0.30)
+    assert "<code>d</code>: SISOInputError: IR checkpoint" in table and "Evaluations that failed" in table
+    figure = scores_figure(report, "ir")
+    assert len(figure.axes) == 2 * 3  # (learning_rate, rank) x (DINO, CLIP-T, IR)
+    assert [ax.get_title() for ax in figure.axes[:3]] == ["IR  (ranking)", "DINO", "CLIP-T"]
+    lr_ir = figure.axes[0]
+    assert lr_ir.get_xscale() == "log"  # 1e-4 .. 1e-3: a factor of 10
+    lora_lines = [line for line in lr_ir.get_lines() if line.get_linestyle() == "-"]
+    assert sorted(line.get_label() for line in lora_lines) == ["rank=4", "rank=8"]  # one line per value of the other parameter
+    base = [line for line in lr_ir.get_lines() if line.get_label() == "base model (same seeds)"]
+    assert len(base) == 1 and list(base[0].get_ydata()) == pytest.approx([0.70 - 0.20, 0.65 - 0.15])
+    # a results.csv without scores: nothing to rank
+    (folder / "results.csv").write_text("run,status,error,learning_rate,rank,best_total\na,completed,,0.0001,4,-1.5\n")
+    assert not load_sweep(folder).has_scores
+
+
 def test_second_invocation_skips_finished_runs(small_sweep):
     sweep = small_sweep["sweep"]
     before = {row["run"]: row["finished_at"] for row in read_rows(sweep.dir / RESULTS)}
