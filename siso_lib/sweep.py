@@ -562,29 +562,6 @@ def _eval_fields(run_dir: Path, record: dict) -> dict[str, Any]:
     return fields
 
 
-def _free_base_pipeline(evaluator) -> None:
-    """On an accelerator, drop the Evaluator's base pipeline: the next run's notebook kernel needs
-    the memory (the judges, small, stay loaded). On the CPU it is kept for the next run."""
-    pipe = getattr(evaluator, "_pipeline", None)
-    if pipe is None:
-        return
-    import gc
-
-    import torch
-
-    from .inference import pipeline_device
-
-    device = pipeline_device(pipe)
-    if device.type == "cpu":
-        return
-    evaluator._pipeline = evaluator._pipeline_key = None
-    del pipe
-    gc.collect()
-    backend = getattr(torch, device.type, None)
-    if backend is not None and hasattr(backend, "empty_cache"):
-        backend.empty_cache()
-
-
 class SweepScorer:
     """`--eval`: scores completed runs as siso-eval does, with one Evaluator for the whole sweep,
     made at the first run scored (so its judges are loaded once, and never if nothing is scored)."""
@@ -628,7 +605,7 @@ class SweepScorer:
         try:
             return evaluator.evaluate(run_dir, settings)
         finally:
-            _free_base_pipeline(evaluator)
+            evaluator.release_pipeline()  # the next run's notebook kernel needs the accelerator's memory
 
     def evaluator(self, base_model: str, params: dict[str, Any]):
         """The Evaluator for a run of `base_model`: siso-eval's "auto" judges, loaded on first use."""

@@ -141,6 +141,31 @@ class Evaluator:
         apply_lora(self._pipeline, lora_path)
         return self._pipeline
 
+    def release_pipeline(self, keep_on_cpu: bool = True) -> None:
+        """Drop the base pipeline and return its accelerator memory (a sweep's next run needs it).
+
+        With `keep_on_cpu`, a pipeline on the CPU is kept: host memory is not contended and the next
+        run of the same base model then skips loading it. The judges (small) stay loaded.
+        """
+        pipe = self._pipeline
+        if pipe is None:
+            return
+        from ..inference import pipeline_device
+
+        device = pipeline_device(pipe)
+        if keep_on_cpu and device.type == "cpu":
+            return
+        self._pipeline = self._pipeline_key = None
+        del pipe
+        import gc
+
+        import torch
+
+        gc.collect()
+        backend = getattr(torch, device.type, None)
+        if backend is not None and hasattr(backend, "empty_cache"):
+            backend.empty_cache()
+
     def evaluate(
         self,
         run_dir: str | os.PathLike,

@@ -376,22 +376,21 @@ def test_interrupted_while_scoring_leaves_the_run_completed_and_says_one_line(sm
 
 def test_scoring_frees_the_base_pipeline_on_an_accelerator_only(monkeypatch):
     """The next run's notebook kernel needs the GPU memory; on the CPU the pipeline is kept for the next run."""
-    import types
-
     import torch
 
     from siso_lib import inference
-    from siso_lib.sweep import _free_base_pipeline
+    from siso_lib.evaluation import Evaluator
 
     where = {"device": torch.device("cpu")}
     monkeypatch.setattr(inference, "pipeline_device", lambda pipe: where["device"])
-    evaluator = types.SimpleNamespace(_pipeline=object(), _pipeline_key=("base", "sdxl", "auto", "auto"))
-    _free_base_pipeline(evaluator)
+    evaluator = Evaluator(judges=None)
+    evaluator._pipeline, evaluator._pipeline_key = object(), ("base", "sdxl", "auto", "auto")
+    evaluator.release_pipeline()
     assert evaluator._pipeline is not None and evaluator._pipeline_key is not None
     where["device"] = torch.device("meta")  # any device that is not the CPU (no GPU here)
-    _free_base_pipeline(evaluator)
+    evaluator.release_pipeline()
     assert evaluator._pipeline is None and evaluator._pipeline_key is None
-    _free_base_pipeline(evaluator)  # nothing loaded: nothing to do
+    evaluator.release_pipeline()  # nothing loaded: nothing to do
 
 
 def test_eval_options_in_sweep_files_and_on_the_command_line(tmp_path):
