@@ -263,12 +263,13 @@ def predict_noise(pipe, scheduler, index: int, timestep: torch.Tensor, latents: 
     """eps_theta(z, t) [B, 4, h, w] float32 for latents z at schedule step `index` (input scaled by
     1/sqrt(sigma^2 + 1), cast to the UNet's dtype); differentiable under the caller's grad mode."""
     unet = pipe.unet
-    model_input = scheduler.scale_input_at(index, latents).to(unet.dtype)
+    dtype = unet.dtype  # the text encoders' dtype may differ (e.g. a bf16 UNet, fp32 encoders)
+    model_input = scheduler.scale_input_at(index, latents).to(dtype)
     out = unet(
         model_input,
         timestep,
-        encoder_hidden_states=cond.embeds,
-        added_cond_kwargs={"text_embeds": cond.pooled, "time_ids": cond.time_ids},
+        encoder_hidden_states=cond.embeds.to(dtype),
+        added_cond_kwargs={"text_embeds": cond.pooled.to(dtype), "time_ids": cond.time_ids.to(dtype)},
         return_dict=False,
     )[0]
     return out.float()
