@@ -280,16 +280,14 @@ def score_renders(info: LoraInfo, base_model: str, prompts: Sequence[str], seeds
     from PIL import Image
 
     from .evaluation import Evaluator, Judges, guess_class_name
-    from .evaluation.cli import offline_judges
-    from .evaluation.judges import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
+    from .evaluation.defaults import DEFAULT_CLIP_PRETRAINED, judge_names
     from .notebook_run import quiet_model_loading
 
     if info.subject_image is None:
         named = (info.run.get("subject_image") or {}).get("path")
         return RenderScores(None, f"the subject photo {named!r} is not at hand any more" if named
                             else "no run.json beside the LoRA names the subject photo (the scores compare the images with it)")
-    tiny = offline_judges(base_model)
-    dino, clip = (tiny["dino"], tiny["clip"]) if tiny else (DEFAULT_EVAL_DINO, DEFAULT_CLIP_MODEL)
+    dino, clip, tiny = judge_names(base_model)
     ir_path = (info.run.get("parameters") or {}).get("ir_features_path")
     ir_path = ir_path if ir_path and Path(ir_path).is_file() else None
     quiet_model_loading()

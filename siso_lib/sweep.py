@@ -609,11 +609,10 @@ class SweepScorer:
 
     def evaluator(self, base_model: str, params: dict[str, Any]):
         """The Evaluator for a run of `base_model`: siso-eval's "auto" judges, loaded on first use."""
-        from .evaluation.cli import offline_judges
-        from .evaluation.judges import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
+        from .evaluation.defaults import DEFAULT_CLIP_PRETRAINED, judge_names
 
-        tiny = offline_judges(base_model)
-        names = (tiny["dino"], tiny["clip"]) if tiny else (DEFAULT_EVAL_DINO, DEFAULT_CLIP_MODEL)
+        *names, tiny = judge_names(base_model)
+        names = tuple(names)
         if names not in self.evaluators:
             from .evaluation import Evaluator, Judges
             from .notebook_run import quiet_model_loading

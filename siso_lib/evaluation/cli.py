@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from ..errors import OneLineArgumentParser, SISOError, SISOInputError
+from .defaults import DEFAULT_CLIP_PRETRAINED, DEFAULT_DETECTOR, judge_names
 from .prompts import GENERIC_TEMPLATES, read_prompt_file
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"  # features.detection.DEFAULT_DETECTOR (that module imports torch)
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -49,7 +49,7 @@ def build_parser() -> OneLineArgumentParser:
                         help="timm name or local timm folder (auto: vit_small_patch16_224.dino; a tiny offline run's own tiny DINO)")
     judges.add_argument("--clip_model_name", default="auto",
                         help="open_clip name, hf-hub:org/name or local folder (auto: ViT-B-32; a tiny offline run's own tiny CLIP)")
-    judges.add_argument("--clip_pretrained", default="openai", help="open_clip pretrained tag for a library model name")
+    judges.add_argument("--clip_pretrained", default=DEFAULT_CLIP_PRETRAINED, help="open_clip pretrained tag for a library model name")
     judges.add_argument("--ir_features_path", default=None, help="IR checkpoint (default: the one the run used)")
     judges.add_argument("--no_ir", action="store_true", help="no IR score (when ir_features.pth is not at hand)")
     judges.add_argument("--crop_subject", action="store_true",
@@ -62,20 +62,6 @@ def build_parser() -> OneLineArgumentParser:
     where.add_argument("--batch_size", type=int, default=16, help="images per judge batch")
     where.add_argument("--output_dir", default=None, help="default: RUN_FOLDER/eval (only with one run folder)")
     return parser
-
-
-def offline_judges(base_model: str) -> dict[str, str] | None:
-    """The tiny DINO and CLIP beside a tiny offline base model (ASSETS.json says "tiny"), else None."""
-    manifest = Path(base_model).parent / "ASSETS.json"
-    try:
-        assets = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    except ValueError:
-        return None
-    if assets.get("size") != "tiny":
-        return None
-    from ..offline import ensure_test_assets
-
-    return ensure_test_assets(manifest.parent)  # writes the tiny CLIP into an older assets folder
 
 
 def _check(args) -> tuple[list, list[str] | None]:
@@ -128,14 +114,11 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate(args, infos, templates) -> int:
     from ..notebook_run import quiet_model_loading
     from .evaluate import EvalSettings, Evaluator
-    from .judges import DEFAULT_CLIP_MODEL, DEFAULT_EVAL_DINO, Judges
+    from .judges import Judges
 
     quiet_model_loading()
-
-    tiny = offline_judges(infos[0].base_model)
-    dino = args.dino_model_name if args.dino_model_name != "auto" else (tiny["dino"] if tiny else DEFAULT_EVAL_DINO)
-    clip = args.clip_model_name if args.clip_model_name != "auto" else (tiny["clip"] if tiny else DEFAULT_CLIP_MODEL)
-    if tiny and "auto" in (args.dino_model_name, args.clip_model_name):
+    dino, clip, tiny = judge_names(infos[0].base_model, args.dino_model_name, args.clip_model_name)
+    if tiny:
         print("siso-eval: tiny random-weight judges (an offline test run): the numbers test the plumbing, not the picture", file=sys.stderr)
     detector = None
     if args.crop_subject:

@@ -29,10 +29,8 @@ from PIL import Image
 
 from ..errors import SISOInputError, error_summary
 from ..model_paths import CLIP_FOLDER_LAYOUT, check_clip_name, clip_local_folder
+from .defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
 
-DEFAULT_EVAL_DINO = "vit_small_patch16_224.dino"
-DEFAULT_CLIP_MODEL = "ViT-B-32"
-DEFAULT_CLIP_PRETRAINED = "openai"
 DEFAULT_BATCH_SIZE = 16
 
 

@@ -1,0 +1,41 @@
+"""Which judges score a run, decided without torch (the command line checks input first).
+
+"auto" means DreamBench's judges, DINO ViT-S/16 (`vit_small_patch16_224.dino`) and CLIP ViT-B/32
+with OpenAI's weights, except for a run made with the offline tiny test models: those are judged
+by the tiny random-weight DINO and CLIP written beside them (ASSETS.json says "tiny"), so that
+siso-eval, notebook 02 and `siso-sweep --eval` work with no download. IR always uses the run's
+own checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DEFAULT_EVAL_DINO = "vit_small_patch16_224.dino"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "openai"
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"  # features.detection.DEFAULT_DETECTOR, without its torch import
+AUTO = "auto"
+
+
+def offline_judges(base_model: str) -> dict[str, str] | None:
+    """The tiny test assets beside a tiny offline base model (their "dino" and "clip"), else None."""
+    manifest = Path(base_model).parent / "ASSETS.json"
+    try:
+        assets = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    except ValueError:
+        return None
+    if assets.get("size") != "tiny":
+        return None
+    from ..offline import ensure_test_assets
+
+    return ensure_test_assets(manifest.parent)  # writes the tiny CLIP into an older assets folder
+
+
+def judge_names(base_model: str, dino: str = AUTO, clip: str = AUTO) -> tuple[str, str, bool]:
+    """(DINO name, CLIP name, whether they are the tiny offline judges) for a run of `base_model`."""
+    tiny = offline_judges(base_model) if AUTO in (dino, clip) else None
+    dino = dino if dino != AUTO else (tiny["dino"] if tiny else DEFAULT_EVAL_DINO)
+    clip = clip if clip != AUTO else (tiny["clip"] if tiny else DEFAULT_CLIP_MODEL)
+    return dino, clip, tiny is not None
