@@ -1,16 +1,17 @@
 """ReNoise inversion of a real photo on SDXL(-Turbo), and img2img regeneration from the result.
 
 Source: Garibi, Patashnik, Voynov, Averbuch-Elor, Cohen-Or, "ReNoise: Real Image Inversion
-Through Iterative Noising" (ECCV 2024, arXiv 2403.14602), sections 3-4, with the settings SISO's
+Through Iterative Noising" (ECCV 2024, arXiv 2403.14602), section 3, with the settings SISO's
 editing script (Shpitzer et al., arXiv 2503.16025) uses on SDXL-Turbo. Written from the paper and
 from the behaviour of the authors' code (read, not copied).
 
 Setting. The photo x (H x W pixels) is encoded by the VAE to z_0 ([1, 4, H/8, W/8], scaled by the
 VAE's scaling factor). The sampler is Euler-ancestral over K = 4 timesteps (999, 749, 499, 249 for
 SDXL-Turbo's "trailing" spacing) with a FIXED noise list n_0..n_{K-1} (schedulers.py, equation (1)).
-Editing runs img2img at strength s = 0.75: only the timesteps below (1 - (1 - s)) * 1000, here
-749, 499, 249, are used. Inversion walks them upwards (249, 499, 749), producing z at sigma(249),
-sigma(499) and finally sigma(749): the latent from which `regenerate` denoises 3 of the 4 steps.
+Editing runs img2img at strength s = 0.75: only the timesteps below round(T - (1 - s) * T) = 750
+(T = 1000 training timesteps), i.e. 749, 499, 249, are used. Inversion walks them upwards (249,
+499, 749), producing z at sigma(249), sigma(499) and finally sigma(749): the latent from which
+`regenerate` denoises 3 of the 4 steps.
 
 One inversion step (schedule index k, timestep t, known z_prev at sigma_{k+1}, unknown z at
 sigma_k) solves equation (2) of schedulers.py,
@@ -18,18 +19,18 @@ sigma_k) solves equation (2) of schedulers.py,
     z = z_prev - (sigma_down - sigma_k) * eps_theta(z, t) - sigma_up * n_k,
 
 whose right side needs the prediction at the unknown z. Plain inversion (DDIM/Euler inversion)
-uses eps_theta(z_prev, t) instead. ReNoise (sec. 3.2) treats it as a fixed-point problem and
+uses eps_theta(z_prev, t) instead. ReNoise treats it as a fixed-point problem and
 iterates, renoising z_prev with ever better predictions:
 
     z^(0) = z_prev,   z^(i+1) = inverse_step(eps_theta(z^(i), t), z_prev),   i = 0..R      (4)
 
-(R = 9 renoising iterations; at most 5 at the first step, sigma small, where the estimate settles
-fast), and uses as the final direction the MEAN of the predictions of a range of iterations
+(R = 9 renoising iterations, at most 5 at "first" steps: timestep < 250, here only t = 249), and
+uses as the final direction the MEAN of the (unregularised) predictions of a range of iterations
 (averaging: iterations [0, 5) at the first step, [8, 10) later), z = inverse_step(mean, z_prev).
 
-Editability (sec. 3.3, after pix2pix-zero, Parmar et al. 2023): from the first iteration of the
-averaging range on, each prediction (and the mean) is pulled towards statistics of Gaussian noise
-by `num_reg_steps` (4) rounds of gradient steps on two losses,
+Editability (noise regularisation, after pix2pix-zero, Parmar et al. 2023): from the first
+iteration of the averaging range on, each prediction (and the mean) is pulled towards the
+statistics of Gaussian noise by `num_reg_steps` (4) rounds of gradient steps on two losses,
 
     L_pair = sum_c sum_levels (mean(e * roll(e, d, rows))^2 + mean(e * roll(e, d, cols))^2)
              (autocorrelation at a random shift d in [0, size/2) per channel c and level of an
@@ -43,7 +44,7 @@ The reference, as in the authors' implementation, is the UNet's prediction at th
 z_0 + sigma_k * n_fwd (n_fwd one fixed Gaussian draw), whose true noise IS Gaussian; it is run in
 one batch with the first iteration's input. lambda_ac = 20, lambda_kl = 0.065.
 
-Noise correction (sec. 3.4, non-deterministic samplers): after z is fixed, one more UNet pass at z
+Noise correction (for non-deterministic samplers): after z is fixed, one more UNet pass at z
 and `FixedNoiseEulerAncestralScheduler.correct_noise` moves n_k so that the FORWARD step from z
 lands on z_prev (schedulers.py, equation (3)); regeneration then replays the corrected noise. The
 last step (t = 249, to sigma = 0) has sigma_up = 0 and nothing to correct.
@@ -354,7 +355,7 @@ class _InversionContext:
     config: ReNoiseConfig
     generator: torch.Generator
     image_latent: torch.Tensor
-    forward_noise: torch.Tensor | None
+    forward_noise: torch.Tensor | None  # None: no patch-KL reference is needed
 
 
 def _renoise_step(ctx: _InversionContext, z_prev: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
@@ -408,7 +409,8 @@ def renoise_invert(
     pipe     a diffusers SDXL pipeline (StableDiffusionXLPipeline or its img2img sibling: only
              its vae, unet, text encoders, tokenizers, image processor and scheduler config are used)
     image    PIL image or [1, 3, H, W] tensor in [0, 1], H and W multiples of 8
-    prompt   the scene's prompt ("a photo of a {label}" in SISO), or a ready `Conditioning`
+    prompt   the scene's prompt ("a photo of a {label}" in SISO), or a `Conditioning` that
+             `encode_prompt` made for this image's size
     device   where the UNet runs (default: the UNet's device)
 
     Returns an `Inversion`: `.latent` [1, 4, H/8, W/8] float32 is the inverted latent and
@@ -424,12 +426,12 @@ def renoise_invert(
         posterior = encode_posterior(pipe, image, device)  # draws nothing
         scheduler.set_noise_list(draw_noises(tuple(posterior.mean.shape), config.num_steps, generator, device))
         image_latent = posterior_latent(pipe.vae, posterior, generator if config.sample_vae else None)
-        forward_noise = None
-        if config.regularises and config.lambda_kl > 0:
-            forward_noise = draw_noises(tuple(image_latent.shape), 1, generator, device)[0]
+        # drawn even when unused, so that the autocorrelation shifts after it stay the authors' numbers
+        forward_noise = draw_noises(tuple(image_latent.shape), 1, generator, device)[0]
+        needs_reference = config.regularises and config.lambda_kl > 0
         height, width = image_latent.shape[-2] * pipe.vae_scale_factor, image_latent.shape[-1] * pipe.vae_scale_factor
         cond = prompt if isinstance(prompt, Conditioning) else encode_prompt(pipe, prompt, height, width, device)
-        ctx = _InversionContext(pipe, scheduler, cond, config, generator, image_latent, forward_noise)
+        ctx = _InversionContext(pipe, scheduler, cond, config, generator, image_latent, forward_noise if needs_reference else None)
         trajectory = [image_latent]
         for timestep, index in zip(reversed(timesteps), reversed(indices)):
             trajectory.append(_renoise_step(ctx, trajectory[-1], timestep, index))
@@ -458,6 +460,8 @@ def regenerate(
     (`torch.set_grad_enabled(i == num_timesteps - 1)` around each step): the LoRA gradient comes
     through the last UNet pass, its scheduler step and the VAE decode (and through the prompt
     encoding when a text encoder carries a LoRA). Unlike theirs, a caller's no_grad is respected.
+    An edit loop calling this every iteration should pass `prompt` as a `Conditioning` from
+    `encode_prompt` (computed once) unless a text encoder is being trained.
 
     Returns the image [1, 3, H, W] float32 in [0, 1] (`output_type="pt"`) or the final latent
     [1, 4, H/8, W/8] float32 (`"latent"`).
