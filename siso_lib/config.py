@@ -366,3 +366,41 @@ class SISOConfig:
         """A copy with `changes`; fields the recipe filled are filled again (for a new family too)."""
         unset = {name: None for name in getattr(self, "_from_recipe", ()) if name not in changes}
         return dataclasses.replace(self, **unset, **changes)
+
+
+@dataclass
+class SISOEditConfig(SISOConfig):
+    """SISOConfig for SISO editing (the authors' `siso_editing_sdxl.py`): put the subject of the
+    subject photo into the scene photo `input_image_path`, where `mask_path` (or the automatic
+    Grounding-DINO + SAM mask of `input_class`) says, keeping the rest of the scene.
+
+    `prompt` is the subject's ("a photo of a {subject_class}"); ReNoise inverts the scene with
+    "a photo of a {input_class}". SDXL(-Turbo) only. Defaults: the authors' documented command
+    (strength 0.75, background weight 10, lr 3e-4, 512 px, early stop 3 % / 7).
+    """
+
+    input_image_path: str = ""  # the scene photo to edit
+    mask_path: str | None = None  # PNG of the scene's size, white = where the subject goes; None = automatic
+    input_class: str | None = None  # the scene object's class (inversion prompt; automatic mask)
+    inversion_max_step: float = 0.75  # ReNoise / img2img strength: the last 3 of 4 steps
+    bg_mse_loss_weight: float = 10.0  # weight of the background-preservation MSE
+    learning_rate: float | None = 3e-4
+    model_family: str = "sdxl"
+
+    @property
+    def scene_prompt(self) -> str:
+        return f"a photo of a {self.input_class}" if self.input_class else "a photo"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.family != "sdxl":
+            raise SISOInputError(f"SISO editing runs on SDXL(-Turbo), not {self.family}: give an SDXL base model (the default is {DEFAULT_BASE_MODEL!r})")
+        if not self.input_image_path or not str(self.input_image_path).strip():
+            raise SISOInputError("input_image_path is empty: give the scene photo to edit (--input_image_path scene.png)")
+        if not 0.0 < self.inversion_max_step <= 1.0:
+            raise SISOInputError(f"inversion_max_step {self.inversion_max_step} must be in (0, 1] (the default 0.75 regenerates 3 of 4 steps)")
+        if self.bg_mse_loss_weight < 0:
+            raise SISOInputError(f"bg_mse_loss_weight {self.bg_mse_loss_weight} must be zero or positive (the default is 10)")
+        if self.mask_path is None and not (self.input_class or "").strip():
+            raise SISOInputError("no mask and no --input_class: give the region to edit as a PNG (--mask mask.png) or the "
+                                 "class of the scene's object to find it automatically (--input_class dog)")

@@ -188,13 +188,19 @@ class SISOOptimizer:
         ir: IRFeatures | None = None,
         device: torch.device | None = None,
         profile_phases: bool = False,
+        task=None,
     ):
+        """`task`: None to personalise generation, or an `editing.EditTask` (the scene photo, its mask):
+        the task then supplies the renderer (img2img from the inverted scene) and adds its loss terms."""
         config.validate()
         config = config.with_absolute_paths()  # what the run's files record
         self.profile_phases = profile_phases  # synchronise and time each phase (benchmarks only)
         self.config = config
         self.device = device or pick_device(config.device)
+        self.task = task
         self.settings = RuntimeSettings.resolve(config, self.device)
+        if task is not None and self.settings.cuda_graphs:
+            self.settings.cuda_graphs, self.settings.cuda_graphs_note = False, f"CUDA graphs are not implemented for {task.name}"
         self.subject = subject if isinstance(subject, SubjectImage) else None
         subject_tensor = subject.tensor if isinstance(subject, SubjectImage) else subject
 
@@ -215,9 +221,10 @@ class SISOOptimizer:
             pipe, config.rank, config.effective_lora_alpha, config.seed, config.train_text_encoder, config.lora_targets
         )
         self.params = [p for params in self.param_groups.values() for p in params]
-        self.generator = family(
+        renderer = family if task is None else task.generator_class(family)
+        self.generator = renderer(
             pipe, self.device, config.train_text_encoder, self.settings.cache_prompt_embeddings,
-            **family.generation_options(config),
+            **renderer.generation_options(config), **(task.generator_options() if task is not None else {}),
         )
         self.generator.place(
             dtype, self.settings.gradient_checkpointing, self.settings.offload_text_encoders, self.settings.compile_unet
@@ -245,6 +252,8 @@ class SISOOptimizer:
             subject_tensor, dino, ir, config.dino_features_weight if dino is not None else 0.0,
             config.ir_features_weight if ir is not None else 0.0,
         )
+        if task is not None:
+            self.loss = task.loss(self.loss)
         self.uses_ir = "ir" in self.loss.terms
         self.optimizer = torch.optim.AdamW(
             self._optimizer_groups(),

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
-TERMS = {"dino": ("DINO", "tab:blue"), "ir": ("IR", "tab:orange")}
+TERMS = {"dino": ("DINO", "tab:blue"), "ir": ("IR", "tab:orange"), "background": ("background MSE (editing)", "tab:red")}
 
 
 def draw_losses(ax_total, ax_terms, history: Sequence[dict], best_step: int | None = None) -> None:

@@ -82,13 +82,16 @@ def run_prepared(
     optimizer_hook: Callable[[SISOOptimizer], None] | None = None,
     extra_record: dict | None = None,
     pipe=None,
+    task=None,
 ) -> RunOutcome:
-    """The heavy half of `run_siso`, for inputs `preflight` has checked (the CLI checks them first)."""
+    """The heavy half of `run_siso`, for inputs `preflight` has checked (the CLI checks them first).
+
+    `task`: an `editing.EditTask` for SISO editing (see editing/runner.py), else None."""
     config, subject, out, weights = prepared.config, prepared.subject, prepared.output_dir, prepared.weights_dir
     for note in subject.notes:
         (logger.warning if note.startswith("WARNING") else logger.info)("subject image: %s", note)
     try:
-        optimizer = SISOOptimizer(config, subject, pipe=pipe)
+        optimizer = SISOOptimizer(config, subject, pipe=pipe, task=task)
     except BaseException:
         prepared.discard_if_empty()  # a run that could not start is no result: leave no empty folder behind
         raise

@@ -448,6 +448,7 @@ def regenerate(
     prompt: str | Conditioning,
     grad_last_step_only: bool = True,
     output_type: Literal["pt", "latent"] = "pt",
+    num_grad_steps: int | None = None,
 ) -> torch.Tensor:
     """Img2img from the inverted latent with the same fixed-noise scheduler; differentiable.
 
@@ -460,6 +461,7 @@ def regenerate(
     (`torch.set_grad_enabled(i == num_timesteps - 1)` around each step): the LoRA gradient comes
     through the last UNet pass, its scheduler step and the VAE decode (and through the prompt
     encoding when a text encoder carries a LoRA). Unlike theirs, a caller's no_grad is respected.
+    `num_grad_steps` (the last k steps carry gradients, 0 = all) overrides `grad_last_step_only`.
     An edit loop calling this every iteration should pass `prompt` as a `Conditioning` from
     `encode_prompt` (computed once) unless a text encoder is being trained.
 
@@ -473,7 +475,9 @@ def regenerate(
     height, width = latent.shape[-2] * pipe.vae_scale_factor, latent.shape[-1] * pipe.vae_scale_factor
     cond = prompt if isinstance(prompt, Conditioning) else encode_prompt(pipe, prompt, height, width, device)
     grad_enabled = torch.is_grad_enabled()
-    with_grad = grad_step_flags(len(inversion.indices), 1 if grad_last_step_only else 0)
+    if num_grad_steps is None:
+        num_grad_steps = 1 if grad_last_step_only else 0
+    with_grad = grad_step_flags(len(inversion.indices), num_grad_steps)
     for timestep, index, step_grad in zip(inversion.timesteps, inversion.indices, with_grad):
         with torch.set_grad_enabled(grad_enabled and step_grad):
             prediction = predict_noise(pipe, scheduler, index, timestep, latent, cond)

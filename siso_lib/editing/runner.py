@@ -1,0 +1,172 @@
+"""One whole SISO edit with its files: check, load, invert, optimise, save.
+
+    outcome = run_edit(SISOEditConfig(input_image_path="scene.png", mask_path="mask.png",
+                                      input_class="dog", prompt="a photo of a dog", ...),
+                       "subject.png")
+    outcome.artifacts.result_image      # the edited photo (the best iteration's)
+
+What a run folder holds (each file written atomically; a fresh folder unless --output_dir):
+
+    result.png        the edited scene (the best iteration's image)
+    scene.png         the scene at the edit's resolution (what the background is compared with)
+    mask.png          the mask at that resolution (white = where the subject goes)
+    before_after.png  scene | mask overlay | subject photo | edited
+    loss_curve.png    total, DINO, IR and background terms per iteration
+    run.json          every setting, per-iteration losses, the inputs' hashes, ReNoise settings
+    pytorch_lora_weights.safetensors, siso_lora_kohya.safetensors   the LoRA of the best iteration
+
+Bad input (scene or subject unreadable, mask of the wrong size or empty, no object found for
+the class) raises SISOInputError before anything is written; a folder made for the run is
+removed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..atomic import save_image
+from ..config import SISOEditConfig
+from ..evaluation.defaults import DEFAULT_DETECTOR
+from ..preflight import PreparedRun, preflight
+from .inputs import binary_mask, load_mask, load_scene, mask_image, overlay
+
+logger = logging.getLogger(__name__)
+
+SCENE_IMAGE = "scene.png"
+MASK_IMAGE = "mask.png"
+BEFORE_AFTER = "before_after.png"
+DEFAULT_SEGMENTER = "facebook/sam-vit-base"  # as features.detection (which imports torch)
+
+
+@dataclass
+class PreparedEdit:
+    """An edit whose inputs passed every check that needs no model."""
+
+    run: PreparedRun  # config, subject photo, output folders
+    scene: object  # PIL image at the edit's resolution
+    scene_info: dict
+    mask: object | None  # bool array [R, R], or None: made automatically from input_class
+    mask_info: dict | None
+
+
+@dataclass
+class EditOutcome:
+    result: object  # optimizer.SISOResult
+    artifacts: object  # artifacts.RunArtifacts
+    optimizer: object
+    scene_image: str
+    mask_image: str
+    before_after: str | None
+
+
+def edit_preflight(
+    config: SISOEditConfig,
+    subject_image_path: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> PreparedEdit:
+    """Validate the config, read both photos and the mask, check models and output folders (no torch)."""
+    config = config.replace()
+    config.validate()
+    _, scene, scene_info = load_scene(config.input_image_path, config.resolution)
+    mask, mask_info = None, None
+    if config.mask_path:
+        mask, mask_info = load_mask(config.mask_path, tuple(scene_info["size"]), config.resolution)
+    run = preflight(config, subject_image_path, output_dir, weights_dir, overwrite)
+    return PreparedEdit(run, scene, scene_info, mask, mask_info)
+
+
+def automatic_mask(scene, input_class: str, device: str, detector: str = DEFAULT_DETECTOR, segmenter: str = DEFAULT_SEGMENTER):
+    """Grounding-DINO's best box for `input_class` on the scene, then SAM's mask in it (bool [R, R])."""
+    from ..features.detection import SubjectDetector, SubjectSegmenter, automatic_subject_mask
+
+    found = automatic_subject_mask(
+        scene, [input_class], SubjectDetector.from_pretrained(detector, device=device),
+        SubjectSegmenter.from_pretrained(segmenter, device=device),
+    )
+    return binary_mask(found, scene.width, f"the automatic mask of {input_class!r}")
+
+
+def run_edit(
+    config: SISOEditConfig,
+    subject_image_path: str | os.PathLike,
+    output_dir: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    callbacks: list[Callable] | tuple = (),
+    overwrite: bool = False,
+    pipe=None,
+) -> EditOutcome:
+    """Check, optimise and save one edit (module doc); SISOInputError for bad input, nothing written."""
+    return run_prepared_edit(edit_preflight(config, subject_image_path, output_dir, weights_dir, overwrite), callbacks, pipe=pipe)
+
+
+def run_prepared_edit(prepared: PreparedEdit, callbacks: list[Callable] | tuple = (), pipe=None, log_every_epoch: bool = False) -> EditOutcome:
+    """The heavy half of `run_edit`, for inputs `edit_preflight` has checked."""
+    from ..devices import pick_device
+    from ..images import pil_to_tensor
+    from ..runner import run_prepared
+    from .renoise import ReNoiseConfig
+    from .task import EditTask
+
+    run, config = prepared.run, prepared.run.config
+    mask, mask_info = prepared.mask, prepared.mask_info
+    if mask is None:
+        try:
+            extra = config.extra
+            mask, mask_info = automatic_mask(
+                prepared.scene, config.input_class, str(pick_device(config.device)),
+                extra.get("detector_model", DEFAULT_DETECTOR), extra.get("segmenter_model", DEFAULT_SEGMENTER),
+            )
+        except BaseException:
+            run.discard_if_empty()
+            raise
+    import torch
+
+    renoise = ReNoiseConfig(strength=config.inversion_max_step)
+    task = EditTask(
+        scene=pil_to_tensor(prepared.scene),
+        mask=torch.from_numpy(mask.astype("float32"))[None, None],
+        scene_prompt=config.scene_prompt,
+        renoise=renoise,
+        background_weight=config.bg_mse_loss_weight,
+    )
+    record = {
+        "task": "edit",
+        "scene_image": prepared.scene_info,
+        "mask": mask_info,
+        "scene_prompt": config.scene_prompt,
+        "renoise": dataclasses.asdict(renoise),
+    }
+    outcome = run_prepared(run, callbacks, log_every_epoch, extra_record=record, pipe=pipe, task=task)
+    out = run.output_dir
+    scene_path, mask_path = out / SCENE_IMAGE, out / MASK_IMAGE
+    save_image(scene_path, prepared.scene)
+    save_image(mask_path, mask_image(mask))
+    before_after = None
+    if outcome.result.best_image is not None:
+        before_after = out / BEFORE_AFTER
+        save_image(before_after, before_after_strip(prepared.scene, mask, run.subject.image, outcome.result.best_pil))
+    return EditOutcome(outcome.result, outcome.artifacts, outcome.optimizer, str(scene_path), str(mask_path),
+                       str(before_after) if before_after else None)
+
+
+def before_after_strip(scene, mask, subject, edited):
+    """scene | scene with the mask tinted | subject photo (fitted) | edited, side by side."""
+    from PIL import Image
+
+    size = scene.width
+    fitted = subject.convert("RGB").copy()
+    fitted.thumbnail((size, size))
+    subject_cell = Image.new("RGB", (size, size), "white")
+    subject_cell.paste(fitted, ((size - fitted.width) // 2, (size - fitted.height) // 2))
+    cells = [scene.convert("RGB"), overlay(scene, mask), subject_cell, edited.convert("RGB").resize((size, size))]
+    strip = Image.new("RGB", (size * len(cells), size), "white")
+    for i, cell in enumerate(cells):
+        strip.paste(cell, (i * size, 0))
+    return strip
