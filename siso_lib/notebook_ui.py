@@ -290,7 +290,12 @@ class SISOPanel:
         so the panel and a headless run given the same shown values make the same config; an empty
         IR checkpoint box means no IR checkpoint (DINO only), as ir_features_path="" does.
         """
-        return self.base_config.replace(**{name: coerce_knob(name, getattr(self, name).value) for name in self.KNOBS})
+        return self.base_config.replace(**{name: self._coerce_knob(name, getattr(self, name).value) for name in self.KNOBS})
+
+    @staticmethod
+    def _coerce_knob(name: str, value: Any) -> Any:
+        """A knob's value with its config type (a subclass with other knobs converts those too)."""
+        return coerce_knob(name, value)
 
     def set_values(self, **values: Any) -> None:
         """Set knobs by their SISOConfig names (and `subject_image_path`), as a user would;
@@ -310,7 +315,7 @@ class SISOPanel:
         if isinstance(widget, widgets.Text):
             widget.value = "" if value is None else str(value)
             return
-        value = coerce_knob(name, value)
+        value = self._coerce_knob(name, value)
         if isinstance(widget, (widgets.Dropdown, widgets.SelectionSlider)):
             pairs = [option if isinstance(option, tuple) else (str(option), option) for option in widget.options]
             if value not in [option for _label, option in pairs]:
@@ -497,11 +502,15 @@ class SISOPanel:
             optimizer.request_stop()
         self._set_status("Optimising ...")
 
+    def _execute(self, run: NotebookRun) -> None:
+        """The run itself, in the background thread (a subclass runs another task here)."""
+        execute_run(run, overwrite=self.overwrite, callbacks=[self._on_step], optimizer_hook=self._hook)
+
     def _work(self, run: NotebookRun) -> None:
         from .errors import SISOError
 
         try:
-            execute_run(run, overwrite=self.overwrite, callbacks=[self._on_step], optimizer_hook=self._hook)
+            self._execute(run)
         except SISOError as error:
             run.error = str(error)
         except Exception as error:  # noqa: BLE001 - a background thread must report, not vanish
