@@ -31,7 +31,7 @@ from siso_lib.sweep_report import REPORT_PARAMETERS
 
 from nb_helpers import NOTEBOOKS, assets_dir
 
-NAMES = ("01_generate_lora.ipynb", "02_apply_lora.ipynb", "03_sweep_report.ipynb")
+NAMES = ("01_generate_lora.ipynb", "02_apply_lora.ipynb", "03_sweep_report.ipynb", "04_edit_image.ipynb")
 
 
 def load(name):
