@@ -40,6 +40,10 @@ from .errors import SISOInputError
 
 DEFAULT_BASE_MODEL = "stabilityai/sdxl-turbo"
 DEFAULT_DINO_MODEL = "vit_large_patch14_dinov2.lvd142m"
+# editing's automatic mask (features/detection.py): the authors' Grounding-DINO, SAM and box threshold
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
+DEFAULT_SEGMENTER = "facebook/sam-vit-base"
+DEFAULT_BOX_THRESHOLD = 0.3
 
 UNET_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -368,6 +372,11 @@ class SISOConfig:
         return dataclasses.replace(self, **unset, **changes)
 
 
+def class_prompt(class_name: str) -> str:
+    """The authors' prompt for a class name: "a photo of a {class}" (editing's subject and scene prompts)."""
+    return f"a photo of a {class_name.strip()}"
+
+
 @dataclass
 class SISOEditConfig(SISOConfig):
     """SISOConfig for SISO editing (the authors' `siso_editing_sdxl.py`): put the subject of the
@@ -376,7 +385,8 @@ class SISOEditConfig(SISOConfig):
 
     `prompt` is the subject's ("a photo of a {subject_class}"); ReNoise inverts the scene with
     "a photo of a {input_class}". SDXL(-Turbo) only. Defaults: the authors' documented command
-    (strength 0.75, background weight 10, lr 3e-4, 512 px, early stop 3 % / 7).
+    (strength 0.75, background weight 10, lr 3e-4, 512 px, 50 iterations, early stop 3 % / 7, seed
+    42, UNet LoRA only: their editing command has no --train_text_encoder).
     """
 
     input_image_path: str = ""  # the scene photo to edit
@@ -385,11 +395,13 @@ class SISOEditConfig(SISOConfig):
     inversion_max_step: float = 0.75  # ReNoise / img2img strength: the last 3 of 4 steps
     bg_mse_loss_weight: float = 10.0  # weight of the background-preservation MSE
     learning_rate: float | None = 3e-4
+    train_text_encoder: bool | None = False
     model_family: str = "sdxl"
+    cuda_graphs: bool = False  # not implemented for the edit's renderer (optimizer.py says so when asked)
 
     @property
     def scene_prompt(self) -> str:
-        return f"a photo of a {self.input_class}" if self.input_class else "a photo"
+        return class_prompt(self.input_class) if self.input_class else "a photo"
 
     def validate(self) -> None:
         super().validate()

@@ -28,7 +28,7 @@ import logging
 import signal
 import sys
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 # only light modules here: --help and every input error answer before torch is imported
 from .config import FAMILY_RECIPES, MODEL_FAMILIES, MODES, SISOConfig
@@ -79,8 +79,76 @@ def recipe_help(name: str) -> str:
     return ", ".join(f"{family} {FAMILY_RECIPES[family][name]}" for family in MODEL_FAMILIES)
 
 
+def shared_options(d: SISOConfig) -> dict[str, dict]:
+    """argparse keyword arguments of the options siso-generate and siso-edit share (same names as
+    the authors' scripts and as the config fields), with the defaults of `d`."""
+    return {
+        "pretrained_vae_model_name_or_path": dict(default=None, help="optional separate VAE (e.g. an fp16-safe one)"),
+        "revision": dict(default=None, help="hub revision (branch, tag or commit) of the base model"),
+        "variant": dict(default=None, help="weights variant to download, e.g. fp16"),
+        "cache_dir": dict(default=None, help="hub cache folder"),
+        "dino_model_name": dict(default=d.dino_model_name, help="timm DINOv2 name or a local timm folder"),
+        "ir_features_path": dict(default=d.ir_features_path, help="hand-downloaded ir_features.pth; omit for DINO only"),
+        "overwrite": dict(action="store_true", help="replace a LoRA an earlier run left in the output folder"),
+        "log_every_epoch": dict(action="store_true", help="also save every iteration's image as epoch_N.png"),
+        "save_on_improve": dict(action="store_true", help="write the best LoRA whenever it improves (survives a hard kill)"),
+        "progress_file": dict(default=None, help="also append the SISO_PROGRESS JSON objects to this file"),
+        "resolution": dict(type=int, default=d.resolution, help="side of the generated square image, px (multiple of 8)"),
+        "seed": dict(type=int, default=d.seed, help="seed of the LoRA initialisation and of the fixed starting noise"),
+        "num_train_epochs": dict(type=int, default=d.num_train_epochs, help="maximum SISO iterations"),
+        "scale_lr": dict(action="store_true", help="upstream's LR scaling by accumulation x batch size"),
+        "lr_scheduler": dict(default=d.lr_scheduler, help="diffusers scheduler name: constant, linear, cosine, ..."),
+        "lr_warmup_steps": dict(type=int, default=d.lr_warmup_steps, help="iterations of learning-rate warm-up"),
+        "gradient_accumulation_steps": dict(type=int, default=1, help="must be 1 (one image per iteration)"),
+        "adam_beta1": dict(type=float, default=d.adam_beta1, help="AdamW beta1"),
+        "adam_beta2": dict(type=float, default=d.adam_beta2, help="AdamW beta2"),
+        "adam_epsilon": dict(type=float, default=d.adam_epsilon, help="AdamW epsilon"),
+        "max_grad_norm": dict(type=float, default=d.max_grad_norm, help="gradient-norm clip"),
+        "rank": dict(type=int, default=d.rank, help="LoRA rank"),
+        "dino_features_weight": dict(type=float, default=d.dino_features_weight, help="weight of the DINO loss term"),
+        "ir_features_weight": dict(type=float, default=d.ir_features_weight, help="weight of the IR loss term"),
+        "early_stopping_threshold_percentage": dict(
+            type=float, default=d.early_stopping_threshold_percentage,
+            help="an improvement smaller than this %% does not reset the patience",
+        ),
+        "device": dict(default=d.device, help="auto, cuda, cuda:N, xpu, mps or cpu"),
+        "mixed_precision": dict(
+            default=d.precision, choices=["auto", "no", "fp32", "fp16", "bf16"],
+            help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on Ampere+ NVIDIA GPUs and XPU, "
+            "fp16 with loss scaling on older NVIDIA GPUs (T4, V100), fp32 on MPS and CPU",
+        ),
+        "mode": dict(
+            default=d.mode, choices=MODES,
+            help="default (fast), low-memory (gradient checkpointing) or reference (the authors' setup: "
+            "fp32 unless --mixed_precision is given, nothing cached)",
+        ),
+        "gradient_checkpointing": dict(action=argparse.BooleanOptionalAction, default=None, help="override the mode's gradient checkpointing"),
+        "allow_tf32": dict(action="store_true", help="allow TF32 matmuls on NVIDIA GPUs"),
+        "quiet": dict(action="store_true", help="no progress bar"),
+        "debug": dict(action="store_true", help="show full tracebacks"),
+    }
+
+
+def add_options(group, specs: dict[str, dict], names: str) -> None:
+    """Add the options `names` (space-separated) from `specs` to an argparse group, in that order."""
+    for name in names.split():
+        group.add_argument(f"--{name}", **specs[name])
+
+
+def add_no_effect_options(parser: argparse.ArgumentParser, no_effect: dict) -> None:
+    """Upstream arguments accepted for compatibility (hidden from --help; warn_no_effect names them)."""
+    g = parser.add_argument_group("accepted for upstream compatibility (no effect)")
+    for name, default in no_effect.items():
+        if isinstance(default, bool):
+            g.add_argument(f"--{name}", action="store_true", help=argparse.SUPPRESS)
+        else:
+            kind = type(default) if default is not None else str
+            g.add_argument(f"--{name}", type=kind, default=default, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = DEFAULTS
+    shared = shared_options(d)
     p = OneLineArgumentParser(
         prog="siso-generate",
         description="SISO: optimise a LoRA so that SDXL-Turbo, FLUX.1-schnell or Sana draws the subject of one photo. "
@@ -93,24 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto reads it from the base model (model_index.json or the hub id)")
     g.add_argument("--pretrained_model_name_or_path", default=None,
                    help=f"hub id or local diffusers folder (recipe: {recipe_help('pretrained_model_name_or_path')})")
-    g.add_argument("--pretrained_vae_model_name_or_path", default=None, help="optional separate VAE (e.g. an fp16-safe one)")
-    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the base model")
-    g.add_argument("--variant", default=None, help="weights variant to download, e.g. fp16")
-    g.add_argument("--cache_dir", default=None, help="hub cache folder")
-    g.add_argument("--dino_model_name", default=d.dino_model_name, help="timm DINOv2 name or a local timm folder")
-    g.add_argument("--ir_features_path", default=d.ir_features_path, help="hand-downloaded ir_features.pth; omit for DINO only")
+    add_options(g, shared, "pretrained_vae_model_name_or_path revision variant cache_dir dino_model_name ir_features_path")
 
     g = p.add_argument_group("outputs")
     g.add_argument("--output_dir", default=None, help="folder for result.png, loss_curve.png, run.json (default: a fresh outputs/runs/<time>-<subject>)")
     g.add_argument("--weights_output_dir", default=None, help="folder for the LoRA files (default: --output_dir)")
     g.add_argument("--save_weights", action="store_true", help="accepted for upstream compatibility: the LoRA is always saved")
-    g.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in the output folder")
-    g.add_argument("--log_every_epoch", action="store_true", help="also save every iteration's image as epoch_N.png")
-    g.add_argument("--save_on_improve", action="store_true", help="write the best LoRA whenever it improves (survives a hard kill)")
-    g.add_argument("--progress_file", default=None, help="also append the SISO_PROGRESS JSON objects to this file")
+    add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file")
 
     g = p.add_argument_group("generation")
-    g.add_argument("--resolution", type=int, default=d.resolution, help="side of the generated square image, px (multiple of 8)")
+    add_options(g, shared, "resolution")
     g.add_argument("--num_inference_steps", type=int, default=None,
                    help=f"denoising steps per image (recipe: {recipe_help('num_inference_steps')})")
     g.add_argument("--num_grad_steps", type=int, default=None,
@@ -119,20 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"classifier-free guidance for Sana, embedded guidance for FLUX.1-dev (recipe: {recipe_help('guidance_scale')})")
     g.add_argument("--max_sequence_length", type=int, default=None,
                    help=f"T5 / Gemma prompt tokens (recipe: {recipe_help('max_sequence_length')}; upstream ignores its own flag)")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the LoRA initialisation and of the fixed starting noise")
+    add_options(g, shared, "seed")
 
     g = p.add_argument_group("optimisation")
-    g.add_argument("--num_train_epochs", type=int, default=d.num_train_epochs, help="maximum SISO iterations")
+    add_options(g, shared, "num_train_epochs")
     g.add_argument("--learning_rate", type=float, default=None,
                    help=f"AdamW learning rate of the denoiser's LoRA (recipe: {recipe_help('learning_rate')})")
     g.add_argument("--text_encoder_lr", type=float, default=None,
                    help="learning rate of the text-encoder LoRA (recipe: flux 5e-6; sdxl: --learning_rate; sana has no text-encoder LoRA)")
-    g.add_argument("--scale_lr", action="store_true", help="upstream's LR scaling by accumulation x batch size")
-    g.add_argument("--lr_scheduler", default=d.lr_scheduler, help="diffusers scheduler name: constant, linear, cosine, ...")
-    g.add_argument("--lr_warmup_steps", type=int, default=d.lr_warmup_steps, help="iterations of learning-rate warm-up")
-    g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="must be 1 (one image per iteration)")
-    g.add_argument("--adam_beta1", type=float, default=d.adam_beta1, help="AdamW beta1")
-    g.add_argument("--adam_beta2", type=float, default=d.adam_beta2, help="AdamW beta2")
+    add_options(g, shared, "scale_lr lr_scheduler lr_warmup_steps gradient_accumulation_steps adam_beta1 adam_beta2")
     g.add_argument("--adam_weight_decay", type=float, default=None,
                    help=f"AdamW weight decay of the denoiser's LoRA (recipe: {recipe_help('adam_weight_decay')})")
     g.add_argument("--adam_weight_decay_text_encoder", type=float, default=None,
@@ -140,66 +195,50 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr_num_cycles", type=int, default=d.lr_num_cycles, help="hard restarts of cosine_with_restarts")
     g.add_argument("--lr_power", type=float, default=d.lr_power, help="power of the polynomial schedule")
     g.add_argument("--optimizer", default="AdamW", help="AdamW (the only optimiser SISO uses here)")
-    g.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon, help="AdamW epsilon")
-    g.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm, help="gradient-norm clip")
-    g.add_argument("--rank", type=int, default=d.rank, help="LoRA rank")
+    add_options(g, shared, "adam_epsilon max_grad_norm rank")
     g.add_argument("--lora_alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: the rank, i.e. scale 1)")
     g.add_argument("--lora_layers", default=None,
                    help="comma-separated denoiser module names for the LoRA (recipe: sdxl to_q,to_k,to_v,to_out.0; sana to_k,to_q,to_v; "
                    "flux attn.to_*, attn.add_*_proj, attn.to_add_out, ff*.net.0.proj/net.2, see README)")
     g.add_argument("--train_text_encoder", action=argparse.BooleanOptionalAction, default=None,
                    help=f"also put LoRA on the CLIP text encoder(s) (recipe: {recipe_help('train_text_encoder')})")
-    g.add_argument("--dino_features_weight", type=float, default=d.dino_features_weight, help="weight of the DINO loss term")
-    g.add_argument("--ir_features_weight", type=float, default=d.ir_features_weight, help="weight of the IR loss term")
-    g.add_argument("--early_stopping_threshold_percentage", type=float, default=d.early_stopping_threshold_percentage,
-                   help="an improvement smaller than this %% does not reset the patience")
+    add_options(g, shared, "dino_features_weight ir_features_weight early_stopping_threshold_percentage")
     g.add_argument("--early_stopping_max_count", type=int, default=None,
                    help=f"stop after this many iterations without such an improvement (recipe: {recipe_help('early_stopping_max_count')})")
 
     g = p.add_argument_group("device, speed and memory")
-    g.add_argument("--device", default=d.device, help="auto, cuda, cuda:N, xpu, mps or cpu")
-    g.add_argument("--mixed_precision", default=d.precision, choices=["auto", "no", "fp32", "fp16", "bf16"],
-                   help="dtype of the frozen weights (LoRA stays fp32); auto = bf16 on Ampere+ NVIDIA GPUs and XPU, "
-                   "fp16 with loss scaling on older NVIDIA GPUs (T4, V100), fp32 on MPS and CPU")
-    g.add_argument("--mode", default=d.mode, choices=MODES,
-                   help="default (fast), low-memory (gradient checkpointing) or reference (the authors' setup: "
-                   "fp32 unless --mixed_precision is given, nothing cached)")
-    g.add_argument("--gradient_checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="override the mode's gradient checkpointing")
+    add_options(g, shared, "device mixed_precision mode gradient_checkpointing")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (UNet or transformer; slow first step)")
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=d.cuda_graphs,
                    help="replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step)")
-    g.add_argument("--allow_tf32", action="store_true", help="allow TF32 matmuls on NVIDIA GPUs")
+    add_options(g, shared, "allow_tf32")
 
-    g = p.add_argument_group("logging")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--debug", action="store_true", help="show full tracebacks")
-
-    g = p.add_argument_group("accepted for upstream compatibility (no effect)")
-    for name, default in NO_EFFECT.items():
-        if isinstance(default, bool):
-            g.add_argument(f"--{name}", action="store_true", help=argparse.SUPPRESS)
-        else:
-            kind = type(default) if default is not None else str
-            g.add_argument(f"--{name}", type=kind, default=default, help=argparse.SUPPRESS)
+    add_options(p.add_argument_group("logging"), shared, "quiet debug")
+    add_no_effect_options(p, NO_EFFECT)
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> SISOConfig:
-    """Arguments -> SISOConfig: every config field has an argument of the same name, except
-    `precision` (upstream's `--mixed_precision`) and `extra` (loading options)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SISOConfig) if hasattr(args, f.name)}
+LOADING_OPTIONS = ("pretrained_vae_model_name_or_path", "revision", "variant", "cache_dir")
+
+
+def config_from_args(args: argparse.Namespace, config_class: type[SISOConfig] = SISOConfig, extra: tuple[str, ...] = LOADING_OPTIONS) -> SISOConfig:
+    """Arguments -> `config_class` (SISOConfig, or SISOEditConfig for siso-edit): every config field
+    has an argument of the same name, except `precision` (upstream's `--mixed_precision`) and
+    `extra` (the options named in `extra` that were given). An argument left at None takes the
+    config's default (for a recipe field: the family's recipe)."""
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)
+        if f.name != "extra" and getattr(args, f.name, None) is not None
+    }
     values["precision"] = {"no": "fp32"}.get(args.mixed_precision, args.mixed_precision)
     if args.scale_lr:
         factor = args.gradient_accumulation_steps * args.train_batch_size
-        base_lr = args.learning_rate if args.learning_rate is not None else SISOConfig(**{**values, "learning_rate": None}).learning_rate
-        values["learning_rate"] = base_lr * factor
+        values["learning_rate"] = config_class(**values).learning_rate * factor
         logger.warning(
             "--scale_lr: learning rate x%d (accumulation x train_batch_size, as upstream) = %g", factor, values["learning_rate"]
         )
-    loading = ("pretrained_vae_model_name_or_path", "revision", "variant", "cache_dir")
-    values["extra"] = {key: getattr(args, key) for key in loading if getattr(args, key) is not None}
-    return SISOConfig(**values)
+    values["extra"] = {key: getattr(args, key) for key in extra if getattr(args, key, None) is not None}
+    return config_class(**values)
 
 
 def check_progress_file(path: str | None) -> None:
@@ -215,14 +254,16 @@ def check_progress_file(path: str | None) -> None:
         raise SISOInputError(f"--progress_file {path!r} cannot be written (its folder is missing or not writable): choose another path")
 
 
-def warn_no_effect(args: argparse.Namespace) -> None:
-    for name, default in NO_EFFECT.items():
+def warn_no_effect(args: argparse.Namespace, no_effect: dict = NO_EFFECT) -> None:
+    """One warning line per upstream argument that was given but does nothing here; refuse the two
+    that would change the method (accumulation, another optimiser)."""
+    for name, default in no_effect.items():
         if getattr(args, name) != default:
             hint = NO_EFFECT_HINTS.get(name, "it has no effect in SISO (upstream ignores it too)")
             logger.warning("ignoring --%s: %s", name, hint)
     if args.gradient_accumulation_steps != 1:
         raise SISOInputError("--gradient_accumulation_steps must be 1: SISO takes one step per generated image")
-    if args.optimizer.lower() != "adamw":
+    if getattr(args, "optimizer", "AdamW").lower() != "adamw":
         raise SISOInputError(f"--optimizer {args.optimizer!r} is not available: SISO here uses AdamW (drop --optimizer)")
 
 
@@ -323,8 +364,10 @@ def _interrupt_exit_code() -> int:
     return 128 + signal.SIGTERM if signal.SIGTERM in _signals_received else 128 + signal.SIGINT
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace, work: Callable[[], int]) -> int:
+    """Run a command's `work()` as siso-generate and siso-edit do: log lines on stderr, SIGTERM and
+    SIGINT as a clean interrupt (130 / 143), a SISOError as one `error:` line with its exit code
+    (the traceback with --debug)."""
     _log_to_stderr(logging.DEBUG if args.debug else logging.INFO)
     _signals_received.clear()
     previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -332,18 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     # KeyboardInterrupt; an explicit `kill -INT` (or Ctrl-C) must still end the run cleanly
     previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        warn_no_effect(args)
-        check_progress_file(args.progress_file)
-        config = config_from_args(args)
-        warn_family_options(args, config)
-        # every check that needs no model, before the heavy imports below (seconds)
-        prepared = preflight(config, args.subject_image_path, args.output_dir, args.weights_output_dir, args.overwrite)
-        _quiet_libraries()
-        if args.allow_tf32:
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = True
-        return _run(args, prepared)
+        return work()
     except SISOError as error:
         if args.debug:
             raise
@@ -357,6 +389,31 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, previous_interrupt)
 
 
+def prepare_libraries(args: argparse.Namespace) -> None:
+    """After the checks, before the models: quiet the libraries' logs; TF32 if asked."""
+    _quiet_libraries()
+    if args.allow_tf32:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args, lambda: _check_and_run(args))
+
+
+def _check_and_run(args: argparse.Namespace) -> int:
+    warn_no_effect(args)
+    check_progress_file(args.progress_file)
+    config = config_from_args(args)
+    warn_family_options(args, config)
+    # every check that needs no model, before the heavy imports below (seconds)
+    prepared = preflight(config, args.subject_image_path, args.output_dir, args.weights_output_dir, args.overwrite)
+    prepare_libraries(args)
+    return _run(args, prepared)
+
+
 def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:
     from .runner import run_prepared
 
@@ -365,28 +422,34 @@ def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:
         outcome = run_prepared(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch)
     finally:
         printer.close()
-    result, artifacts = outcome.result, outcome.artifacts
+    print_result(outcome.result, outcome.artifacts.as_dict())
+    return report(outcome.result, outcome.artifacts, outcome.optimizer)
+
+
+def print_result(result, paths: dict) -> None:
+    """The final `SISO_RESULT {...}` line on stdout: status, stop reason, steps, best losses, `paths`."""
     summary = {
-        "status": "success" if result.completed and artifacts.lora_path else result.stop_reason,
+        "status": "success" if result.completed and paths.get("lora_path") else result.stop_reason,
         "stop_reason": result.stop_reason,
         "steps_run": result.steps_run,
         "best_step": result.best_step,
         "best_losses": result.best_losses,
         "error": result.error,
-        **artifacts.as_dict(),
+        **paths,
     }
     print(RESULT_PREFIX + json.dumps(summary), flush=True)
-    return _report(result, artifacts, outcome.optimizer)
 
 
-def _report(result, artifacts, optimizer) -> int:
+def report(result, artifacts, optimizer, labelled: list[tuple[str, str]] | None = None) -> int:
+    """The closing lines on stderr (why it stopped, the best iteration, where each file went:
+    `labelled`, default the artifacts' own list) and the exit code."""
     reason = optimizer.describe_stop(result.stop_reason)
     best = result.describe_best()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.best_losses.items())
     print(f"siso: stopped: {reason}; best {best} ({losses})", file=sys.stderr)
     if not optimizer.uses_ir:
         print("siso: NOTE: optimised with DINO features only (no --ir_features_path)", file=sys.stderr)
-    for label, path in artifacts.labelled():
+    for label, path in labelled if labelled is not None else artifacts.labelled():
         print(f"siso: {label:22s} {path}", file=sys.stderr)
     if result.best_step == 1:
         print("siso: WARNING: the best iteration is the first one, whose LoRA is still zero (the base model)", file=sys.stderr)

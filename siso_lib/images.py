@@ -142,12 +142,12 @@ def _to_srgb(image: Image.Image, notes: list[str]) -> Image.Image:
     return converted
 
 
-def _check_proportions(path: Path, width: int, height: int, notes: list[str]) -> None:
+def _check_proportions(path: Path, width: int, height: int, notes: list[str], what: str = "subject image") -> None:
     """Refuse (or warn about) a photo whose centre square, what the networks see, keeps little of it."""
     kept = min(width, height) / max(width, height)
     if kept < MIN_CENTRE_FRACTION:
         raise SISOInputError(
-            f"subject image {str(path)!r} is {width}x{height} pixels: the feature networks see only its centre square, "
+            f"{what} {str(path)!r} is {width}x{height} pixels: the feature networks see only its centre square, "
             f"{kept:.0%} of the photo; crop it around the subject (at most {round(1 / MIN_CENTRE_FRACTION)}:1)"
         )
     if kept < WARN_CENTRE_FRACTION:
@@ -163,25 +163,26 @@ def _reduced_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def load_subject_image(path: str | os.PathLike) -> SubjectImage:
+def load_subject_image(path: str | os.PathLike, what: str = "subject image", option: str = "--subject_image_path") -> SubjectImage:
     """Read a subject photo safely; raise SISOInputError with a one-line fix otherwise.
 
     Returns a SubjectImage whose `path` is absolute and whose `notes` say every change made to
-    the photo (orientation, colour profile, transparency, bit depth, size).
+    the photo (orientation, colour profile, transparency, bit depth, size). `what` and `option`
+    name the photo in the errors (editing reads its scene photo here too).
     """
     path = Path(os.path.abspath(path))
     if not path.exists():
-        raise SISOInputError(f"subject image {str(path)!r} does not exist: check the path (--subject_image_path)")
+        raise SISOInputError(f"{what} {str(path)!r} does not exist: check the path ({option})")
     if not path.is_file():
-        raise SISOInputError(f"subject image {str(path)!r} is not a file: give the path of a PNG/JPEG/WebP photo")
+        raise SISOInputError(f"{what} {str(path)!r} is not a file: give the path of a PNG/JPEG/WebP photo")
     if path.stat().st_size == 0:
-        raise SISOInputError(f"subject image {str(path)!r} is empty (0 bytes): give a real photo")
+        raise SISOInputError(f"{what} {str(path)!r} is empty (0 bytes): give a real photo")
     try:
         with open(path, "rb"):
             pass
     except PermissionError as error:
         raise SISOInputError(
-            f"subject image {str(path)!r} is not readable (permission denied): fix its permissions or copy it"
+            f"{what} {str(path)!r} is not readable (permission denied): fix its permissions or copy it"
         ) from error
     notes: list[str] = []
     try:
@@ -195,10 +196,10 @@ def load_subject_image(path: str | os.PathLike) -> SubjectImage:
                     limit = MAX_JPEG_PIXELS if opened.format == "JPEG" else MAX_DECODE_PIXELS
                     if width * height > limit:
                         raise SISOInputError(
-                            f"subject image {str(path)!r} is {width}x{height} pixels, too large to decode safely: "
+                            f"{what} {str(path)!r} is {width}x{height} pixels, too large to decode safely: "
                             f"downscale it below {limit // 1_000_000} megapixels first"
                         )
-                    _check_proportions(path, width, height, notes)
+                    _check_proportions(path, width, height, notes, what)
                     if opened.format == "JPEG" and width * height > DOWNSCALE_ABOVE_PIXELS:
                         # decode a reduced JPEG directly instead of the full-size bitmap: the
                         # largest 1/2..1/8 reduction that keeps the short side >= 2048 px
@@ -219,15 +220,15 @@ def load_subject_image(path: str | os.PathLike) -> SubjectImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise SISOInputError(
-            f"subject image {str(path)!r} is too large to decode safely ({error}): downscale it first"
+            f"{what} {str(path)!r} is too large to decode safely ({error}): downscale it first"
         ) from error
     except UnidentifiedImageError as error:
         raise SISOInputError(
-            f"subject image {str(path)!r} is not an image file PIL can read: give a PNG, JPEG or WebP photo"
+            f"{what} {str(path)!r} is not an image file PIL can read: give a PNG, JPEG or WebP photo"
         ) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise SISOInputError(
-            f"subject image {str(path)!r} could not be decoded ({str(error).splitlines()[0]}): "
+            f"{what} {str(path)!r} could not be decoded ({str(error).splitlines()[0]}): "
             "the file is probably truncated or corrupt; re-export or re-download it"
         ) from error
 
@@ -235,7 +236,7 @@ def load_subject_image(path: str | os.PathLike) -> SubjectImage:
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise SISOInputError(
-            f"subject image {str(path)!r} is only {width}x{height} pixels: give a photo at least "
+            f"{what} {str(path)!r} is only {width}x{height} pixels: give a photo at least "
             f"{MIN_SIDE} px on its short side (512 px or more is best)"
         )
     if width * height > DOWNSCALE_ABOVE_PIXELS and _reduced_size(width, height) != (width, height):

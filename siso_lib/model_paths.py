@@ -198,6 +198,25 @@ def check_local_vae(name_or_path: str, class_name: str = "AutoencoderKL") -> Non
         )
 
 
+DETECTOR_FOLDER_LAYOUT = (
+    "a Grounding-DINO folder as transformers' save_pretrained writes it "
+    "(config.json, model.safetensors, processor and tokenizer files)"
+)
+SEGMENTER_FOLDER_LAYOUT = "a SAM folder as transformers' save_pretrained writes it (config.json, model.safetensors, processor files)"
+
+
+def check_local_transformers_folder(name_or_path: str, what: str, layout: str, example: str) -> None:
+    """A transformers model given as a local folder (not a hub id) must exist and hold config.json."""
+    if is_hub_id(name_or_path):
+        return
+    path = Path(name_or_path)
+    if not path.is_dir():
+        state = "is not a folder" if path.exists() else "does not exist"
+        raise SISOInputError(f"{what} {name_or_path!r} {state}: give a hub id such as {example!r} or {layout}")
+    if not (path / "config.json").is_file():
+        raise SISOInputError(f"{what} folder {name_or_path!r} has no config.json: expected {layout}")
+
+
 def dino_local_folder(name: str) -> Path | None:
     """The local folder a DINO name points at, or None for a timm / hub name."""
     if name.startswith(LOCAL_DIR_PREFIX):

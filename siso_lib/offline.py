@@ -7,7 +7,9 @@ their 64 px resolution, and a learning rate large enough for a visible change in
 
 `siso-demo [--model_family sdxl|flux|sana]` (also `python -m siso_lib.offline`) writes the
 tiny models once, under `outputs/test-assets/`, then runs SISO on `data/cat.png` with that
-family and prints where everything went. The tiny Sana renders at its 512 px resolution bin
+family and prints where everything went. `siso-demo --task edit` runs `siso-edit` instead: the cat
+goes into `data/coffee.png` where the tiny Grounding-DINO + SAM find the "cup" (the automatic
+mask, at the authors' box threshold: the random detector's top box scores ~0.998 there). The tiny Sana renders at its 512 px resolution bin
 (as SanaPipeline does) and is resized to 64 px, so its iterations are the slowest.
 """
 
@@ -24,6 +26,8 @@ from .test_assets import TINY_RESOLUTION, write_test_assets
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ASSETS_DIR = REPO_ROOT / "outputs" / "test-assets"
 DEFAULT_SUBJECT = REPO_ROOT / "data" / "cat.png"
+DEFAULT_SCENE = REPO_ROOT / "data" / "coffee.png"  # siso-demo --task edit: the cup is replaced by the cat
+DEFAULT_SCENE_CLASS = "cup"
 
 # changes to SISOConfig() that tiny random models need; everything else stays the default
 OFFLINE_OVERRIDES = dict(
@@ -37,10 +41,11 @@ OFFLINE_OVERRIDES = dict(
 
 def ensure_test_assets(directory: str | Path = DEFAULT_ASSETS_DIR, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:
     """Write the tiny models under `directory` unless they are already there; return their paths
-    ("sdxl", "dino", "ir", "clip", and "flux" / "sana" when asked for or already written)."""
+    ("sdxl", "dino", "ir", "clip", "grounding_dino", "sam", and "flux" / "sana" when asked for or
+    already written)."""
     directory = Path(directory)
     manifest = directory / "ASSETS.json"
-    needed = ("dino", "ir", "clip", "sdxl", *families)
+    needed = ("dino", "ir", "clip", "grounding_dino", "sam", "sdxl", *families)
     if manifest.is_file():
         paths = json.loads(manifest.read_text())
         if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):
@@ -65,20 +70,23 @@ def offline_config(assets: dict[str, str] | None = None, model_family: str = "sd
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
-    parser.add_argument("--model_family", choices=MODEL_FAMILIES, default="sdxl", help="which tiny model to optimise")
+    parser.add_argument("--task", choices=("generate", "edit"), default="generate",
+                        help="generate: optimise a LoRA for the subject (siso-generate); edit: put the subject into the "
+                        "scene photo, the mask made automatically by the tiny Grounding-DINO + SAM (siso-edit)")
+    parser.add_argument("--model_family", choices=MODEL_FAMILIES, default="sdxl", help="which tiny model to optimise (edit: sdxl only)")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT), help="the subject photo (default: data/cat.png)")
+    parser.add_argument("--input_image_path", default=str(DEFAULT_SCENE), help="--task edit: the scene photo (default: data/coffee.png)")
+    parser.add_argument("--input_class", default=DEFAULT_SCENE_CLASS, help="--task edit: the scene object the subject replaces")
     parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR),
                         help="where the tiny models are written once and reused (default: outputs/test-assets)")
     parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in --output_dir")
     args = parser.parse_args(argv)
+    if args.task == "edit" and args.model_family != "sdxl":
+        parser.error(f"--task edit runs on SDXL only, not --model_family {args.model_family}")
     assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
-    from .generate import main as generate_main
-
     command = [
         "--subject_image_path", args.subject_image_path,
-        "--prompt", "a photo of a cat",
-        "--model_family", args.model_family,
         "--pretrained_model_name_or_path", assets[args.model_family],
         "--dino_model_name", assets["dino"],
         "--ir_features_path", assets["ir"],
@@ -91,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--overwrite"]
     print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
     print(f"siso-demo: tiny {args.model_family} model: {assets[args.model_family]} (DINO {assets['dino']}, IR {assets['ir']})", file=sys.stderr)
-    return generate_main(command)
+    if args.task == "edit":
+        from .editing.cli import main as edit_main
+
+        print(f"siso-demo: tiny Grounding-DINO {assets['grounding_dino']}, SAM {assets['sam']} (the automatic mask)", file=sys.stderr)
+        return edit_main(command + [
+            "--input_image_path", args.input_image_path, "--input_class", args.input_class, "--subject_class", "cat",
+            "--detector_model", assets["grounding_dino"], "--segmenter_model", assets["sam"],
+        ])
+    from .generate import main as generate_main
+
+    return generate_main(command + ["--prompt", "a photo of a cat", "--model_family", args.model_family])
 
 
 if __name__ == "__main__":

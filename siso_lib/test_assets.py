@@ -6,9 +6,13 @@ a test, the demo or a benchmark uses is built here from a config:
     DIR/sdxl/             an SDXL pipeline in diffusers layout (StableDiffusionXLPipeline.from_pretrained)
     DIR/dino/             a DINOv2 in timm's hub layout (config.json + model.safetensors)
     DIR/ir_features.pth   an IR checkpoint in the real file's key format (`module.` prefix, fc2 head)
+    DIR/clip/             an open_clip CLIP (the evaluation's CLIP-I / CLIP-T) in open_clip's local-dir layout
+    DIR/grounding-dino/   (tiny only) a Grounding-DINO and DIR/sam/ a SAM, transformers' save_pretrained
+                          layout (features/detection.py: editing's automatic mask, the evaluation's crop)
     DIR/flux/             (on request) a FLUX.1-schnell pipeline in diffusers layout (FluxPipeline)
     DIR/sana/             (on request) a Sana 1600M 512px pipeline in diffusers layout (SanaPipeline)
-    DIR/ASSETS.json       {"size": ..., "sdxl": path, "dino": path, "ir": path, "flux"/"sana": path if written}
+    DIR/ASSETS.json       {"size": ..., "sdxl": path, "dino": path, "ir": path, "clip": path,
+                           "grounding_dino"/"sam": path (tiny), "flux"/"sana": path if written}
 
 `size="tiny"` gives models that run a whole SISO optimisation on a CPU in seconds;
 `size="full"` gives the real architectures (SDXL-Turbo, DINOv2-L/14, IR ViT-H/14, FLUX.1-schnell,
@@ -559,7 +563,8 @@ def write_test_assets(
     """Write the offline models under `directory`; return the paths that ASSETS.json lists.
 
     The SDXL pipeline, DINOv2, IR checkpoint and CLIP are always written (every run needs DINO and
-    IR; the evaluation also CLIP);
+    IR; the evaluation also CLIP), and for `size="tiny"` Grounding-DINO and SAM (DIR/grounding-dino/,
+    DIR/sam/: an edit's automatic mask; there are no full-size builders);
     `families` may add "flux" (DIR/flux/) and "sana" (DIR/sana/). ASSETS.json lists what the folder
     holds: what this call wrote, plus FLUX/Sana folders that an earlier call of the same size wrote
     and that are still there (so `--model_family flux` then `--model_family sana` lists both).
@@ -582,6 +587,8 @@ def write_test_assets(
         "ir": str(directory / "ir_features.pth"),
         "clip": str(directory / "clip"),
     }
+    if size == "tiny":
+        paths |= {"grounding_dino": str(directory / "grounding-dino"), "sam": str(directory / "sam")}
 
     def kept(name: str) -> bool:
         return keep_existing and previous.get("size") == size and previous.get(name) == paths[name] and Path(paths[name]).exists()
@@ -595,6 +602,12 @@ def write_test_assets(
         torch.save(build_ir_state_dict(size), paths["ir"])
     if not kept("clip"):
         write_clip(paths["clip"], size)
+    if size == "tiny":
+        from .features.detection import write_tiny_grounding_dino, write_tiny_sam
+
+        for name, write in (("grounding_dino", write_tiny_grounding_dino), ("sam", write_tiny_sam)):
+            if not kept(name):
+                write(paths[name])
     builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline}
     for family in ("flux", "sana"):
         if family in families:
@@ -617,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             "SDXL, DINOv2, IR and CLIP always, FLUX.1-schnell and Sana on request."
         ),
     )
-    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth, clip/ (and flux/, sana/) into")
+    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth, clip/, grounding-dino/ and sam/ (tiny) (and flux/, sana/) into")
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument(
         "--model_family",

@@ -128,18 +128,19 @@ def test_sana_layout_loads_with_the_diffusers_classes(assets):
 def test_assets_json_lists_the_families_written(tmp_path):
     write_test_assets(tmp_path / "a")
     sdxl_only = json.loads((tmp_path / "a" / "ASSETS.json").read_text())
-    assert set(sdxl_only) == {"size", "sdxl", "dino", "ir"}  # as before FLUX and Sana existed
+    always = {"size", "sdxl", "dino", "ir", "clip", "grounding_dino", "sam"}  # every run's models, the judges, the edit's mask models
+    assert set(sdxl_only) == always
     assert not (tmp_path / "a" / "flux").exists() and not (tmp_path / "a" / "sana").exists()
 
     assert assets_main([str(tmp_path / "a"), "--model_family", "sana"]) == 0
     manifest = json.loads((tmp_path / "a" / "ASSETS.json").read_text())
-    assert set(manifest) == {"size", "sdxl", "dino", "ir", "sana"}
+    assert set(manifest) == always | {"sana"}
     assert manifest["sana"] == str(tmp_path / "a" / "sana")
 
     # a later call for another family keeps listing what the folder still holds
     paths = write_test_assets(tmp_path / "a", families=("sdxl", "flux"))
     manifest = json.loads((tmp_path / "a" / "ASSETS.json").read_text())
-    assert set(manifest) == {"size", "sdxl", "dino", "ir", "flux", "sana"}
+    assert set(manifest) == always | {"flux", "sana"}
     assert paths == {k: v for k, v in manifest.items() if k != "size"}
 
     with pytest.raises(ValueError, match="unknown model families"):

@@ -18,6 +18,11 @@ What a run folder holds (each file written atomically; a fresh folder unless --o
 Bad input (scene or subject unreadable, mask of the wrong size or empty, no object found for
 the class) raises SISOInputError before anything is written; a folder made for the run is
 removed again.
+
+The automatic mask (no `mask_path`) is chosen by `config.extra`: "detector_model" (Grounding-DINO,
+default the authors' IDEA-Research/grounding-dino-tiny), "segmenter_model" (SAM, default
+facebook/sam-vit-base), "box_threshold" (the lowest Grounding-DINO box score that counts as
+found, default the authors' 0.3); `siso-edit --detector_model/--segmenter_model/--box_threshold`.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..atomic import save_image
-from ..config import SISOEditConfig
-from ..evaluation.defaults import DEFAULT_DETECTOR
+from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SISOEditConfig, coerce_value
+from ..errors import SISOInputError
+from ..model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder
 from ..preflight import PreparedRun, preflight
 from .inputs import binary_mask, load_mask, load_scene, mask_image, overlay
 
@@ -40,7 +46,28 @@ logger = logging.getLogger(__name__)
 SCENE_IMAGE = "scene.png"
 MASK_IMAGE = "mask.png"
 BEFORE_AFTER = "before_after.png"
-DEFAULT_SEGMENTER = "facebook/sam-vit-base"  # as features.detection (which imports torch)
+
+
+@dataclass(frozen=True)
+class MaskModels:
+    """What makes the automatic mask: Grounding-DINO, SAM, and the box threshold (config.extra)."""
+
+    detector: str = DEFAULT_DETECTOR
+    segmenter: str = DEFAULT_SEGMENTER
+    box_threshold: float = DEFAULT_BOX_THRESHOLD
+
+    @classmethod
+    def from_config(cls, config: SISOEditConfig) -> "MaskModels":
+        """Read and check config.extra's "detector_model", "segmenter_model", "box_threshold" (no torch):
+        SISOInputError for a threshold outside [0, 1] or a local model folder that is missing or has no config.json."""
+        extra = config.extra
+        threshold = coerce_value("box_threshold", "float", extra.get("box_threshold", DEFAULT_BOX_THRESHOLD))
+        if not 0.0 <= threshold <= 1.0:
+            raise SISOInputError(f"box_threshold {threshold:g} must be between 0 and 1 (the authors use {DEFAULT_BOX_THRESHOLD})")
+        models = cls(str(extra.get("detector_model", DEFAULT_DETECTOR)), str(extra.get("segmenter_model", DEFAULT_SEGMENTER)), threshold)
+        check_local_transformers_folder(models.detector, "Grounding-DINO model", DETECTOR_FOLDER_LAYOUT, DEFAULT_DETECTOR)
+        check_local_transformers_folder(models.segmenter, "SAM model", SEGMENTER_FOLDER_LAYOUT, DEFAULT_SEGMENTER)
+        return models
 
 
 @dataclass
@@ -52,6 +79,7 @@ class PreparedEdit:
     scene_info: dict
     mask: object | None  # bool array [R, R], or None: made automatically from input_class
     mask_info: dict | None
+    mask_models: MaskModels | None = None  # for the automatic mask (mask None)
 
 
 @dataclass
@@ -62,6 +90,20 @@ class EditOutcome:
     scene_image: str
     mask_image: str
     before_after: str | None
+
+    def paths(self) -> dict[str, str | None]:
+        """Every file of the edit: the run's (artifacts.as_dict()) plus scene_image, mask_image, before_after."""
+        return {**self.artifacts.as_dict(), "scene_image": self.scene_image, "mask_image": self.mask_image, "before_after": self.before_after}
+
+    def labelled(self) -> list[tuple[str, str]]:
+        """(label, path) of each file written, the edited photo first."""
+        a = self.artifacts
+        labels = (
+            ("edited image", a.result_image), ("before/after", self.before_after), ("mask", self.mask_image),
+            ("scene", self.scene_image), ("LoRA (diffusers)", a.lora_path), ("LoRA (ComfyUI/Kohya)", a.kohya_path),
+            ("loss plot", a.loss_plot), ("run summary", a.run_json),
+        )
+        return [(label, path) for label, path in labels if path]
 
 
 def edit_preflight(
@@ -75,22 +117,26 @@ def edit_preflight(
     config = config.replace()
     config.validate()
     _, scene, scene_info = load_scene(config.input_image_path, config.resolution)
-    mask, mask_info = None, None
+    mask, mask_info, models = None, None, None
     if config.mask_path:
         mask, mask_info = load_mask(config.mask_path, tuple(scene_info["size"]), config.resolution)
+    else:
+        models = MaskModels.from_config(config)
     run = preflight(config, subject_image_path, output_dir, weights_dir, overwrite)
-    return PreparedEdit(run, scene, scene_info, mask, mask_info)
+    return PreparedEdit(run, scene, scene_info, mask, mask_info, models)
 
 
-def automatic_mask(scene, input_class: str, device: str, detector: str = DEFAULT_DETECTOR, segmenter: str = DEFAULT_SEGMENTER):
-    """Grounding-DINO's best box for `input_class` on the scene, then SAM's mask in it (bool [R, R])."""
+def automatic_mask(scene, input_class: str, device: str, models: MaskModels = MaskModels()):
+    """Grounding-DINO's best box for `input_class` on the scene, then SAM's mask in it (bool [R, R]);
+    SISOInputError when nothing scores `models.box_threshold` or more."""
     from ..features.detection import SubjectDetector, SubjectSegmenter, automatic_subject_mask
 
     found = automatic_subject_mask(
-        scene, [input_class], SubjectDetector.from_pretrained(detector, device=device),
-        SubjectSegmenter.from_pretrained(segmenter, device=device),
+        scene, [input_class], SubjectDetector.from_pretrained(models.detector, device=device),
+        SubjectSegmenter.from_pretrained(models.segmenter, device=device), box_threshold=models.box_threshold,
     )
-    return binary_mask(found, scene.width, f"the automatic mask of {input_class!r}")
+    square, info = binary_mask(found, scene.width, f"the automatic mask of {input_class!r}")
+    return square, {**info, "detector_model": models.detector, "segmenter_model": models.segmenter, "box_threshold": models.box_threshold}
 
 
 def run_edit(
@@ -118,10 +164,8 @@ def run_prepared_edit(prepared: PreparedEdit, callbacks: list[Callable] | tuple 
     mask, mask_info = prepared.mask, prepared.mask_info
     if mask is None:
         try:
-            extra = config.extra
             mask, mask_info = automatic_mask(
-                prepared.scene, config.input_class, str(pick_device(config.device)),
-                extra.get("detector_model", DEFAULT_DETECTOR), extra.get("segmenter_model", DEFAULT_SEGMENTER),
+                prepared.scene, config.input_class, str(pick_device(config.device)), prepared.mask_models or MaskModels.from_config(config)
             )
         except BaseException:
             run.discard_if_empty()

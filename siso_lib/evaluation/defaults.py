@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config import DEFAULT_DETECTOR  # noqa: F401 (siso-eval's --detector_model default)
+
 DEFAULT_EVAL_DINO = "vit_small_patch16_224.dino"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"  # features.detection.DEFAULT_DETECTOR, without its torch import
 AUTO = "auto"
 
 

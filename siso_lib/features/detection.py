@@ -41,19 +41,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER  # noqa: F401 (exported here too)
 from ..errors import SISOInputError, error_summary
-from ..model_paths import is_hub_id
+from ..model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder, is_hub_id
 
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SEGMENTER = "facebook/sam-vit-base"
-BOX_THRESHOLD = 0.3  # the authors' threshold
+BOX_THRESHOLD = DEFAULT_BOX_THRESHOLD  # the authors' threshold
 TEXT_THRESHOLD = 0.25  # Grounding-DINO's usual value; it only decides which class name a box is given
-
-DETECTOR_FOLDER_LAYOUT = (
-    "a Grounding-DINO folder as transformers' save_pretrained writes it "
-    "(config.json, model.safetensors, processor and tokenizer files)"
-)
-SEGMENTER_FOLDER_LAYOUT = "a SAM folder as transformers' save_pretrained writes it (config.json, model.safetensors, processor files)"
 
 Box = tuple[float, float, float, float]
 
@@ -74,13 +67,7 @@ def _load(name_or_path: str, what: str, model_types: tuple[str, ...], layout: st
     """`load(name_or_path)` -> (model, processor), with every failure as a one-line SISOInputError."""
     from transformers import AutoConfig
 
-    if not is_hub_id(name_or_path):
-        path = Path(name_or_path)
-        if not path.is_dir():
-            state = "is not a folder" if path.exists() else "does not exist"
-            raise SISOInputError(f"{what} {name_or_path!r} {state}: give a hub id such as {example!r} or {layout}")
-        if not (path / "config.json").is_file():
-            raise SISOInputError(f"{what} folder {name_or_path!r} has no config.json: expected {layout}")
+    check_local_transformers_folder(name_or_path, what, layout, example)
     try:
         model_type = AutoConfig.from_pretrained(name_or_path).model_type
         if model_type in model_types:
