@@ -14,7 +14,8 @@ The mask says where the subject goes (white) and what of the scene to keep (blac
   two range sliders). It is written as a scene-sized PNG before the run (`write_box_mask`);
   without `mask_box` and `mask_path`, the example scene's cup is the rectangle;
 * found automatically (`automatic_mask=True`): Grounding-DINO's best box for `input_class`, then
-  SAM's mask in it (transformers' models, downloaded from the hub: not with the offline models).
+  SAM's mask in it (transformers' models from the hub; offline, tiny random-weight ones that prove
+  the plumbing and find an arbitrary region).
 
 Headless (`run_edit_headless`): one text line per iteration and a live figure (losses with the
 background term; the scene with its mask, the subject, the first, current and best edit); then
@@ -208,7 +209,8 @@ class EditSetup(NotebookSetup):
 
 def edit_base_config(models: str, assets_dir: str | None = None) -> tuple[SISOEditConfig, dict | None]:
     """(SISOEditConfig before the user's knobs, the offline assets): the authors' editing defaults on the
-    hub models, or the tiny offline SDXL, DINO and IR with OFFLINE_OVERRIDES."""
+    hub models, or the tiny offline SDXL, DINO and IR with OFFLINE_OVERRIDES (and the tiny Grounding-DINO
+    and SAM for an automatic mask: random weights, so what they find is arbitrary)."""
     if models != "offline":
         return SISOEditConfig(), None
     from .offline import ensure_test_assets
@@ -216,7 +218,8 @@ def edit_base_config(models: str, assets_dir: str | None = None) -> tuple[SISOEd
     quiet_model_loading()
     assets = ensure_test_assets(assets_dir or DEFAULT_ASSETS_DIR)
     base = SISOEditConfig(pretrained_model_name_or_path=assets["sdxl"], dino_model_name=assets["dino"],
-                          ir_features_path=assets["ir"], **OFFLINE_OVERRIDES)
+                          ir_features_path=assets["ir"], **OFFLINE_OVERRIDES,
+                          extra={"detector_model": assets["grounding_dino"], "segmenter_model": assets["sam"]})
     return base, assets
 
 

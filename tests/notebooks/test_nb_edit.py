@@ -269,3 +269,18 @@ def test_the_panel_runs_an_edit_live_and_stop_keeps_the_best(panel):
     result = panel.run.outcome.result
     assert result.stop_reason == "stopped" and 2 <= result.steps_run < 500 and result.best_image is not None
     assert Path(panel.run.outcome.artifacts.result_image).is_file() and panel.progress.bar_style == "warning"
+
+
+def test_offline_the_automatic_mask_runs_on_the_tiny_grounding_dino_and_sam(tiny_assets, tmp_path):
+    from IPython.utils.capture import capture_output
+
+    from siso_lib.notebook_edit import run_edit_headless
+
+    setup = prepare_edit({"models": "offline", "assets_dir": assets_dir(tiny_assets), "interactive": False,
+                          "automatic_mask": True, "num_train_epochs": 2, "output_dir": str(tmp_path / "run")})
+    assert setup.config.extra == {"detector_model": tiny_assets["grounding_dino"], "segmenter_model": tiny_assets["sam"]}
+    with capture_output():
+        run = run_edit_headless(setup, print_steps=False)
+    record = read_json(tmp_path / "run" / "run.json")
+    assert run.outcome.result.steps_run == 2 and not (tmp_path / "run" / BOX_MASK_NAME).exists()
+    assert record["mask"]["source"] == "the automatic mask of 'cup'" and record["mask"]["detector_model"] == tiny_assets["grounding_dino"]
