@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from cli_cases import error_lines, run_cli_cases
 from siso_lib.generate import NO_EFFECT, build_parser
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,33 +133,6 @@ def test_iterations_are_numbered_from_one_in_every_output(tiny_assets, subject_p
     assert sorted(p.name for p in out.glob("epoch_*.png")) == ["epoch_1.png", "epoch_2.png", "epoch_3.png"]
 
 
-FAST_CASES = r'''
-import contextlib, io, json, sys
-from siso_lib import generate
-from siso_lib.test_assets import main as assets_main
-from siso_lib.offline import main as demo_main
-
-cases, base = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-report = {}
-for name, args in cases.items():
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = generate.main(base + args)
-        except SystemExit as exit:
-            code = exit.code
-    report[name] = [code, [l for l in err.getvalue().splitlines() if l.startswith("error:")]]
-for name, main in (("make-test-assets --help", assets_main), ("demo --help", demo_main)):
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main(["--help"])
-        except SystemExit as exit:
-            report[name] = [exit.code, []]
-heavy = sorted(m for m in ("torch", "diffusers", "transformers", "timm", "open_clip", "kornia") if m in sys.modules)
-print(json.dumps({"report": report, "heavy": heavy}))
-'''
-
-
 def test_help_and_input_errors_answer_before_heavy_imports(tiny_assets, subject_path, tmp_path):
     """The field report: --help and every error that needs no model waited 8-9 s for torch.
     Each is answered here with exit 2 (0 for --help), one error line, and torch never imported.
@@ -194,16 +168,15 @@ def test_help_and_input_errors_answer_before_heavy_imports(tiny_assets, subject_
         "DINO config without pretrained_cfg": image + ["--dino_model_name", str(dino)],
         "IR checkpoint missing": image + ["--ir_features_path", str(tmp_path / "ir.pth")],
     }
-    proc = subprocess.run([sys.executable, "-c", FAST_CASES, json.dumps(cases), json.dumps(base)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
-    for name, (code, errors) in outcome["report"].items():
+    cases = {name: ("siso_lib.generate", base + args) for name, args in cases.items()}
+    cases |= {"make-test-assets --help": ("siso_lib.test_assets", ["--help"]), "demo --help": ("siso_lib.offline", ["--help"])}
+    report, heavy = run_cli_cases(cases, REPO)
+    for name, (code, stderr) in report.items():
         if name.endswith("--help"):
             assert code == 0, name
         else:
-            assert code == 2 and len(errors) == 1, (name, code, errors)
-    assert outcome["heavy"] == [], f"imported before any model was needed: {outcome['heavy']}"
+            assert code == 2 and len(error_lines(stderr)) == 1, (name, code, stderr)
+    assert heavy == [], f"imported before any model was needed: {heavy}"
     assert not (tmp_path / "out").exists()
 
 

@@ -31,7 +31,6 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from ..atomic import save_image
