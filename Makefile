@@ -16,7 +16,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[notebooks,dev,cluster]"
 	touch $(STAMP)
 
 # the notebook-driven workflow: notebooks/01_generate_lora.ipynb executed headless by papermill on

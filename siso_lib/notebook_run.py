@@ -822,6 +822,13 @@ class SignalGuard:
             signal.signal(signum, previous)
         self._previous.clear()
 
+    def reinstall(self) -> None:
+        """Take SIGINT and SIGTERM back after a library replaced the handlers (ray.init sets its own
+        SIGTERM handler); leaving the guard still restores the handlers found on entering it."""
+        if self._previous and threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._handle)
+
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
             return

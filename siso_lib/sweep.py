@@ -28,10 +28,12 @@ final losses, wall time, status, paths) and is rewritten after every run.
 * Running the same sweep again skips the runs that completed (failed ones are tried again unless
   `--no-retry-failed`). A run's folder name holds a short hash of its parameters, so changing a
   fixed parameter makes new runs instead of skipping them as done.
-* Several processes can work on one sweep at once (one per GPU, or machines sharing the folder):
-  each takes a run by creating `<run>/.claim` atomically and skips runs another live process
-  holds. Without a shared folder, `--shard K/N` splits the grid; copy the run folders together
-  afterwards and `--collect` rebuilds results.csv.
+* Several GPUs or machines: `--ray` (a local Ray started for the sweep) or `--ray-address ADDR`
+  (an existing cluster) runs each run as a Ray task (siso_lib/sweep_ray.py, imported only then;
+  `pip install "siso-lab[cluster]"`). Without them the sweep runs here, one run at a time.
+* A run being executed is claimed (`<run>/.claim`, created atomically, holding the host and
+  pid): a second siso-sweep process on the same machine skips it, and a claim whose process is
+  gone is taken over. (`--shard K/N` was removed: use --ray-address.)
 
 Scores (`--eval`, or `eval: true` in a sweep file): each completed run's LoRA is scored as
 `siso-eval RUN` does (siso_lib/evaluation: the run's prompt class in the built-in prompts or
@@ -706,19 +708,13 @@ def write_results(sweep: Sweep, rows: list[dict[str, Any]] | None = None) -> Pat
     return path
 
 
-def _shard_of(runs: list[SweepRun], shard: tuple[int, int]) -> list[SweepRun]:
-    index, count = shard
-    return [run for position, run in enumerate(runs) if position % count == index]
-
-
-def _dry_run(sweep: Sweep, runs: list[SweepRun], mine: list[SweepRun], shard_note: str, retry_failed: bool,
-             echo: Callable[[str], None]) -> SweepSummary:
+def _dry_run(sweep: Sweep, runs: list[SweepRun], retry_failed: bool, echo: Callable[[str], None]) -> SweepSummary:
     """List what a real invocation would do; read the run folders, write nothing."""
-    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note} (dry run: nothing is written)")
+    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir} (dry run: nothing is written)")
     summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
     to_run = to_score = 0
-    for position, run in enumerate(mine, 1):
-        prefix = f"[{position}/{len(mine)}] {run.name}"
+    for position, run in enumerate(runs, 1):
+        prefix = f"[{position}/{len(runs)}] {run.name}"
         record = read_record(sweep.dir / run.name) or {}
         status = record.get("status")
         if status == "completed" or (status == "failed" and not retry_failed):
@@ -753,7 +749,6 @@ def _score(scorer: SweepScorer, run: SweepRun, run_dir: Path, summary: SweepSumm
 
 def run_sweep(
     sweep: Sweep,
-    shard: tuple[int, int] = (0, 1),
     retry_failed: bool = True,
     timeout: float | None = None,
     kernel_name: str | None = None,
@@ -770,22 +765,20 @@ def run_sweep(
     being scored stays completed), releases its claim, rewrites results.csv and raises `Interrupted`.
     """
     runs = sweep.runs()
-    mine = _shard_of(runs, shard)
-    total = len(mine)
-    shard_note = f" (shard {shard[0]}/{shard[1]}: {total} of them)" if shard[1] > 1 else ""
+    total = len(runs)
     if dry_run:
-        return _dry_run(sweep, runs, mine, shard_note, retry_failed, echo)
+        return _dry_run(sweep, runs, retry_failed, echo)
     sweep.dir.mkdir(parents=True, exist_ok=True)
     write_json(sweep.dir / SPEC, sweep.to_dict())
-    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}{shard_note}"
+    echo(f"sweep {sweep.name}: {len(runs)} run(s) in {sweep.dir}"
          + (f"; scoring each completed run ({sweep.evaluation.seeds} seed(s) per prompt)" if sweep.evaluation else ""))
     summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
     scorer = SweepScorer(sweep.evaluation, echo) if sweep.evaluation else None
     durations: list[float] = []
-    to_do = [r for r in mine if (read_record(sweep.dir / r.name) or {}).get("status") != "completed"]
+    to_do = [r for r in runs if (read_record(sweep.dir / r.name) or {}).get("status") != "completed"]
     remaining = len(to_do)
     try:
-        for position, run in enumerate(mine, 1):
+        for position, run in enumerate(runs, 1):
             prefix = f"[{position}/{total}] {run.name}"
             run_dir = sweep.dir / run.name
             record = read_record(run_dir) or {}
@@ -881,13 +874,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", nargs="+", metavar="IMAGE", help="subject photos to sweep over")
     p.add_argument("--notebook", help=f"notebook to execute (default {GENERATE_NOTEBOOK.relative_to(REPO_ROOT)})")
     p.add_argument("--output-root", default=str(SWEEPS_ROOT), help="folder holding the sweeps (default %(default)s)")
-    p.add_argument("--shard", default="0/1", metavar="K/N", help="run only every N-th run starting at K (0-based), for machines without a shared folder")
+    p.add_argument("--shard", default=None, help=argparse.SUPPRESS)  # removed: says to use --ray-address
     p.add_argument("--no-retry-failed", action="store_true", help="skip runs that failed before instead of trying them again")
     p.add_argument("--timeout", type=float, default=None, help="seconds one notebook cell may run before the run is failed")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
     p.add_argument("--log-output", action="store_true", help="echo each run's notebook output (progress lines) to stderr")
     p.add_argument("--dry-run", action="store_true", help="list the runs that would run, run none")
     p.add_argument("--collect", action="store_true", help="only rebuild results.csv from the run folders")
+    cluster = p.add_argument_group('several GPUs or machines (Ray: pip install "siso-lab[cluster]")')
+    cluster.add_argument("--ray", action="store_true",
+                         help="run each run as a Ray task on a local Ray started for the sweep (all this machine's GPUs)")
+    cluster.add_argument("--ray-address", default=None, metavar="ADDR",
+                         help="run on an existing Ray cluster (host:6379 of its head, or 'auto' on a cluster node)")
+    cluster.add_argument("--ray-gpus", type=float, default=None, metavar="N",
+                         help="GPUs per run (fractions share a GPU, e.g. 0.5); default 1 when the cluster has GPUs, else 0")
+    cluster.add_argument("--ray-cpus", type=float, default=None, metavar="N", help="CPUs per run (default 1)")
+    cluster.add_argument("--ray-retries", type=int, default=None, metavar="N",
+                         help="times Ray runs a task again after losing its worker or node (default 3); "
+                         "a run that fails in the notebook is recorded as failed, not retried")
     scores = p.add_argument_group("scores (siso-eval after each run; columns eval_* in results.csv)")
     scores.add_argument("--eval", action="store_true",
                         help="score each completed run's LoRA as siso-eval does (judges loaded once for the sweep); "
@@ -945,11 +949,56 @@ def _strip_cell_output_newline(record) -> bool:
     return bool(record.msg.strip())
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match or int(match.group(2)) < 1 or int(match.group(1)) >= int(match.group(2)):
-        raise SweepError(f"--shard {text!r}: write K/N with 0 <= K < N, e.g. 0/2 and 1/2")
-    return int(match.group(1)), int(match.group(2))
+@dataclass
+class RayOptions:
+    """--ray / --ray-address and the resources of each run's task (sweep_ray.run_sweep_ray)."""
+
+    address: str | None = None  # None: a local Ray started for the sweep
+    gpus: float | None = None  # None: 1 when the cluster has GPUs, else 0
+    cpus: float = 1.0
+    retries: int = 3
+    option: str = "--ray"  # what the user typed, for messages
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions | None:
+    """The Ray options, checked (SweepError); None without --ray / --ray-address."""
+    if args.shard is not None:
+        raise SweepError("--shard was removed: run the sweep on a Ray cluster with --ray-address ADDR "
+                         "(or --ray on one machine with several GPUs)")
+    given = [name for name, value in (("--ray-gpus", args.ray_gpus), ("--ray-cpus", args.ray_cpus),
+                                      ("--ray-retries", args.ray_retries)) if value is not None]
+    if not (args.ray or args.ray_address):
+        if given:
+            raise SweepError(f"{given[0]} sets the resources of Ray tasks: add --ray (a local Ray) or --ray-address ADDR")
+        return None
+    if args.ray and args.ray_address:
+        raise SweepError("--ray starts a local Ray, --ray-address joins an existing cluster: give one of them")
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise SweepError("--ray-address is empty: give the head node's address (host:6379), or 'auto' on a cluster node")
+    if args.ray_gpus is not None and not args.ray_gpus >= 0:
+        raise SweepError(f"--ray-gpus {args.ray_gpus:g}: give 0 or more GPUs per run (fractions such as 0.5 share a GPU)")
+    if args.ray_cpus is not None and not args.ray_cpus > 0:
+        raise SweepError(f"--ray-cpus {args.ray_cpus:g}: give more than 0 CPUs per run, e.g. 1")
+    if args.ray_retries is not None and args.ray_retries < 0:
+        raise SweepError(f"--ray-retries {args.ray_retries}: give 0 or more")
+    if args.collect:
+        raise SweepError("--collect only rebuilds results.csv from the run folders here: leave out --ray / --ray-address")
+    return RayOptions(
+        address=args.ray_address.strip() if args.ray_address else None, gpus=args.ray_gpus,
+        cpus=args.ray_cpus if args.ray_cpus is not None else 1.0,
+        retries=args.ray_retries if args.ray_retries is not None else 3,
+        option="--ray-address" if args.ray_address else "--ray",
+    )
+
+
+def ray_available() -> bool:
+    """Whether Ray can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -960,16 +1009,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
     try:
+        ray = ray_options(args)
         sweep = sweep_from_args(args)
-        shard = parse_shard(args.shard)
     except SweepError as error:
         print(f"siso-sweep: error: {error}", file=sys.stderr)
+        return 2
+    if ray is not None and not ray_available():
+        print(f'siso-sweep: error: {ray.option} needs Ray: pip install "siso-lab[cluster]"', file=sys.stderr)
         return 2
     if args.collect:
         echo(f"results: {write_results(sweep)}")
         return 0
     if args.dry_run:
-        run_sweep(sweep, shard=shard, retry_failed=not args.no_retry_failed, dry_run=True, echo=echo)
+        run_sweep(sweep, retry_failed=not args.no_retry_failed, dry_run=True, echo=echo)
         return 0
     if args.log_output:  # papermill logs each run's cell output at INFO
         import logging
@@ -982,12 +1034,27 @@ def main(argv: list[str] | None = None) -> int:
         papermill_logger.setLevel(logging.INFO)
     try:
         with SignalGuard() as guard:
-            summary = run_sweep(
-                sweep, shard=shard, retry_failed=not args.no_retry_failed, timeout=args.timeout,
-                kernel_name=args.kernel, log_output=args.log_output, echo=echo, guard=guard,
-            )
+            if ray is not None:
+                from .sweep_ray import run_sweep_ray
+
+                summary = run_sweep_ray(
+                    sweep, address=ray.address, gpus=ray.gpus, cpus=ray.cpus, retries=ray.retries,
+                    retry_failed=not args.no_retry_failed, timeout=args.timeout, kernel_name=args.kernel,
+                    log_output=args.log_output, echo=echo, guard=guard,
+                )
+            else:
+                summary = run_sweep(
+                    sweep, retry_failed=not args.no_retry_failed, timeout=args.timeout,
+                    kernel_name=args.kernel, log_output=args.log_output, echo=echo, guard=guard,
+                )
+    except SweepError as error:  # found once connected to Ray (resources, address); nothing ran
+        print(f"siso-sweep: error: {error}", file=sys.stderr)
+        return 2
     except Interrupted as interruption:
-        if getattr(interruption, "while_scoring", False):
+        if ray is not None:
+            echo(f"interrupted by {interruption.signal_name}: the Ray tasks are cancelled, the runs that had started are "
+                 f"marked interrupted in {sweep.dir / RESULTS}; run the same command again to go on")
+        elif getattr(interruption, "while_scoring", False):
             echo(f"interrupted by {interruption.signal_name} while scoring a run: it stays completed, without an "
                  f"evaluation; run the same command again to go on ({sweep.dir / RESULTS})")
         else:
@@ -995,8 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{sweep.dir / RESULTS}; run the same command again to go on")
         return interruption.exit_code
     print(summary.results_csv)
-    mine = {r.name for r in _shard_of(sweep.runs(), shard)}
-    failed = any(row["status"] in ("failed", "interrupted") or row.get("eval_error") for row in summary.rows if row["run"] in mine)
+    failed = any(row["status"] in ("failed", "interrupted") or row.get("eval_error") for row in summary.rows)
     return 1 if failed else 0
 
 

@@ -425,7 +425,10 @@ BAD_SWEEPS = {
     "reserved name": ["--grid", "rank=4", "--set", "interactive=false"],
     "missing spec file": ["no-such-sweep.yaml"],
     "nothing to sweep": ["--set", "rank=4"],
-    "bad shard": ["--grid", "rank=4", "--shard", "3/2"],
+    "removed --shard": ["--grid", "rank=4", "--shard", "0/2"],
+    "ray dry run": ["--grid", "rank=1,2", "--ray", "--dry-run"],
+    "ray resources without ray": ["--grid", "rank=4", "--ray-gpus", "0.5"],
+    "bad ray gpus": ["--grid", "rank=4", "--ray", "--ray-gpus", "-1"],
     "misspelt option": ["--gird", "rank=4"],
     "missing notebook": ["--grid", "rank=4", "--notebook", "no-such.ipynb"],
     "family dry run": ["--grid", "model_family=sdxl,flux,sana", "--dry-run"],
@@ -446,7 +449,7 @@ def test_help_dry_run_and_bad_sweeps_answer_without_heavy_imports(tmp_path):
         "from siso_lib.sweep import main\n"
         "try:\n    code = main(json.loads(sys.argv[1]))\nexcept SystemExit as exit:\n    code = exit.code\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'transformers', 'timm', 'open_clip',"
-        " 'papermill', 'nbclient', 'jupyter_client', 'zmq', 'matplotlib', 'ipywidgets', 'kornia', 'peft'})\n"
+        " 'papermill', 'nbclient', 'jupyter_client', 'zmq', 'matplotlib', 'ipywidgets', 'kornia', 'peft', 'ray'})\n"
         "print(json.dumps({'code': code, 'heavy': heavy}))\n"
     )
     for label, arguments in BAD_SWEEPS.items():
@@ -454,7 +457,7 @@ def test_help_dry_run_and_bad_sweeps_answer_without_heavy_imports(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["heavy"] == [], f"{label}: imported {result['heavy']}"
-        assert result["code"] == (0 if label in ("help", "dry run", "family dry run", "eval dry run") else 2), (label, result, done.stderr)
+        assert result["code"] == (0 if label in ("help", "dry run", "family dry run", "eval dry run", "ray dry run") else 2), (label, result, done.stderr)
         if result["code"] == 2:
             said = done.stderr.strip().splitlines()
             assert len(said) == 1 and "error" in said[0], (label, done.stderr)
