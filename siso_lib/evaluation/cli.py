@@ -13,13 +13,13 @@ and exit code 2. Several runs share the loaded judges (and the base model, if it
 
 from __future__ import annotations
 
-import json
+import signal
 import sys
 from pathlib import Path
 
 from ..errors import OneLineArgumentParser, SISOError, SISOInputError
 from .defaults import DEFAULT_CLIP_PRETRAINED, DEFAULT_DETECTOR, judge_names
-from .prompts import GENERIC_TEMPLATES, read_prompt_file
+from .prompts import GENERIC_TEMPLATES, evaluation_prompts, read_prompt_file
 
 
 
@@ -38,7 +38,11 @@ def build_parser() -> OneLineArgumentParser:
                          help="a prompt template; repeat for more (added after --prompts)")
     prompts.add_argument("--class_name", default=None, help="the subject's class for the templates (default: from the run's prompt)")
     prompts.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per prompt (diversity needs 2 or more)")
+    prompts.add_argument("--subject_image_path", default=None,
+                         help="the subject photo (default: the one run.json names; for a photo that has moved)")
     render = parser.add_argument_group("rendering (default: as the run was optimised)")
+    render.add_argument("--pretrained_model_name_or_path", default=None,
+                        help="the base model (default: the one the LoRA names; for a local folder that has moved)")
     render.add_argument("--num_inference_steps", type=int, default=None)
     render.add_argument("--guidance_scale", type=float, default=None)
     render.add_argument("--resolution", type=int, default=None)
@@ -67,7 +71,7 @@ def build_parser() -> OneLineArgumentParser:
 def _check(args) -> tuple[list, list[str] | None]:
     """Everything that needs no model: the runs, prompts, numbers and local judge paths."""
     from ..model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino
-    from .evaluate import read_run
+    from .evaluate import check_output_dir, read_run
 
     if args.output_dir and len(args.runs) > 1:
         raise SISOInputError(f"--output_dir names one folder but {len(args.runs)} runs were given: evaluate them one at a time, or drop --output_dir")
@@ -77,20 +81,33 @@ def _check(args) -> tuple[list, list[str] | None]:
     for name, value in (("--num_inference_steps", args.num_inference_steps), ("--resolution", args.resolution)):
         if value is not None and value < 1:
             raise SISOInputError(f"{name} must be 1 or more, not {value}")
-    if args.resolution is not None and args.resolution % 8:
-        raise SISOInputError(f"--resolution {args.resolution} is not a multiple of 8: the VAE needs one, e.g. {args.resolution // 8 * 8 or 8}")
+    if args.resolution is not None and (args.resolution % 8 or not 64 <= args.resolution <= 2048):
+        raise SISOInputError(f"--resolution {args.resolution} is not usable: give a multiple of 8 between 64 and 2048")
+    if args.class_name is not None and not args.class_name.strip():
+        raise SISOInputError("--class_name is empty: give the subject's class, e.g. --class_name dog (or leave it out to read it from the run's prompt)")
+    if args.output_dir:
+        check_output_dir(args.output_dir)
     templates = read_prompt_file(args.prompt_file) if args.prompt_file else []
     templates += [t.strip() for t in args.prompt_templates or [] if t.strip()]
     if args.prompt_templates is not None and not templates:
         raise SISOInputError("--prompt is empty: give a prompt, e.g. --prompt 'a {class} on the beach'")
+    evaluation_prompts(args.class_name or "x", templates or None)  # a bad placeholder is refused now, not after loading
     infos = [read_run(run) for run in args.runs]
     for info in infos:
-        check_local_base_model(info.base_model, info.model_family)
+        check_local_base_model(args.pretrained_model_name_or_path or info.base_model, info.model_family)
+        if not info.run and not args.subject_image_path:
+            raise SISOInputError(f"run {str(info.folder)!r} has no run.json: pass --subject_image_path (and --ir_features_path or --no_ir)")
+        photo = args.subject_image_path or (info.run.get("subject_image") or {}).get("path")
+        if not photo or not Path(photo).is_file():
+            raise SISOInputError(f"subject photo {photo!r} of run {str(info.folder)!r} does not exist any more: pass --subject_image_path")
         if not args.no_ir:
             path = args.ir_features_path or info.run.get("parameters", {}).get("ir_features_path")
             if not path:
                 raise SISOInputError(f"run {str(info.folder)!r} used no IR checkpoint: pass --ir_features_path, or --no_ir to score without IR")
-            check_ir_checkpoint_path(path)
+            try:
+                check_ir_checkpoint_path(path)
+            except SISOInputError as error:
+                raise SISOInputError(f"{str(error).split(':')[0]}: pass --ir_features_path with its new place, or --no_ir to score without IR") from error
     if args.dino_model_name != "auto":
         check_local_dino(args.dino_model_name)
     if args.clip_model_name != "auto":
@@ -98,17 +115,29 @@ def _check(args) -> tuple[list, list[str] | None]:
     return infos, templates or None
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, ended the same clean way as Ctrl-C."""
+
+
+def _terminate(signum, frame):  # noqa: ARG001
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         infos, templates = _check(args)
         return _evaluate(args, infos, templates)
     except SISOError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("siso-eval: interrupted: runs already scored keep their eval/; the one in progress was not written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interruption:
+        name = "SIGTERM" if isinstance(interruption, _Terminated) else "interrupted"
+        print(f"siso-eval: {name}: runs already scored keep their eval/; the one in progress was not written", file=sys.stderr)
+        return 143 if isinstance(interruption, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _evaluate(args, infos, templates) -> int:
@@ -131,22 +160,32 @@ def _evaluate(args, infos, templates) -> int:
         templates=templates, class_name=args.class_name, seeds=tuple(range(args.seeds)),
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, resolution=args.resolution,
         lora_scale=args.lora_scale, with_base=not args.no_base, crop_subject=args.crop_subject, box_threshold=args.box_threshold,
+        subject_image_path=args.subject_image_path, base_model=args.pretrained_model_name_or_path,
     )
     for info in infos:
         judges.set_ir(None if args.no_ir else args.ir_features_path or info.run["parameters"]["ir_features_path"])
         report = evaluator.evaluate(info.folder, settings, args.output_dir, progress=lambda m: print(f"siso-eval: {m}", file=sys.stderr))
-        print(f"siso-eval: {info.folder}: {format_summary(report.summary)}", file=sys.stderr)
+        record = report.record
+        print(f"siso-eval: {info.folder}: class {record['class_name']!r} ({record['class_name_source']}), "
+              f"{len(record['prompts'])} prompts x {len(record['seeds'])} seeds", file=sys.stderr)
+        print(f"siso-eval: {format_summary(report.summary)}", file=sys.stderr)
         print(f"siso-eval: metrics {report.output_dir / 'metrics.json'}; grid {report.output_dir / 'grid.png'}", file=sys.stderr)
+        if args.output_dir:
+            print("siso-eval: run.json keeps the scores of the run's own eval/ (a side evaluation is not recorded there)", file=sys.stderr)
     return 0
 
 
+VARIANT_LABELS = {"lora": "with LoRA:", "base": "base model:", "delta": "LoRA - base:"}
+
+
 def format_summary(summary: dict) -> str:
-    """"lora DINO 0.481 CLIP-I ...; base ...; delta ..." on one line."""
+    """"with LoRA: DINO 0.481 ...; base model: ...; LoRA - base: ..." on one line (higher is
+    closer to the subject / the prompt; diversity: more varied across seeds)."""
     labels = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "diversity": "diversity"}
     parts = []
     for variant, values in summary.items():
         shown = " ".join(f"{labels[k]} {v:+.3f}" if variant == "delta" else f"{labels[k]} {v:.3f}" for k, v in values.items() if v is not None)
-        parts.append(f"{variant} {shown}")
+        parts.append(f"{VARIANT_LABELS[variant]} {shown}")
     return "; ".join(parts)
 
 

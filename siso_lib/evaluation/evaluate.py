@@ -70,6 +70,7 @@ class EvalSettings:
     crop_subject: bool = False
     box_threshold: float = 0.3  # Grounding-DINO's, for crop_subject (the authors' value)
     subject_image_path: str | None = None  # None: the photo run.json names
+    base_model: str | None = None  # None: the base model the LoRA names (for a moved local folder)
 
 
 @dataclass
@@ -90,7 +91,8 @@ def _subject_photo(info, settings: EvalSettings) -> Path:
 
     path = settings.subject_image_path or (info.run.get("subject_image") or {}).get("path")
     if not path:
-        raise SISOInputError(f"run {str(info.folder)!r} names no subject photo: pass --subject_image_path")
+        why = "has no run.json" if not info.run else "names no subject photo in its run.json"
+        raise SISOInputError(f"run {str(info.folder)!r} {why}: pass --subject_image_path (the photo the LoRA was optimised on)")
     if not Path(path).is_file():
         raise SISOInputError(f"subject photo {path!r} (from the run) does not exist any more: pass --subject_image_path")
     return Path(load_subject_image(path).path)
@@ -103,6 +105,10 @@ def read_run(run_dir: str | os.PathLike):
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise SISOInputError(f"run folder {str(run_dir)!r} does not exist: give a folder siso-generate or a sweep wrote")
+    if run_dir.is_dir() and not (run_dir / "run.json").exists() and not any(run_dir.glob("*.safetensors")):
+        runs = sorted(p.parent for p in [*run_dir.glob("*/run.json"), *run_dir.glob("*/*/run.json")])
+        if runs:
+            raise SISOInputError(f"{str(run_dir)!r} holds {len(runs)} run{'s' if len(runs) != 1 else ''} but is not one: pass them, e.g. {runs[0].parent}/*/")
     if run_dir.is_dir() and (run_dir / "run.json").is_file():
         try:
             status = json.loads((run_dir / "run.json").read_text()).get("status")
@@ -192,7 +198,8 @@ class Evaluator:
         resolution = settings.resolution or info.resolution
 
         say(f"rendering {len(prompts)} prompts x {len(seeds)} seeds with{' and without' if settings.with_base else ''} the LoRA")
-        pipe = self.pipeline(info.base_model, info.model_family, info.path)
+        base_model = settings.base_model or info.base_model
+        pipe = self.pipeline(base_model, info.model_family, info.path)
         variants = {"lora": settings.lora_scale} | ({"base": 0.0} if settings.with_base else {})
         images = {}
         for variant, scale in variants.items():
@@ -207,7 +214,7 @@ class Evaluator:
             run=str(info.folder.absolute()),
             lora=str(info.path.absolute()),
             model_family=info.model_family,
-            base_model=info.base_model,
+            base_model=base_model,
             subject_image=str(subject_path.absolute()),
             class_name=class_name,
             class_name_source="given" if settings.class_name else f"guessed from the run's prompt {info.prompt!r}",
@@ -220,7 +227,9 @@ class Evaluator:
         report = EvalReport(_ordered(record), None, images)
         if write:
             report.output_dir = write_report(report, Path(output_dir) if output_dir else info.folder / EVAL_DIR, subject_path)
-            attach_to_run_json(info.folder, report)
+            if report.output_dir == (info.folder / EVAL_DIR).absolute():
+                # run.json (and a sweep's results.csv) describe the run's own eval/, never a side copy
+                attach_to_run_json(info.folder, report)
         return report
 
     def score(self, images: dict, prompts: list[str], seeds: list[int], subject: Image.Image, class_name: str,
@@ -315,11 +324,30 @@ def _ordered(record: dict) -> dict:
     return {key: record[key] for key in first if key in record} | {k: v for k, v in record.items() if k not in first}
 
 
+def check_output_dir(output_dir: str | os.PathLike) -> Path:
+    """An evaluation folder may be new, empty, or an earlier evaluation (it holds metrics.json):
+    anything else is the user's and is never replaced. Its parent must be writable. Absolute path."""
+    from ..preflight import check_writable
+
+    output_dir = Path(output_dir).absolute()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SISOInputError(f"--output_dir {str(output_dir)!r} is a file: give a folder for the evaluation (it is created)")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / METRICS_FILE).is_file():
+        raise SISOInputError(
+            f"--output_dir {str(output_dir)!r} holds other files and no earlier evaluation: give a new or empty folder "
+            "(an evaluation replaces its folder as a whole)"
+        )
+    parent = next((folder for folder in output_dir.parents if folder.exists()), None)
+    if parent is not None:
+        check_writable(parent, "the folder of --output_dir")
+    return output_dir
+
+
 def write_report(report: EvalReport, output_dir: Path, subject_path: Path) -> Path:
     """Write metrics.json, grid.png and images/ into a fresh folder, then swap it in for `output_dir`."""
     from .grid import score_grid
 
-    output_dir = Path(output_dir).absolute()
+    output_dir = check_output_dir(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
     try:

@@ -2,7 +2,7 @@
 
     [subject photo]  summary: LoRA and base means
     prompt 0 (diversity LoRA / base)
-    [LoRA seed 0] [LoRA seed 1] ...  |  [base seed 0] [base seed 1] ...
+    [base seed 0] [base seed 1] ...  |  [LoRA seed 0] [LoRA seed 1] ...   (as notebook 02: base left)
      DINO .48 IR .53                      (two lines of scores under each picture)
      CLIP-I .70 CLIP-T .31
     prompt 1 ...
@@ -43,7 +43,7 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     """metrics.json's `record` and the rendered `images` {(prompt, seed, variant): PIL} as one picture."""
     font = ImageFont.load_default(size=12)
     seeds, prompts = record["seeds"], record["prompts"]
-    variants = [v for v in ("lora", "base") if any(key[2] == v for key in images)]
+    variants = [v for v in ("base", "lora") if any(key[2] == v for key in images)]
     cell = max(MIN_CELL, record["render"]["resolution"])
     row_height = TEXT_LINE + cell + 2 * TEXT_LINE + GAP // 2
     width = max(len(seeds) * cell * len(variants) + GAP * (len(variants) - 1), 3 * cell)
@@ -52,12 +52,15 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
 
     canvas.paste(_fit(subject, cell), (0, 0))
-    lines = [f"subject photo; class {record['class_name']!r}", "left: with the LoRA" + ("; right: without (same seeds)" if "base" in variants else "")]
+    lines = [f"subject photo; class {record['class_name']!r}; {len(prompts)} prompts x {len(seeds)} seeds"]
     for variant in variants:
         means = record["summary"][variant]
         lines.append(f"{variant}: " + "  ".join(f"{label} {_score(means.get(name))}" for name, label in (*LABELS, ("diversity", "div")) if name in means))
     for n, line in enumerate(lines):
         draw.text((cell + GAP, 8 + n * TEXT_LINE), line, fill="black", font=font)
+    for v, variant in enumerate(variants):  # a label above each half
+        title = "WITHOUT the LoRA (base model)" if variant == "base" else "WITH the LoRA"
+        draw.text((v * (len(seeds) * cell + GAP), header - TEXT_LINE), title, fill="black", font=ImageFont.load_default(size=13))
 
     scores = {(row["prompt_index"], row["seed"], row["variant"]): row for row in record["images"]}
     for i, prompt in enumerate(prompts):

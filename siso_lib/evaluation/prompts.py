@@ -44,12 +44,16 @@ _TRAINING_PREFIX = re.compile(
 
 
 def fill_template(template: str, class_name: str) -> str:
-    """`template` with the class name in its placeholder; whitespace collapsed.
+    """`template` with the class name in its placeholder; whitespace collapsed. SISOInputError for
+    any other placeholder (a typo such as `{clas}` must not reach the picture as text).
 
     >>> fill_template("a {0} {1} in the jungle", "cat")
     'a cat in the jungle'
     """
     text = template.replace("{class}", "\0").replace("{1}", "\0").replace("{0}", "").replace("{}", "\0")
+    unknown = re.search(r"\{[^{}]*\}", text)
+    if unknown:
+        raise SISOInputError(f"prompt {template!r} has the placeholder {unknown.group(0)}: use {{class}} (or {{}}) for the subject's class")
     return re.sub(r"\s+", " ", text.replace("\0", class_name)).strip()
 
 
@@ -62,6 +66,8 @@ def guess_class_name(prompt: str) -> str:
 def read_prompt_file(path: str | os.PathLike) -> list[str]:
     """Templates from a prompt file (format in the module docstring); SISOInputError if none."""
     path = Path(path)
+    if path.is_dir():
+        raise SISOInputError(f"prompt file {str(path)!r} is a folder: give a text file with one prompt per line")
     if not path.is_file():
         raise SISOInputError(f"prompt file {str(path)!r} does not exist: give a text file with one prompt per line")
     try:

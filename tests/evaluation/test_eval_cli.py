@@ -42,6 +42,11 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
     shutil.copytree(run_copy, no_ir)
     record["parameters"]["ir_features_path"] = None
     (no_ir / "run.json").write_text(json.dumps(record))
+    moved = tmp_path / "moved"
+    shutil.copytree(run_copy, moved)
+    moved_record = json.loads((moved / "run.json").read_text())
+    moved_record["subject_image"]["path"] = str(tmp_path / "gone.png")
+    (moved / "run.json").write_text(json.dumps(moved_record))
     run = str(run_copy)
     cases = {
         "missing run": [str(tmp_path / "nowhere")],
@@ -58,6 +63,14 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
         "missing CLIP folder": [run, "--clip_model_name", str(tmp_path / "clip")],
         "missing DINO folder": [run, "--dino_model_name", str(tmp_path / "dino")],
         "unknown option": [run, "--seed", "3"],
+        "output_dir is a file": [run, "--output_dir", str(tmp_path / "empty.txt")],
+        "output_dir holds other files": [run, "--output_dir", str(tmp_path)],
+        "empty class": [run, "--class_name", ""],
+        "unknown placeholder": [run, "--prompt", "a {clas} on the beach"],
+        "resolution too small": [run, "--resolution", "16"],
+        "a folder of runs": [str(run_copy.parent)],
+        "moved subject photo": [str(moved)],
+        "prompt file is a folder": [run, "--prompts", str(tmp_path)],
     }
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH, json.dumps(cases)], capture_output=True, text=True, cwd=REPO, check=True)
@@ -68,6 +81,7 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, lines)
     assert result["heavy"] == []
     assert not (tmp_path / "out").exists() and not (run_copy / "eval").exists()
+    assert (tmp_path / "empty.txt").is_file()  # the user's file is never replaced by an evaluation folder
     print(f"{len(cases)} bad inputs answered in {elapsed:.1f} s together")
 
 
@@ -83,7 +97,7 @@ def test_siso_eval_scores_a_tiny_run_offline(run_copy, tmp_path):
     record = json.loads((run_copy / "eval" / "metrics.json").read_text())
     assert record["prompts"] == ["a cat in the jungle", "a cat on the moon"] and record["seeds"] == [0, 1]
     assert record["judges"]["clip"].endswith("clip") and record["judges"]["ir"].endswith("ir_features.pth")
-    summary_line = next(line for line in done.stderr.splitlines() if "lora DINO" in line)
+    summary_line = next(line for line in done.stderr.splitlines() if "with LoRA: DINO" in line)
     assert f"DINO {record['summary']['lora']['dino']:.3f}" in summary_line
     assert json.loads((run_copy / "run.json").read_text())["evaluation"]["summary"] == record["summary"]
     print(f"siso-eval on a tiny run: {elapsed:.1f} s")
@@ -107,3 +121,22 @@ def test_crop_to_the_subject_uses_grounding_dino(tiny_judges, run_copy, tmp_path
     never = evaluator.evaluate(run_copy, EvalSettings(**settings, crop_subject=True, box_threshold=1.01), write=False)
     assert not any(row["cropped"] for row in never.record["images"])
     assert never.summary["lora"]["dino"] == pytest.approx(plain.summary["lora"]["dino"], abs=1e-6)
+
+
+def test_a_side_evaluation_leaves_the_runs_record_alone(tiny_judges, run_copy, tmp_path):
+    """--output_dir elsewhere: run.json (and so a sweep's results.csv) keeps the run's own eval/ scores."""
+    from siso_lib.evaluation import EvalSettings, Evaluator
+
+    evaluator = Evaluator(tiny_judges, device="cpu")
+    own = evaluator.evaluate(run_copy, EvalSettings(templates=("a photo of a {class}",), seeds=(0, 1)))
+    before = json.loads((run_copy / "run.json").read_text())["evaluation"]
+    side = evaluator.evaluate(run_copy, EvalSettings(templates=("a {class} made of lego",), seeds=(3,)), output_dir=tmp_path / "side")
+    assert (tmp_path / "side" / "metrics.json").is_file() and side.summary != own.summary
+    assert json.loads((run_copy / "run.json").read_text())["evaluation"] == before
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError, match="holds other files"):
+        evaluator.evaluate(run_copy, EvalSettings(templates=("a {class}",), seeds=(0,)), output_dir=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
