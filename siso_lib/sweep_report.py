@@ -199,6 +199,9 @@ class SweepReport:
         head = ["#", *shown, "status"]
         head += [f"{SCORES[n]} (LoRA - base)" + (" ▼" if n == ranked else "") for n in scores] + ["best_total"]
         lines = ["<table><thead><tr>" + "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+        if not any(_number(r.get(column)) is not None for r in self.rows):
+            lines.insert(0, f"<p><b>No run has a {html.escape(column)} score</b> (e.g. IR without an IR checkpoint): "
+                            "the runs are not ranked; choose another rank_by.</p>")
         rank = 0
         for row in self.ranked_rows(rank_by):
             scored = _number(row.get(column)) is not None and row.get("status") == "completed"
@@ -359,7 +362,9 @@ def scores_figure(report: SweepReport, rank_by: str = "dino"):
     from matplotlib.figure import Figure
     from matplotlib.ticker import ScalarFormatter
 
-    ranked = score_column(rank_by).removeprefix("eval_").removeprefix("delta_")
+    column = score_column(rank_by)
+    ranked = column.removeprefix("eval_").removeprefix("delta_")
+    ranking_note = "  (ranking: LoRA - base)" if column.startswith("eval_delta_") else "  (ranking)"
     rows = [r for r in report.completed if any(_number(r.get(f"eval_{n}")) is not None for n in SCORES)]
     scores = [n for n in SCORES if any(_number(r.get(f"eval_{n}")) is not None for r in rows)] or [ranked]
     scores.sort(key=lambda n: n != ranked)
@@ -400,7 +405,7 @@ def scores_figure(report: SweepReport, rank_by: str = "dino"):
             formatter = ScalarFormatter(useOffset=False)
             ax.yaxis.set_major_formatter(formatter)
             ax.tick_params(axis="y", labelsize=7)
-            ax.set_title(SCORES[name] + ("  (ranking)" if name == ranked else ""), fontsize=9)
+            ax.set_title(SCORES[name] + (ranking_note if name == ranked else ""), fontsize=9)
             ax.set_xlabel(key, fontsize=8)
             ax.grid(alpha=0.3)
     if rows:

@@ -153,6 +153,8 @@ def test_report_ranks_scored_runs_and_plots_each_score_against_each_swept_parame
     figure = scores_figure(report, "ir")
     assert len(figure.axes) == 2 * 3  # (learning_rate, rank) x (DINO, CLIP-T, IR)
     assert [ax.get_title() for ax in figure.axes[:3]] == ["IR  (ranking)", "DINO", "CLIP-T"]
+    assert scores_figure(report, "delta_ir").axes[0].get_title() == "IR  (ranking: LoRA - base)"
+    assert "No run has a eval_clip_i score" in report.ranking_html("clip_i") and "No run has" not in table
     lr_ir = figure.axes[0]
     assert lr_ir.get_xscale() == "log"  # 1e-4 .. 1e-3: a factor of 10
     lora_lines = [line for line in lr_ir.get_lines() if line.get_linestyle() == "-"]
