@@ -215,11 +215,17 @@ def encode_posterior(pipe, image, device: torch.device | str):
     """Photo -> the VAE's posterior (a diagonal Gaussian over the unscaled latent [1, 4, H/8, W/8]).
 
     `image`: a PIL image or a [1, 3, H, W] tensor in [0, 1] (the pipeline's image processor
-    normalises it to [-1, 1]; H and W are rounded down to multiples of 8). Deterministic: drawing
-    from the posterior is `posterior_latent`'s job.
+    normalises it to [-1, 1]; H and W are rounded down to multiples of 8; a tensor is encoded in the
+    channels-last layout the processor gives a PIL image, so both give the same bits). Deterministic:
+    drawing from the posterior is `posterior_latent`'s job.
     """
     vae = pipe.vae
     pixels = pipe.image_processor.preprocess(image).to(device=device, dtype=vae.dtype)
+    if isinstance(image, torch.Tensor):
+        # a PIL image leaves the processor in channels-last strides (numpy's HWC array transposed) and
+        # the encoder's convolutions round differently per memory layout: the same layout for a
+        # tensor keeps a tensor scene's latent bit-identical to the PIL photo's (the authors' input)
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
     return vae.encode(pixels).latent_dist
 
 
