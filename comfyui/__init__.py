@@ -1,4 +1,4 @@
-"""SISO for ComfyUI: "SISO LoRA Generator" (one photo -> a LoRA) and "SISO Load LoRA".
+"""SISO for ComfyUI: "SISO LoRA Generator" (one photo -> a LoRA), "SISO Subject Edit" (a subject into a scene photo) and "SISO Load LoRA".
 
 Install by symlinking or copying this folder into ComfyUI/custom_nodes/ (see README.md).
 """

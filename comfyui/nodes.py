@@ -1,6 +1,6 @@
-"""The ComfyUI nodes: "SISO LoRA Generator" and "SISO Load LoRA".
+"""The ComfyUI nodes: "SISO LoRA Generator", "SISO Subject Edit" and "SISO Load LoRA".
 
-The work is done by `siso_runner` (no ComfyUI there, tested on its own); this module adds
+The work is done by `siso_runner` and `siso_edit_runner` (no ComfyUI there, tested on their own); this module adds
 what needs ComfyUI: widget definitions, unloading ComfyUI's models, the progress bar and
 Cancel, the preview image and the status text on the node, and applying a LoRA with
 ComfyUI's own LoRA code. ComfyUI's modules are imported lazily, so this file also imports
@@ -17,13 +17,14 @@ import threading
 import uuid
 
 try:
-    from . import lora_keys, siso_defaults, siso_runner as runner
-    from .siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS
+    from . import lora_keys, siso_defaults, siso_edit_runner as edit_runner, siso_runner as runner
+    from .siso_defaults import DEFAULTS, DEFAULTS_SOURCE, EDIT_DEFAULTS, EDIT_DEFAULTS_SOURCE, MODES, PRECISIONS
 except ImportError:  # loaded as top-level modules (e.g. by a tool that put this folder on sys.path)
     import lora_keys  # type: ignore
     import siso_defaults  # type: ignore
+    import siso_edit_runner as edit_runner  # type: ignore
     import siso_runner as runner  # type: ignore
-    from siso_defaults import DEFAULTS, DEFAULTS_SOURCE, MODES, PRECISIONS  # type: ignore
+    from siso_defaults import DEFAULTS, DEFAULTS_SOURCE, EDIT_DEFAULTS, EDIT_DEFAULTS_SOURCE, MODES, PRECISIONS  # type: ignore
 
 log = logging.getLogger("siso.comfyui")
 CONSOLE_PREFIX = "[SISO]"
@@ -649,5 +650,168 @@ def _patch_count(patcher) -> int:
     return len(patches) if isinstance(patches, dict) else 0
 
 
-NODE_CLASS_MAPPINGS = {"SISOLoRAGenerator": SISOLoRAGenerator, "SISOLoadLoRA": SISOLoadLoRA}
-NODE_DISPLAY_NAME_MAPPINGS = {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOLoadLoRA": "SISO Load LoRA"}
+# ----------------------------------------------------------------------------- subject edit
+
+
+EDIT_RUNNING_STATUS = "Running: SISO is editing the scene (progress on the SISO Subject Edit node)"
+
+
+class SISOSubjectEdit:
+    """Put the subject of one photo into a scene photo where the mask says, keeping the rest (SISO editing, siso-edit)."""
+
+    CATEGORY = "SISO"
+    FUNCTION = "edit"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("edited_image", "status")
+    OUTPUT_TOOLTIPS = (
+        "The edited scene (the best iteration's picture): the resolution x resolution square the edit works on "
+        "(the scene scaled to cover it, centre-cropped). A blank image when the edit failed, was cancelled or did not run.",
+        "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
+    )
+    DESCRIPTION = (
+        "SISO editing (arXiv 2503.16025) on SDXL-Turbo: the scene is inverted once with ReNoise, then a LoRA is "
+        "optimised so that regenerating the scene draws the subject of ONE photo inside the mask (DINOv2 + IR "
+        "similarity) and keeps everything outside it (background MSE, weight bg_mse_loss_weight). The mask is the "
+        "MASK input (1 = where the subject goes: paint it in the scene's Load Image mask editor) or, without one, "
+        "found by Grounding-DINO + SAM from input_class. Runs siso-edit as a separate process (blocking the queue; "
+        "Cancel stops it) after unloading ComfyUI's models from VRAM. Every file of the edit (result.png, "
+        "before_after.png, mask.png, the LoRA, run.json) goes to output/siso/<time>-edit-<prompt>/."
+    )
+    script_path = ""  # empty: the bundled siso_edit.py (tests put a fake script here)
+
+    _history: dict[str, tuple[bool, str]] = {}  # fingerprint -> (succeeded, edited image)
+    _history_lock = threading.Lock()
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        d = EDIT_DEFAULTS
+        src = f"(default from siso-lab's SISOEditConfig, via {EDIT_DEFAULTS_SOURCE})"
+        return {
+            "required": {
+                "scene_image": ("IMAGE", {"tooltip": "The photo to edit. A batch uses its first image."}),
+                "subject_image": ("IMAGE", {"tooltip": "ONE photo of the subject to put into the scene."}),
+                "execute": ("BOOLEAN", {"default": False, "forceInput": True,
+                                        "tooltip": "Connect a Boolean: False returns 'Idle' without running."}),
+                "prompt": ("STRING", {"default": d["prompt"], "multiline": False,
+                                      "tooltip": "The subject's prompt, naming its class: 'a photo of a dog' " + src}),
+                "input_class": ("STRING", {"default": "", "multiline": False,
+                                           "tooltip": "The scene object the subject replaces, e.g. 'cat': the scene is "
+                                                      "inverted with 'a photo of a cat', and without a painted mask "
+                                                      "Grounding-DINO + SAM look for it. Empty: 'a photo' (needs a mask)."}),
+                "base_model_path": ("STRING", {"default": d["pretrained_model_name_or_path"],
+                                               "tooltip": "SDXL(-Turbo) hub id or local diffusers folder (a name in "
+                                                          "models/diffusers works). " + src}),
+                "ir_features_path": ("STRING", {"default": "",
+                                                "tooltip": "ir_features.pth, downloaded by hand (see README). A bare name is looked "
+                                                           "up in ComfyUI/models/siso. Empty: DINO features only."}),
+                "num_train_epochs": ("INT", {"default": d["num_train_epochs"], "min": 1, "max": 10000, "step": 1,
+                                             "tooltip": "Maximum SISO iterations " + src}),
+                "learning_rate": ("FLOAT", {"default": d["learning_rate"], "min": 1e-6, "max": 1.0, "step": 1e-5, "round": 1e-6,
+                                            "tooltip": "AdamW learning rate of the UNet's LoRA " + src}),
+                "bg_mse_loss_weight": ("FLOAT", {"default": d["bg_mse_loss_weight"], "min": 0.0, "max": 1000.0, "step": 0.5,
+                                                 "tooltip": "Weight of the background MSE outside the mask: higher keeps more "
+                                                            "of the scene " + src}),
+                "inversion_max_step": ("FLOAT", {"default": d["inversion_max_step"], "min": 0.05, "max": 1.0, "step": 0.05,
+                                                 "tooltip": "ReNoise inversion depth / img2img strength: 0.75 regenerates "
+                                                            "the last 3 of 4 steps " + src}),
+                "dino_features_weight": ("FLOAT", {"default": d["dino_features_weight"], "min": 0.0, "max": 100.0,
+                                                   "step": 0.05, "tooltip": "Weight of the DINOv2 similarity loss"}),
+                "ir_features_weight": ("FLOAT", {"default": d["ir_features_weight"], "min": 0.0, "max": 100.0,
+                                                 "step": 0.05, "tooltip": "Weight of the IR similarity loss"}),
+                "seed": ("INT", {"default": d["seed"], "min": 0, "max": 2**31 - 1, "control_after_generate": False,
+                                 "tooltip": "Seed of the LoRA's initialisation"}),
+                "resolution": ("INT", {"default": d["resolution"], "min": 64, "max": 2048, "step": 8,
+                                       "tooltip": "Side of the square the edit works on " + src}),
+                "rank": ("INT", {"default": d["rank"], "min": 1, "max": 256, "tooltip": "LoRA rank " + src}),
+                "early_stopping_max_count": ("INT", {"default": d["early_stopping_max_count"], "min": 1, "max": 1000,
+                                                     "tooltip": "Stop after this many iterations without improvement " + src}),
+                "early_stopping_threshold_percentage": ("FLOAT", {
+                    "default": d["early_stopping_threshold_percentage"], "min": 0.0, "max": 100.0, "step": 0.01, "round": 0.001,
+                    "tooltip": "An iteration counts as an improvement when the loss improves by this many percent"}),
+                "train_text_encoder": ("BOOLEAN", {"default": d["train_text_encoder"],
+                                                   "tooltip": "Also put the LoRA on both CLIP text encoders " + src}),
+                "dino_model_name": ("STRING", {"default": d["dino_model_name"],
+                                               "tooltip": "timm DINOv2 name or a local timm folder (config.json + model.safetensors)"}),
+                "device": ("STRING", {"default": d["device"], "tooltip": "auto, cuda, cuda:1, xpu, mps or cpu"}),
+                "mixed_precision": (list(PRECISIONS), {"default": d["precision"],
+                                                       "tooltip": "dtype of the frozen weights; auto = bf16 on CUDA/XPU"}),
+                "mode": (list(MODES), {"default": d["mode"],
+                                       "tooltip": "low-memory: gradient checkpointing for smaller GPUs; reference: the authors' fp32 setup"}),
+                "python_executable": ("STRING", {"default": "",
+                                                 "tooltip": "Empty: the environment install.py made, else ComfyUI's own Python. "
+                                                            "Or the python of a separate environment siso-lab is installed in."}),
+                "unload_models": ("BOOLEAN", {"default": True,
+                                              "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Where the subject goes (1 = edit): paint it in the scene's Load Image mask "
+                                             "editor and connect that MASK. Unconnected or empty: found from input_class."}),
+                "extra_args": ("STRING", {"default": "", "multiline": False,
+                                          "tooltip": "More siso-edit arguments, e.g. --box_threshold 0.2"}),
+            },
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, **inputs):
+        """Same widgets and files as a successful edit whose picture still exists: reuse the cached result
+        (a changed scene, subject or mask re-runs anyway: ComfyUI compares the upstream outputs)."""
+        key = fingerprint(inputs)
+        with cls._history_lock:
+            previous = cls._history.get(key)
+        if previous is not None and (not previous[0] or not os.path.isfile(previous[1])):
+            return float("nan")
+        return key
+
+    def edit(self, scene_image, subject_image, execute, unique_id=None, mask=None, extra_args="", graph=None, **widgets):
+        inputs = dict(widgets, extra_args=extra_args)
+        if not execute:
+            console(IDLE_STATUS)
+            return {"ui": {"text": [IDLE_STATUS]}, "result": (blank_image(), IDLE_STATUS)}
+        refresh_displays(graph, unique_id, (None, EDIT_RUNNING_STATUS))
+        job = self.run(scene_image, subject_image, mask, unique_id, **inputs)
+        with self._history_lock:
+            self._history[fingerprint(inputs)] = (job.ok, job.result_image)
+        report = job.report()
+        if job.cancelled:
+            refresh_displays(graph, unique_id, (None, job.status))
+            SISOLoRAGenerator._raise_cancelled(report, unique_id)
+        console(report)
+        edited = runner.load_image_tensor(job.result_image) if job.ok else None
+        ui = {"text": [report]}
+        images = save_preview(job.result_image, unique_id) if job.ok else []
+        if images:
+            ui["images"] = images
+        return {"ui": ui, "result": (edited if edited is not None else blank_image(), job.status)}
+
+    def run(self, scene_image, subject_image, mask=None, unique_id=None, **inputs) -> edit_runner.EditJobResult:
+        """The whole edit with ComfyUI's progress bar, Cancel, console and model unloading."""
+        d = EDIT_DEFAULTS
+        params = edit_runner.EditParams(
+            prompt=inputs.get("prompt", d["prompt"]),
+            input_class=inputs.get("input_class", "") or "",
+            base_model_path=inputs.get("base_model_path", d["pretrained_model_name_or_path"]),
+            ir_features_path=inputs.get("ir_features_path", "") or "",
+            dino_model_name=inputs.get("dino_model_name", d["dino_model_name"]),
+            **{name: type(d[name])(inputs.get(name, d[name])) for name in (
+                "num_train_epochs", "learning_rate", "bg_mse_loss_weight", "inversion_max_step", "dino_features_weight",
+                "ir_features_weight", "seed", "resolution", "rank", "early_stopping_max_count",
+                "early_stopping_threshold_percentage", "train_text_encoder", "device", "mode")},
+            mixed_precision=inputs.get("mixed_precision", d["precision"]),
+            extra_args=inputs.get("extra_args", "") or "",
+        )
+        request = edit_runner.EditRequest(
+            scene=scene_image, subject=subject_image, params=params, runs_root=runs_root(), mask=mask,
+            python_executable=inputs.get("python_executable", "") or "", script_path=self.script_path,
+            search_dirs=search_dirs(),
+        )
+        hooks = SISOLoRAGenerator.hooks(unique_id, params.num_train_epochs)
+        if inputs.get("unload_models", True):
+            hooks.before_start = SISOLoRAGenerator.unload_models
+        return edit_runner.run_edit_job(request, hooks)
+
+
+NODE_CLASS_MAPPINGS = {"SISOLoRAGenerator": SISOLoRAGenerator, "SISOSubjectEdit": SISOSubjectEdit, "SISOLoadLoRA": SISOLoadLoRA}
+NODE_DISPLAY_NAME_MAPPINGS = {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOSubjectEdit": "SISO Subject Edit",
+                              "SISOLoadLoRA": "SISO Load LoRA"}

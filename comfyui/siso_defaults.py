@@ -53,6 +53,28 @@ FALLBACK_DEFAULTS: dict[str, Any] = {
     "precision": "auto",
     "mode": "default",
 }
+# A copy of SISOEditConfig()'s values (the authors' editing command) for the fields the SISO Subject
+# Edit node exposes; tests/comfyui checks it.
+FALLBACK_EDIT_DEFAULTS: dict[str, Any] = {
+    "prompt": "a photo of a cat",
+    "pretrained_model_name_or_path": "stabilityai/sdxl-turbo",
+    "dino_model_name": "vit_large_patch14_dinov2.lvd142m",
+    "resolution": 512,
+    "seed": 42,
+    "num_train_epochs": 50,
+    "learning_rate": 3e-4,
+    "rank": 4,
+    "train_text_encoder": False,
+    "dino_features_weight": 1.0,
+    "ir_features_weight": 1.0,
+    "early_stopping_threshold_percentage": 3.0,
+    "early_stopping_max_count": 7,
+    "device": "auto",
+    "precision": "auto",
+    "mode": "default",
+    "inversion_max_step": 0.75,
+    "bg_mse_loss_weight": 10.0,
+}
 FALLBACK_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FALLBACK_MODES = ("default", "reference", "low-memory")
 
@@ -127,6 +149,16 @@ def load_defaults() -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...], s
     return values, precisions, modes, source
 
 
+def load_edit_defaults() -> tuple[dict[str, Any], str]:
+    """(SISOEditConfig()'s values for FALLBACK_EDIT_DEFAULTS' keys, where they came from)."""
+    module, source = _config_module()
+    edit = getattr(module, "SISOEditConfig", None) if module is not None else None
+    if edit is None:
+        return dict(FALLBACK_EDIT_DEFAULTS), "built-in copy"
+    config = dataclasses.asdict(edit())
+    return {key: config.get(key, fallback) for key, fallback in FALLBACK_EDIT_DEFAULTS.items()}, source
+
+
 def load_recipes() -> tuple[dict[str, dict[str, Any]], str]:
     """({family: {RECIPE_WIDGETS' config fields: value}} for every family siso_lib knows, where they came from)."""
     module, source = _config_module()
@@ -149,6 +181,7 @@ def load_family_tables() -> tuple[dict[str, str], tuple[tuple[str, str], ...], s
 
 DEFAULTS, PRECISIONS, MODES, DEFAULTS_SOURCE = load_defaults()
 RECIPES, RECIPES_SOURCE = load_recipes()
+EDIT_DEFAULTS, EDIT_DEFAULTS_SOURCE = load_edit_defaults()
 PIPELINE_FAMILIES, HUB_ID_FAMILIES, _TABLES_SOURCE = load_family_tables()
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 

@@ -36,22 +36,25 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="siso-parent-watch").start()
 
 
-def _import_main():
-    try:
-        from siso_lib.generate import main
+def _import_main(module: str = "siso_lib.generate"):
+    """`main` of siso_lib's command-line module `module` (siso_lib.generate, siso_lib.editing.cli)."""
+    import importlib
 
-        return main
+    try:
+        return importlib.import_module(module).main
     except ModuleNotFoundError as error:
-        if error.name not in ("siso_lib", "siso_lib.generate"):
+        if error.name != "siso_lib" and not module.startswith(f"{error.name}.") and error.name != module:
             raise
     checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "siso_lib" / "generate.py").is_file():
+    if (checkout / "siso_lib" / "generate.py").is_file() and "siso_lib" not in sys.modules:
         sys.path.insert(0, str(checkout))
-        from siso_lib.generate import main
-
-        return main
-    print(f"error: siso-lab is not installed in {sys.executable} (No module named 'siso_lib'): run {_install_command()}",
-          file=sys.stderr)
+        return importlib.import_module(module).main
+    if "siso_lib" in sys.modules:  # an older siso-lab, without this command
+        print(f"error: the siso-lab installed in {sys.executable} has no {module} (an older version): run {_install_command()}",
+              file=sys.stderr)
+    else:
+        print(f"error: siso-lab is not installed in {sys.executable} (No module named 'siso_lib'): run {_install_command()}",
+              file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -65,12 +68,17 @@ def _install_command() -> str:
     return " ".join(shlex.quote(part) for part in parts)
 
 
-if __name__ == "__main__":
+def run(module: str = "siso_lib.generate") -> None:
+    """The launcher: die with ComfyUI, import `module`'s main (or say how to install siso-lab), run it, exit."""
     _die_with_parent()
     try:
-        main = _import_main()
+        main = _import_main(module)
     except ModuleNotFoundError as error:
         print(f"error: ModuleNotFoundError: No module named '{error.name}' in {sys.executable}: run {_install_command()}",
               file=sys.stderr)
         raise SystemExit(2)
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run("siso_lib.generate")

@@ -523,11 +523,12 @@ def parse_tqdm(text: str) -> dict | None:
 
 
 def format_progress(record: dict) -> str:
-    """'step 3/50 loss -1.6134 (dino -0.80, ir -0.81) best -1.6500 @2' for the console and the node."""
+    """'step 3/50 loss -1.6134 (dino -0.80, ir -0.81) best -1.6500 @2' for the console and the node
+    (an edit's lines add its background term)."""
     text = f"step {record.get('step', '?')}/{record.get('total', '?')}"
     if isinstance(record.get("loss"), (int, float)):
         text += f" loss {record['loss']:.4f}"
-        parts = [f"{k} {record[k]:.4f}" for k in ("dino", "ir") if isinstance(record.get(k), (int, float))]
+        parts = [f"{k} {record[k]:.4f}" for k in ("dino", "ir", "background") if isinstance(record.get(k), (int, float))]
         if parts:
             text += f" ({', '.join(parts)})"
     if isinstance(record.get("best_loss"), (int, float)):
@@ -683,7 +684,7 @@ def mask_to_alpha(mask: Any, height: int, width: int):
     return alpha
 
 
-def image_to_png(image: Any, path: str, mask: Any = None) -> list[str]:
+def image_to_png(image: Any, path: str, mask: Any = None, name: str = "subject_image") -> list[str]:
     """Write the first image of an IMAGE batch ([B,H,W,C] or [H,W,C], floats 0..1) as an RGB PNG.
 
     Transparency, from `mask` (ComfyUI's MASK: 1 = transparent, as Load Image outputs it for a
@@ -692,26 +693,27 @@ def image_to_png(image: Any, path: str, mask: Any = None) -> list[str]:
     photo gives the same subject through ComfyUI and on the command line.
 
     Returns notes (e.g. that a batch was reduced to its first image). ComfyUI's IMAGE is
-    channels-LAST: reading it as [C,H,W] would scramble the picture.
+    channels-LAST: reading it as [C,H,W] would scramble the picture. `name` is the input the
+    messages name (the edit node's scene_image goes through here too).
     """
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     if image is None:
-        raise InputProblem("subject_image is missing: connect a Load Image node")
+        raise InputProblem(f"{name} is missing: connect a Load Image node")
     array = _as_array(image)
     if array.ndim == 4 and array.shape[0] == 0:
-        raise InputProblem("subject_image is an empty batch: connect a Load Image node")
-    array, notes = _first(array, "subject_image", "image", 3) if array.ndim == 4 else (array, [])
+        raise InputProblem(f"{name} is an empty batch: connect a Load Image node")
+    array, notes = _first(array, name, "image", 3) if array.ndim == 4 else (array, [])
     if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
         raise InputProblem(
-            f"subject_image has shape {list(getattr(image, 'shape', array.shape))}: expected ComfyUI's IMAGE [B, H, W, C] with C = 3"
+            f"{name} has shape {list(getattr(image, 'shape', array.shape))}: expected ComfyUI's IMAGE [B, H, W, C] with C = 3"
         )
     height, width, channels = array.shape
     if min(height, width) < 32:
-        raise InputProblem(f"subject_image is {width}x{height} pixels: give a photo at least 32 pixels on each side")
+        raise InputProblem(f"{name} is {width}x{height} pixels: give a photo at least 32 pixels on each side")
     if not np.isfinite(array).all():
-        raise InputProblem("subject_image contains NaN or infinite values")
+        raise InputProblem(f"{name} contains NaN or infinite values")
     pixels = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     alpha = mask_to_alpha(mask, height, width)
     source = "from subject_mask" if alpha is not None else "from its alpha channel"
@@ -727,7 +729,7 @@ def image_to_png(image: Any, path: str, mask: Any = None) -> list[str]:
         rgba = Image.fromarray(np.dstack([pixels, alpha]), mode="RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         picture = Image.alpha_composite(white, rgba).convert("RGB")
-        notes.append(f"subject_image: transparency ({source}) flattened onto white, as siso-generate does for a transparent file")
+        notes.append(f"{name}: transparency ({source}) flattened onto white, as siso-generate does for a transparent file")
     picture.save(path, format="PNG")
     return notes
 

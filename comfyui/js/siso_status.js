@@ -4,7 +4,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const SISO_NODES = ["SISOLoRAGenerator", "SISOLoadLoRA"];
+const SISO_NODES = ["SISOLoRAGenerator", "SISOSubjectEdit", "SISOLoadLoRA"];
 const WIDGET = "siso_status";
 
 function showStatus(node, text) {

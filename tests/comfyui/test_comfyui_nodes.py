@@ -27,8 +27,10 @@ def widget_defaults() -> dict:
 
 
 def test_declaration():
-    assert NODE_CLASS_MAPPINGS == {"SISOLoRAGenerator": Generator, "SISOLoadLoRA": nodes.SISOLoadLoRA}
-    assert NODE_DISPLAY_NAME_MAPPINGS == {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOLoadLoRA": "SISO Load LoRA"}
+    assert NODE_CLASS_MAPPINGS == {"SISOLoRAGenerator": Generator, "SISOSubjectEdit": nodes.SISOSubjectEdit,
+                                   "SISOLoadLoRA": nodes.SISOLoadLoRA}
+    assert NODE_DISPLAY_NAME_MAPPINGS == {"SISOLoRAGenerator": "SISO LoRA Generator", "SISOSubjectEdit": "SISO Subject Edit",
+                                          "SISOLoadLoRA": "SISO Load LoRA"}
     assert WEB_DIRECTORY == "./js"
     assert Generator.CATEGORY == "SISO" and Generator.OUTPUT_NODE
     assert Generator.RETURN_TYPES == ("STRING", "STRING", "IMAGE", "STRING")
