@@ -22,7 +22,7 @@ WORKFLOWS = PACK / "example_workflows"
 TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT
 IMAGE_ROOM = 220  # below the widgets, for the picture of an image node
 IMAGE_NODES = {"LoadImage": 102, "PreviewImage": 26, "SaveImage": 58}  # type -> height of its widgets
-STATUS_ROOM = {"SISOLoRAGenerator": 200, "SISOLoadLoRA": 120}  # the status box the pack's JS adds
+STATUS_ROOM = {"SISOLoRAGenerator": 200, "SISOSubjectEdit": 200, "SISOLoadLoRA": 120}  # the status box the pack's JS adds
 GAP = 40
 
 # workflow name -> node id -> (x, y, width, height); columns of nodes, top to bottom, in the
@@ -61,9 +61,18 @@ _FLUX_RENDER = {
     18: (1740, 422, 300, 46),  # VAE decode
     19: (1740, 538, 300, 300),  # Save Image
 }
+_EDIT = {
+    1: (60, 90, 300, 340),  # Load Image: the scene (its mask editor paints the region)
+    2: (60, 500, 300, 340),  # Load Image: the subject
+    3: (60, 910, 300, 58),  # Run SISO?
+    4: (420, 90, 320, 700),  # SISO Subject Edit (+ its status box below)
+    5: (800, 90, 300, 300),  # edited scene
+    6: (800, 460, 420, 88),  # status
+}
 LAYOUTS: dict[str, dict[int, tuple[float, float, float, float]]] = {
     "siso_generate_lora": dict(_GEN),
     "siso_generate_and_render": {**_GEN, **_RENDER},
+    "siso_subject_edit": dict(_EDIT),
     "siso_flux_generate_and_render": {**_GEN, **_FLUX_RENDER},
     "siso_inference_with_lora": {
         9: (60, 90, 420, 58),  # LoRA path

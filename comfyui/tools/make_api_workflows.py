@@ -16,13 +16,14 @@ PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK.parent))
 
 from comfyui import siso_defaults  # noqa: E402
-from comfyui.nodes import SISOLoRAGenerator  # noqa: E402
+from comfyui.nodes import SISOLoRAGenerator, SISOSubjectEdit  # noqa: E402
 
 OUT = PACK / "example_workflows" / "api"
 
 
-def generator_widgets() -> dict:
-    types = SISOLoRAGenerator.INPUT_TYPES()
+def generator_widgets(node: type = SISOLoRAGenerator) -> dict:
+    """The widget defaults of a SISO node (SISO LoRA Generator unless another is named)."""
+    types = node.INPUT_TYPES()
     values = {}
     for section in ("required", "optional"):
         for name, spec in types[section].items():
@@ -47,6 +48,26 @@ def generation(family: str = "sdxl") -> dict:
         "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 1]}, "_meta": {"title": "status"}},
         "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}, "_meta": {"title": "lora_path"}},
         "6": {"class_type": "PreviewImage", "inputs": {"images": ["3", 2]}, "_meta": {"title": "best image"}},
+    }
+
+
+def subject_edit() -> dict:
+    """Load Image (scene; paint the mask in its mask editor) + Load Image (subject) -> SISO Subject Edit -> picture, status.
+
+    The example scene's object is named (input_class "cup"): without a painted mask, Grounding-DINO + SAM find it.
+    """
+    widgets = generator_widgets(SISOSubjectEdit)
+    widgets["input_class"] = "cup"
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"},
+              "_meta": {"title": "Scene (right-click > Open in MaskEditor: paint where the subject goes)"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
+        "3": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},
+        "4": {"class_type": "SISOSubjectEdit", "inputs": {"scene_image": ["1", 0], "subject_image": ["2", 0], "mask": ["1", 1],
+                                                          "execute": ["3", 0], **widgets},
+              "_meta": {"title": "SISO Subject Edit"}},
+        "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}, "_meta": {"title": "edited scene"}},
+        "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 1]}, "_meta": {"title": "status"}},
     }
 
 
@@ -112,6 +133,7 @@ def main() -> int:
         "siso_inference_with_lora_api.json": dict(sorted(standalone.items(), key=lambda kv: int(kv[0]))),
         "siso_generate_and_render_api.json": combined,
         "siso_flux_generate_and_render_api.json": flux,
+        "siso_subject_edit_api.json": subject_edit(),
     }
     for name, graph in files.items():
         (OUT / name).write_text(json.dumps(graph, indent=2) + "\n")

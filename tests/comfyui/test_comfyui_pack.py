@@ -72,7 +72,7 @@ def test_install_scripts_run_install_py():
 
 
 def widget_inputs(class_type: str) -> list[str]:
-    declared = getattr(nodes, {"SISOLoRAGenerator": "SISOLoRAGenerator", "SISOLoadLoRA": "SISOLoadLoRA"}[class_type]).INPUT_TYPES()
+    declared = nodes.NODE_CLASS_MAPPINGS[class_type].INPUT_TYPES()
     names = []
     for section in ("required", "optional"):
         for name, spec in declared.get(section, {}).items():
@@ -85,7 +85,7 @@ def widget_inputs(class_type: str) -> list[str]:
 @pytest.mark.parametrize("path", sorted((WORKFLOWS / "api").glob("*.json")), ids=lambda p: p.name)
 def test_api_workflows_set_every_input_of_the_siso_nodes(path):
     graph = json.loads(path.read_text())
-    siso = [node for node in graph.values() if node["class_type"] in ("SISOLoRAGenerator", "SISOLoadLoRA")]
+    siso = [node for node in graph.values() if node["class_type"] in nodes.NODE_CLASS_MAPPINGS]
     assert siso
     for node in siso:
         declared = getattr(nodes, node["class_type"]).INPUT_TYPES()
@@ -115,7 +115,7 @@ def test_ui_workflows_are_consistent(path):
         assert by_id[source]["outputs"][source_slot]["type"] == kind or kind == "*"
         assert by_id[target]["inputs"][target_slot]["link"] == link_id
     for node in graph["nodes"]:
-        if node["type"] in ("SISOLoRAGenerator", "SISOLoadLoRA"):
+        if node["type"] in nodes.NODE_CLASS_MAPPINGS:
             assert len(node["widgets_values"]) == len(widget_inputs(node["type"])), node["type"]
     assert any(node["type"].startswith("SISO") for node in graph["nodes"])
 
@@ -218,3 +218,54 @@ def test_the_api_workflows_are_what_the_tool_writes():
     assert json.loads((WORKFLOWS / "api" / "siso_flux_generate_and_render_api.json").read_text()) == flux
     assert json.loads((WORKFLOWS / "api" / "siso_generate_lora_api.json").read_text()) == tool.generation()
     assert set(standalone) < set(json.loads((WORKFLOWS / "api" / "siso_inference_with_lora_api.json").read_text()))
+    assert json.loads((WORKFLOWS / "api" / "siso_subject_edit_api.json").read_text()) == tool.subject_edit()
+
+
+def _ui_tool():
+    import sys
+
+    sys.path.insert(0, str(PACK / "tools"))
+    import ui_from_api
+
+    return ui_from_api
+
+
+def _without_link_ids(graph: dict) -> dict:
+    """A UI workflow with its link numbers and execution order left out (they differ with how it was made)."""
+    graph = json.loads(json.dumps(graph))
+    for node in graph["nodes"]:
+        node.pop("order")
+        for entry in node.get("inputs", []):
+            entry["link"] = entry["link"] is not None
+        for entry in node.get("outputs", []):
+            entry["links"] = len(entry["links"] or [])
+    graph["links"] = sorted(link[1:] for link in graph["links"])
+    graph.pop("last_link_id")
+    graph.pop("extra")
+    return graph
+
+
+def test_the_offline_ui_tool_writes_what_comfyuis_frontend_wrote():
+    """ui_from_api.py (no ComfyUI needed) turns siso_generate_lora_api.json into the file the frontend itself
+    serialised (ui_workflows.py), but for link numbers and execution order; the edit workflow's UI file is its output."""
+    tool = _ui_tool()
+    frontend = json.loads((WORKFLOWS / "siso_generate_lora.json").read_text())
+    assert _without_link_ids(tool.convert("siso_generate_lora")) == _without_link_ids(frontend)
+    assert json.loads((WORKFLOWS / "siso_subject_edit.json").read_text()) == tool.convert("siso_subject_edit")
+
+
+def test_the_edit_workflow_paints_the_mask_on_the_scene_and_uses_the_node_defaults():
+    graph = json.loads((WORKFLOWS / "api" / "siso_subject_edit_api.json").read_text())
+    edit = graph["4"]["inputs"]
+    assert graph["4"]["class_type"] == "SISOSubjectEdit"
+    scene, subject = graph[edit["scene_image"][0]], graph[edit["subject_image"][0]]
+    assert scene["class_type"] == subject["class_type"] == "LoadImage" and edit["scene_image"][0] != edit["subject_image"][0]
+    assert edit["mask"] == [edit["scene_image"][0], 1]  # the MASK of the scene's own Load Image (its mask editor)
+    assert (scene["inputs"]["image"], subject["inputs"]["image"]) == ("coffee.png", "cat.png")
+    declared = nodes.SISOSubjectEdit.INPUT_TYPES()["required"]
+    for name in widget_inputs("SISOSubjectEdit"):
+        if name in declared and name != "input_class":
+            assert edit[name] == declared[name][1]["default"], name
+    assert edit["input_class"] == "cup"  # without a painted mask, Grounding-DINO + SAM find the cup
+    kinds = {node["class_type"] for node in graph.values()}
+    assert {"PreviewImage", "PreviewAny", "PrimitiveBoolean"} <= kinds

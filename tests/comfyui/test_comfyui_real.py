@@ -92,7 +92,10 @@ def test_pack_loads_and_declares_its_nodes(server):
     assert any(e.endswith("siso_status.js") for e in server.get("/extensions"))
     templates = server.get("/workflow_templates")
     assert sorted(templates["siso-lab"]) == ["siso_flux_generate_and_render", "siso_generate_and_render", "siso_generate_lora",
-                                             "siso_inference_with_lora"]
+                                             "siso_inference_with_lora", "siso_subject_edit"]
+    edit = server.get("/object_info/SISOSubjectEdit")["SISOSubjectEdit"]
+    assert edit["display_name"] == "SISO Subject Edit" and edit["output_name"] == ["edited_image", "status"]
+    assert edit["input"]["required"]["scene_image"][0] == "IMAGE" and edit["input"]["optional"]["mask"][0] == "MASK"
     assert not [line for line in server.log().splitlines() if "IMPORT FAILED" in line and "siso-lab" in line]
 
 
@@ -245,6 +248,50 @@ def test_cancel_stops_the_run_promptly(server, tiny_assets):
     # the queue goes on: the next prompt runs normally
     entry = server.wait(server.queue(generation(tiny_assets, seed=45, num_train_epochs=1)))
     assert report(entry).startswith("Success")
+
+
+EDIT = "4"  # the SISO Subject Edit's id in the edit example workflow
+
+
+def subject_edit(assets, **changes) -> dict:
+    """The edit example workflow on the tiny models; the scene's Load Image has no painted mask, so the tiny
+    Grounding-DINO + SAM look for the workflow's input_class (extra_args names them)."""
+    prompt = json.loads((WORKFLOWS / "api" / "siso_subject_edit_api.json").read_text())
+    prompt[EDIT]["inputs"].update(
+        base_model_path=assets["sdxl"], dino_model_name=assets["dino"], ir_features_path=assets["ir"], resolution=64,
+        num_train_epochs=2, learning_rate=5e-3, early_stopping_threshold_percentage=0.05, device="cpu",
+        python_executable=sys.executable,
+        extra_args=f"--detector_model {assets['grounding_dino']} --segmenter_model {assets['sam']}",
+    )
+    prompt[EDIT]["inputs"].update(changes)
+    return prompt
+
+
+def test_subject_edit_workflow_succeeds(server, tiny_assets):
+    comfy_server.copy_input(server, str(REPO / "data" / "coffee.png"), "coffee.png")
+    started = time.monotonic()
+    entry = server.wait(server.queue(subject_edit(tiny_assets)))
+    seconds = time.monotonic() - started
+    text = comfy_server.ui_text(entry, EDIT)
+    print(f"\nreal ComfyUI subject edit (tiny SDXL, CPU): {seconds:.1f} s\n{text}")
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert text.splitlines()[0] == "Success" and comfy_server.ui_text(entry, "6") == "Success"
+    assert "no painted mask: Grounding-DINO + SAM look for 'cup' in the scene" in text
+    assert entry["outputs"]["5"]["images"] and entry["outputs"][EDIT]["images"]  # the edited scene, shown twice
+    run_dir = Path(next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("run folder")))
+    assert run_dir.parent == server.base / "output" / "siso" and "-edit-" in run_dir.name
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["task"] == "edit" and record["mask"]["source"] == "the automatic mask of 'cup'"
+    assert "[SISO] unloaded ComfyUI's models" in server.log()
+    assert not list((server.base / "tmp").glob("siso-comfyui-edit-*"))
+
+
+def test_subject_edit_without_a_region_is_a_one_line_status(server, tiny_assets):
+    comfy_server.copy_input(server, str(REPO / "data" / "coffee.png"), "coffee.png")
+    entry = server.wait(server.queue(subject_edit(tiny_assets, input_class="", seed=49)))
+    status = comfy_server.ui_text(entry, "6")
+    assert entry["status"]["status_str"] == "success"
+    assert status.startswith("Failed: no region to edit: paint it in the scene's Load Image (mask editor)") and "\n" not in status
 
 
 @pytest.fixture(scope="module")
