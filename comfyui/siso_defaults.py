@@ -55,25 +55,13 @@ FALLBACK_DEFAULTS: dict[str, Any] = {
 }
 # A copy of SISOEditConfig()'s values (the authors' editing command) for the fields the SISO Subject
 # Edit node exposes; tests/comfyui checks it.
+EDIT_FIELDS = ("prompt", "pretrained_model_name_or_path", "dino_model_name", "resolution", "seed", "num_train_epochs",
+               "learning_rate", "rank", "train_text_encoder", "dino_features_weight", "ir_features_weight",
+               "early_stopping_threshold_percentage", "early_stopping_max_count", "device", "precision", "mode",
+               "inversion_max_step", "bg_mse_loss_weight")
 FALLBACK_EDIT_DEFAULTS: dict[str, Any] = {
-    "prompt": "a photo of a cat",
-    "pretrained_model_name_or_path": "stabilityai/sdxl-turbo",
-    "dino_model_name": "vit_large_patch14_dinov2.lvd142m",
-    "resolution": 512,
-    "seed": 42,
-    "num_train_epochs": 50,
-    "learning_rate": 3e-4,
-    "rank": 4,
-    "train_text_encoder": False,
-    "dino_features_weight": 1.0,
-    "ir_features_weight": 1.0,
-    "early_stopping_threshold_percentage": 3.0,
-    "early_stopping_max_count": 7,
-    "device": "auto",
-    "precision": "auto",
-    "mode": "default",
-    "inversion_max_step": 0.75,
-    "bg_mse_loss_weight": 10.0,
+    **{key: FALLBACK_DEFAULTS[key] for key in EDIT_FIELDS if key in FALLBACK_DEFAULTS},
+    "learning_rate": 3e-4, "train_text_encoder": False, "inversion_max_step": 0.75, "bg_mse_loss_weight": 10.0,
 }
 FALLBACK_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FALLBACK_MODES = ("default", "reference", "low-memory")

@@ -32,16 +32,14 @@ from typing import Any
 try:
     from . import siso_defaults
     from .siso_runner import (
-        PACK_DIR, SUBJECT_NAME, Hooks, InputProblem, JobRequest, SISOParams, _as_array, _first, _format_number,
-        _unique_dirs, check_inputs, child_environment, diagnose, failed, image_to_png, remove_if_empty, slug,
-        start_child, supervise,
+        PACK_DIR, SUBJECT_NAME, Hooks, InputProblem, JobRequest, JobResult, SISOParams, _as_array, _first, _format_number,
+        _unique_dirs, check_inputs, diagnose, failed, image_to_png, launch, remove_if_empty, slug, summary_lines,
     )
 except ImportError:  # imported as a top-level module (tests, tools)
     import siso_defaults  # type: ignore
     from siso_runner import (  # type: ignore
-        PACK_DIR, SUBJECT_NAME, Hooks, InputProblem, JobRequest, SISOParams, _as_array, _first, _format_number,
-        _unique_dirs, check_inputs, child_environment, diagnose, failed, image_to_png, remove_if_empty, slug,
-        start_child, supervise,
+        PACK_DIR, SUBJECT_NAME, Hooks, InputProblem, JobRequest, JobResult, SISOParams, _as_array, _first, _format_number,
+        _unique_dirs, check_inputs, diagnose, failed, image_to_png, launch, remove_if_empty, slug, summary_lines,
     )
 
 EDIT_LAUNCHER = PACK_DIR / "siso_edit.py"
@@ -96,22 +94,10 @@ class EditRequest:
 
 
 @dataclass
-class EditJobResult:
-    status: str  # "Success", "Failed: <reason>" or "Cancelled"
-    result_image: str = ""  # the edited scene (result.png)
-    before_after: str = ""
-    run_dir: str = ""
-    returncode: int | None = None
-    cancelled: bool = False
-    seconds: float = 0.0
-    progress: dict = field(default_factory=dict)
-    result: dict = field(default_factory=dict)  # the SISO_RESULT object, if any
-    notes: list[str] = field(default_factory=list)
-    command: list[str] = field(default_factory=list)
+class EditJobResult(JobResult):
+    """JobResult of an edit: `result_image` is the edited scene; no LoRA is placed for ComfyUI's loaders."""
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "Success"
+    before_after: str = ""
 
     def report(self) -> str:
         """A few human lines: the status, the edited picture, the run folder, how the run went."""
@@ -120,18 +106,7 @@ class EditJobResult:
             lines.append(f"edited image: {self.result_image}")
         if self.run_dir:
             lines.append(f"run folder (before_after.png, mask.png, scene.png, LoRA, loss_curve.png, run.json): {self.run_dir}")
-        record = self.result or {}
-        if record.get("best_step"):
-            steps = record.get("steps_run") or self.progress.get("step")
-            losses = ", ".join(f"{k} {v:.4f}" for k, v in (record.get("best_losses") or {}).items() if isinstance(v, (int, float)))
-            lines.append(f"best iteration {record['best_step']} of {steps}" + (f" ({losses})" if losses else ""))
-        elif self.progress.get("step"):
-            lines.append(f"ran {self.progress['step']} of {self.progress.get('total', '?')} iterations")
-        if record.get("stop_reason"):
-            lines.append(f"stopped: {record['stop_reason']}")
-        lines.append(f"time: {self.seconds:.1f} s")
-        lines.extend(self.notes)
-        return "\n".join(lines)
+        return "\n".join(lines + summary_lines(self.result, self.progress, self.seconds, self.notes))
 
 
 def mask_to_png(mask: Any, width: int, height: int, path: str) -> list[str] | None:
@@ -257,13 +232,7 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
         job.run_dir = str(run_dir)
         command = build_edit_command(python, script, scene, subject, mask, params, resolved, str(run_dir))
         job.command = command
-        hooks.before_start()
-        try:
-            process = start_child(command, child_environment(python), cwd=str(run_dir))
-        except OSError as error:
-            raise InputProblem(f"cannot start {python!r}: {error.strerror or error}") from error
-        hooks.on_start(command, process.pid)
-        outcome = supervise(process, hooks, request.terminate_grace_s, request.poll_interval_s)
+        outcome = launch(command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s)
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         image = outcome.result.get("result_image") or str(run_dir / "result.png")

@@ -190,18 +190,24 @@ class JobResult:
         if self.run_dir:
             what = " (diffusers-format LoRA, result.png, loss_curve.png, run.json)" if self.diffusers_path else ""
             lines.append(f"run folder{what}: {self.run_dir}")
-        record = self.result or {}
-        if record.get("best_step"):
-            steps = record.get("steps_run") or self.progress.get("step")
-            losses = ", ".join(f"{k} {v:.4f}" for k, v in (record.get("best_losses") or {}).items() if isinstance(v, (int, float)))
-            lines.append(f"best iteration {record['best_step']} of {steps}" + (f" ({losses})" if losses else ""))
-        elif self.progress.get("step"):
-            lines.append(f"ran {self.progress['step']} of {self.progress.get('total', '?')} iterations")
-        if record.get("stop_reason"):
-            lines.append(f"stopped: {record['stop_reason']}")
-        lines.append(f"time: {self.seconds:.1f} s")
-        lines.extend(self.notes)
-        return "\n".join(lines)
+        return "\n".join(lines + summary_lines(self.result, self.progress, self.seconds, self.notes))
+
+
+def summary_lines(result: dict | None, progress: dict, seconds: float, notes: list[str]) -> list[str]:
+    """How a run went, for the end of a report: best iteration and losses (or how far it ran), why it
+    stopped, the time, then the notes."""
+    lines = []
+    record = result or {}
+    if record.get("best_step"):
+        steps = record.get("steps_run") or progress.get("step")
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in (record.get("best_losses") or {}).items() if isinstance(v, (int, float)))
+        lines.append(f"best iteration {record['best_step']} of {steps}" + (f" ({losses})" if losses else ""))
+    elif progress.get("step"):
+        lines.append(f"ran {progress['step']} of {progress.get('total', '?')} iterations")
+    if record.get("stop_reason"):
+        lines.append(f"stopped: {record['stop_reason']}")
+    lines.append(f"time: {seconds:.1f} s")
+    return lines + list(notes)
 
 
 class InputProblem(ValueError):
@@ -1140,6 +1146,19 @@ def child_environment(python: str) -> dict[str, str]:
     return env
 
 
+def launch(command: list[str], python: str, cwd: str, hooks: Hooks, terminate_grace_s: float = 10.0,
+           poll_interval_s: float = 0.1) -> ChildOutcome:
+    """Start the child once the inputs passed (`hooks.before_start` first) and supervise it to its end;
+    InputProblem if it cannot be started."""
+    hooks.before_start()
+    try:
+        process = start_child(command, child_environment(python), cwd=cwd)
+    except OSError as error:
+        raise InputProblem(f"cannot start {python!r}: {error.strerror or error}") from error
+    hooks.on_start(command, process.pid)
+    return supervise(process, hooks, terminate_grace_s, poll_interval_s)
+
+
 def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     """Check, run, judge, clean up. Never raises for a bad input or a failed run: see JobResult.status."""
     hooks = hooks or Hooks()
@@ -1166,13 +1185,7 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
             job.notes.append("no ir_features_path: optimised with DINO features only (the paper uses DINO + IR)")
         command = build_command(python, script, flavour, image_path, params, str(run_dir), str(run_dir))
         job.command = command
-        hooks.before_start()
-        try:
-            process = start_child(command, child_environment(python), cwd=str(run_dir))
-        except OSError as error:
-            raise InputProblem(f"cannot start {python!r}: {error.strerror or error}") from error
-        hooks.on_start(command, process.pid)
-        outcome = supervise(process, hooks, request.terminate_grace_s, request.poll_interval_s)
+        outcome = launch(command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s)
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         diffusers, kohya = find_lora_files(run_dir, outcome.result)
