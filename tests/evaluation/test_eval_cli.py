@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_cases import run_cli_cases
 
 REPO = Path(__file__).resolve().parents[2]
-
-CHECK_WITHOUT_TORCH = r'''
-import contextlib, io, json, sys
-from siso_lib.evaluation import cli
-cases = json.loads(sys.argv[1])
-report = {}
-for name, args in cases.items():
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = cli.main(args)
-        except SystemExit as exit:
-            code = exit.code
-    report[name] = [code, [l for l in err.getvalue().splitlines() if l.strip()]]
-heavy = sorted(m for m in ("torch", "diffusers", "transformers", "timm", "open_clip") if m in sys.modules)
-print(json.dumps({"report": report, "heavy": heavy}))
-'''
 
 
 def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
@@ -37,8 +23,6 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
     (tmp_path / "empty.txt").write_text("\n# nothing\n")
     no_ir = tmp_path / "no-ir"
     record = json.loads((run_copy / "run.json").read_text())
-    import shutil
-
     shutil.copytree(run_copy, no_ir)
     record["parameters"]["ir_features_path"] = None
     (no_ir / "run.json").write_text(json.dumps(record))
@@ -73,13 +57,13 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
         "prompt file is a folder": [run, "--prompts", str(tmp_path)],
     }
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH, json.dumps(cases)], capture_output=True, text=True, cwd=REPO, check=True)
+    report, heavy = run_cli_cases({name: ("siso_lib.evaluation.cli", args) for name, args in cases.items()}, cwd=REPO)
     elapsed = time.perf_counter() - started
-    result = json.loads(out.stdout)
-    for name, (code, lines) in result["report"].items():
+    for name, (code, stderr) in report.items():
+        lines = [line for line in stderr.splitlines() if line.strip()]
         assert code == 2, (name, code, lines)
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, lines)
-    assert result["heavy"] == []
+    assert heavy == []
     assert not (tmp_path / "out").exists() and not (run_copy / "eval").exists()
     assert (tmp_path / "empty.txt").is_file()  # the user's file is never replaced by an evaluation folder
     print(f"{len(cases)} bad inputs answered in {elapsed:.1f} s together")
@@ -90,7 +74,7 @@ def test_siso_eval_scores_a_tiny_run_offline(run_copy, tmp_path):
     prompts.write_text("'a {0} {1} in the jungle'.format(unique_token, class_token),\na {class} on the moon\n")
     command = [sys.executable, "-m", "siso_lib.evaluation.cli", str(run_copy), "--prompts", str(prompts), "--seeds", "2", "--device", "cpu"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tiny random-weight judges" in done.stderr
