@@ -220,6 +220,25 @@ def test_resources_no_node_can_give_are_refused_before_anything_runs(ray_cluster
     assert not sweep.dir.exists()
 
 
+
+def test_eval_with_ray_scores_each_run_on_the_driver_once_its_files_arrive(ray_cluster, tiny_assets, tmp_path):
+    from siso_lib.sweep import eval_options
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a {class}\n")
+    sweep = build_sweep("scored", {"rank": [2]}, {"models": "offline", "assets_dir": assets_dir(tiny_assets), "num_train_epochs": 1},
+                        root=tmp_path / "sweeps", evaluation=eval_options(1, str(prompts)))
+    lines: list[str] = []
+    started = time.perf_counter()
+    summary = run_sweep_ray(sweep, echo=lines.append, progress=False)
+    TIMINGS["sweep 1 run on Ray with --eval (1 prompt x 1 seed)"] = time.perf_counter() - started
+    assert summary.ran == 1 and summary.scored == 1 and summary.eval_failed == 0, lines
+    (row,) = read_rows(sweep.dir / RESULTS)
+    evaluation = read_json(row["run_json"])["evaluation"]
+    assert row["status"] == "completed" and row["eval_error"] == "" and float(row["eval_dino"]) == evaluation["summary"]["lora"]["dino"]
+    assert Path(row["eval_metrics"]).parent == Path(row["run_dir"]) / "eval" and os.path.isfile(row["eval_metrics"])
+    assert any(line.endswith(": scoring it on this machine ...") for line in lines) and "scored 1" in lines[-1]
+
 # ----------------------------------------------------------------------------- the pieces (no Ray)
 def test_a_returned_folder_replaces_the_run_folder_atomically(tmp_path, monkeypatch):
     run_dir = tmp_path / "sweep" / "run"
