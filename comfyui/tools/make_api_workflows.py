@@ -60,7 +60,7 @@ def subject_edit() -> dict:
     widgets["input_class"] = "cup"
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "coffee.png"},
-              "_meta": {"title": "Scene (right-click > Open in MaskEditor: paint where the subject goes)"}},
+              "_meta": {"title": "Scene (paint the region in its mask editor)"}},
         "2": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
         "3": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},
         "4": {"class_type": "SISOSubjectEdit", "inputs": {"scene_image": ["1", 0], "subject_image": ["2", 0], "mask": ["1", 1],
