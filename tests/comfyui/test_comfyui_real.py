@@ -286,6 +286,30 @@ def test_subject_edit_workflow_succeeds(server, tiny_assets):
     assert not list((server.base / "tmp").glob("siso-comfyui-edit-*"))
 
 
+def test_subject_edit_takes_the_region_painted_in_load_images_mask_editor(server, tiny_assets, tmp_path):
+    """The mask editor saves the scene with alpha 0 where it was painted; Load Image's MASK is 1 there, and the
+    edit uses exactly that region (no class, so no automatic mask could stand in for it)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(REPO / "data" / "coffee.png") as photo:
+        rgba = np.dstack([np.asarray(photo.convert("RGB")), np.full(photo.size[::-1], 255, np.uint8)])
+    rgba[20:300, 170:410, 3] = 0  # painted over the cup
+    painted = tmp_path / "coffee_painted.png"
+    Image.fromarray(rgba, mode="RGBA").save(painted)
+    comfy_server.copy_input(server, str(painted), "coffee_painted.png")
+    prompt = subject_edit(tiny_assets, input_class="", seed=50)
+    prompt["1"]["inputs"]["image"] = "coffee_painted.png"
+    entry = server.wait(server.queue(prompt))
+    text = comfy_server.ui_text(entry, EDIT)
+    assert text.splitlines()[0] == "Success", text
+    run_dir = Path(next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("run folder")))
+    kept = np.asarray(Image.open(run_dir / "mask_input.png")) > 127
+    assert kept.shape == (400, 600) and kept[20:300, 170:410].all() and kept.sum() == 280 * 240
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["mask"]["source"].endswith("mask_input.png") and record["scene_prompt"] == "a photo"
+
+
 def test_subject_edit_without_a_region_is_a_one_line_status(server, tiny_assets):
     comfy_server.copy_input(server, str(REPO / "data" / "coffee.png"), "coffee.png")
     entry = server.wait(server.queue(subject_edit(tiny_assets, input_class="", seed=49)))
