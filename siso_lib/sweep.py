@@ -1067,4 +1067,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m siso_lib.sweep`: run the package's module, not this __main__ copy of it, so that
+    # siso_lib.sweep_ray raises the same SweepError class that main() catches
+    from siso_lib.sweep import main as package_main
+
+    raise SystemExit(package_main())

@@ -267,6 +267,7 @@ def connect(address: str | None, log_output: bool) -> bool:
     if address is None:
         options.update(address="local", include_dashboard=False)
     else:
+        check_reachable(address)
         options["address"] = address
     try:
         ray.init(**options)
@@ -275,6 +276,21 @@ def connect(address: str | None, log_output: bool) -> bool:
         raise SweepError(f"cannot connect to Ray at {address!r}: {text[0] if text else type(error).__name__} "
                          "(give the head node's address, host:6379, or 'auto' on a cluster node)") from None
     return True
+
+
+def check_reachable(address: str, seconds: float = 10.0) -> None:
+    """A host:port address must answer before ray.init, which would wait minutes for a GCS that is
+    not there ('auto' and ray:// addresses are left to Ray)."""
+    import socket
+
+    match = re.fullmatch(r"\[?([^\]/]+?)\]?:(\d+)", address.strip())
+    if not match:
+        return
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=seconds).close()
+    except OSError as error:
+        raise SweepError(f"cannot reach the Ray cluster at {address}: {error.strerror or error} "
+                         "(is `ray start --head` running there? give the head node's host:port, e.g. HEAD:6379)") from None
 
 
 def task_resources(gpus: float | None, cpus: float) -> tuple[float, float]:

@@ -27,7 +27,7 @@ import pytest
 ray = pytest.importorskip("ray", reason='siso-sweep --ray needs the cluster extra: pip install "siso-lab[cluster]"')
 
 from siso_lib.sweep import CLAIM, RECORD, RESULTS, SweepError, build_sweep, main  # noqa: E402
-from siso_lib.sweep_ray import WORK_PREFIX, folder_files, install_run_folder, run_sweep_ray  # noqa: E402
+from siso_lib.sweep_ray import WORK_PREFIX, check_reachable, folder_files, install_run_folder, run_sweep_ray  # noqa: E402
 
 from nb_helpers import REPO, TIMINGS, assets_dir, read_json  # noqa: E402
 
@@ -316,6 +316,19 @@ def test_ray_options_that_cannot_work_are_refused(arguments, said, tmp_path, cap
     assert len(err) == 1 and said in err[0], err
     assert not list(tmp_path.iterdir())
 
+
+def test_an_address_where_no_ray_answers_is_one_line_at_once():
+    """ray.init would wait minutes for a head that is not there."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(SweepError, match=rf"cannot reach the Ray cluster at 127.0.0.1:{port}: .*HEAD:6379"):
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < 10
+    check_reachable("auto")  # left to Ray
 
 def test_ray_is_an_extra_not_a_core_dependency():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
