@@ -47,7 +47,7 @@ from .notebook_ui import WIDE, SISOPanel, _placeholder, _upload_entries, exact_c
 
 BACKGROUND_WEIGHTS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 STRENGTHS = (0.25, 0.5, 0.75, 1.0)  # of the 4 ReNoise steps: 0.75 regenerates the last 3 (the authors')
-MASK_SOURCES = (("rectangle", "box"), ("mask PNG", "file"), ("automatic (scene object)", "auto"))
+MASK_SOURCES = (("rectangle", "box"), ("mask PNG", "file"), ("automatic", "auto"))  # automatic: finds the scene object
 
 
 class EditPanel(SISOPanel):
@@ -103,6 +103,8 @@ class EditPanel(SISOPanel):
                                                     value=c.bg_mse_loss_weight, description="background weight", style=WIDE)
         self.scene_view = W.Image(value=_placeholder("no scene"), format="png",
                                   layout=W.Layout(width="200px", height="200px", object_fit="contain"))
+        self.mask_view = W.Image(value=_placeholder("no scene"), format="png",  # the same preview, beside the sliders
+                                 layout=W.Layout(width="180px", height="180px", object_fit="contain"))
 
         self.scene_examples.observe(lambda change: change["new"] and self._select_scene(
             change["new"], origin=f"example {Path(change['new']).name!r}"), names="value")
@@ -121,8 +123,8 @@ class EditPanel(SISOPanel):
             box("Scene: the photo to edit", self.scene_examples, self.scene_path, self.scene_upload, self.input_class),
             box("Subject: what goes into it", self.examples, self.subject_path, self.upload, self.prompt),
         ])
-        mask = box("Mask: where the subject goes (tinted in the preview below)", self.mask_source, self.mask_x, self.mask_y,
-                   self.mask_path, self.mask_note)
+        mask = W.HBox([box("Mask: where the subject goes (tinted in the preview)", self.mask_source, self.mask_x, self.mask_y,
+                           self.mask_path, self.mask_note), self.mask_view], layout=W.Layout(align_items="center"))
         knobs = W.HBox([
             box("Optimisation", self.num_train_epochs, self.learning_rate, self.rank, self.resolution, self.seed),
             box("Loss, inversion and early stopping", self.dino_features_weight, self.ir_features_weight, self.bg_mse_loss_weight,
@@ -204,7 +206,7 @@ class EditPanel(SISOPanel):
             self._scene_pil, self._scene_checked = load_scene_image(path), path
         except SISOInputError as error:
             self._scene_pil = self._scene_checked = None
-            self.scene_view.value = _placeholder("no scene")
+            self.scene_view.value = self.mask_view.value = _placeholder("no scene")
             what = f"{html.escape(origin)}: " if origin else ""
             self._set_status(f"Scene photo: {what}{html.escape(str(error))}", "error")
             return False
@@ -238,7 +240,7 @@ class EditPanel(SISOPanel):
         else:
             mask = self.box if source == "box" else self.mask_path.value.strip() if source == "file" else None
             preview, note = mask_preview(self._scene_pil, mask)
-        self.scene_view.value = pil_png(preview)
+        self.scene_view.value = self.mask_view.value = pil_png(preview)
         self.mask_note.value = f"<i>{html.escape(note)}</i>"
 
     # ------------------------------------------------------------------ run control

@@ -65,9 +65,8 @@ def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: fl
     raise AssertionError(f"JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def jupyterlab(tmp_path, tiny_assets):
-    """JupyterLab on loopback serving a folder with 01_generate_lora.ipynb parameterised for the tiny models."""
+def _lab(tmp_path, notebook: str, parameters: dict):
+    """JupyterLab on loopback serving a folder with `notebook` parameterised with `parameters` (a generator for fixtures)."""
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
@@ -76,11 +75,7 @@ def jupyterlab(tmp_path, tiny_assets):
     root = tmp_path / "lab"
     root.mkdir()
     # papermill's prepare_only writes the notebook with an injected-parameters cell, unexecuted
-    papermill.execute_notebook(
-        str(NOTEBOOKS / "01_generate_lora.ipynb"), str(root / "01_generate_lora.ipynb"), prepare_only=True,
-        parameters={"models": "offline", "interactive": True, "assets_dir": assets_dir(tiny_assets),
-                    "num_train_epochs": ITERATIONS, "output_dir": str(tmp_path / "run"), "overwrite": True},
-    )
+    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(root / notebook), prepare_only=True, parameters=parameters)
     port, token = _free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -113,6 +108,41 @@ def jupyterlab(tmp_path, tiny_assets):
             process.wait(timeout=10)
 
 
+@pytest.fixture
+def jupyterlab(tmp_path, tiny_assets):
+    """JupyterLab serving 01_generate_lora.ipynb parameterised for the tiny models."""
+    yield from _lab(tmp_path, "01_generate_lora.ipynb", {
+        "models": "offline", "interactive": True, "assets_dir": assets_dir(tiny_assets), "num_train_epochs": ITERATIONS,
+        "output_dir": str(tmp_path / "run"), "overwrite": True,
+    })
+
+
+@pytest.fixture
+def edit_lab(tmp_path, tiny_assets):
+    """JupyterLab serving 04_edit_image.ipynb on the tiny models; `interactive` left at None: the panel, since a
+    Jupyter server started the kernel."""
+    yield from _lab(tmp_path, "04_edit_image.ipynb", {
+        "models": "offline", "assets_dir": assets_dir(tiny_assets), "num_train_epochs": ITERATIONS,
+        "output_dir": str(tmp_path / "run"), "overwrite": True,
+    })
+
+
+def _open_and_run_all(page, url: str) -> None:
+    """Open a notebook in JupyterLab, wait for its kernel, hide the file browser and run all cells."""
+    page.goto(url)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    # the kernel must be up before Run All, or the first cells queue behind its start
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")
+    news = page.get_by_role("button", name="No", exact=True)  # "notified about Jupyter news?" toast
+    if news.count():
+        news.first.click()
+    page.locator(".jp-NotebookPanel .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+b")  # hide the file browser: more room for the panel
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
 def test_generate_notebook_runs_in_jupyterlab_in_chromium(jupyterlab):
     from playwright.sync_api import sync_playwright
 
@@ -124,18 +154,7 @@ def test_generate_notebook_runs_in_jupyterlab_in_chromium(jupyterlab):
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1300})
             page.set_default_timeout(120_000)
-            page.goto(url)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-            # the kernel must be up before Run All, or the first cells queue behind its start
-            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']")
-            news = page.get_by_role("button", name="No", exact=True)  # "notified about Jupyter news?" toast
-            if news.count():
-                news.first.click()
-            page.locator(".jp-NotebookPanel .jp-Cell").first.click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("Control+b")  # hide the file browser: more room for the panel
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            _open_and_run_all(page, url)
 
             panel = page.locator(".siso-panel")
             panel.wait_for(state="attached")
@@ -166,3 +185,39 @@ def test_generate_notebook_runs_in_jupyterlab_in_chromium(jupyterlab):
     run_dir = jupyterlab["run_dir"]
     assert (run_dir / "pytorch_lora_weights.safetensors").is_file() and (run_dir / "run.json").is_file()
     assert (SCREENSHOTS / "01_generate_lora_panel.png").stat().st_size > 10_000
+
+
+def test_edit_notebook_shows_its_panel_in_jupyterlab_and_edits(edit_lab):
+    """04 in JupyterLab with `interactive` at None: the edit panel renders (scene with its mask, subject), Run edits."""
+    from playwright.sync_api import sync_playwright
+
+    started = time.perf_counter()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    url = f"{edit_lab['url']}/lab/tree/04_edit_image.ipynb?reset&token={edit_lab['token']}"
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1500})
+            page.set_default_timeout(120_000)
+            _open_and_run_all(page, url)
+            panel = page.locator(".siso-edit-panel")
+            panel.wait_for(state="attached")
+            panel.scroll_into_view_if_needed()
+            run_button = panel.locator("button[title='start a SISO run']")
+            run_button.wait_for()
+            page.wait_for_timeout(500)
+            assert "Error displaying widget" not in page.content()
+            assert panel.get_by_text("the subject goes into").count() >= 1  # the mask preview's note
+            run_button.click()
+            panel.get_by_text("Finished:").wait_for(timeout=180_000)
+            page.wait_for_timeout(800)
+            assert "Error displaying widget" not in page.content()
+            sizes = panel.locator("img").evaluate_all("els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+            assert len(sizes) >= 5 and all(w > 0 and h > 0 for w, h in sizes), sizes  # plot, scene + mask, subject, current, best
+            assert panel.get_by_text("outside the mask").count() >= 1
+            panel.locator("img").first.scroll_into_view_if_needed()
+            panel.screenshot(path=str(SCREENSHOTS / "04_edit_image_panel.png"))
+        finally:
+            browser.close()
+    TIMINGS["browser test of 04 (JupyterLab + Chromium, an edit in the panel)"] = time.perf_counter() - started
+    assert (edit_lab["run_dir"] / "result.png").is_file() and (edit_lab["run_dir"] / "before_after.png").is_file()
