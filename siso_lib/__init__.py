@@ -9,6 +9,7 @@ image-retrieval features. The public API (see README.md, "From Python"):
 
 * configuration: `SISOConfig` (every default, validated and coerced field by field)
 * one whole run with its files: `run_siso` -> `RunOutcome` (result, artifacts, optimizer)
+* editing (the subject put into another photo): `SISOEditConfig`, `run_edit` -> `EditOutcome`
 * the loop itself: `SISOOptimizer` (`.run(callbacks)` -> `SISOResult`; each iteration gives a
   `StepEvent` to every callback; `request_stop()` ends it cleanly)
 * losses and feature networks (features/): `SubjectSimilarityLoss`, `DinoFeatures`, `IRFeatures`
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "SISOConfig": "config",
+    "SISOEditConfig": "config",
     "SISOError": "errors",
     "SISOInputError": "errors",
     "SubjectImage": "images",
@@ -49,6 +51,7 @@ _EXPORTS = {
     "FluxGenerator": "generators.flux",
     "SanaGenerator": "generators.sana",
     "run_siso": "runner",
+    "run_edit": "editing.runner",
     "RunOutcome": "runner",
     "load_pipeline_with_lora": "inference",
     "render": "inference",
@@ -60,7 +63,8 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time names load lazily (PEP 562)
-    from .config import SISOConfig
+    from .config import SISOConfig, SISOEditConfig
+    from .editing.runner import run_edit
     from .errors import SISOError, SISOInputError
     from .features.dino import DinoFeatures
     from .features.ir import IRFeatures

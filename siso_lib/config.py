@@ -285,7 +285,9 @@ class SISOConfig:
         if self.num_train_epochs < 1:
             raise SISOInputError("num_train_epochs must be at least 1 (the default is 50)")
         if not self.learning_rate > 0:
-            raise SISOInputError(f"learning_rate {self.learning_rate} must be positive (the default is 2e-4)")
+            declared = next(spec.default for spec in dataclasses.fields(self) if spec.name == "learning_rate")
+            default = declared if declared is not None else FAMILY_RECIPES[family]["learning_rate"]
+            raise SISOInputError(f"learning_rate {self.learning_rate} must be positive (the default is {default:g})")
         if self.rank < 1:
             raise SISOInputError(f"rank {self.rank} must be at least 1 (the default is 4)")
         for name in ("dino_features_weight", "ir_features_weight"):
@@ -377,6 +379,9 @@ def class_prompt(class_name: str) -> str:
     return f"a photo of a {class_name.strip()}"
 
 
+MIN_INVERSION_STEP = 0.25  # SDXL-Turbo's 4 steps (999, 749, 499, 249): a smaller strength keeps none
+
+
 @dataclass
 class SISOEditConfig(SISOConfig):
     """SISOConfig for SISO editing (the authors' `siso_editing_sdxl.py`): put the subject of the
@@ -404,13 +409,23 @@ class SISOEditConfig(SISOConfig):
         return class_prompt(self.input_class) if self.input_class else "a photo"
 
     def validate(self) -> None:
+        from .model_paths import detect_family
+
+        found = detect_family(self.pretrained_model_name_or_path or DEFAULT_BASE_MODEL)
+        if self.model_family != "sdxl" or found not in (None, "sdxl"):
+            other = found if found not in (None, "sdxl") else self.model_family
+            raise SISOInputError(
+                f"SISO editing runs on SDXL(-Turbo) only, not {other}: give an SDXL base model with "
+                f"--pretrained_model_name_or_path (the default is {DEFAULT_BASE_MODEL!r})"
+            )
         super().validate()
-        if self.family != "sdxl":
-            raise SISOInputError(f"SISO editing runs on SDXL(-Turbo), not {self.family}: give an SDXL base model (the default is {DEFAULT_BASE_MODEL!r})")
         if not self.input_image_path or not str(self.input_image_path).strip():
             raise SISOInputError("input_image_path is empty: give the scene photo to edit (--input_image_path scene.png)")
-        if not 0.0 < self.inversion_max_step <= 1.0:
-            raise SISOInputError(f"inversion_max_step {self.inversion_max_step} must be in (0, 1] (the default 0.75 regenerates 3 of 4 steps)")
+        if not MIN_INVERSION_STEP <= self.inversion_max_step <= 1.0:
+            raise SISOInputError(
+                f"inversion_max_step {self.inversion_max_step:g} must be between {MIN_INVERSION_STEP} and 1: it is the share of the "
+                "4-step schedule that is inverted and redrawn (0.75: 3 steps; below 0.25 no step is left)"
+            )
         if self.bg_mse_loss_weight < 0:
             raise SISOInputError(f"bg_mse_loss_weight {self.bg_mse_loss_weight} must be zero or positive (the default is 10)")
         if self.mask_path is None and not (self.input_class or "").strip():

@@ -410,8 +410,18 @@ def _check_and_run(args: argparse.Namespace) -> int:
     warn_family_options(args, config)
     # every check that needs no model, before the heavy imports below (seconds)
     prepared = preflight(config, args.subject_image_path, args.output_dir, args.weights_output_dir, args.overwrite)
-    prepare_libraries(args)
-    return _run(args, prepared)
+    return run_in_folder(prepared, lambda: _run(args, prepared), args)
+
+
+def run_in_folder(prepared: PreparedRun, run: Callable[[], int], args: argparse.Namespace) -> int:
+    """Load the libraries and `run()`; a Ctrl-C before the loop has written anything leaves no
+    empty run folder behind (the loop itself ends cleanly and saves what it has)."""
+    try:
+        prepare_libraries(args)
+        return run()
+    except KeyboardInterrupt:
+        prepared.discard_if_empty()
+        raise
 
 
 def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:

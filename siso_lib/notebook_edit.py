@@ -74,7 +74,7 @@ _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(SISOEditConfig)}
 EDIT_PARAMETERS: dict[str, str] = {
     "models": "str",
     "interactive": "bool | None",
-    "scene_image_path": "str | None",
+    "input_image_path": "str | None",
     "subject_image_path": "str | None",
     "mask_path": "str | None",
     "mask_box": "list[float] | None",
@@ -181,7 +181,7 @@ def mask_preview(scene, mask: str | Path | Sequence[float] | None, size: int = P
 class EditSetup(NotebookSetup):
     """NotebookSetup of an edit: the scene photo and the mask besides the subject and the knobs."""
 
-    scene_image_path: str = str(DEFAULT_SCENE)
+    input_image_path: str = str(DEFAULT_SCENE)
     mask_box: tuple[float, float, float, float] | None = None  # with config.mask_path None and no automatic mask
     automatic_mask: bool = False
 
@@ -201,7 +201,7 @@ class EditSetup(NotebookSetup):
         return f"the rectangle {list(self.mask_box)} (left, top, right, bottom as fractions of the scene)"
 
     def to_html(self) -> str:
-        lines = (f"<p><b>scene:</b> <code>{html.escape(self.scene_image_path)}</code> (object: "
+        lines = (f"<p><b>scene:</b> <code>{html.escape(self.input_image_path)}</code> (object: "
                  f"{html.escape(repr(self.config.input_class))}, inversion prompt "
                  f"<i>{html.escape(self.config.scene_prompt)}</i>)<br><b>mask:</b> {html.escape(self.describe_mask())}</p>")
         return lines + super().to_html()
@@ -232,7 +232,7 @@ def prepare_edit(namespace: Mapping[str, Any], **changes: Any) -> EditSetup:
     values = read_parameters({**CELL_VALUES, **namespace, **changes}, EDIT_PARAMETERS)
     models = resolve_models(values["models"])
     knobs = {name: values[name] for name in EDIT_KNOBS if values[name] is not None}
-    scene = str(Path(values["scene_image_path"] or DEFAULT_SCENE).expanduser().absolute())
+    scene = str(Path(values["input_image_path"] or DEFAULT_SCENE).expanduser().absolute())
     sources = {}
     if "input_class" not in knobs and Path(scene) == DEFAULT_SCENE:
         knobs["input_class"] = DEFAULT_SCENE_CLASS
@@ -275,7 +275,7 @@ def prepare_edit(namespace: Mapping[str, Any], **changes: Any) -> EditSetup:
         interactive=widget_frontend() if values["interactive"] is None else values["interactive"],
         knobs=knobs,
         assets_dir=values["assets_dir"],
-        scene_image_path=scene,
+        input_image_path=scene,
         mask_box=box if not mask_path and not automatic else None,
         automatic_mask=automatic,
     )
@@ -286,7 +286,7 @@ def inputs_figure(setup: EditSetup):
     """The scene photo, the square the edit works on with the mask tinted, and the subject photo."""
     from matplotlib.figure import Figure
 
-    scene, subject = load_scene_image(setup.scene_image_path), load_scene_image(setup.subject_image_path)
+    scene, subject = load_scene_image(setup.input_image_path), load_scene_image(setup.subject_image_path)
     mask = setup.config.mask_path or (None if setup.mask_mode == "auto" else setup.mask_box)
     preview, note = mask_preview(scene, mask)
     figure = Figure(figsize=(10, 4.0), dpi=100)
@@ -400,12 +400,12 @@ def run_edit_headless(setup: EditSetup, live_every_seconds: float = 2.0, print_s
     from IPython.display import Markdown, display
 
     quiet_model_loading()
-    scene = load_scene_image(setup.scene_image_path)  # both photos fail early, with one line
+    scene = load_scene_image(setup.input_image_path)  # both photos fail early, with one line
     subject = load_scene_image(setup.subject_image_path)
     mask = setup.config.mask_path or (None if setup.mask_mode == "auto" else setup.mask_box)
     preview, _ = mask_preview(scene, mask)
     run = new_edit_run(setup)
-    display(Markdown(f"Editing `{Path(setup.scene_image_path).name}` with the subject of `{Path(setup.subject_image_path).name}`, "
+    display(Markdown(f"Editing `{Path(setup.input_image_path).name}` with the subject of `{Path(setup.subject_image_path).name}`, "
                      f"writing to `{run.output_dir}`"))
     live = EditLiveFigure(run.recorder, preview, subject, title=f"SISO edit: {setup.config.prompt[:60]}", every_seconds=live_every_seconds)
     callbacks = [live]

@@ -60,9 +60,9 @@ class EditPanel(SISOPanel):
         "device", "precision", "mode", "ir_features_path",
     )
 
-    def __init__(self, config: SISOEditConfig, subject_image_path: str, scene_image_path: str,
+    def __init__(self, config: SISOEditConfig, subject_image_path: str, input_image_path: str,
                  mask_box=None, automatic_mask: bool = False, **kwargs):
-        self._scene_start = (str(scene_image_path), config.mask_path, check_box(mask_box) or DEFAULT_MASK_BOX,
+        self._scene_start = (str(input_image_path), config.mask_path, check_box(mask_box) or DEFAULT_MASK_BOX,
                              "file" if config.mask_path else "auto" if automatic_mask else "box")
         self._scene_pil = None
         self._scene_checked: str | None = None
@@ -73,7 +73,7 @@ class EditPanel(SISOPanel):
     def from_setup(cls, setup: EditSetup, **kwargs) -> "EditPanel":
         options = dict(output_dir=setup.output_dir, runs_root=setup.runs_root, overwrite=setup.overwrite)
         options.update(kwargs)
-        return cls(setup.config, setup.subject_image_path, setup.scene_image_path, setup.mask_box, setup.automatic_mask,
+        return cls(setup.config, setup.subject_image_path, setup.input_image_path, setup.mask_box, setup.automatic_mask,
                    **options)
 
     # ------------------------------------------------------------------ layout
@@ -185,9 +185,9 @@ class EditPanel(SISOPanel):
         return config.replace(input_image_path=self._scene_checked, mask_path=mask_path)
 
     def set_values(self, **values: Any) -> None:
-        """As SISOPanel.set_values, plus scene_image_path, mask_box, mask_path and automatic_mask."""
-        if "scene_image_path" in values:
-            self.scene_path.value = str(values.pop("scene_image_path"))
+        """As SISOPanel.set_values, plus input_image_path, mask_box, mask_path and automatic_mask."""
+        if "input_image_path" in values:
+            self.scene_path.value = str(values.pop("input_image_path"))
         if "mask_box" in values:
             left, top, right, bottom = check_box(values.pop("mask_box"))
             self.mask_x.value, self.mask_y.value = (left, right), (top, bottom)

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                         "scene photo, the mask made automatically by the tiny Grounding-DINO + SAM (siso-edit)")
     parser.add_argument("--model_family", choices=MODEL_FAMILIES, default="sdxl", help="which tiny model to optimise (edit: sdxl only)")
     parser.add_argument("--subject_image_path", default=str(DEFAULT_SUBJECT), help="the subject photo (default: data/cat.png)")
-    parser.add_argument("--input_image_path", default=str(DEFAULT_SCENE), help="--task edit: the scene photo (default: data/coffee.png)")
-    parser.add_argument("--input_class", default=DEFAULT_SCENE_CLASS, help="--task edit: the scene object the subject replaces")
+    parser.add_argument("--input_image_path", default=None, help="--task edit: the scene photo (default: data/coffee.png)")
+    parser.add_argument("--input_class", default=None, help=f"--task edit: the scene object the subject replaces (default: {DEFAULT_SCENE_CLASS})")
     parser.add_argument("--assets_dir", default=str(DEFAULT_ASSETS_DIR),
                         help="where the tiny models are written once and reused (default: outputs/test-assets)")
     parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder")
@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.task == "edit" and args.model_family != "sdxl":
         parser.error(f"--task edit runs on SDXL only, not --model_family {args.model_family}")
+    if args.task == "generate" and (args.input_image_path or args.input_class):
+        parser.error("--input_image_path and --input_class are for --task edit (generation has no scene photo)")
+    args.input_image_path = args.input_image_path or str(DEFAULT_SCENE)
+    args.input_class = args.input_class or DEFAULT_SCENE_CLASS
     assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
     command = [
         "--subject_image_path", args.subject_image_path,
@@ -113,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         ])
     from .generate import main as generate_main
 
-    return generate_main(command + ["--prompt", "a photo of a cat", "--model_family", args.model_family])
+    code = generate_main(command + ["--prompt", "a photo of a cat", "--model_family", args.model_family])
+    if code == 0:
+        print("siso-demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversity): siso-eval <the run folder above>", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ def draw_losses(ax_total, ax_terms, history: Sequence[dict], best_step: int | No
         rows = [row for row in history if term in row]
         if rows:
             ax_terms.plot([r["step"] for r in rows], [r[term] for r in rows], color=colour, marker=".", label=label)
-    ax_terms.set_ylabel("-cos(features(image), features(subject))")
+    editing = any("background" in row for row in history)
+    ax_terms.set_ylabel("-cos to the subject; background: MSE" if editing else "-cos(features(image), features(subject))")
     ax_terms.set_title("similarity terms")
     best = next((row for row in history if row["step"] == best_step), None) if best_step is not None else None
     if best is not None:

@@ -153,12 +153,14 @@ def preflight(
     output_dir: str | os.PathLike | None = None,
     weights_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    label: str | None = None,
 ) -> PreparedRun:
-    """Validate, read the photo, check model paths and output folders; nothing heavy is imported."""
+    """Validate, read the photo, check model paths and output folders; nothing heavy is imported.
+    A fresh run folder is named `<time>-<label>` (default: the photo's name)."""
     config = config.replace()  # the caller's object is never changed
     config.validate()
     config = config.with_absolute_paths()
     subject = load_subject_image(subject_image_path)
     check_model_inputs(config)
-    out, weights, created = prepare_output_dirs(output_dir, weights_dir, overwrite, Path(subject_image_path).stem)
+    out, weights, created = prepare_output_dirs(output_dir, weights_dir, overwrite, label or Path(subject_image_path).stem)
     return PreparedRun(config, subject, out, weights, created)

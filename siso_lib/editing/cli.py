@@ -36,10 +36,10 @@ from ..generate import (
     add_options,
     check_progress_file,
     config_from_args,
-    prepare_libraries,
     print_result,
     report,
     run_command,
+    run_in_folder,
     shared_options,
     warn_no_effect,
 )
@@ -158,8 +158,7 @@ def _check_and_run(args: argparse.Namespace) -> int:
     config = edit_config_from_args(args)
     # every check that needs no model, before the heavy imports below (seconds)
     prepared = edit_preflight(config, args.subject_image_path, args.output_dir, overwrite=args.overwrite)
-    prepare_libraries(args)
-    return _run(args, prepared)
+    return run_in_folder(prepared.run, lambda: _run(args, prepared), args)
 
 
 def _run(args: argparse.Namespace, prepared: PreparedEdit) -> int:

@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..atomic import save_image
@@ -121,21 +122,24 @@ def edit_preflight(
         mask, mask_info = load_mask(config.mask_path, tuple(scene_info["size"]), config.resolution)
     else:
         models = MaskModels.from_config(config)
-    run = preflight(config, subject_image_path, output_dir, weights_dir, overwrite)
+    run = preflight(config, subject_image_path, output_dir, weights_dir, overwrite, label=f"edit-{Path(subject_image_path).stem}")
     return PreparedEdit(run, scene, scene_info, mask, mask_info, models)
 
 
-def automatic_mask(scene, input_class: str, device: str, models: MaskModels = MaskModels()):
+def automatic_mask(scene, input_class: str, device: str, models: MaskModels = MaskModels(), scene_name: str | None = None):
     """Grounding-DINO's best box for `input_class` on the scene, then SAM's mask in it (bool [R, R]);
-    SISOInputError when nothing scores `models.box_threshold` or more."""
-    from ..features.detection import SubjectDetector, SubjectSegmenter, automatic_subject_mask
+    SISOInputError when nothing scores `models.box_threshold` or more. The description records the
+    box (px of the R x R scene) and its score, which the command line prints."""
+    from ..features.detection import SubjectDetector, SubjectSegmenter, find_subject, segment_subject
 
-    found = automatic_subject_mask(
-        scene, [input_class], SubjectDetector.from_pretrained(models.detector, device=device),
-        SubjectSegmenter.from_pretrained(models.segmenter, device=device), box_threshold=models.box_threshold,
-    )
-    square, info = binary_mask(found, scene.width, f"the automatic mask of {input_class!r}")
-    return square, {**info, "detector_model": models.detector, "segmenter_model": models.segmenter, "box_threshold": models.box_threshold}
+    detector = SubjectDetector.from_pretrained(models.detector, device=device)
+    found = find_subject(scene, [input_class], detector, box_threshold=models.box_threshold, name=scene_name)
+    segmented = segment_subject(scene, found, SubjectSegmenter.from_pretrained(models.segmenter, device=device), scene_name)
+    square, info = binary_mask(segmented, scene.width, f"the automatic mask of {input_class!r}")
+    return square, {
+        **info, "detector_model": models.detector, "segmenter_model": models.segmenter, "box_threshold": models.box_threshold,
+        "box": [round(v, 1) for v in found.box], "score": round(float(found.score), 4),
+    }
 
 
 def run_edit(
@@ -161,14 +165,18 @@ def run_prepared_edit(prepared: PreparedEdit, callbacks: list[Callable] | tuple 
 
     run, config = prepared.run, prepared.run.config
     mask, mask_info = prepared.mask, prepared.mask_info
+    scene_name = Path(prepared.scene_info["path"]).name
     if mask is None:
         try:
             mask, mask_info = automatic_mask(
-                prepared.scene, config.input_class, str(pick_device(config.device)), prepared.mask_models or MaskModels.from_config(config)
+                prepared.scene, config.input_class, str(pick_device(config.device)),
+                prepared.mask_models or MaskModels.from_config(config), scene_name,
             )
         except BaseException:
             run.discard_if_empty()
             raise
+        logger.info("mask: %r found in %s (score %.3f, box %s px), covers %.1f %% of the edit",
+                    config.input_class, scene_name, mask_info["score"], mask_info["box"], 100 * mask_info["covered_fraction"])
     import torch
 
     renoise = ReNoiseConfig(strength=config.inversion_max_step)
@@ -185,18 +193,35 @@ def run_prepared_edit(prepared: PreparedEdit, callbacks: list[Callable] | tuple 
         "mask": mask_info,
         "scene_prompt": config.scene_prompt,
         "renoise": dataclasses.asdict(renoise),
+        # what editing renders with; parameters.num_inference_steps / guidance_scale are generation's
+        "regeneration": {"schedule_steps": renoise.num_steps, "strength": renoise.strength, "guidance_scale": 1.0,
+                         "num_grad_steps": config.num_grad_steps},
     }
-    outcome = run_prepared(run, callbacks, log_every_epoch, extra_record=record, pipe=pipe, task=task)
     out = run.output_dir
     scene_path, mask_path = out / SCENE_IMAGE, out / MASK_IMAGE
+    outcome = run_prepared(run, callbacks, log_every_epoch, extra_record=record, pipe=pipe, task=task)
     save_image(scene_path, prepared.scene)
     save_image(mask_path, mask_image(mask))
     before_after = None
     if outcome.result.best_image is not None:
         before_after = out / BEFORE_AFTER
         save_image(before_after, before_after_strip(prepared.scene, mask, run.subject.image, outcome.result.best_pil))
+    _record_edit_files(Path(outcome.artifacts.run_json), scene_path, mask_path, before_after)
     return EditOutcome(outcome.result, outcome.artifacts, outcome.optimizer, str(scene_path), str(mask_path),
                        str(before_after) if before_after else None)
+
+
+def _record_edit_files(run_json: Path, scene: Path, mask: Path, before_after: Path | None) -> None:
+    """Add the edit's own files to run.json's artifacts (rewritten atomically)."""
+    import json
+
+    from ..atomic import write_json
+
+    record = json.loads(run_json.read_text())
+    record.setdefault("artifacts", {}).update(
+        scene_image=str(scene), mask_image=str(mask), before_after=str(before_after) if before_after else None
+    )
+    write_json(run_json, record)
 
 
 def before_after_strip(scene, mask, subject, edited):

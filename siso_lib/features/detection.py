@@ -331,6 +331,39 @@ class SubjectSegmenter:
         return fill_holes(largest_region(mask)) if refine else mask
 
 
+def find_subject(
+    image: Image.Image,
+    labels: Sequence[str] | str,
+    detector: SubjectDetector,
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
+    name: str | None = None,
+) -> Detection:
+    """The best-scoring Grounding-DINO box of `labels` in `image`; SISOInputError (one line, naming
+    `name` or the image's file) when none reaches `box_threshold`."""
+    name = name or (Path(image.filename).name if getattr(image, "filename", "") else "the image")
+    names = _class_names(labels)
+    detection = detector.detect([image], names, box_threshold=box_threshold, text_threshold=text_threshold)[0]
+    if detection is None:
+        wanted = " or ".join(repr(n) for n in names)
+        raise SISOInputError(
+            f"no {wanted} found in {name} (box threshold {box_threshold:g}): give the mask as a PNG with --mask, or another class name"
+        )
+    return detection
+
+
+def segment_subject(image: Image.Image, detection: Detection, segmenter: SubjectSegmenter, name: str | None = None) -> np.ndarray:
+    """SAM's mask [H, W] (bool) of the detected box; SISOInputError when it holds no pixel."""
+    name = name or (Path(image.filename).name if getattr(image, "filename", "") else "the image")
+    mask = segmenter.segment(image, detection.box)
+    if not mask.any():
+        raise SISOInputError(
+            f"SAM found no pixels of the {detection.label!r} box {tuple(round(v) for v in detection.box)} in {name}: "
+            "give the mask as a PNG with --mask"
+        )
+    return mask
+
+
 def automatic_subject_mask(
     image: Image.Image | str | os.PathLike,
     labels: Sequence[str] | str,
@@ -340,30 +373,19 @@ def automatic_subject_mask(
     text_threshold: float = TEXT_THRESHOLD,
 ) -> np.ndarray:
     """Bool mask [H, W] of the best-scoring object of `labels` in `image` (a PIL image or a path):
-    its Grounding-DINO box, segmented by SAM. SISOInputError (one line) when nothing is found."""
-    if isinstance(image, Image.Image):
-        name = Path(image.filename).name if getattr(image, "filename", "") else "the image"
-    else:
+    its Grounding-DINO box (`find_subject`), segmented by SAM (`segment_subject`). SISOInputError
+    (one line) when nothing is found."""
+    name = None
+    if not isinstance(image, Image.Image):
         name = Path(image).name
         try:
-            image = Image.open(image)
-            image.load()
+            opened = Image.open(image)
+            opened.load()
         except (OSError, ValueError) as error:
             raise SISOInputError(f"cannot read the image {str(image)!r} ({error_summary(error, 120)}): give a PNG or JPEG file") from error
-    names = _class_names(labels)
-    wanted = " or ".join(repr(n) for n in names)
-    detection = detector.detect([image], names, box_threshold=box_threshold, text_threshold=text_threshold)[0]
-    if detection is None:
-        raise SISOInputError(
-            f"no {wanted} found in {name} (box threshold {box_threshold:g}): give the mask as a PNG with --mask, or another class name"
-        )
-    mask = segmenter.segment(image, detection.box)
-    if not mask.any():
-        raise SISOInputError(
-            f"SAM found no pixels of the {detection.label!r} box {tuple(round(v) for v in detection.box)} in {name}: "
-            "give the mask as a PNG with --mask"
-        )
-    return mask
+        image = opened
+    detection = find_subject(image, labels, detector, box_threshold, text_threshold, name)
+    return segment_subject(image, detection, segmenter, name)
 
 
 # ------------------------------------------------------------------ tiny offline models

@@ -23,11 +23,9 @@ def _mask_png(path, size, box):
 
 @pytest.fixture
 def edit_config(tiny_assets, tmp_path):
-    from siso_lib.offline import OFFLINE_OVERRIDES
+    from siso_lib.offline import OFFLINE_OVERRIDES, REPO_ROOT
 
-    from conftest import REPO
-
-    scene = REPO / "data" / "coffee.png"
+    scene = REPO_ROOT / "data" / "coffee.png"
     width, height = Image.open(scene).size
     mask = _mask_png(tmp_path / "mask.png", (width, height), (width // 3, height // 4, 2 * width // 3, 3 * height // 4))
 
@@ -92,3 +90,13 @@ def test_an_edit_run_writes_its_files_and_keeps_the_background_better_than_witho
     # measured against the scene photo itself: the weighted term keeps the background closer
     assert background_error(folder) < background_error(tmp_path / "free")
     assert kept.result.history[-1]["background"] < kept.result.history[0]["background"]
+
+
+def test_edit_settings_are_checked_with_the_edits_own_defaults():
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError, match=r"learning_rate -1.0 must be positive \(the default is 0.0003\)"):
+        SISOEditConfig(input_image_path="scene.png", input_class="cup", learning_rate=-1).validate()
+    with pytest.raises(SISOInputError, match="between 0.25 and 1"):
+        SISOEditConfig(input_image_path="scene.png", input_class="cup", inversion_max_step=0.2).validate()
+    SISOEditConfig(input_image_path="scene.png", input_class="cup", inversion_max_step=0.25).validate()

@@ -155,6 +155,8 @@ def test_bad_input_is_one_line_exit_2_before_torch_is_imported_and_leaves_no_fol
         "subject class and prompt": with_mask + ["--prompt", "a photo of a cat"],
         "learning rate not a number": with_mask + ["--learning_rate", "3e-4x"],
         "strength out of range": with_mask + ["--inversion_max_step", "1.5"] + out,
+        "strength leaves no step": with_mask + ["--inversion_max_step", "0.1"] + out,
+        "a FLUX base model": swap(with_mask, "--pretrained_model_name_or_path", "black-forest-labs/FLUX.1-schnell") + out,
         "negative background weight": with_mask + ["--bg_mse_loss_weight", "-1"],
         "bad resolution": with_mask + ["--resolution", "100"] + out,
         "no iterations": with_mask + ["--num_train_epochs", "0"],
@@ -190,6 +192,8 @@ def test_bad_input_is_one_line_exit_2_before_torch_is_imported_and_leaves_no_fol
     assert "box_threshold" in errors["box threshold out of range"]
     assert "Grounding-DINO" in errors["detector folder missing"] and "config.json" in errors["segmenter folder without config.json"]
     assert "--overwrite" in errors["output folder holds a LoRA"]
+    assert "0.25" in errors["strength leaves no step"]
+    assert "SDXL(-Turbo) only, not flux" in errors["a FLUX base model"] and "--model_family" not in errors["a FLUX base model"]
     warned = [line for line in report["dead arguments, then a missing scene"][1].splitlines() if "ignoring --" in line]
     for name in ("train_batch_size", "report_to", "center_crop", "detector_model"):
         assert sum(f"ignoring --{name}:" in line for line in warned) == 1, (name, warned)
@@ -239,6 +243,10 @@ def test_the_demo_edit_makes_its_mask_with_the_tiny_detector_and_segmenter(tiny_
     assert record["mask"]["source"] == "the automatic mask of 'cup'"
     assert record["mask"]["detector_model"] == tiny_assets["grounding_dino"] and record["mask"]["box_threshold"] == 0.3
     assert 0 < record["mask"]["covered_fraction"] < 1 and record["scene_prompt"] == "a photo of a cup"
+    assert 0.3 <= record["mask"]["score"] <= 1 and len(record["mask"]["box"]) == 4  # what the detector found
+    assert "mask: 'cup' found in coffee.png (score" in captured.err
+    assert record["regeneration"]["schedule_steps"] == 4 and record["regeneration"]["strength"] == 0.75
+    assert {Path(record["artifacts"][k]).name for k in ("scene_image", "mask_image", "before_after")} == {"scene.png", "mask.png", "before_after.png"}
     mask = np.asarray(Image.open(out / "mask.png"))
     assert mask.shape == (64, 64) and 0 < (mask > 127).mean() < 1
     assert stdout_record(captured.out, "SISO_RESULT ")[0]["status"] == "success"
@@ -282,3 +290,20 @@ def test_an_interrupt_keeps_the_best_lora_and_exits_130(tiny_assets, subject_pat
     assert result["stop_reason"] == "interrupted" and record["status"] == "interrupted"
     assert (out / "pytorch_lora_weights.safetensors").is_file() and (out / "result.png").is_file()
     assert (out / "before_after.png").is_file() and record["steps_run"] >= 2
+
+
+def test_an_interrupt_before_the_first_iteration_leaves_no_folder(tiny_assets, subject_path, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the libraries or models load: exit 130, and the fresh run folder is removed again."""
+    from siso_lib.editing import cli, runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_prepared_edit", interrupted)
+    monkeypatch.chdir(tmp_path)
+    command = tiny_command(tiny_assets, subject_path, None, "--subject_class", "cat", "--input_class", "cup")
+    at = command.index("--output_dir")
+    del command[at : at + 2]  # a fresh outputs/runs/<time>-edit-cat folder, made by the checks
+    code = cli.main(command)
+    assert code == 130 and "interrupted before the optimisation started" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()

@@ -70,7 +70,7 @@ def _papermill_namespace(**injected):
 def test_text_values_get_their_types_and_mistakes_are_one_line(tmp_path):
     setup = prepare_edit(_papermill_namespace(models="hub", interactive="false", bg_mse_loss_weight="20", inversion_max_step="0.5",
                                               mask_box="[0.1, 0.2, 0.6, 0.9]", train_text_encoder="no", input_class="dog",
-                                              scene_image_path=str(REPO / "data" / "cat.png")))
+                                              input_image_path=str(REPO / "data" / "cat.png")))
     config = setup.config
     assert (config.bg_mse_loss_weight, config.inversion_max_step, config.train_text_encoder) == (20.0, 0.5, False)
     assert setup.mask_box == (0.1, 0.2, 0.6, 0.9) and setup.interactive is False
@@ -82,11 +82,11 @@ def test_text_values_get_their_types_and_mistakes_are_one_line(tmp_path):
     cases = [
         (dict(mask_path=str(mask), mask_box=[0, 0, 0.5, 0.5]), "give one mask"),
         (dict(mask_box=[0, 0, 0.5, 0.5], automatic_mask=True), "give one mask"),
-        (dict(automatic_mask="yes", scene_image_path=str(REPO / "data" / "cat.png")), "automatic_mask needs input_class"),
+        (dict(automatic_mask="yes", input_image_path=str(REPO / "data" / "cat.png")), "automatic_mask needs input_class"),
         (dict(mask_box=[0.5, 0, 0.4, 1]), "is not a rectangle inside the scene"),
         (dict(mask_box=[0, 0, 1]), "must be four numbers"),
         (dict(bg_mse_loss_weight=-1), "bg_mse_loss_weight -1.0 must be zero or positive"),
-        (dict(inversion_max_step="1.5"), "inversion_max_step 1.5 must be in (0, 1]"),
+        (dict(inversion_max_step="1.5"), "inversion_max_step 1.5 must be between 0.25 and 1"),
     ]
     for values, message in cases:
         with pytest.raises(NotebookParameterError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -231,7 +231,7 @@ def test_the_panel_mask_sources_and_bad_scenes(panel, tmp_path):
     panel.set_values(automatic_mask=True)
     assert panel.mask_source.value == "auto" and panel.config().mask_path is None
     assert "found when the run starts" in panel.mask_note.value
-    panel.set_values(scene_image_path=str(tmp_path / "missing.png"))
+    panel.set_values(input_image_path=str(tmp_path / "missing.png"))
     assert "Scene photo" in panel.status.value and "does not exist" in panel.status.value
     panel.run_button.click()
     assert panel.run is None and "Cannot run: choose a readable scene photo first" in panel.status.value
