@@ -48,28 +48,43 @@ def sana_instruction() -> str:
     return "\n".join(inspect.signature(SanaPipeline.__call__).parameters["complex_human_instruction"].default)
 
 
+# Weights read back from disk are bit-identical (checked below), but on some CPUs the float32 matmul
+# kernels round differently for the memory-mapped tensors safetensors returns than for freshly
+# allocated ones (measured here: 1.3e-6 on a FLUX image); images are compared to that rounding.
+ROUNDING = dict(rtol=0.0, atol=1e-5)
+
+
+def assert_same_weights(built, loaded, names) -> None:
+    for name in names:
+        saved, read = getattr(built, name).state_dict(), getattr(loaded, name).state_dict()
+        assert saved.keys() == read.keys() and all(torch.equal(saved[k], read[k]) for k in saved), name
+
+
 def test_flux_round_trip_from_disk_gives_identical_images(assets):
     from diffusers import FluxPipeline
 
     built, loaded = build_flux_pipeline("tiny"), FluxPipeline.from_pretrained(assets["flux"])
+    assert_same_weights(built, loaded, ("transformer", "text_encoder", "text_encoder_2", "vae"))
     for steps in (1, 4):
         image = render_flux(built, steps)
         assert image.shape == (1, 3, 64, 64)
         assert image.std() > 1e-3  # not a constant image, so equality below means something
-        assert torch.equal(image, render_flux(loaded, steps))
+        torch.testing.assert_close(image, render_flux(loaded, steps), **ROUNDING)
     # the T5 trap: a model built from a config trains with dropout 0.1 unless the config says 0
+    # (dropout would change the image by far more than the rounding allowed here)
     loaded.text_encoder_2.train()
-    assert torch.equal(render_flux(loaded, 1), render_flux(built, 1))
+    torch.testing.assert_close(render_flux(loaded, 1), render_flux(built, 1), **ROUNDING)
 
 
 def test_sana_round_trip_from_disk_gives_identical_images(assets):
     from diffusers import SanaPipeline
 
     built, loaded = build_sana_pipeline("tiny"), SanaPipeline.from_pretrained(assets["sana"])
+    assert_same_weights(built, loaded, ("transformer", "text_encoder", "vae"))
     image = render_sana(built, 2)
     assert image.shape == (1, 3, 64, 64)
     assert image.std() > 1e-3
-    assert torch.equal(image, render_sana(loaded, 2))
+    torch.testing.assert_close(image, render_sana(loaded, 2), **ROUNDING)
 
 
 def test_flux_layout_loads_with_the_diffusers_classes(assets):
