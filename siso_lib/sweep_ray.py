@@ -372,7 +372,9 @@ def run_sweep_ray(
                 "run_dir": str(sweep.dir / run.name), "photo": photo, "timeout": int(timeout) if timeout else None,
                 "kernel_name": kernel_name, "log_output": log_output, "board": board,
             }
-            ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False,
+            # SPREAD: runs go to the least-loaded nodes first, so a sweep uses every machine at once
+            # (the default packs them onto the driver's node while it has room)
+            ref = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False, scheduling_strategy="SPREAD",
                                name=f"siso-sweep:{run.name}").remote(job, notebook_ref, photos[photo] if photo else None)
             in_flight[ref] = run
         tracker = _Tracker(sweep, summary, echo, in_flight, progress, tqdm)
