@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -159,7 +160,9 @@ def execute_remote(job: dict[str, Any], notebook: bytes, photo: bytes | None) ->
     board = job.get("board")
     if board is not None:
         try:
-            ray.get(board.start.remote(job["run"], node_id, node_ip), timeout=60)
+            # not waited for: a task blocked in ray.get gives its CPU back to Ray, which would then
+            # start more runs on the node than --ray-cpus allows (actor calls from one caller keep their order)
+            board.start.remote(job["run"], node_id, node_ip)
         except Exception:  # noqa: BLE001 - progress is best effort
             board = None
     work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX)).resolve()
@@ -379,7 +382,7 @@ def run_sweep_ray(
             in_flight[ref] = run
         tracker = _Tracker(sweep, summary, echo, in_flight, progress, tqdm)
         try:
-            _drive(ray, board, tracker, scorer)
+            _drive(ray, board, tracker, scorer, guard)
         except Interrupted:
             tracker.cancel(ray)
             summary.results_csv = write_results(sweep, tracker.rows())
@@ -570,8 +573,12 @@ class _Tracker:
         self.bar.close()
 
 
-def _drive(ray, board, tracker: _Tracker, scorer: SweepScorer | None) -> None:
-    """Wait for the tasks; install each result as it arrives; drain the progress board."""
+def _drive(ray, board, tracker: _Tracker, scorer: SweepScorer | None, guard: SignalGuard | None = None) -> None:
+    """Wait for the tasks; install each result as it arrives; drain the progress board.
+
+    A signal that arrives while Ray's own wait or get runs comes out of Ray's C code as a plain
+    KeyboardInterrupt (it drops the guard's `Interrupted`): it is read back as the guard's signal.
+    """
     from ray.exceptions import RayError
 
     while tracker.in_flight:
@@ -589,16 +596,21 @@ def _drive(ray, board, tracker: _Tracker, scorer: SweepScorer | None) -> None:
                     tracker.say(f"{run.name}: scoring it on this machine ...")
                     tracker.say(f"{run.name}: {_score(scorer, run, run_dir, tracker.summary)[1]}")
                 tracker.write()
-        except Interrupted as interruption:
+        except KeyboardInterrupt as interruption:
+            if not isinstance(interruption, Interrupted):
+                interruption = Interrupted(guard.signum if guard is not None and guard.signum else signal.SIGINT)
             tracker.signal_name = interruption.signal_name
-            _drain(ray, board, tracker)
-            raise
+            try:
+                _drain(ray, board, tracker)
+            except KeyboardInterrupt:
+                pass  # a second signal while recording: what was drained is enough
+            raise interruption from None
 
 
 def _drain(ray, board, tracker: _Tracker) -> None:
     try:
         events = ray.get(board.drain.remote(), timeout=10)
-    except Interrupted:
+    except KeyboardInterrupt:
         raise
     except Exception:  # noqa: BLE001 - progress is best effort
         return

@@ -343,3 +343,28 @@ def test_ray_is_an_extra_not_a_core_dependency():
     assert pins["ray"] == ray.__version__, "constraints.txt pins the tested Ray"
     assert "cluster" in (REPO / "Makefile").read_text().split("-e \".[", 1)[1].split("]", 1)[0], "make test installs the extra"
 
+
+
+def test_a_signal_inside_rays_own_wait_is_read_back_as_the_guards_signal():
+    """Ray's C code turns the guard's Interrupted into a plain KeyboardInterrupt when the signal
+    lands inside ray.wait/ray.get (a fresh-user trial saw a traceback and runs left "running"):
+    _drive raises the guard's Interrupted, so the caller cancels and marks the runs."""
+    import signal
+    import types
+
+    from siso_lib.notebook_run import Interrupted
+    from siso_lib.sweep_ray import _drive
+
+    def wait(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    fake_ray = types.SimpleNamespace(wait=wait, get=lambda *a, **k: [])
+    tracker = types.SimpleNamespace(in_flight={"ref": "run"}, signal_name=None, events=lambda events: None)
+    board = types.SimpleNamespace(drain=types.SimpleNamespace(remote=lambda: None))
+    guard = types.SimpleNamespace(signum=signal.SIGTERM)
+    with pytest.raises(Interrupted) as caught:
+        _drive(fake_ray, board, tracker, None, guard)
+    assert caught.value.signum == signal.SIGTERM and caught.value.exit_code == 143 and tracker.signal_name == "SIGTERM"
+    with pytest.raises(Interrupted) as caught:
+        _drive(fake_ray, board, tracker, None, None)  # no guard: Ctrl-C
+    assert caught.value.exit_code == 130
