@@ -332,6 +332,18 @@ def run_sweep_ray(
     With Ray already initialised in this process (tests, notebooks) that connection is used and
     kept; otherwise `address` None starts a local Ray for the sweep, and it is shut down at the end.
     """
+    if not any(_needs_a_task(sweep, run, retry_failed) for run in sweep.runs()):
+        # a resumed sweep with nothing left to run: no Ray to start (about 12 s) or to reach
+        sweep.dir.mkdir(parents=True, exist_ok=True)
+        echo(f"sweep {sweep.name}: {len(sweep.runs())} run(s) in {sweep.dir}; nothing left to run on Ray")
+        summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
+        scorer = SweepScorer(sweep.evaluation, echo) if sweep.evaluation else None
+        _runs_to_submit(sweep, retry_failed, scorer, summary, echo)
+        summary.rows = collect(sweep)
+        summary.results_csv = write_results(sweep, summary.rows)
+        _say_done(sweep, summary, scorer, echo)
+        return summary
+
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from tqdm.auto import tqdm
@@ -401,6 +413,12 @@ def run_sweep_ray(
                 pass
         if owns_ray:
             ray.shutdown()
+
+
+def _needs_a_task(sweep: Sweep, run: SweepRun, retry_failed: bool) -> bool:
+    """Whether `_runs_to_submit` could send this run to Ray (not completed; not a failure kept by --no-retry-failed)."""
+    status = (read_record(sweep.dir / run.name) or {}).get("status")
+    return status != "completed" and not (status == "failed" and not retry_failed)
 
 
 def _runs_to_submit(sweep: Sweep, retry_failed: bool, scorer: SweepScorer | None, summary: SweepSummary,

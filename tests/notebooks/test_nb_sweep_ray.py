@@ -113,6 +113,10 @@ def test_two_by_two_sweep_on_two_nodes_equals_the_local_default(ray_cluster, sma
     summary = run_sweep_ray(same_sweep(local, tmp_path), echo=again.append, progress=False)
     assert summary.ran == 0 and summary.skipped == 4 and read_rows(sweep.dir / RESULTS) == rows
     assert sum("completed earlier, skipped" in line for line in again) == 4
+    assert "nothing left to run on Ray" in again[0]
+    # nothing left to run: Ray is not even reached (an address where nothing listens is fine)
+    summary = run_sweep_ray(same_sweep(local, tmp_path), address="127.0.0.1:9", echo=[].append, progress=False)
+    assert summary.ran == 0 and summary.skipped == 4 and read_rows(sweep.dir / RESULTS) == rows
 
 
 def test_a_worker_node_lost_mid_run_is_retried_and_the_sweep_completes(ray_cluster, small_sweep, tmp_path):
