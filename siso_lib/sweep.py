@@ -731,6 +731,25 @@ def _dry_run(sweep: Sweep, runs: list[SweepRun], retry_failed: bool, echo: Calla
     return summary
 
 
+def score_completed_run(sweep: Sweep, scorer: SweepScorer, run: SweepRun, summary: SweepSummary,
+                        echo: Callable[[str], None], prefix: str) -> None:
+    """--eval on a run completed earlier without a score: claimed while it is scored (a second
+    driver skips it), then results.csv rewritten. Used by the local and the Ray sweep."""
+    run_dir = sweep.dir / run.name
+    if not scorer.wants(run_dir):
+        return
+    if not _claim(run_dir):
+        echo(f"{prefix}: another process holds it: not scored now")
+        return
+    try:
+        if scorer.wants(run_dir):  # not scored by another process meanwhile
+            echo(f"{prefix}: scoring it (no evaluation yet) ...")
+            echo(f"{prefix}: {_score(scorer, run, run_dir, summary)[1]}")
+    finally:
+        _release(run_dir)
+    write_results(sweep)
+
+
 def _score(scorer: SweepScorer, run: SweepRun, run_dir: Path, summary: SweepSummary) -> tuple[float, str]:
     """Score one completed run (its claim held): (seconds, what to say)."""
     from .evaluation.cli import format_summary
@@ -786,17 +805,8 @@ def run_sweep(
             if status == "completed":
                 summary.skipped += 1
                 echo(f"{prefix}: completed earlier, skipped")
-                if scorer is not None and scorer.wants(run_dir):
-                    if not _claim(run_dir):
-                        echo(f"{prefix}: another process holds it: not scored now")
-                        continue
-                    try:
-                        if scorer.wants(run_dir):  # not scored by another process meanwhile
-                            echo(f"{prefix}: scoring it (no evaluation yet) ...")
-                            echo(f"{prefix}: {_score(scorer, run, run_dir, summary)[1]}")
-                    finally:
-                        _release(run_dir)
-                    write_results(sweep)
+                if scorer is not None:
+                    score_completed_run(sweep, scorer, run, summary, echo, prefix)
                 continue
             if status == "failed" and not retry_failed:
                 summary.skipped += 1

@@ -63,6 +63,7 @@ from .sweep import (
     collect,
     execute_sweep_run,
     read_record,
+    score_completed_run,
     write_results,
 )
 
@@ -433,13 +434,8 @@ def _runs_to_submit(sweep: Sweep, retry_failed: bool, scorer: SweepScorer | None
         if record.get("status") == "completed":
             summary.skipped += 1
             echo(f"{prefix}: completed earlier, skipped")
-            if scorer is not None and scorer.wants(run_dir) and _claim(run_dir):
-                try:
-                    echo(f"{prefix}: scoring it (no evaluation yet) ...")
-                    echo(f"{prefix}: {_score(scorer, run, run_dir, summary)[1]}")
-                finally:
-                    _release(run_dir)
-                write_results(sweep)
+            if scorer is not None:
+                score_completed_run(sweep, scorer, run, summary, echo, prefix)
             continue
         if record.get("status") == "failed" and not retry_failed:
             summary.skipped += 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from pathlib import Path
 
 from ..errors import OneLineArgumentParser, SISOError, SISOInputError
 from .defaults import DEFAULT_CLIP_PRETRAINED, DEFAULT_DETECTOR, judge_names
@@ -71,7 +70,7 @@ def build_parser() -> OneLineArgumentParser:
 def _check(args) -> tuple[list, list[str] | None]:
     """Everything that needs no model: the runs, prompts, numbers and local judge paths."""
     from ..model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino
-    from .evaluate import check_output_dir, read_run
+    from .evaluate import check_output_dir, read_run, subject_photo_path
 
     if args.output_dir and len(args.runs) > 1:
         raise SISOInputError(f"--output_dir names one folder but {len(args.runs)} runs were given: evaluate them one at a time, or drop --output_dir")
@@ -95,11 +94,7 @@ def _check(args) -> tuple[list, list[str] | None]:
     infos = [read_run(run) for run in args.runs]
     for info in infos:
         check_local_base_model(args.pretrained_model_name_or_path or info.base_model, info.model_family)
-        if not info.run and not args.subject_image_path:
-            raise SISOInputError(f"run {str(info.folder)!r} has no run.json: pass --subject_image_path (and --ir_features_path or --no_ir)")
-        photo = args.subject_image_path or (info.run.get("subject_image") or {}).get("path")
-        if not photo or not Path(photo).is_file():
-            raise SISOInputError(f"subject photo {photo!r} of run {str(info.folder)!r} does not exist any more: pass --subject_image_path")
+        subject_photo_path(info, args.subject_image_path)
         if not args.no_ir:
             path = args.ir_features_path or info.run.get("parameters", {}).get("ir_features_path")
             if not path:

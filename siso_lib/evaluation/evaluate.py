@@ -86,16 +86,22 @@ class EvalReport:
         return self.record["summary"]
 
 
-def _subject_photo(info, settings: EvalSettings) -> Path:
-    from ..images import load_subject_image
-
-    path = settings.subject_image_path or (info.run.get("subject_image") or {}).get("path")
+def subject_photo_path(info, given: str | None = None) -> Path:
+    """The photo to compare with: `given`, else the one the run's run.json names (no image is read,
+    no torch). SISOInputError when there is none or it has moved."""
+    path = given or (info.run.get("subject_image") or {}).get("path")
     if not path:
         why = "has no run.json" if not info.run else "names no subject photo in its run.json"
         raise SISOInputError(f"run {str(info.folder)!r} {why}: pass --subject_image_path (the photo the LoRA was optimised on)")
     if not Path(path).is_file():
-        raise SISOInputError(f"subject photo {path!r} (from the run) does not exist any more: pass --subject_image_path")
-    return Path(load_subject_image(path).path)
+        raise SISOInputError(f"subject photo {path!r} of run {str(info.folder)!r} does not exist any more: pass --subject_image_path")
+    return Path(path)
+
+
+def _subject_photo(info, settings: EvalSettings) -> Path:
+    from ..images import load_subject_image
+
+    return Path(load_subject_image(subject_photo_path(info, settings.subject_image_path)).path)
 
 
 def read_run(run_dir: str | os.PathLike):
