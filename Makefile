@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.siso-installed
 
-.PHONY: demo test env bench clean-outputs
+.PHONY: demo test test-fast env bench clean-outputs
 
 env: $(STAMP)
 
@@ -23,10 +23,15 @@ $(STAMP): pyproject.toml constraints.txt
 # the offline default (tiny random-weight models, data/cat.png); the executed notebook lands
 # beside the LoRA, images and run.json in a fresh outputs/runs/<time>-demo/ folder
 demo: $(STAMP)
-	$(PY) -m siso_lib.notebook_run
+	$(PY) -m siso_lib.cli.demo --notebook
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the quick loop: everything but the tests that start kernels, clusters, browsers, venvs or
+# subprocesses, on every core (pytest-xdist; one torch thread per worker)
+test-fast: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "not slow" -n auto
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_step.py

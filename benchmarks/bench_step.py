@@ -202,11 +202,12 @@ def worker(args: argparse.Namespace) -> dict:
 
     from siso_lib.config import SISOConfig
     from siso_lib.devices import dtype_name, is_out_of_memory, pick_device, synchronize
-    from siso_lib.dino import DinoFeatures, preprocess_spec_for
-    from siso_lib.images import load_subject_image
-    from siso_lib.ir_features import IRFeatures, IRNetwork
-    from siso_lib.optimizer import RuntimeSettings, SISOOptimizer
-    from siso_lib import test_assets
+    from siso_lib.features.dino import DinoFeatures, preprocess_spec_for
+    from siso_lib.io.images import load_subject_image
+    from siso_lib.features.ir import IRFeatures, IRNetwork
+    from siso_lib.optimizer import SISOOptimizer
+    from siso_lib.runtime import RuntimeSettings
+    from siso_lib.offline import tiny_models
 
     family = args.model_family
     device = pick_device(args.device)
@@ -252,14 +253,14 @@ def worker(args: argparse.Namespace) -> dict:
     try:
         # build in the dtype the run will use, on the CPU for tiny models, straight on the GPU otherwise
         build_device = device if args.size == "full" else "cpu"
-        builder = {"sdxl": test_assets.build_sdxl_pipeline, "flux": test_assets.build_flux_pipeline,
-                   "sana": test_assets.build_sana_pipeline}[family]
+        builder = {"sdxl": tiny_models.build_sdxl_pipeline, "flux": tiny_models.build_flux_pipeline,
+                   "sana": tiny_models.build_sana_pipeline}[family]
         pipe = builder(args.size, device=build_device, dtype=weights_dtype)
         pipe.set_progress_bar_config(disable=True)
-        dino_model, _ = test_assets.build_dino(args.size, device=build_device)
+        dino_model, _ = tiny_models.build_dino(args.size, device=build_device)
         dino = DinoFeatures(dino_model, preprocess_spec_for(dino_model))
         with torch.device(build_device):
-            ir = IRFeatures(IRNetwork(**test_assets.IRS[args.size]))
+            ir = IRFeatures(IRNetwork(**tiny_models.IRS[args.size]))
         subject = load_subject_image(REPO / "data" / "cat.png")
         optimizer = SISOOptimizer(config, subject, pipe=pipe, dino=dino, ir=ir, device=device)
         synchronize(device)

@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from ray.cluster_utils import Cluster
 
     from siso_lib.offline import ensure_test_assets
-    from siso_lib.sweep import build_sweep, run_sweep
-    from siso_lib.sweep_ray import run_sweep_ray
+    from siso_lib.sweeps.spec import build_sweep
+    from siso_lib.sweeps.local import run_sweep
+    from siso_lib.sweeps.on_ray import run_sweep_ray
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-sweep-ray-"))
     assets = ensure_test_assets(REPO / "outputs" / "test-assets")

@@ -15,7 +15,8 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
 #     -d .gpu_wheels diffusers==0.42.1 transformers==5.5.4 peft==0.21.2 open_clip_torch==3.3.0 \
 #     kornia==0.9.0 kornia_rs==0.2.0 timm==1.0.31 tokenizers==0.22.2 ftfy==6.3.1 wcwidth==0.9.4 \
-#     pytest==8.4.2 pluggy iniconfig pygments packaging
+#     pytest==8.4.2 pluggy iniconfig pygments packaging pydantic==2.14.4 pydantic_core==2.50.5 annotated-types \
+#     typing-inspection filelock
 # A check of this script without a GPU (tiny models on the CPU, one iteration per case, default mode):
 #   CHECK=1 OUT=/tmp/gpu-run-check bash benchmarks/gpu_run.sh
 set -uo pipefail

@@ -34,11 +34,12 @@ def main() -> int:
 
     from siso_lib.config import SISOConfig
     from siso_lib.devices import pick_device, synchronize
-    from siso_lib.dino import DinoFeatures, preprocess_spec_for
-    from siso_lib.images import load_subject_image
-    from siso_lib.ir_features import IRFeatures, IRNetwork
-    from siso_lib.optimizer import RuntimeSettings, SISOOptimizer
-    from siso_lib.test_assets import IRS, build_dino, build_sdxl_pipeline
+    from siso_lib.features.dino import DinoFeatures, preprocess_spec_for
+    from siso_lib.io.images import load_subject_image
+    from siso_lib.features.ir import IRFeatures, IRNetwork
+    from siso_lib.optimizer import SISOOptimizer
+    from siso_lib.runtime import RuntimeSettings
+    from siso_lib.offline.tiny_models import IRS, build_dino, build_sdxl_pipeline
 
     device = pick_device("auto")
     resolution = 512 if args.size == "full" else 64

@@ -40,11 +40,11 @@ import tempfile
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parent
-GITHUB_REPO = "siso-lab/siso-lab"  # keep equal to siso_lib/notebook_run.py's GITHUB_REPO (a test checks)
+GITHUB_REPO = "siso-lab/siso-lab"  # keep equal to siso_lib/notebooks/setup.py's GITHUB_REPO (a test checks)
 ARCHIVE_URL = f"https://github.com/{GITHUB_REPO}/archive/refs/heads/main.zip"
 PROJECT = "siso-lab"
 KEEP = ("torch", "torchvision", "torchaudio")  # ComfyUI's own builds: never replaced
-ENV_RECORD_NAME = "siso_env.json"  # read by siso_runner.recorded_python()
+ENV_RECORD_NAME = "siso_env.json"  # read by siso/pack.py recorded_python()
 REFUSED = 3
 
 
@@ -73,7 +73,7 @@ def checkout() -> Path | None:
         text = (root / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:
         return None
-    if (root / "siso_lib" / "generate.py").is_file() and re.search(r'^name\s*=\s*"siso-lab"', text, re.MULTILINE):
+    if (root / "siso_lib" / "cli" / "generate.py").is_file() and re.search(r'^name\s*=\s*"siso-lab"', text, re.MULTILINE):
         return root
     return None
 

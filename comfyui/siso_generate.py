@@ -1,6 +1,6 @@
 """siso-generate, as a script file: the SISO LoRA Generator node's default `siso_script_path`.
 
-Runs `siso_lib.generate.main` (the `siso-generate` command: every argument of the authors'
+Runs `siso_lib.cli.generate.main` (the `siso-generate` command: every argument of the authors'
 `siso_generation_sdxl.py` plus siso-lab's own) with the interpreter the node chose. If that
 interpreter cannot import siso_lib but this pack sits inside a siso-lab checkout, the
 checkout is put on the module path; otherwise it prints the one command that installs
@@ -36,8 +36,8 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="siso-parent-watch").start()
 
 
-def _import_main(module: str = "siso_lib.generate"):
-    """`main` of siso_lib's command-line module `module` (siso_lib.generate, siso_lib.editing.cli)."""
+def _import_main(module: str = "siso_lib.cli.generate"):
+    """`main` of siso_lib's command-line module `module` (siso_lib.cli.generate, siso_lib.cli.edit)."""
     import importlib
 
     try:
@@ -46,7 +46,7 @@ def _import_main(module: str = "siso_lib.generate"):
         if error.name != "siso_lib" and not module.startswith(f"{error.name}.") and error.name != module:
             raise
     checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "siso_lib" / "generate.py").is_file() and "siso_lib" not in sys.modules:
+    if (checkout / Path(*module.split("."))).with_suffix(".py").is_file() and "siso_lib" not in sys.modules:
         sys.path.insert(0, str(checkout))
         return importlib.import_module(module).main
     if "siso_lib" in sys.modules:  # an older siso-lab, without this command
@@ -68,7 +68,7 @@ def _install_command() -> str:
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def run(module: str = "siso_lib.generate") -> None:
+def run(module: str = "siso_lib.cli.generate") -> None:
     """The launcher: die with ComfyUI, import `module`'s main (or say how to install siso-lab), run it, exit."""
     _die_with_parent()
     try:
@@ -81,4 +81,4 @@ def run(module: str = "siso_lib.generate") -> None:
 
 
 if __name__ == "__main__":
-    run("siso_lib.generate")
+    run("siso_lib.cli.generate")

@@ -3,7 +3,7 @@ FLUX.1-schnell and Sana.
 
 From one photo of a subject, optimise a small LoRA so that the model draws that subject, by
 generating an image with gradients and scoring it against the photo with DINOv2 and
-image-retrieval features. The public API (see README.md, "From Python"):
+image-retrieval features. The public API (docs/python-api.md):
 
     from siso_lib import SISOConfig, run_siso, load_pipeline_with_lora, render
 
@@ -37,8 +37,8 @@ _EXPORTS = {
     "SISOEditConfig": "config",
     "SISOError": "errors",
     "SISOInputError": "errors",
-    "SubjectImage": "images",
-    "load_subject_image": "images",
+    "SubjectImage": "io.images",
+    "load_subject_image": "io.images",
     "SISOOptimizer": "optimizer",
     "SISOResult": "optimizer",
     "StepEvent": "optimizer",
@@ -56,8 +56,8 @@ _EXPORTS = {
     "load_pipeline_with_lora": "inference",
     "render": "inference",
     "image_grid": "inference",
-    "save_lora_files": "lora_io",
-    "read_metadata": "lora_io",
+    "save_lora_files": "io.lora",
+    "read_metadata": "io.lora",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -72,9 +72,9 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time names load lazil
     from .generators.flux import FluxGenerator
     from .generators.sana import SanaGenerator
     from .generators.sdxl import SDXLGenerator, load_sdxl_pipeline
-    from .images import SubjectImage, load_subject_image
+    from .io.images import SubjectImage, load_subject_image
     from .inference import image_grid, load_pipeline_with_lora, render
-    from .lora_io import read_metadata, save_lora_files
+    from .io.lora import read_metadata, save_lora_files
     from .losses import SubjectSimilarityLoss
     from .optimizer import SISOOptimizer, SISOResult, StepEvent
     from .runner import RunOutcome, run_siso

@@ -1,9 +1,11 @@
-"""The one place every SISO default lives.
+"""The one place every SISO default lives, with the text that explains each setting.
 
-`SISOConfig` is read by the library, the `siso-generate` command line, the notebooks and the
-ComfyUI node, so a default changed here changes everywhere. The values are those of the
-authors' documented commands (arXiv 2503.16025, README of github.com/yairshp/SISO), one recipe
-per model family (`FAMILY_RECIPES`):
+`SISOConfig` is read by the library, the command lines, the notebooks and the ComfyUI node, so a
+default changed here changes everywhere. Each field carries its help text and its valid range in
+`dataclasses.field(metadata=...)`: `--help`, the notebook panels and the ComfyUI widgets (through
+comfyui/defaults.json, generated from here) show the same words, and `validate()` checks the same
+range. The values are those of the authors' documented commands (arXiv 2503.16025, README of
+github.com/yairshp/SISO), one recipe per model family (`FAMILY_RECIPES`):
 
     sdxl  stabilityai/sdxl-turbo: 512 px, 1 step (gradient through it), lr 2e-4, weight decay
           1e-2, LoRA on the UNet attention and both CLIP encoders, early stop 3 % / 7
@@ -15,16 +17,16 @@ per model family (`FAMILY_RECIPES`):
 
 A field whose value differs between families is declared `None`, meaning "the family's
 recipe"; the family is `model_family`, or with "auto" read from the base model
-(model_paths.detect_family), and the recipe fills those fields when the config is made and
+(io/model_paths.detect_family), and the recipe fills those fields when the config is made and
 again in `validate()`. `config.replace(model_family="flux")` re-reads the recipe for every
 field the caller did not set. Field names follow the upstream argument names so that a config
-maps 1:1 onto its CLI.
+maps 1:1 onto its command line.
 
 Values coming from forms, papermill, YAML or the environment are often text: every field is
-coerced to its declared type when the config is made and again by `validate()` ("1e-4" -> 1e-4,
-"false" -> False, "8" -> 8), and a value that cannot be read as that type, or is out of range,
-raises `SISOInputError` (a ValueError) with one line naming the field and a valid example.
-This module imports nothing heavy, so the command lines validate a config in milliseconds.
+coerced to its declared type (`coerce_value`: pydantic's lax rules, "1e-4" -> 1e-4, "false" ->
+False, "8" -> 8), and a value that cannot be read as that type, or is out of range, raises
+`SISOInputError` (a ValueError) with one line naming the setting and a valid value. This module
+imports nothing heavy, so the command lines validate a config in milliseconds.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from .errors import SISOInputError
+from .errors import SISOInputError, setting
 
 DEFAULT_BASE_MODEL = "stabilityai/sdxl-turbo"
 DEFAULT_DINO_MODEL = "vit_large_patch14_dinov2.lvd142m"
@@ -88,45 +91,34 @@ LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "piecewise_constant",
 )
 DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)")
-# config fields that may name a local file or folder (recorded as absolute paths, see model_paths.py)
-MODEL_PATH_FIELDS = ("pretrained_model_name_or_path", "dino_model_name", "ir_features_path")
 LORA_LAYER_PATTERN = re.compile(r"[A-Za-z_][\w.]*")
-MODEL_PATH_EXTRAS = ("pretrained_vae_model_name_or_path", "cache_dir")
+# config fields that may name a local file or folder (recorded as absolute paths, see io/model_paths.py)
+MODEL_PATH_FIELDS = (
+    "pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "cache_dir", "dino_model_name", "ir_features_path",
+)
+NONE_TEXTS = {"", "none", "null", "~"}  # text that means "not set" for an optional field
 
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-_NONE = {"", "none", "null"}
+
+# ----------------------------------------------------------------------------- values
+@lru_cache(maxsize=None)
+def _adapter(kind: str):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter({"int": int, "float": float, "bool": bool}[kind])
 
 
 def coerce_value(name: str, annotation: str, value: Any) -> Any:
-    """`value` as the field's declared type ('int', 'float | None', 'bool', 'str', ...), or SISOInputError."""
+    """`value` as the declared type `annotation` ("int", "float | None", "bool", "str", "dict[str, Any]"),
+    or SISOInputError naming `name`.
+
+    Numbers and booleans are read by pydantic's lax rules ("8", "1e-4", "false", "yes", 4.0); on
+    top of them: an optional field takes "", "none" and "null" as None; True is no number; an
+    integer may be written as a float that is whole ("1e2"); floats are finite; text stays text
+    (a number given for a text field is refused rather than guessed: "1984" is a prompt).
+    """
     kind, optional = annotation.split("|")[0].strip(), "None" in annotation
-    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in NONE_TEXTS)):
         return None
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise SISOInputError(f"{name} must be true or false, got {value!r}")
-    if kind in ("int", "float"):
-        number = value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip()) if kind == "float" or not re.fullmatch(r"\s*[+-]?\d+\s*", value) else int(value)
-            except ValueError:
-                number = None
-        if isinstance(number, bool) or not isinstance(number, (int, float)):
-            example = "a whole number, e.g. 4" if kind == "int" else "a number, e.g. 2e-4"
-            raise SISOInputError(f"{name} must be {example}, got {value!r}")
-        if kind == "int":
-            if isinstance(number, float) and not (math.isfinite(number) and number.is_integer()):
-                raise SISOInputError(f"{name} must be a whole number, e.g. 4, got {value!r}")
-            return int(number)
-        if not math.isfinite(number):
-            raise SISOInputError(f"{name} must be a finite number, got {value!r}")
-        return float(number)
     if kind == "str":
         if isinstance(value, os.PathLike):
             return os.fspath(value)
@@ -137,7 +129,65 @@ def coerce_value(name: str, annotation: str, value: Any) -> Any:
         if not isinstance(value, dict):
             raise SISOInputError(f"{name} must be a dict, got {value!r}")
         return value
-    return value
+    if kind not in ("int", "float", "bool"):
+        return value
+    from pydantic import ValidationError
+
+    example = {"bool": "true or false", "int": "a whole number, e.g. 4", "float": "a number, e.g. 2e-4"}[kind]
+    if kind != "bool" and isinstance(value, bool) or isinstance(value, (list, dict, tuple)):
+        raise SISOInputError(f"{name} must be {example}, got {value!r}")
+    try:
+        number = _adapter(kind).validate_python(value.strip() if isinstance(value, str) else value)
+    except ValidationError:
+        if kind != "int":
+            raise SISOInputError(f"{name} must be {example}, got {value!r}") from None
+        try:  # "1e2": a whole number written as a float
+            whole = _adapter("float").validate_python(value)
+        except ValidationError:
+            whole = None
+        if whole is None or not math.isfinite(whole) or not float(whole).is_integer():
+            raise SISOInputError(f"{name} must be {example}, got {value!r}") from None
+        number = int(whole)
+    if kind == "float" and not math.isfinite(number):
+        raise SISOInputError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def knob(default: Any, help: str, **rules: Any) -> Any:  # noqa: A002 - the argparse word
+    """A config field with its help text and rules, read by validate(), --help, the panels and the
+    ComfyUI widgets: `min` / `max` (inclusive), `above` / `below` (exclusive), `choices`,
+    `widget` (a widget's own range and step where the field has no bound, e.g. {"max": 1000})."""
+    return field(default=default, metadata={"help": help, **rules})
+
+
+def field_help(cls: type, name: str) -> str:
+    """The help text of a config field."""
+    return next(spec.metadata.get("help", "") for spec in dataclasses.fields(cls) if spec.name == name)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _range_text(rules: dict) -> str:
+    """'at least 1', 'positive', 'between 0 and 1', ... for a field's bounds."""
+    low = rules.get("min", rules.get("above"))
+    high = rules.get("max", rules.get("below"))
+    if low is not None and high is not None:
+        return f"between {_number(low)} and {_number(high)}" + (
+            " (both excluded)" if "above" in rules and "below" in rules else f" ({_number(high)} excluded)" if "below" in rules else "")
+    if "above" in rules:
+        return "positive" if rules["above"] == 0 else f"above {_number(rules['above'])}"
+    if "min" in rules:
+        return "zero or positive" if rules["min"] == 0 else f"at least {_number(rules['min'])}"
+    if "below" in rules:
+        return f"below {_number(rules['below'])}"
+    return f"at most {_number(rules['max'])}"
+
+
+def _out_of_range(value: float, rules: dict) -> bool:
+    return (("min" in rules and value < rules["min"]) or ("max" in rules and value > rules["max"])
+            or ("above" in rules and not value > rules["above"]) or ("below" in rules and not value < rules["below"]))
 
 
 @dataclass
@@ -145,61 +195,69 @@ class SISOConfig:
     """Every knob of one SISO run; `None` fields take the model family's recipe (see the module doc)."""
 
     # what to personalise
-    prompt: str = "a photo of a cat"
-    model_family: str = "auto"  # "sdxl", "flux", "sana", or "auto" = read from the base model
-    pretrained_model_name_or_path: str | None = None  # hub id or local diffusers folder; None = the family's model
-    dino_model_name: str = DEFAULT_DINO_MODEL
-    ir_features_path: str | None = None  # hand-downloaded ir_features.pth; None = DINO only
+    prompt: str = knob("a photo of a cat", "a simple prompt naming the subject's class")
+    model_family: str = knob("auto", "sdxl, flux, sana, or auto: read from the base model (model_index.json or the hub id)",
+                             choices=MODEL_FAMILY_CHOICES)
+    pretrained_model_name_or_path: str | None = knob(None, "hub id or local diffusers folder of the base model; None: the family's model")
+    pretrained_vae_model_name_or_path: str | None = knob(None, "optional separate VAE (e.g. an fp16-safe one)")
+    revision: str | None = knob(None, "hub revision (branch, tag or commit) of the base model")
+    variant: str | None = knob(None, "weights variant to download, e.g. fp16")
+    cache_dir: str | None = knob(None, "hub cache folder")
+    dino_model_name: str = knob(DEFAULT_DINO_MODEL, "timm DINOv2 name or a local timm folder")
+    ir_features_path: str | None = knob(None, "hand-downloaded ir_features.pth; None: DINO only (the paper uses both)")
 
     # generation
-    resolution: int = 512
-    num_inference_steps: int | None = None  # denoising steps per image
-    num_grad_steps: int | None = None  # the last k steps carry gradients; 0 = every step
-    guidance_scale: float | None = None  # classifier-free guidance (Sana); FLUX-dev's embedded guidance
-    max_sequence_length: int | None = None  # T5 (FLUX) / Gemma (Sana) prompt tokens
-    seed: int = 42
+    resolution: int = knob(512, "side of the generated square image, px (a multiple of 8)", min=64, max=2048, widget={"step": 8})
+    num_inference_steps: int | None = knob(None, "denoising steps per image", min=1, widget={"max": 100})
+    num_grad_steps: int | None = knob(None, "the last k denoising steps carry gradients, 0 = every step", min=0, widget={"max": 100})
+    guidance_scale: float | None = knob(None, "classifier-free guidance (Sana); FLUX-dev's embedded guidance", min=0, widget={"max": 30})
+    max_sequence_length: int | None = knob(None, "prompt tokens of T5 (FLUX) / Gemma (Sana)", min=1, max=512)
+    seed: int = knob(42, "seed of the LoRA initialisation and of the fixed starting noise", min=0, max=2**63 - 1)
 
     # optimisation
-    num_train_epochs: int = 50  # the maximum number of SISO iterations
-    learning_rate: float | None = None  # of the denoiser's LoRA
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 0
-    lr_num_cycles: int = 1  # hard restarts of cosine_with_restarts
-    lr_power: float = 1.0  # power of the polynomial schedule
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float | None = None
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
+    num_train_epochs: int = knob(50, "the maximum number of SISO iterations", min=1, widget={"max": 1000})
+    learning_rate: float | None = knob(None, "AdamW learning rate of the denoiser's LoRA", above=0, widget={"max": 1.0})
+    lr_scheduler: str = knob("constant", "diffusers scheduler name: constant, linear, cosine, ...", choices=LR_SCHEDULERS)
+    lr_warmup_steps: int = knob(0, "iterations of learning-rate warm-up", min=0, widget={"max": 1000})
+    lr_num_cycles: int = knob(1, "hard restarts of cosine_with_restarts", min=1, widget={"max": 100})
+    lr_power: float = knob(1.0, "power of the polynomial schedule", above=0, widget={"max": 10})
+    adam_beta1: float = knob(0.9, "AdamW beta1", min=0, below=1)
+    adam_beta2: float = knob(0.999, "AdamW beta2", min=0, below=1)
+    adam_weight_decay: float | None = knob(None, "AdamW weight decay of the denoiser's LoRA", min=0, widget={"max": 1.0})
+    adam_epsilon: float = knob(1e-8, "AdamW epsilon", above=0, widget={"max": 1.0})
+    max_grad_norm: float = knob(1.0, "gradient-norm clip", above=0, widget={"max": 100})
 
     # LoRA
-    rank: int = 4
-    lora_alpha: float | None = None  # None = rank, as upstream (scale 1)
-    lora_layers: str | None = None  # comma-separated denoiser module suffixes
-    train_text_encoder: bool | None = None  # LoRA on the CLIP encoder(s) too
-    text_encoder_lr: float | None = None  # learning rate of the text-encoder LoRA
-    adam_weight_decay_text_encoder: float | None = None
+    rank: int = knob(4, "LoRA rank", min=1, widget={"max": 256})
+    lora_alpha: float | None = knob(None, "LoRA alpha; None: the rank (scale 1, as upstream)", above=0, widget={"max": 1024})
+    lora_layers: str | None = knob(None, "comma-separated module names of the denoiser that get a LoRA")
+    train_text_encoder: bool | None = knob(None, "also put LoRA on the CLIP text encoder(s)")
+    text_encoder_lr: float | None = knob(None, "learning rate of the text-encoder LoRA; None: the denoiser's", above=0, widget={"max": 1.0})
+    adam_weight_decay_text_encoder: float | None = knob(None, "AdamW weight decay of the text-encoder LoRA; None: the denoiser's",
+                                                        min=0, widget={"max": 1.0})
 
     # loss
-    dino_features_weight: float = 1.0
-    ir_features_weight: float = 1.0
+    dino_features_weight: float = knob(1.0, "weight of the DINO loss term", min=0, widget={"max": 10})
+    ir_features_weight: float = knob(1.0, "weight of the IR loss term", min=0, widget={"max": 10})
 
     # early stopping
-    early_stopping_threshold_percentage: float = 3.0
-    early_stopping_max_count: int | None = None
+    early_stopping_threshold_percentage: float = knob(3.0, "an improvement smaller than this % does not reset the patience",
+                                                      min=0, widget={"max": 100})
+    early_stopping_max_count: int | None = knob(None, "stop after this many iterations without such an improvement", min=1,
+                                                widget={"max": 1000})
 
     # device and speed/memory
-    device: str = "auto"
-    precision: str = "auto"  # dtype of the frozen weights; LoRA weights stay fp32
-    mode: str = "default"  # "default", "reference" (authors' fp32 setup) or "low-memory"
-    gradient_checkpointing: bool | None = None  # None = as the mode says
-    compile: bool = False  # torch.compile the UNet
-    cuda_graphs: bool = True  # replay each iteration as a CUDA graph where supported (see cuda_graphs.py)
+    device: str = knob("auto", "auto, cuda, cuda:N, xpu, mps or cpu")
+    precision: str = knob("auto", "dtype of the frozen weights (the LoRA stays fp32): auto = bf16 on Ampere+ NVIDIA GPUs and "
+                          "XPU, fp16 with loss scaling on older NVIDIA GPUs, fp32 on MPS and CPU", choices=PRECISIONS)
+    mode: str = knob("default", "default (fast), low-memory (gradient checkpointing) or reference (the authors' setup: fp32 "
+                     "unless a precision is given, nothing cached)", choices=MODES)
+    gradient_checkpointing: bool | None = knob(None, "override the mode's gradient checkpointing")
+    compile: bool = knob(False, "torch.compile the denoiser (UNet or transformer; slow first step)")
+    cuda_graphs: bool = knob(True, "replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step)")
 
     # robustness
-    save_on_improve: bool = False  # write the best LoRA every time it improves
-
-    extra: dict[str, Any] = field(default_factory=dict)
+    save_on_improve: bool = knob(False, "write the best LoRA whenever it improves (survives a hard kill)")
 
     def __post_init__(self) -> None:
         self.coerce()
@@ -225,7 +283,7 @@ class SISOConfig:
         """The model family this config runs: `model_family`, or the one read from the base model."""
         if self.model_family != "auto":
             return self.model_family
-        from .model_paths import detect_family
+        from .io.model_paths import detect_family
 
         return detect_family(self.pretrained_model_name_or_path or DEFAULT_BASE_MODEL)
 
@@ -239,19 +297,45 @@ class SISOConfig:
             setattr(self, name, FAMILY_RECIPES[family][name])
         self._from_recipe = frozenset(self._from_recipe | filled)
 
+    def default_of(self, name: str) -> Any:
+        """The default of a field for this config: the declared one, or for a recipe field (declared
+        None) the recipe's value for this config's family."""
+        declared = next(spec.default for spec in dataclasses.fields(self) if spec.name == name)
+        if declared is not None or name not in RECIPE_FIELDS:
+            return declared
+        try:
+            family = self.family if self.model_family in MODEL_FAMILY_CHOICES else None
+        except SISOInputError:
+            family = None
+        return FAMILY_RECIPES.get(family or "", FAMILY_RECIPES["sdxl"])[name]
+
     @property
     def effective_lora_alpha(self) -> float:
         return float(self.rank if self.lora_alpha is None else self.lora_alpha)
 
     def with_absolute_paths(self) -> "SISOConfig":
         """A copy whose local model paths are absolute; hub ids, timm names and missing paths unchanged."""
-        from .model_paths import absolute_if_local
+        from .io.model_paths import absolute_if_local
 
-        extra = dict(self.extra)
-        for key in MODEL_PATH_EXTRAS:
-            if isinstance(extra.get(key), str):
-                extra[key] = absolute_if_local(extra[key])
-        return self.replace(**{name: absolute_if_local(getattr(self, name)) for name in MODEL_PATH_FIELDS}, extra=extra)
+        names = [name for name in self.path_fields() if isinstance(getattr(self, name), str)]
+        return self.replace(**{name: absolute_if_local(getattr(self, name)) for name in names})
+
+    def path_fields(self) -> tuple[str, ...]:
+        return MODEL_PATH_FIELDS
+
+    def check_ranges(self) -> None:
+        """Each field against its metadata: choices, and bounds (its default named: the recipe's for
+        this family)."""
+        for spec in dataclasses.fields(self):
+            value, rules = getattr(self, spec.name), spec.metadata
+            if value is None:
+                continue
+            if "choices" in rules and value not in rules["choices"]:
+                raise SISOInputError(f"{spec.name} {value!r} is unknown: use one of {', '.join(rules['choices'])}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and _out_of_range(value, rules):
+                default = self.default_of(spec.name)
+                said = f" (the default is {_number(default)})" if isinstance(default, (int, float)) and not isinstance(default, bool) else ""
+                raise SISOInputError(f"{spec.name} {_number(value)} must be {_range_text(rules)}{said}")
 
     def validate(self) -> None:
         """Coerce every field, then raise SISOInputError (a ValueError) with a one-line fix for any
@@ -261,15 +345,14 @@ class SISOConfig:
             raise SISOInputError(f"model_family {self.model_family!r} is unknown: use {', '.join(MODEL_FAMILY_CHOICES)}")
         family = self.family  # raises for a folder of another pipeline class
         if family is None:
-            from .model_paths import check_local_base_model
+            from .io.model_paths import check_local_base_model
 
             check_local_base_model(self.pretrained_model_name_or_path)  # a missing or wrong folder says so first
             raise SISOInputError(
-                f"cannot tell which model family {self.pretrained_model_name_or_path!r} is: pass --model_family "
-                f"{', '.join(MODEL_FAMILIES)}"
+                f"cannot tell which model family {self.pretrained_model_name_or_path!r} is: give "
+                f"{setting('model_family')} {', '.join(MODEL_FAMILIES)}"
             )
         self.apply_recipe()
-        self._validate_family(family)
         if not self.prompt or not self.prompt.strip():
             raise SISOInputError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
         if len(self.prompt) > 2000:
@@ -280,68 +363,13 @@ class SISOConfig:
             raise SISOInputError(
                 f"resolution {self.resolution} is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"
             )
-        if self.num_inference_steps < 1:
-            raise SISOInputError("num_inference_steps must be at least 1 (SDXL-Turbo and FLUX.1-schnell use 1, Sana 20)")
-        if self.num_train_epochs < 1:
-            raise SISOInputError("num_train_epochs must be at least 1 (the default is 50)")
-        if not self.learning_rate > 0:
-            declared = next(spec.default for spec in dataclasses.fields(self) if spec.name == "learning_rate")
-            default = declared if declared is not None else FAMILY_RECIPES[family]["learning_rate"]
-            raise SISOInputError(f"learning_rate {self.learning_rate} must be positive (the default is {default:g})")
-        if self.rank < 1:
-            raise SISOInputError(f"rank {self.rank} must be at least 1 (the default is 4)")
-        for name in ("dino_features_weight", "ir_features_weight"):
-            if getattr(self, name) < 0:
-                raise SISOInputError(f"{name} {getattr(self, name)} must be zero or positive (the default is 1.0)")
+        self.check_ranges()
         if self.dino_features_weight == 0 and self.ir_features_weight == 0:
-            raise SISOInputError("both loss weights are zero: nothing to optimise; set dino_features_weight > 0")
-        if self.early_stopping_max_count < 1:
-            raise SISOInputError("early_stopping_max_count must be at least 1 (the default is 7)")
-        if self.early_stopping_threshold_percentage < 0:
-            raise SISOInputError("early_stopping_threshold_percentage must be zero or positive (the default is 3)")
-        if self.precision not in PRECISIONS:
-            raise SISOInputError(f"precision {self.precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
-        if self.mode not in MODES:
-            raise SISOInputError(f"mode {self.mode!r} is unknown: use one of {', '.join(MODES)}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            raise SISOInputError(f"lr_scheduler {self.lr_scheduler!r} is unknown: use one of {', '.join(LR_SCHEDULERS)}")
-        if self.lr_num_cycles < 1:
-            raise SISOInputError(f"lr_num_cycles {self.lr_num_cycles} must be at least 1 (the default is 1)")
-        if not self.lr_power > 0:
-            raise SISOInputError(f"lr_power {self.lr_power} must be positive (the default is 1.0)")
-        if self.lr_warmup_steps < 0:
-            raise SISOInputError(f"lr_warmup_steps {self.lr_warmup_steps} must be zero or positive (the default is 0)")
-        if not 0 <= self.seed < 2**63:
-            raise SISOInputError(f"seed {self.seed} must be between 0 and 2**63 - 1 (the default is 42)")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise SISOInputError(f"{name} {getattr(self, name)} must be in [0, 1) (the defaults are 0.9 and 0.999)")
-        if self.adam_weight_decay < 0:
-            raise SISOInputError(f"adam_weight_decay {self.adam_weight_decay} must be zero or positive (the default is 1e-2)")
-        if not self.adam_epsilon > 0:
-            raise SISOInputError(f"adam_epsilon {self.adam_epsilon} must be positive (the default is 1e-8)")
-        if not self.max_grad_norm > 0:
-            raise SISOInputError(f"max_grad_norm {self.max_grad_norm} must be positive (the default is 1.0)")
-        if self.lora_alpha is not None and not self.lora_alpha > 0:
-            raise SISOInputError(f"lora_alpha {self.lora_alpha} must be positive, or None for the rank")
+            raise SISOInputError(f"both loss weights are zero: nothing to optimise; set {setting('dino_features_weight')} above 0")
         if not DEVICE_PATTERN.fullmatch(self.device.strip()):
             raise SISOInputError(f"device {self.device!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu")
         if not self.dino_model_name.strip():
             raise SISOInputError(f"dino_model_name is empty: give a timm name or a local folder (the default is {DEFAULT_DINO_MODEL!r})")
-
-    def _validate_family(self, family: str) -> None:
-        """The settings the recipe fields and the family allow."""
-        if self.num_grad_steps < 0:
-            raise SISOInputError(f"num_grad_steps {self.num_grad_steps} must be 0 (every step) or the number of last steps with gradients")
-        if self.guidance_scale < 0:
-            raise SISOInputError(f"guidance_scale {self.guidance_scale} must be zero or positive (Sana uses 4.5)")
-        if not 1 <= self.max_sequence_length <= 512:
-            raise SISOInputError(f"max_sequence_length {self.max_sequence_length} must be between 1 and 512 (the authors use 256)")
-        if self.text_encoder_lr is not None and not self.text_encoder_lr > 0:
-            raise SISOInputError(f"text_encoder_lr {self.text_encoder_lr} must be positive (FLUX uses 5e-6), or None for learning_rate")
-        for name in ("adam_weight_decay", "adam_weight_decay_text_encoder"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise SISOInputError(f"{name} {getattr(self, name)} must be zero or positive")
         layers = [layer.strip() for layer in self.lora_layers.split(",")]
         if not all(LORA_LAYER_PATTERN.fullmatch(layer) for layer in layers):
             raise SISOInputError(
@@ -349,7 +377,8 @@ class SISOConfig:
                 f"{FAMILY_RECIPES[family]['lora_layers']!r}"
             )
         if family == "sana" and self.train_text_encoder:
-            raise SISOInputError("train_text_encoder is not available for Sana (the authors train the transformer LoRA only): drop --train_text_encoder")
+            raise SISOInputError(f"train_text_encoder is not available for Sana (the authors train the transformer LoRA only): "
+                                 f"use {setting('train_text_encoder', False)}")
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -394,40 +423,46 @@ class SISOEditConfig(SISOConfig):
     42, UNet LoRA only: their editing command has no --train_text_encoder).
     """
 
-    input_image_path: str = ""  # the scene photo to edit
-    mask_path: str | None = None  # PNG of the scene's size, white = where the subject goes; None = automatic
-    input_class: str | None = None  # the scene object's class (inversion prompt; automatic mask)
-    inversion_max_step: float = 0.75  # ReNoise / img2img strength: the last 3 of 4 steps
-    bg_mse_loss_weight: float = 10.0  # weight of the background-preservation MSE
-    learning_rate: float | None = 3e-4
-    train_text_encoder: bool | None = False
-    model_family: str = "sdxl"
-    cuda_graphs: bool = False  # not implemented for the edit's renderer (optimizer.py says so when asked)
+    input_image_path: str = knob("", "the scene photo to edit")
+    mask_path: str | None = knob(None, "PNG of the scene's size, white = where the subject goes; None: found automatically "
+                                       "(Grounding-DINO + SAM) from input_class")
+    input_class: str | None = knob(None, "the class of the scene's object the subject replaces (inversion prompt; automatic mask)")
+    inversion_max_step: float = knob(0.75, "ReNoise / img2img strength: the share of the 4-step schedule that is inverted and "
+                                           "redrawn (0.75: the last 3 steps; below 0.25 no step is left)", min=MIN_INVERSION_STEP, max=1.0,
+                                     widget={"step": 0.05})
+    bg_mse_loss_weight: float = knob(10.0, "weight of the background-preservation MSE outside the mask", min=0, widget={"max": 1000})
+    detector_model: str = knob(DEFAULT_DETECTOR, "Grounding-DINO of the automatic mask: hub id or local folder")
+    segmenter_model: str = knob(DEFAULT_SEGMENTER, "SAM of the automatic mask: hub id or local folder")
+    box_threshold: float = knob(DEFAULT_BOX_THRESHOLD, "Grounding-DINO's box threshold for the automatic mask (the authors' 0.3)",
+                                min=0, max=1, widget={"step": 0.01})
+    learning_rate: float | None = knob(3e-4, "AdamW learning rate of the UNet LoRA", above=0, widget={"max": 1.0})
+    train_text_encoder: bool | None = knob(False, "also put LoRA on the CLIP text encoders")
+    model_family: str = knob("sdxl", "editing runs on SDXL(-Turbo) only", choices=MODEL_FAMILY_CHOICES)
+    cuda_graphs: bool = knob(False, "not implemented for the edit's renderer (the run says so when asked)")
 
     @property
     def scene_prompt(self) -> str:
         return class_prompt(self.input_class) if self.input_class else "a photo"
 
+    def path_fields(self) -> tuple[str, ...]:
+        return (*MODEL_PATH_FIELDS, "detector_model", "segmenter_model")
+
     def validate(self) -> None:
-        from .model_paths import detect_family
+        from .io.model_paths import detect_family
 
         found = detect_family(self.pretrained_model_name_or_path or DEFAULT_BASE_MODEL)
         if self.model_family != "sdxl" or found not in (None, "sdxl"):
             other = found if found not in (None, "sdxl") else self.model_family
             raise SISOInputError(
-                f"SISO editing runs on SDXL(-Turbo) only, not {other}: give an SDXL base model with "
-                f"--pretrained_model_name_or_path (the default is {DEFAULT_BASE_MODEL!r})"
+                f"SISO editing runs on SDXL(-Turbo) only, not {other}: give an SDXL base model as "
+                f"{setting('pretrained_model_name_or_path')} (the default is {DEFAULT_BASE_MODEL!r})"
             )
         super().validate()
         if not self.input_image_path or not str(self.input_image_path).strip():
-            raise SISOInputError("input_image_path is empty: give the scene photo to edit (--input_image_path scene.png)")
-        if not MIN_INVERSION_STEP <= self.inversion_max_step <= 1.0:
-            raise SISOInputError(
-                f"inversion_max_step {self.inversion_max_step:g} must be between {MIN_INVERSION_STEP} and 1: it is the share of the "
-                "4-step schedule that is inverted and redrawn (0.75: 3 steps; below 0.25 no step is left)"
-            )
-        if self.bg_mse_loss_weight < 0:
-            raise SISOInputError(f"bg_mse_loss_weight {self.bg_mse_loss_weight} must be zero or positive (the default is 10)")
+            raise SISOInputError(f"input_image_path is empty: give the scene photo to edit ({setting('input_image_path', 'scene.png')})")
         if self.mask_path is None and not (self.input_class or "").strip():
-            raise SISOInputError("no mask and no --input_class: give the region to edit as a PNG (--mask mask.png) or the "
-                                 "class of the scene's object to find it automatically (--input_class dog)")
+            raise SISOInputError(f"no mask and no input_class: give the region to edit as a PNG ({setting('mask_path', 'mask.png')}) "
+                                 f"or the class of the scene's object to find it automatically ({setting('input_class', 'dog')})")
+        for name in ("detector_model", "segmenter_model"):
+            if not getattr(self, name).strip():
+                raise SISOInputError(f"{name} is empty: give a hub id or a local folder (the default is {self.default_of(name)!r})")

@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from .errors import setting
+
 logger = logging.getLogger(__name__)
 
 WARMUP_STEPS = 2
@@ -38,21 +40,21 @@ def unsupported_reason(
     num_inference_steps: int,
     lr_scheduler: str,
     gradient_checkpointing: bool,
-    compile_unet: bool,
+    compile_denoiser: bool,
 ) -> str | None:
     """Why an iteration cannot be captured in a CUDA graph here, or None if it can."""
     if device.type != "cuda":
         return f"CUDA graphs need a CUDA device (this run uses {device.type})"
     if num_inference_steps != 1:
-        return "CUDA graphs need --num_inference_steps 1"
+        return f"CUDA graphs need {setting('num_inference_steps', 1)}"
     if lr_scheduler != "constant":
-        return "CUDA graphs need --lr_scheduler constant"
+        return f"CUDA graphs need {setting('lr_scheduler', 'constant')}"
     if dtype == torch.float16:
         return "CUDA graphs do not support fp16 loss scaling (use bf16 or fp32)"
     if gradient_checkpointing:
-        return "CUDA graphs are not used with gradient checkpointing (--mode low-memory)"
-    if compile_unet:
-        return "CUDA graphs are not combined with --compile"
+        return f"CUDA graphs are not used with gradient checkpointing ({setting('mode', 'low-memory')})"
+    if compile_denoiser:
+        return f"CUDA graphs are not combined with {setting('compile', True)}"
     return None
 
 
@@ -101,7 +103,7 @@ class GraphedIteration:
                 raise
             except Exception as error:  # a capture error leaves nothing applied: run this step eagerly
                 self.failure = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-                logger.warning("CUDA graph capture failed (%s): running eagerly; --no-cuda_graphs skips the attempt", self.failure)
+                logger.warning("CUDA graph capture failed (%s): running eagerly; %s skips the attempt", self.failure, setting("cuda_graphs", False))
                 self.reset_grads()
         self.start()
         outputs = self._on_side_stream(self.iteration)
@@ -125,7 +127,7 @@ class GraphedIteration:
         if abs(replayed - expected) > REPLAY_TOLERANCE:
             raise GraphReplayError(
                 f"the CUDA graph replay gave loss {replayed:.5f} where the same step run eagerly gives {expected:.5f}: "
-                "the best LoRA so far is kept; rerun with --no-cuda_graphs"
+                f"the best LoRA so far is kept; rerun with {setting('cuda_graphs', False)}"
             )
         self.graph, self.outputs = graph, outputs
         logger.info("captured one SISO iteration in a CUDA graph (replay loss %.5f, eager %.5f)", replayed, expected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import SISOInputError
+from .errors import SISOInputError, setting
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -43,7 +43,7 @@ def pick_device(name: str = "auto") -> torch.device:
         "mps": _mps_available(),
     }.get(device.type, False)
     if not available:
-        raise SISOInputError(f"device {name!r} is not available on this machine: use --device auto or cpu")
+        raise SISOInputError(f"device {name!r} is not available on this machine: use {setting('device', 'auto')} or cpu")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise SISOInputError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device

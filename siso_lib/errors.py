@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import NoReturn
+from contextlib import contextmanager
+from typing import Iterator
 
 
 class SISOError(Exception):
@@ -22,29 +22,6 @@ class SISOInputError(SISOError, ValueError):
         return [f"{type(self).__name__}: {self}"]
 
 
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default once: not when the help text already says it, nor when it is None."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text.lower() or action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool):
-            return text
-        return super()._get_help_string(action)
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (not the whole usage block), exit code 2,
-    and takes only whole option names (`--num_train_epoch 3` is an error, not a silent guess)."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
 def error_summary(error: BaseException, limit: int = 200) -> str:
     """The first line of a library's error message, for a one-line report.
 
@@ -57,3 +34,32 @@ def error_summary(error: BaseException, limit: int = 200) -> str:
         return text
     cut = text.rfind(" ", 0, limit - 4)
     return (text[:cut] if cut > limit // 2 else text[: limit - 4]).rstrip(" ,;:") + " ..."
+
+
+# How a message names a setting. The library speaks its own language, the config fields
+# (`mode='low-memory'`); a command line switches messages to its flags (`--mode low-memory`)
+# before it runs anything (cli.common.run_command), so the same check reads right in both.
+FLAG_NAMES = {"precision": "mixed_precision", "mask_path": "mask"}  # config field -> command-line option, where they differ
+_use_flags = False
+
+
+@contextmanager
+def flags_in_messages() -> Iterator[None]:
+    """Inside this block messages name settings as command-line flags (a command line's work)."""
+    global _use_flags
+    previous, _use_flags = _use_flags, True
+    try:
+        yield
+    finally:
+        _use_flags = previous
+
+
+def setting(name: str, value: object = None) -> str:
+    """A setting as the reader can type it: `learning_rate=1e-4` from Python, `--learning_rate 1e-4`
+    on a command line; without a value just the name (`learning_rate`, `--learning_rate`)."""
+    if not _use_flags:
+        return name if value is None else f"{name}={value!r}"
+    flag = "--" + FLAG_NAMES.get(name, name)
+    if isinstance(value, bool):
+        return flag if value else f"--no-{FLAG_NAMES.get(name, name)}"
+    return flag if value is None else f"{flag} {value}"

@@ -21,8 +21,8 @@ from .config import FAMILY_RECIPES
 from .devices import pick_device, pick_dtype
 from .errors import SISOInputError, error_summary
 from .generators import family_of, get_family
-from .lora_io import resolve_lora_path
-from .model_paths import detect_family
+from .io.lora import resolve_lora_path
+from .io.model_paths import detect_family
 
 ADAPTER = "siso"
 
@@ -69,7 +69,7 @@ def load_pipeline_with_lora(
     target = pick_device(device)
     family = detect_family(base_model) if model_family == "auto" else model_family
     if family is None:
-        from .model_paths import check_local_base_model
+        from .io.model_paths import check_local_base_model
 
         check_local_base_model(base_model)
         raise SISOInputError(f"cannot tell which model family {base_model!r} is: pass model_family sdxl, flux or sana")

@@ -23,21 +23,23 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 from diffusers.optimization import get_scheduler
 
 from . import cuda_graphs
 from .config import SISOConfig
-from .devices import dtype_name, is_out_of_memory, pick_device, pick_dtype, synchronize
+from .devices import is_out_of_memory, pick_device, synchronize
 from .early_stopping import EarlyStopping
+from .errors import setting
 from .features.dino import DinoFeatures
 from .features.ir import IRFeatures
 from .generators import get_family
 from .generators.base import LoRASnapshotter
-from .images import SubjectImage, load_subject_image, tensor_to_pil
+from .io.images import SubjectImage, load_subject_image, tensor_to_pil
 from .losses import SubjectSimilarityLoss
+from .runtime import PhaseTimer, RuntimeSettings, set_feature_checkpointing
 
 logger = logging.getLogger(__name__)
 
@@ -57,65 +59,6 @@ def describe_stop(reason: str, config: SISOConfig) -> str:
     return STOP_REASONS[reason].format(
         threshold=config.early_stopping_threshold_percentage, patience=config.early_stopping_max_count
     )
-
-
-@dataclass
-class RuntimeSettings:
-    """How a mode trades speed and memory; resolved once per run from the config and device."""
-
-    dtype: torch.dtype
-    freeze_feature_networks: bool
-    gradient_checkpointing: bool
-    cache_prompt_embeddings: bool
-    offload_text_encoders: bool
-    fused_adamw: bool
-    compile_unet: bool
-    cuda_graphs: bool = False
-    cuda_graphs_note: str | None = None  # why CUDA graphs are off, when they were asked for
-
-    @classmethod
-    def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
-        accelerator = device.type in ("cuda", "xpu")
-        family = get_family(config.family)
-        # the frozen text encoders' embeddings are the same every iteration: computed once, encoders off the GPU
-        frozen_encoders = bool(family.frozen_text_encoder_names(config.train_text_encoder))
-        if config.mode == "reference":
-            # the authors' setup: fp32 unless a precision is given (their FLUX command passes
-            # --mixed_precision bf16), gradients for the feature networks, nothing cached
-            dtype = torch.float32 if config.precision == "auto" else pick_dtype(config.precision, device)
-            return cls(dtype, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
-        checkpointing = config.mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
-        settings = cls(
-            dtype=pick_dtype(config.precision, device),
-            freeze_feature_networks=True,
-            gradient_checkpointing=checkpointing,
-            cache_prompt_embeddings=frozen_encoders,
-            offload_text_encoders=accelerator and frozen_encoders,
-            fused_adamw=accelerator,
-            compile_unet=config.compile,
-        )
-        if config.cuda_graphs:
-            settings.cuda_graphs_note = (
-                cuda_graphs.unsupported_reason(
-                    device, settings.dtype, config.num_inference_steps, config.lr_scheduler, checkpointing, config.compile
-                )
-                if family.supports_cuda_graphs
-                else f"CUDA graphs are implemented for SDXL only, not {family.family}"
-            )
-            settings.cuda_graphs = settings.cuda_graphs_note is None
-        return settings
-
-    def describe(self) -> dict:
-        return {
-            "dtype": dtype_name(self.dtype),
-            "freeze_feature_networks": self.freeze_feature_networks,
-            "gradient_checkpointing": self.gradient_checkpointing,
-            "cache_prompt_embeddings": self.cache_prompt_embeddings,
-            "offload_text_encoders": self.offload_text_encoders,
-            "fused_adamw": self.fused_adamw,
-            "compile_unet": self.compile_unet,
-            "cuda_graphs": self.cuda_graphs,
-        }
 
 
 @dataclass
@@ -176,6 +119,23 @@ class SISOResult:
 Callback = Callable[[StepEvent], None]
 
 
+class Task(Protocol):
+    """What turns the loop from personalising generation into another SISO task (editing.EditTask):
+    the renderer of each iteration and extra loss terms. Without a task, the family's own
+    generator renders from noise and the loss is the subject similarity alone."""
+
+    name: str  # for messages, e.g. "editing"
+
+    def generator_class(self, family: type) -> type:
+        """The renderer for this family (a LoRAGenerator subclass), or ValueError if none."""
+
+    def generator_options(self) -> dict:
+        """Keyword arguments the renderer takes besides the family's own."""
+
+    def loss(self, subject_loss: torch.nn.Module) -> torch.nn.Module:
+        """The run's loss module, built around the subject-similarity loss."""
+
+
 class SISOOptimizer:
     """Owns one SISO run: models, LoRA, optimizer, early stopping and the best state."""
 
@@ -188,7 +148,7 @@ class SISOOptimizer:
         ir: IRFeatures | None = None,
         device: torch.device | None = None,
         profile_phases: bool = False,
-        task=None,
+        task: Task | None = None,
     ):
         """`task`: None to personalise generation, or an `editing.EditTask` (the scene photo, its mask):
         the task then supplies the renderer (img2img from the inverted scene) and adds its loss terms."""
@@ -207,14 +167,13 @@ class SISOOptimizer:
         dtype = self.settings.dtype
         self.family = family = get_family(config.family)
         if pipe is None:
-            extra = config.extra
             pipe = family.load_pipeline(
                 config.pretrained_model_name_or_path,
                 torch_dtype=dtype,
-                vae_name_or_path=extra.get("pretrained_vae_model_name_or_path"),
-                revision=extra.get("revision"),
-                variant=extra.get("variant"),
-                cache_dir=extra.get("cache_dir"),
+                vae_name_or_path=config.pretrained_vae_model_name_or_path,
+                revision=config.revision,
+                variant=config.variant,
+                cache_dir=config.cache_dir,
             )
         self.pipe = pipe
         self.param_groups = family.add_lora(
@@ -227,7 +186,7 @@ class SISOOptimizer:
             **renderer.generation_options(config), **(task.generator_options() if task is not None else {}),
         )
         self.generator.place(
-            dtype, self.settings.gradient_checkpointing, self.settings.offload_text_encoders, self.settings.compile_unet
+            dtype, self.settings.gradient_checkpointing, self.settings.offload_text_encoders, self.settings.compile_denoiser
         )
         self.snapshot_lora = LoRASnapshotter(family.lora_modules(pipe, config.train_text_encoder))
 
@@ -238,7 +197,7 @@ class SISOOptimizer:
         if ir is None and config.ir_features_weight > 0:
             logger.warning(
                 "NO IR CHECKPOINT: optimising with DINO features only (the paper uses DINO + IR). "
-                "Download ir_features.pth (Kaggle louieshao/guieweights0732) and pass --ir_features_path for full SISO."
+                f"Download ir_features.pth (Kaggle louieshao/guieweights0732) and give it as {setting('ir_features_path')} for full SISO."
             )
         feature_dtype = dtype if self.settings.freeze_feature_networks else torch.float32
         for network in (dino, ir):
@@ -247,7 +206,7 @@ class SISOOptimizer:
                 # set both ways: networks passed in may come from a run in another mode
                 # (reference mode trains nothing in them but, as the authors' script, leaves them unfrozen)
                 network.requires_grad_(not self.settings.freeze_feature_networks)
-                _set_feature_checkpointing(network, self.settings.gradient_checkpointing)
+                set_feature_checkpointing(network, self.settings.gradient_checkpointing)
         self.loss = SubjectSimilarityLoss(
             subject_tensor, dino, ir, config.dino_features_weight if dino is not None else 0.0,
             config.ir_features_weight if ir is not None else 0.0,
@@ -293,7 +252,7 @@ class SISOOptimizer:
             logger.info("%s: iterations run eagerly", self.settings.cuda_graphs_note)
         # a captured graph cannot re-seed the sampler's noise; with one step that noise is multiplied by 0
         self.seeded_ancestral_noise = not self.settings.cuda_graphs
-        self._phases = _PhaseTimer(self.device, False)
+        self._phases = PhaseTimer(self.device, False)
         self.step_index = 0
         self.history: list[dict] = []
         self.best_lora: dict[str, dict[str, torch.Tensor]] = {}
@@ -375,7 +334,7 @@ class SISOOptimizer:
         if self._started is None:
             self._started = time.perf_counter()
         started = time.perf_counter()
-        phases = self._phases = _PhaseTimer(self.device, self.profile_phases and not self.settings.cuda_graphs)
+        phases = self._phases = PhaseTimer(self.device, self.profile_phases and not self.settings.cuda_graphs)
         lr = float(self.lr_scheduler.get_last_lr()[0])
         if self.graphed is not None:
             outputs = self.graphed()
@@ -451,8 +410,8 @@ class SISOOptimizer:
                 raise
             reason = "out_of_memory"
             error = (
-                f"out of memory at iteration {self.step_index + 1}: use --mode low-memory (gradient checkpointing), "
-                "--no-train_text_encoder, or a smaller --resolution"
+                f"out of memory at iteration {self.step_index + 1}: use {setting('mode', 'low-memory')} (gradient checkpointing), "
+                f"{setting('train_text_encoder', False)}, or a smaller {setting('resolution')}"
             )
             self.optimizer.zero_grad(set_to_none=True)
         finally:
@@ -489,37 +448,13 @@ class SISOOptimizer:
         }
 
 
-class _PhaseTimer:
-    """Wall time per phase of a step, synchronising the device at each mark (only when enabled)."""
-
-    def __init__(self, device: torch.device, enabled: bool):
-        self.device, self.enabled = device, enabled
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def mark(self, name: str) -> None:
-        if self.enabled:
-            synchronize(self.device)
-            now = time.perf_counter()
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 5)
-            self._last = now
-
-
 class NonFiniteLossError(RuntimeError):
     def __init__(self, step: int, losses: dict[str, float]):
         terms = ", ".join(f"{k}={v}" for k, v in losses.items())
         super().__init__(
             f"the loss became non-finite at iteration {step} ({terms}): the best LoRA so far is kept; "
-            "try --mixed_precision fp32 or a lower --learning_rate"
+            f"try {setting('precision', 'fp32')} or a lower {setting('learning_rate')}"
         )
-
-
-def _set_feature_checkpointing(network: torch.nn.Module, enabled: bool) -> None:
-    """Gradient checkpointing on or off for the timm / open_clip towers inside a feature network."""
-    for module in network.modules():
-        if hasattr(module, "set_grad_checkpointing") and module is not network:
-            module.set_grad_checkpointing(enabled)
-            return
 
 
 def build_optimizer(config: SISOConfig, subject_image_path: str, device: torch.device | None = None) -> SISOOptimizer:

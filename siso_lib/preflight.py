@@ -18,13 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import SISOConfig
-from .errors import SISOInputError
-from .images import SubjectImage, load_subject_image
-from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME
-from .model_paths import FAMILY_VAE_CLASSES, check_ir_checkpoint_path, check_local_base_model, check_local_dino, check_local_vae
-
-DEFAULT_RUNS_DIR = "outputs/runs"
-
+from .errors import SISOInputError, setting
+from .io.images import SubjectImage, load_subject_image
+from .io.lora import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME
+from .io.locations import runs_root
+from .io.model_paths import (
+    FAMILY_VAE_CLASSES,
+    check_ir_checkpoint_path,
+    check_local_base_model,
+    check_local_dino,
+    check_local_vae,
+)
 
 @dataclass
 class PreparedRun:
@@ -42,12 +46,13 @@ class PreparedRun:
             _remove_empty_tree(folder)
 
 
-def fresh_run_dir(root: str | os.PathLike = DEFAULT_RUNS_DIR, label: str = "run") -> Path:
+def fresh_run_dir(root: str | os.PathLike | None = None, label: str = "run") -> Path:
     """A new, empty folder `root/<YYYYmmdd-HHMMSS>-<label>[-N]` (never an existing one); absolute.
+    `root` defaults to outputs/runs (io/locations.py: $SISO_OUTPUT_ROOT, or under the current folder).
 
     The label keeps letters of any script (a photo called 猫.jpg gives `...-猫`).
     """
-    root = Path(root).absolute()
+    root = Path(root if root is not None else runs_root()).absolute()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     label = re.sub(r"[^\w.-]+", "-", label).strip("-.")[:40] or "run"
     for attempt in range(1000):
@@ -58,7 +63,7 @@ def fresh_run_dir(root: str | os.PathLike = DEFAULT_RUNS_DIR, label: str = "run"
         except FileExistsError:
             continue
         except OSError as error:
-            raise SISOInputError(f"cannot create a run folder under {str(root)!r} ({error.strerror}): choose another --output_dir") from error
+            raise SISOInputError(f"cannot create a run folder under {str(root)!r} ({error.strerror}): choose another {setting('output_dir')}") from error
     raise SISOInputError(f"could not find a free run folder name under {str(root)!r}")
 
 
@@ -80,8 +85,8 @@ def check_no_earlier_lora(folder: Path, overwrite: bool, option: str) -> None:
     existing = [name for name in (DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME) if (folder / name).exists()]
     if existing and not overwrite:
         raise SISOInputError(
-            f"{str(folder)!r} already holds a LoRA ({existing[0]}) from an earlier run: pass --overwrite to replace it, "
-            f"or give another {option} (without it every run gets a fresh folder)"
+            f"{str(folder)!r} already holds a LoRA ({existing[0]}) from an earlier run: pass {setting('overwrite', True)} to replace "
+            f"it, or give another {setting(option)} (without it every run gets a fresh folder)"
         )
 
 
@@ -108,14 +113,14 @@ def prepare_output_dirs(
     created = [p for p in (out and _first_missing_parent(out), weights and _first_missing_parent(weights)) if p]
     try:
         if out is None:
-            missing_root = _first_missing_parent(Path(DEFAULT_RUNS_DIR).absolute())
+            missing_root = _first_missing_parent(runs_root())
             out = fresh_run_dir(label=label)
             created.append(missing_root or out)
         check_writable(out, "output folder")
         weights = weights or out
         if weights != out:
             check_writable(weights, "weights folder")
-        check_no_earlier_lora(weights, overwrite, "--weights_output_dir" if weights_dir else "--output_dir")
+        check_no_earlier_lora(weights, overwrite, "weights_output_dir" if weights_dir else "output_dir")
     except SISOInputError:
         for folder in created:
             _remove_empty_tree(folder)
@@ -138,7 +143,7 @@ def check_model_inputs(config: SISOConfig) -> None:
     """Cheap checks of the model paths before the base model (GBs) is loaded."""
     family = config.family
     check_local_base_model(config.pretrained_model_name_or_path, family)
-    vae = config.extra.get("pretrained_vae_model_name_or_path")
+    vae = config.pretrained_vae_model_name_or_path
     if vae:
         check_local_vae(vae, FAMILY_VAE_CLASSES[family])
     if config.dino_features_weight > 0:

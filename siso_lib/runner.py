@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import LOSS_PLOT, RESULT_IMAGE, RunArtifacts, save_run
-from .atomic import save_image
+from .io.run_folder import LOSS_PLOT, RESULT_IMAGE, RunArtifacts, save_run
+from .io.atomic import save_image
 from .config import SISOConfig
-from .images import tensor_to_pil
-from .lora_io import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME, save_lora_files
+from .io.images import tensor_to_pil
+from .io.lora import DIFFUSERS_WEIGHT_NAME, KOHYA_WEIGHT_NAME, save_lora_files
 from .optimizer import SISOOptimizer, SISOResult, StepEvent
-from .preflight import DEFAULT_RUNS_DIR, PreparedRun, fresh_run_dir, preflight  # noqa: F401 (re-exported)
+from .preflight import PreparedRun, fresh_run_dir, preflight  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class RunOutcome:
 
 def save_best_lora_now(optimizer: SISOOptimizer, weights_dir: Path) -> Callable[[StepEvent], None]:
     """A callback writing the best LoRA as soon as it improves (survives a hard kill)."""
-    from .artifacts import lora_metadata
+    from .io.run_folder import lora_metadata
 
     def callback(event: StepEvent) -> None:
         if event.is_best:

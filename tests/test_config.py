@@ -82,6 +82,10 @@ TEXT_VALUES = {
     "adam_weight_decay_text_encoder": ("0", 0.0),
     "lr_num_cycles": ("2", 2),
     "lr_power": ("2", 2.0),
+    "pretrained_vae_model_name_or_path": ("madebyollin/sdxl-vae-fp16-fix", "madebyollin/sdxl-vae-fp16-fix"),
+    "revision": ("none", None),
+    "variant": ("fp16", "fp16"),
+    "cache_dir": ("", None),
 }
 BAD_VALUES = {
     "prompt": 3, "resolution": "512px", "num_inference_steps": "1.5", "seed": "forty-two", "num_train_epochs": [50],
@@ -91,7 +95,7 @@ BAD_VALUES = {
     "early_stopping_threshold_percentage": "-3", "early_stopping_max_count": "0", "device": "gpu", "precision": "fp8",
     "mode": "turbo", "gradient_checkpointing": "sometimes", "compile": 2, "cuda_graphs": "on please",
     "save_on_improve": None, "pretrained_model_name_or_path": " ", "dino_model_name": "", "ir_features_path": 5,
-    "extra": "none", "model_family": "sd3", "num_grad_steps": "-1", "guidance_scale": "-1", "max_sequence_length": "1000",
+    "pretrained_vae_model_name_or_path": 1, "revision": 2, "variant": [], "cache_dir": 3.5, "model_family": "sd3", "num_grad_steps": "-1", "guidance_scale": "-1", "max_sequence_length": "1000",
     "lora_layers": "to_q;rm -rf", "text_encoder_lr": "0", "adam_weight_decay_text_encoder": "-1",
     "lr_num_cycles": "0", "lr_power": "0",
 }
@@ -101,7 +105,7 @@ def test_every_field_is_covered_by_the_matrices():
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(SISOConfig)}
-    assert set(TEXT_VALUES) == fields - {"extra"}
+    assert set(TEXT_VALUES) == fields
     assert set(BAD_VALUES) == fields
 
 
@@ -134,3 +138,55 @@ def test_scheduler_names_are_diffusers_names():
     from siso_lib.config import LR_SCHEDULERS
 
     assert set(LR_SCHEDULERS) == {kind.value for kind in SchedulerType}
+
+
+def test_every_field_has_help_text_and_its_bounds_are_checked():
+    """One text per field for --help, the panels and the ComfyUI widgets, and the same bounds in validate()."""
+    import dataclasses
+
+    from siso_lib.config import SISOEditConfig
+    from siso_lib.errors import SISOInputError
+
+    for cls in (SISOConfig, SISOEditConfig):
+        for spec in dataclasses.fields(cls):
+            assert spec.metadata.get("help"), f"{cls.__name__}.{spec.name} has no help text"
+            rules = spec.metadata
+            if "min" in rules or "above" in rules:
+                low = rules.get("min", rules.get("above"))
+                too_low = low - 1 if "min" in rules else low
+                with pytest.raises(SISOInputError, match=spec.name):
+                    cls(**{spec.name: too_low, "input_image_path": "x.png", "input_class": "cup"}
+                        if cls is SISOEditConfig else {spec.name: too_low}).validate()
+
+
+def test_range_errors_name_the_family_default():
+    """A stale default in a message misleads: Sana's patience is 5 and FLUX's lr 2e-4, not SDXL's."""
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError, match=r"early_stopping_max_count 0 must be at least 1 \(the default is 5\)"):
+        SISOConfig(model_family="sana", early_stopping_max_count=0).validate()
+    with pytest.raises(SISOInputError, match=r"adam_weight_decay -1 must be zero or positive \(the default is 0.0001\)"):
+        SISOConfig(model_family="flux", adam_weight_decay=-1).validate()
+
+
+def test_messages_name_config_fields_from_python_and_flags_on_a_command_line():
+    from siso_lib.errors import flags_in_messages, setting
+
+    assert setting("mode", "low-memory") == "mode='low-memory'" and setting("train_text_encoder", False) == "train_text_encoder=False"
+    with flags_in_messages():
+        assert setting("mode", "low-memory") == "--mode low-memory"
+        assert setting("train_text_encoder", False) == "--no-train_text_encoder"
+        assert setting("precision", "fp32") == "--mixed_precision fp32" and setting("mask_path") == "--mask"
+    assert setting("learning_rate") == "learning_rate"
+
+
+def test_text_that_looks_like_a_number_stays_text_for_a_text_field():
+    """A sweep's --grid prompt=1984 or a YAML "007": a text setting keeps the text the user wrote."""
+    from siso_lib.config import coerce_value
+    from siso_lib.errors import SISOInputError
+
+    assert SISOConfig(prompt="1984").prompt == "1984" and SISOConfig(prompt="007").prompt == "007"
+    assert coerce_value("seed", "int", "1e2") == 100 and coerce_value("seed", "int", "9223372036854775807") == 2**63 - 1
+    for kind, value in (("int", True), ("float", False), ("int", "4.5"), ("float", "nan"), ("bool", "2"), ("str", 1984)):
+        with pytest.raises(SISOInputError):
+            coerce_value("x", kind, value)

@@ -18,9 +18,11 @@ import torch
 from graph_safety import CaptureSafetyCheck, HostToDeviceCheck
 from siso_lib import cuda_graphs
 from siso_lib.config import SISOConfig
-from siso_lib.images import load_subject_image
-from siso_lib.optimizer import RuntimeSettings, SISOOptimizer
-from siso_lib.sdxl import LoRASnapshotter, lora_modules
+from siso_lib.io.images import load_subject_image
+from siso_lib.optimizer import SISOOptimizer
+from siso_lib.runtime import RuntimeSettings
+from siso_lib.generators.base import LoRASnapshotter
+from siso_lib.generators.sdxl import SDXLGenerator
 
 
 @pytest.mark.parametrize("train_text_encoder", [True, False])
@@ -56,8 +58,8 @@ def _move_to_meta(optimizer: SISOOptimizer) -> None:
         inputs.token_ids = tuple(ids.to(meta) for ids in inputs.token_ids)
     # moving to meta makes new Parameter objects (a CUDA move keeps them): look them up again
     train_text_encoder = optimizer.config.train_text_encoder
-    optimizer.params = [p for part in lora_modules(pipe, train_text_encoder).values() for p in part.parameters() if p.requires_grad]
-    optimizer.snapshot_lora = LoRASnapshotter(pipe, train_text_encoder)
+    optimizer.params = [p for part in SDXLGenerator.lora_modules(pipe, train_text_encoder).values() for p in part.parameters() if p.requires_grad]
+    optimizer.snapshot_lora = LoRASnapshotter(SDXLGenerator.lora_modules(pipe, train_text_encoder))
     optimizer.generator.device = meta
     # the scheduler keeps its sigmas on the CPU whatever the device (diffusers does that on purpose)
     optimizer.generator.start = lambda _inputs: (pipe.scheduler.set_timesteps(1, device="cpu"), pipe.scheduler.set_begin_index(0))
@@ -130,9 +132,9 @@ def test_graphs_are_used_only_where_supported():
     for overrides, words in [
         (dict(mode="low-memory"), "gradient checkpointing"),
         (dict(precision="fp16"), "fp16"),
-        (dict(num_inference_steps=2), "--num_inference_steps 1"),
-        (dict(lr_scheduler="cosine"), "--lr_scheduler constant"),
-        (dict(compile=True), "--compile"),
+        (dict(num_inference_steps=2), "num_inference_steps=1"),
+        (dict(lr_scheduler="cosine"), "lr_scheduler='constant'"),
+        (dict(compile=True), "compile=True"),
     ]:
         settings = _settings(**overrides)
         assert not settings.cuda_graphs and words in settings.cuda_graphs_note
@@ -219,14 +221,14 @@ def test_a_failed_capture_falls_back_to_eager_for_good(monkeypatch, caplog):
             assert float(graphed()["total"]) == 1.0
     assert fake.captures == 1 and not graphed.captured and "stream is capturing" in graphed.failure
     assert counter.calls["iteration"] == 6  # every step ran, eagerly
-    assert "CUDA graph capture failed" in caplog.text and "--no-cuda_graphs" in caplog.text
+    assert "CUDA graph capture failed" in caplog.text and "cuda_graphs=False" in caplog.text
 
 
 def test_a_replay_that_disagrees_with_eager_is_an_error(monkeypatch):
     fake = _FakeCuda(monkeypatch)
     graphed = _Counter(fake, expected=-0.5, replayed=-0.2).graphed()
     graphed(), graphed()
-    with pytest.raises(cuda_graphs.GraphReplayError, match="--no-cuda_graphs"):
+    with pytest.raises(cuda_graphs.GraphReplayError, match="cuda_graphs=False"):
         graphed()
 
 
@@ -237,7 +239,7 @@ def test_a_replay_mismatch_ends_the_run_and_keeps_the_best(tiny_config, subject_
     def graphed():  # two eager iterations, then a capture whose replay disagrees
         calls["n"] += 1
         if calls["n"] == 3:
-            raise cuda_graphs.GraphReplayError("replay 0.1 vs eager 0.5: rerun with --no-cuda_graphs")
+            raise cuda_graphs.GraphReplayError("replay 0.1 vs eager 0.5: rerun with cuda_graphs=False")
         optimizer._start_iteration()
         outputs = optimizer._iteration()
         optimizer._reset_grads()
@@ -245,7 +247,7 @@ def test_a_replay_mismatch_ends_the_run_and_keeps_the_best(tiny_config, subject_
 
     optimizer.graphed = graphed
     result = optimizer.run()
-    assert result.stop_reason == "cuda_graph_mismatch" and "--no-cuda_graphs" in result.error
+    assert result.stop_reason == "cuda_graph_mismatch" and "cuda_graphs=False" in result.error
     assert result.steps_run == 2 and result.best_step in (1, 2) and result.best_lora["unet"]
     assert "disagreed" in optimizer.describe_stop(result.stop_reason)
 

@@ -74,7 +74,7 @@ def test_a_bad_lora_file_is_one_line(tiny_assets, tmp_path):
 def test_a_file_that_is_not_a_lora_is_one_line(tmp_path, subject_path):
     """The fresh-user trial: notebook 02 with lora_path=cat.png showed a raw SafetensorError."""
     from siso_lib.errors import SISOInputError
-    from siso_lib.lora_io import read_metadata
+    from siso_lib.io.lora import read_metadata
 
     with pytest.raises(SISOInputError, match="is not a safetensors LoRA file"):
         read_metadata(subject_path)

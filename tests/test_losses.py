@@ -1,8 +1,8 @@
 import torch
 
-from siso_lib.dino import DinoFeatures
-from siso_lib.images import load_subject_image
-from siso_lib.ir_features import IRFeatures
+from siso_lib.features.dino import DinoFeatures
+from siso_lib.io.images import load_subject_image
+from siso_lib.features.ir import IRFeatures
 from siso_lib.losses import SubjectSimilarityLoss, negative_cosine
 
 

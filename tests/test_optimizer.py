@@ -2,11 +2,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from siso_lib.images import load_subject_image
-from siso_lib.lora_io import DIFFUSERS_WEIGHT_NAME
+from siso_lib.io.images import load_subject_image
+from siso_lib.io.lora import DIFFUSERS_WEIGHT_NAME
 from siso_lib.optimizer import SISOOptimizer
 from siso_lib.runner import run_siso
-from siso_lib.sdxl import lora_state_dicts
+from siso_lib.generators.base import LoRASnapshotter
+from siso_lib.generators.sdxl import SDXLGenerator
 
 
 def test_the_loss_goes_down_over_twenty_steps(tiny_config, subject_path):
@@ -28,7 +29,7 @@ def test_saved_lora_is_the_best_state_not_the_last(tiny_config, subject_path, tm
     result = outcome.result
     assert result.best_step is not None and 1 < result.best_step < result.steps_run, [r["total"] for r in result.history]
     saved = load_file(tmp_path / DIFFUSERS_WEIGHT_NAME)
-    final = lora_state_dicts(live["o"].pipe, True)
+    final = LoRASnapshotter(SDXLGenerator.lora_modules(live["o"].pipe, True))()
     # the file holds the snapshot taken at the best step...
     best_unet = result.best_lora["unet"]
     key = next(k for k in best_unet if ".lora_B." in k)
@@ -94,9 +95,9 @@ def test_two_runs_on_one_pipeline_equal_two_fresh_runs(tiny_config, subject_path
     """The field report: a second SISOOptimizer on a loaded pipeline failed ("Adapter with name
     default already exists"). Runs on one pipeline must give what runs on fresh pipelines give,
     whatever the first run changed (rank, text-encoder LoRA, gradient checkpointing)."""
-    from siso_lib.dino import DinoFeatures
-    from siso_lib.ir_features import IRFeatures
-    from siso_lib.sdxl import load_sdxl_pipeline
+    from siso_lib.features.dino import DinoFeatures
+    from siso_lib.features.ir import IRFeatures
+    from siso_lib.generators.sdxl import load_sdxl_pipeline
 
     subject = load_subject_image(subject_path)
     configs = [

@@ -15,7 +15,7 @@ from pathlib import Path
 PACK = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PACK.parent))
 
-from comfyui import siso_defaults  # noqa: E402
+from comfyui.siso import defaults  # noqa: E402
 from comfyui.nodes import SISOLoRAGenerator, SISOSubjectEdit  # noqa: E402
 
 OUT = PACK / "example_workflows" / "api"
@@ -38,7 +38,7 @@ def generator_widgets(node: type = SISOLoRAGenerator) -> dict:
 def generation(family: str = "sdxl") -> dict:
     """Load Image -> SISO LoRA Generator -> status, lora_path, best image; the base model is `family`'s recipe model."""
     widgets = generator_widgets()
-    widgets["base_model_path"] = siso_defaults.recipe(family)["pretrained_model_name_or_path"]
+    widgets["base_model_path"] = defaults.recipe(family)["pretrained_model_name_or_path"]
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "cat.png"}, "_meta": {"title": "Subject photo"}},
         "2": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}, "_meta": {"title": "Run SISO?"}},

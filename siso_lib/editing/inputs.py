@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SISOInputError
-from ..images import load_subject_image
+from ..io.images import load_subject_image
 
 MASK_THRESHOLD = 127  # grey level above which a mask pixel marks the subject's region
 
@@ -43,7 +43,7 @@ def load_scene(path: str | os.PathLike, resolution: int) -> tuple[Image.Image, I
     Loading is the subject photo's (images.load_subject_image: orientation, colour profile, size
     checks, one-line errors), so a scene photo is refused for the same reasons.
     """
-    loaded = load_subject_image(path, "scene photo", "--input_image_path")
+    loaded = load_subject_image(path, "scene photo", "input_image_path")
     info = {"path": loaded.path, "sha256": loaded.sha256, "size": list(loaded.image.size), "notes": loaded.notes}
     return loaded.image, resize_and_center_crop(loaded.image, resolution), info
 

@@ -19,10 +19,10 @@ Bad input (scene or subject unreadable, mask of the wrong size or empty, no obje
 the class) raises SISOInputError before anything is written; a folder made for the run is
 removed again.
 
-The automatic mask (no `mask_path`) is chosen by `config.extra`: "detector_model" (Grounding-DINO,
-default the authors' IDEA-Research/grounding-dino-tiny), "segmenter_model" (SAM, default
-facebook/sam-vit-base), "box_threshold" (the lowest Grounding-DINO box score that counts as
-found, default the authors' 0.3); `siso-edit --detector_model/--segmenter_model/--box_threshold`.
+The automatic mask (no `mask_path`) is made by the config's `detector_model` (Grounding-DINO,
+default the authors' IDEA-Research/grounding-dino-tiny) and `segmenter_model` (SAM, default
+facebook/sam-vit-base), at `box_threshold` (the lowest Grounding-DINO box score that counts as
+found, default the authors' 0.3).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import save_image
-from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SISOEditConfig, coerce_value
+from ..io.atomic import save_image
+from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SISOEditConfig
 from ..errors import SISOInputError
-from ..model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder
+from ..io.model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder
 from ..preflight import PreparedRun, preflight
 from .inputs import binary_mask, load_mask, load_scene, mask_image, overlay
 
@@ -50,7 +50,7 @@ BEFORE_AFTER = "before_after.png"
 
 @dataclass(frozen=True)
 class MaskModels:
-    """What makes the automatic mask: Grounding-DINO, SAM, and the box threshold (config.extra)."""
+    """What makes the automatic mask: Grounding-DINO, SAM, and the box threshold."""
 
     detector: str = DEFAULT_DETECTOR
     segmenter: str = DEFAULT_SEGMENTER
@@ -58,13 +58,9 @@ class MaskModels:
 
     @classmethod
     def from_config(cls, config: SISOEditConfig) -> "MaskModels":
-        """Read and check config.extra's "detector_model", "segmenter_model", "box_threshold" (no torch):
-        SISOInputError for a threshold outside [0, 1] or a local model folder that is missing or has no config.json."""
-        extra = config.extra
-        threshold = coerce_value("box_threshold", "float", extra.get("box_threshold", DEFAULT_BOX_THRESHOLD))
-        if not 0.0 <= threshold <= 1.0:
-            raise SISOInputError(f"box_threshold {threshold:g} must be between 0 and 1 (the authors use {DEFAULT_BOX_THRESHOLD})")
-        models = cls(str(extra.get("detector_model", DEFAULT_DETECTOR)), str(extra.get("segmenter_model", DEFAULT_SEGMENTER)), threshold)
+        """The config's models (checked, as their range, by its validate()); SISOInputError for a local
+        model folder that is missing or has no config.json (no torch)."""
+        models = cls(config.detector_model, config.segmenter_model, config.box_threshold)
         check_local_transformers_folder(models.detector, "Grounding-DINO model", DETECTOR_FOLDER_LAYOUT, DEFAULT_DETECTOR)
         check_local_transformers_folder(models.segmenter, "SAM model", SEGMENTER_FOLDER_LAYOUT, DEFAULT_SEGMENTER)
         return models
@@ -158,7 +154,7 @@ def run_edit(
 def run_prepared_edit(prepared: PreparedEdit, callbacks: list[Callable] | tuple = (), pipe=None, log_every_epoch: bool = False) -> EditOutcome:
     """The heavy half of `run_edit`, for inputs `edit_preflight` has checked."""
     from ..devices import pick_device
-    from ..images import pil_to_tensor
+    from ..io.images import pil_to_tensor
     from ..runner import run_prepared
     from .renoise import ReNoiseConfig
     from .task import EditTask
@@ -215,7 +211,7 @@ def _record_edit_files(run_json: Path, scene: Path, mask: Path, before_after: Pa
     """Add the edit's own files to run.json's artifacts (rewritten atomically)."""
     import json
 
-    from ..atomic import write_json
+    from ..io.atomic import write_json
 
     record = json.loads(run_json.read_text())
     record.setdefault("artifacts", {}).update(

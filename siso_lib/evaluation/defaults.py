@@ -21,17 +21,19 @@ AUTO = "auto"
 
 
 def offline_judges(base_model: str) -> dict[str, str] | None:
-    """The tiny test assets beside a tiny offline base model (their "dino" and "clip"), else None."""
+    """The tiny test assets beside a tiny offline base model (their "dino" and "clip"), else None.
+
+    The offline models' folder has an ASSETS.json manifest (offline/tiny_models.py writes it)
+    that names each model; "size": "tiny" marks the random-weight test models.
+    """
     manifest = Path(base_model).parent / "ASSETS.json"
     try:
         assets = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    except ValueError:
+    except (OSError, ValueError):
         return None
-    if assets.get("size") != "tiny":
+    if not isinstance(assets, dict) or assets.get("size") != "tiny" or not assets.get("dino") or not assets.get("clip"):
         return None
-    from ..offline import ensure_test_assets
-
-    return ensure_test_assets(manifest.parent)  # writes the tiny CLIP into an older assets folder
+    return assets
 
 
 def judge_names(base_model: str, dino: str = AUTO, clip: str = AUTO) -> tuple[str, str, bool]:

@@ -29,11 +29,7 @@ never leaves a half-written eval/):
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +37,9 @@ from typing import Callable, Sequence
 
 from PIL import Image
 
-from ..atomic import _umask, save_image, write_json
-from ..errors import SISOInputError
+from ..io.atomic import replace_folder, save_image, write_json
+from ..io.run_record import now_iso
+from ..errors import SISOInputError, setting
 from .prompts import evaluation_prompts, guess_class_name
 
 EVAL_DIR = "eval"
@@ -89,24 +86,24 @@ class EvalReport:
 def subject_photo_path(info, given: str | None = None) -> Path:
     """The photo to compare with: `given`, else the one the run's run.json names (no image is read,
     no torch). SISOInputError when there is none or it has moved."""
-    path = given or (info.run.get("subject_image") or {}).get("path")
+    path = given or (info.record.subject_image_path if info.record is not None else None)
     if not path:
-        why = "has no run.json" if not info.run else "names no subject photo in its run.json"
-        raise SISOInputError(f"run {str(info.folder)!r} {why}: pass --subject_image_path (the photo the LoRA was optimised on)")
+        why = "has no run.json" if info.record is None else "names no subject photo in its run.json"
+        raise SISOInputError(f"run {str(info.folder)!r} {why}: pass {setting('subject_image_path')} (the photo the LoRA was optimised on)")
     if not Path(path).is_file():
-        raise SISOInputError(f"subject photo {path!r} of run {str(info.folder)!r} does not exist any more: pass --subject_image_path")
+        raise SISOInputError(f"subject photo {path!r} of run {str(info.folder)!r} does not exist any more: pass {setting('subject_image_path')}")
     return Path(path)
 
 
 def _subject_photo(info, settings: EvalSettings) -> Path:
-    from ..images import load_subject_image
+    from ..io.images import load_subject_image
 
     return Path(load_subject_image(subject_photo_path(info, settings.subject_image_path)).path)
 
 
 def read_run(run_dir: str | os.PathLike):
-    """The run's LoRA and record (notebook_apply.LoraInfo); SISOInputError if it has no LoRA to score."""
-    from ..notebook_apply import lora_info
+    """The run's LoRA and record (io.run_record.LoraInfo); SISOInputError if it has no LoRA to score."""
+    from ..io.run_record import RunRecord, lora_info
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -116,10 +113,7 @@ def read_run(run_dir: str | os.PathLike):
         if runs:
             raise SISOInputError(f"{str(run_dir)!r} holds {len(runs)} run{'s' if len(runs) != 1 else ''} but is not one: pass them, e.g. {runs[0].parent}/*/")
     if run_dir.is_dir() and (run_dir / "run.json").is_file():
-        try:
-            status = json.loads((run_dir / "run.json").read_text()).get("status")
-        except ValueError as error:
-            raise SISOInputError(f"{str(run_dir / 'run.json')!r} is not valid JSON: the run was not saved completely; run it again") from error
+        status = RunRecord.read(run_dir).status
         if status not in (None, "completed"):
             raise SISOInputError(f"run {str(run_dir)!r} did not complete (status {status}): there is no final LoRA to evaluate")
     return lora_info(run_dir)
@@ -228,7 +222,7 @@ class Evaluator:
             seeds=seeds,
             render=dict(num_inference_steps=steps, guidance_scale=guidance, resolution=resolution, lora_scale=settings.lora_scale),
             elapsed_seconds=round(time.perf_counter() - started, 3),
-            evaluated_at=_dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            evaluated_at=now_iso(),
         )
         report = EvalReport(_ordered(record), None, images)
         if write:
@@ -245,7 +239,7 @@ class Evaluator:
         `crop_threshold`: crop to the class's Grounding-DINO box found at this box threshold (None: no crop).
         """
         crop_subject = crop_threshold is not None
-        from ..artifacts import package_versions
+        from ..io.run_folder import package_versions
         from .metrics import diversity, mean, similarity_to
 
         keys = list(images)
@@ -309,7 +303,7 @@ class Evaluator:
         from ..features.detection import crop_to_box
 
         if self.detector is None:
-            raise SISOInputError("crop_subject needs a Grounding-DINO detector: pass --detector_model (or Evaluator(detector=...))")
+            raise SISOInputError(f"crop_subject needs a Grounding-DINO detector: pass {setting('detector_model')} (or Evaluator(detector=...))")
         detections = self.detector.detect(images, class_name, box_threshold=threshold)
         cropped = [crop_to_box(image, found.box) if found else image for image, found in zip(images, detections)]
         return cropped, [found is not None for found in detections]
@@ -337,15 +331,15 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
 
     output_dir = Path(output_dir).absolute()
     if output_dir.exists() and not output_dir.is_dir():
-        raise SISOInputError(f"--output_dir {str(output_dir)!r} is a file: give a folder for the evaluation (it is created)")
+        raise SISOInputError(f"{setting('output_dir')} {str(output_dir)!r} is a file: give a folder for the evaluation (it is created)")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / METRICS_FILE).is_file():
         raise SISOInputError(
-            f"--output_dir {str(output_dir)!r} holds other files and no earlier evaluation: give a new or empty folder "
+            f"{setting('output_dir')} {str(output_dir)!r} holds other files and no earlier evaluation: give a new or empty folder "
             "(an evaluation replaces its folder as a whole)"
         )
     parent = next((folder for folder in output_dir.parents if folder.exists()), None)
     if parent is not None:
-        check_writable(parent, "the folder of --output_dir")
+        check_writable(parent, f"the folder of {setting('output_dir')}")
     return output_dir
 
 
@@ -354,34 +348,22 @@ def write_report(report: EvalReport, output_dir: Path, subject_path: Path) -> Pa
     from .grid import score_grid
 
     output_dir = check_output_dir(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
-    try:
+    with replace_folder(output_dir) as staging:
         for key, image in report.images.items():
             save_image(staging / IMAGES_DIR / image_name(key), image)
         save_image(staging / GRID_FILE, score_grid(report.record, report.images, Image.open(subject_path)))
         write_json(staging / METRICS_FILE, report.record)
-        os.chmod(staging, 0o777 & ~_umask())
-        previous = None
-        if output_dir.exists():
-            previous = output_dir.with_name(f".{output_dir.name}.replaced-{os.getpid()}")
-            os.replace(output_dir, previous)
-        os.replace(staging, output_dir)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 
 def attach_to_run_json(run_dir: Path, report: EvalReport) -> None:
     """Add the summary to run.json (atomically; other entries untouched). No run.json: nothing."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file() or report.output_dir is None:
+    from ..io.run_record import RunRecord
+
+    record = RunRecord.find(run_dir) if report.output_dir is not None else None
+    if record is None:
         return
-    record = json.loads(path.read_text())
-    record["evaluation"] = {
+    record.data["evaluation"] = {
         "summary": report.summary,
         "metrics_file": str(report.output_dir / METRICS_FILE),
         "judges": report.record["judges"],
@@ -390,4 +372,4 @@ def attach_to_run_json(run_dir: Path, report: EvalReport) -> None:
         "seeds": report.record["seeds"],
         "evaluated_at": report.record["evaluated_at"],
     }
-    write_json(path, record)
+    record.write()

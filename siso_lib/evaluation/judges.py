@@ -27,8 +27,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ..errors import SISOInputError, error_summary
-from ..model_paths import CLIP_FOLDER_LAYOUT, check_clip_name, clip_local_folder
+from ..errors import SISOInputError, error_summary, setting
+from ..io.model_paths import CLIP_FOLDER_LAYOUT, check_clip_name, clip_local_folder
 from .defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_EVAL_DINO
 
 DEFAULT_BATCH_SIZE = 16
@@ -115,7 +115,7 @@ class Judges:
         except Exception as error:  # open_clip raises RuntimeError, OSError, ValueError... for names and files
             fix = (
                 f"expected {CLIP_FOLDER_LAYOUT}" if folder is not None
-                else "download it once with network access (it goes to the hub cache) or give a local folder with --clip_model_name"
+                else f"download it once with network access (it goes to the hub cache) or give a local folder as {setting('clip_model_name')}"
             )
             raise SISOInputError(
                 f"CLIP model {name!r} ({tag or 'no pretrained tag'}) could not be loaded "
@@ -142,7 +142,7 @@ class Judges:
         return {name: torch.cat(parts) for name, parts in features.items()}
 
     def _ir_features(self, images: list[Image.Image]) -> torch.Tensor:
-        from ..images import pil_to_tensor
+        from ..io.images import pil_to_tensor
 
         # IR resizes and crops each tensor itself; photos of different sizes go one by one
         return torch.cat([self.ir(pil_to_tensor(image).to(self.device)).float().cpu() for image in images])

@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import SISOInputError
+from ..errors import SISOInputError, setting
 
 # written for this project: places, styles and settings that differ from the training prompt, so
 # that CLIP-T measures whether the LoRA still follows the text, plus the plain photo for identity
@@ -89,6 +89,6 @@ def read_prompt_file(path: str | os.PathLike) -> list[str]:
 def evaluation_prompts(class_name: str, templates: list[str] | tuple[str, ...] | None = None) -> list[str]:
     """The prompts to render: each template filled with `class_name`, duplicates removed, order kept."""
     if not class_name.strip():
-        raise SISOInputError("the class name is empty: pass --class_name, e.g. --class_name dog")
+        raise SISOInputError(f"the class name is empty: give one, e.g. {setting('class_name', 'dog')}")
     prompts = [fill_template(template, class_name.strip()) for template in (templates or GENERIC_TEMPLATES)]
     return list(dict.fromkeys(prompt for prompt in prompts if prompt))

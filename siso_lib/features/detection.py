@@ -24,9 +24,7 @@ the box and score are theirs (they truncate the box to whole pixels and do not c
 
 Models are named as transformers names them: a hub id (downloaded into the hub cache) or a local
 folder as `save_pretrained` writes it (model and processor together). Loading problems are one-line
-SISOInputErrors. `write_tiny_grounding_dino` / `write_tiny_sam` write random-weight models with
-the real classes, processors and file layouts (a word-level BERT vocabulary built here), so that
-tests and demos run offline; they detect nothing meaningful.
+SISOInputErrors. The tiny random-weight models of the tests and demos are offline/tiny_detectors.py.
 """
 
 from __future__ import annotations
@@ -42,8 +40,8 @@ import torch
 from PIL import Image
 
 from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER  # noqa: F401 (exported here too)
-from ..errors import SISOInputError, error_summary
-from ..model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder, is_hub_id
+from ..errors import SISOInputError, error_summary, setting
+from ..io.model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder, is_hub_id
 
 BOX_THRESHOLD = DEFAULT_BOX_THRESHOLD  # the authors' threshold
 TEXT_THRESHOLD = 0.25  # Grounding-DINO's usual value; it only decides which class name a box is given
@@ -211,71 +209,24 @@ def crop_to_box(image: Image.Image, box: Sequence[float], margin: float = 0.0) -
 # ------------------------------------------------------------------ masks
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The horizontal runs of True in a 2-D bool array: row, start, end (exclusive), row-major order."""
-    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)
-    return rows, starts, ends
-
-
-def _connect_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, height: int, diagonal: bool) -> np.ndarray:
-    """A component id per run, the index of its first run (union-find over touching runs of
-    neighbouring rows): a mask has few runs per row, so this is fast in Python where a per-pixel
-    flood fill would not be."""
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    reach = 1 if diagonal else 0  # 8-connected runs may touch at a corner
-    row_begin = np.searchsorted(rows, np.arange(height + 1))
-    for row in range(height - 1):
-        i, i_end = int(row_begin[row]), int(row_begin[row + 1])
-        j, j_end = i_end, int(row_begin[row + 2])
-        while i < i_end and j < j_end:
-            if starts[i] < ends[j] + reach and starts[j] < ends[i] + reach:
-                a, b = find(i), find(j)
-                parent[max(a, b)] = min(a, b)  # a component's id is its first run in scan order
-            if ends[i] < ends[j]:
-                i += 1
-            else:
-                j += 1
-    return np.array([find(i) for i in range(len(rows))], dtype=np.int64)
-
-
-def _paint(shape: tuple[int, int], rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    steps = np.zeros((shape[0], shape[1] + 1), dtype=np.int32)
-    np.add.at(steps, (rows, starts), 1)
-    np.add.at(steps, (rows, ends), -1)
-    return np.cumsum(steps, axis=1)[:, : shape[1]] > 0
-
-
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """`mask` with every False region that does not reach the image border set True (as
-    scipy.ndimage.binary_fill_holes: the background is 4-connected)."""
-    mask = np.asarray(mask, dtype=bool)
-    height, width = mask.shape
-    rows, starts, ends = _runs(~mask)
-    component = _connect_runs(rows, starts, ends, height, diagonal=False)
-    on_border = (rows == 0) | (rows == height - 1) | (starts == 0) | (ends == width)
-    hole = ~np.isin(component, component[on_border])
-    return mask | _paint(mask.shape, rows[hole], starts[hole], ends[hole])
+    """`mask` with every False region that does not reach the image border set True (the
+    background is 4-connected, scipy's default structure)."""
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(np.asarray(mask, dtype=bool))
 
 
 def largest_region(mask: np.ndarray) -> np.ndarray:
     """Only the largest 8-connected True region of `mask` (by pixels; on a tie the first in row-major order)."""
+    from scipy import ndimage
+
     mask = np.asarray(mask, dtype=bool)
-    rows, starts, ends = _runs(mask)
-    if len(rows) == 0:
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
         return mask.copy()
-    component = _connect_runs(rows, starts, ends, mask.shape[0], diagonal=True)
-    sizes = np.bincount(component, weights=ends - starts)
-    keep = component == int(sizes.argmax())
-    return _paint(mask.shape, rows[keep], starts[keep], ends[keep])
+    sizes = np.bincount(labels.ravel())[1:]  # label 0 is the background; labels run in row-major order
+    return labels == int(sizes.argmax()) + 1
 
 
 class SubjectSegmenter:
@@ -347,7 +298,7 @@ def find_subject(
     if detection is None:
         wanted = " or ".join(repr(n) for n in names)
         raise SISOInputError(
-            f"no {wanted} found in {name} (box threshold {box_threshold:g}): give the mask as a PNG with --mask, or another class name"
+            f"no {wanted} found in {name} (box threshold {box_threshold:g}): give the mask as a PNG with {setting('mask_path')}, or another class name"
         )
     return detection
 
@@ -359,7 +310,7 @@ def segment_subject(image: Image.Image, detection: Detection, segmenter: Subject
     if not mask.any():
         raise SISOInputError(
             f"SAM found no pixels of the {detection.label!r} box {tuple(round(v) for v in detection.box)} in {name}: "
-            "give the mask as a PNG with --mask"
+            f"give the mask as a PNG with {setting('mask_path')}"
         )
     return mask
 
@@ -386,104 +337,3 @@ def automatic_subject_mask(
         image = opened
     detection = find_subject(image, labels, detector, box_threshold, text_threshold, name)
     return segment_subject(image, detection, segmenter, name)
-
-
-# ------------------------------------------------------------------ tiny offline models
-
-# a word-level BERT vocabulary: common caption words and the DreamBooth subjects' names, plus
-# letters and "##" letters so that any other lower-case word is spelled out instead of [UNK]
-TINY_WORDS = (
-    "a an the of in on at with and or photo picture image close up front side view background "
-    "cat dog toy bear plushie teddy car rc person man woman boy girl bird duck horse sloth wolf monster robot "
-    "backpack bag bowl cup can candle clock vase teapot sneaker shoe boot glasses sunglasses emoji poop "
-    "red pink grey gray blue green white black shiny colorful fancy cartoon small big"
-).split()
-TINY_VOCABULARY = tuple(
-    dict.fromkeys(  # "a" is a word and a letter: one id each
-        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","]
-        + TINY_WORDS
-        + list("abcdefghijklmnopqrstuvwxyz0123456789")
-        + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
-    )
-)
-TINY_TEXT_LENGTH = 32  # Grounding-DINO's max_text_len (256 in the real model)
-TINY_DETECTOR_SIDE = 128  # the short side its processor resizes images to (800 in the real one)
-TINY_SAM_SIDE = 64  # SAM's square input (1024 in the real model)
-
-
-def make_tiny_bert_tokenizer():
-    """BertTokenizer (tokenizers backend) over TINY_VOCABULARY, lower-casing; built offline."""
-    from transformers import BertTokenizer
-
-    vocab = {token: i for i, token in enumerate(TINY_VOCABULARY)}
-    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=TINY_TEXT_LENGTH)
-
-
-def build_tiny_grounding_dino():
-    """(GroundingDinoForObjectDetection, GroundingDinoProcessor) with random weights (seed 4), ~0.14 M parameters."""
-    from transformers import (
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    backbone = SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4, out_features=["stage2", "stage3", "stage4"])
-    text = BertConfig(
-        vocab_size=len(TINY_VOCABULARY), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-        max_position_embeddings=TINY_TEXT_LENGTH,
-    )
-    config = GroundingDinoConfig(
-        backbone_config=backbone, text_config=text, d_model=32,  # d_model: GroupNorm(32, d_model)
-        num_queries=10, num_feature_levels=3, encoder_layers=1, decoder_layers=2,  # 2: the box heads are tied across layers
-        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_n_points=2, decoder_n_points=2, max_text_len=TINY_TEXT_LENGTH,
-    )
-    torch.manual_seed(4)
-    model = GroundingDinoForObjectDetection(config).eval()
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": TINY_DETECTOR_SIDE, "longest_edge": 2 * TINY_DETECTOR_SIDE})
-    return model, GroundingDinoProcessor(image_processor=image_processor, tokenizer=make_tiny_bert_tokenizer())
-
-
-def build_tiny_sam():
-    """(SamModel, SamProcessor) with random weights (seed 5), 64 px input, ~19 k parameters."""
-    from transformers import SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor, SamPromptEncoderConfig, SamVisionConfig
-
-    patch = 8
-    config = SamConfig(
-        vision_config=SamVisionConfig(
-            hidden_size=16, output_channels=16, num_hidden_layers=2, num_attention_heads=2, image_size=TINY_SAM_SIDE,
-            patch_size=patch, window_size=4, global_attn_indexes=[1], num_pos_feats=8, mlp_dim=32,
-            initializer_range=0.02,  # SAM's 1e-10 would make the random encoder output constant
-        ),
-        prompt_encoder_config=SamPromptEncoderConfig(hidden_size=16, image_size=TINY_SAM_SIDE, patch_size=patch, mask_input_channels=4),
-        mask_decoder_config=SamMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=16),
-    )
-    torch.manual_seed(5)
-    model = SamModel(config).eval()
-    low_res = TINY_SAM_SIDE // patch * 4  # the mask decoder upsamples the embedding 4 x
-    image_processor = SamImageProcessor(
-        size={"longest_edge": TINY_SAM_SIDE}, pad_size={"height": TINY_SAM_SIDE, "width": TINY_SAM_SIDE},
-        mask_size={"longest_edge": low_res}, mask_pad_size={"height": low_res, "width": low_res},
-    )
-    return model, SamProcessor(image_processor=image_processor)
-
-
-def _write(directory: str | os.PathLike, model, processor) -> str:
-    directory = Path(directory).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return str(directory)
-
-
-def write_tiny_grounding_dino(directory: str | os.PathLike) -> str:
-    """Write the tiny Grounding-DINO (model + processor) to `directory`; return its absolute path."""
-    return _write(directory, *build_tiny_grounding_dino())
-
-
-def write_tiny_sam(directory: str | os.PathLike) -> str:
-    """Write the tiny SAM (model + processor) to `directory`; return its absolute path."""
-    return _write(directory, *build_tiny_sam())

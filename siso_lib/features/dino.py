@@ -15,8 +15,8 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import SISOInputError, error_summary
-from ..model_paths import DINO_FOLDER_LAYOUT, LOCAL_DIR_PREFIX, check_local_dino, dino_local_folder
+from ..errors import SISOInputError, error_summary, setting
+from ..io.model_paths import DINO_FOLDER_LAYOUT, LOCAL_DIR_PREFIX, check_local_dino, dino_local_folder
 from .preprocess import DinoPreprocess, FrozenFeatures, PreprocessSpec
 
 
@@ -46,7 +46,7 @@ def create_dino_network(name: str) -> nn.Module:
     except Exception as error:  # timm raises OSError, RuntimeError, TypeError, KeyError... on a bad folder
         fix = (
             f"expected {DINO_FOLDER_LAYOUT}" if timm_name.startswith(LOCAL_DIR_PREFIX)
-            else "download it once with network access or point --dino_model_name at a local timm folder"
+            else f"download it once with network access or point {setting('dino_model_name')} at a local timm folder"
         )
         raise SISOInputError(f"DINO model {name!r} could not be loaded ({type(error).__name__}: {error_summary(error, 160)}): {fix}") from error
 

@@ -26,7 +26,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from ..errors import SISOInputError, error_summary
-from ..model_paths import check_ir_checkpoint_path
+from ..io.model_paths import check_ir_checkpoint_path
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, FrozenFeatures, IRPreprocess, PreprocessSpec
 
 PATCH_SIZE = 14

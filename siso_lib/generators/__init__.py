@@ -34,6 +34,6 @@ def get_family(name: str) -> "type[LoRAGenerator]":
 
 def family_of(pipe) -> "type[LoRAGenerator]":
     """The generator class for a loaded diffusers pipeline (by its class), or SISOInputError."""
-    from ..model_paths import family_of_pipeline_class
+    from ..io.model_paths import family_of_pipeline_class
 
     return get_family(family_of_pipeline_class(type(pipe).__name__, type(pipe).__name__))

@@ -32,7 +32,7 @@ from peft.utils import get_peft_model_state_dict
 
 from ..config import TEXT_ENCODER_LORA_TARGETS
 from ..errors import SISOInputError, error_summary
-from ..model_paths import FAMILY_VAE_CLASSES, check_local_base_model, check_local_vae, is_hub_id
+from ..io.model_paths import FAMILY_VAE_CLASSES, check_local_base_model, check_local_vae, is_hub_id
 
 if TYPE_CHECKING:
     from ..config import SISOConfig

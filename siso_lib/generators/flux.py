@@ -16,7 +16,7 @@ gradients through every denoising step. `FluxGenerator.forward` runs the pipelin
 which equals `FluxPipeline(prompt, guidance_scale, max_sequence_length, output_type="pt")` for
 the same generator (diffusers wraps `__call__` in `no_grad`; a test checks the equality).
 
-Memory (see README, "Model families"): T5-XXL is frozen, so its embedding is computed once and
+Memory (see docs/families.md): T5-XXL is frozen, so its embedding is computed once and
 T5 moves off the accelerator; CLIP-L too when it has no LoRA; gradient checkpointing covers the
 transformer blocks and the VAE decoder (`--mode low-memory`).
 """

@@ -1,10 +1,10 @@
 """SDXL (SDXL-Turbo) behind the generator interface (base.py): a LoRA on the UNet, one image with gradients.
 
 `load_sdxl_pipeline` loads any SDXL-architecture pipeline (hub id or local diffusers folder)
-and checks that it is SDXL-shaped. `add_lora` attaches rank-r adapters (peft, gaussian init, B
-starts at zero) to the UNet attention projections and, optionally, to both CLIP text encoders,
-under a fixed seed and in the reference order (UNet, text encoder 1, text encoder 2), so the
-initial LoRA is the one the authors' `siso_generation_sdxl.py` draws.
+and checks that it is SDXL-shaped. `SDXLGenerator.add_lora` (base.py) attaches rank-r adapters
+(peft, gaussian init, B starts at zero) to the UNet attention projections and, optionally, to
+both CLIP text encoders, under a fixed seed and in the reference order (UNet, text encoder 1,
+text encoder 2), so the initial LoRA is the one the authors' `siso_generation_sdxl.py` draws.
 
 `SDXLGenerator.generate` runs the pipeline's own components step by step:
 
@@ -33,6 +33,7 @@ from .base import TRAINED_ADAPTER, LoRAGenerator, grad_step_flags  # noqa: F401 
 
 logger = logging.getLogger(__name__)
 
+
 def load_sdxl_pipeline(
     name_or_path: str,
     torch_dtype: torch.dtype = torch.float32,
@@ -45,42 +46,6 @@ def load_sdxl_pipeline(
     return SDXLGenerator.load_pipeline(
         name_or_path, torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir, vae_name_or_path=vae_name_or_path
     )
-
-
-@dataclass
-class LoRASpec:
-    rank: int = 4
-    alpha: float = 4.0
-    train_text_encoder: bool = True
-
-
-def lora_modules(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, torch.nn.Module]:
-    """The pipeline parts that carry a LoRA, by diffusers' save prefix."""
-    return SDXLGenerator.lora_modules(pipe, train_text_encoder)
-
-
-def remove_trained_adapter(pipe: StableDiffusionXLPipeline) -> None:
-    """Delete the adapter an earlier SISO run attached (UNet and both text encoders), if any."""
-    SDXLGenerator.remove_trained_adapter(pipe)
-
-
-def add_lora(pipe: StableDiffusionXLPipeline, spec: LoRASpec, seed: int) -> list[torch.nn.Parameter]:
-    """Freeze the pipeline, attach LoRA adapters under `seed`, return the fp32 trainable params
-    (UNet, text encoder 1, text encoder 2: the authors' order, see base.LoRAGenerator.add_lora)."""
-    groups = SDXLGenerator.add_lora(pipe, spec.rank, spec.alpha, seed, spec.train_text_encoder, UNET_LORA_TARGETS)
-    return [p for params in groups.values() for p in params]
-
-
-class LoRASnapshotter(base.LoRASnapshotter):
-    """base.LoRASnapshotter over an SDXL pipeline's LoRA parts."""
-
-    def __init__(self, pipe: StableDiffusionXLPipeline, train_text_encoder: bool):
-        super().__init__(lora_modules(pipe, train_text_encoder))
-
-
-def lora_state_dicts(pipe: StableDiffusionXLPipeline, train_text_encoder: bool) -> dict[str, dict[str, torch.Tensor]]:
-    """One snapshot of the LoRA weights (see LoRASnapshotter), e.g. for tests and tools."""
-    return LoRASnapshotter(pipe, train_text_encoder)()
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_cpu_benchmark_writes_json_and_markdown(tmp_path):
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_step.py", "--device", "cpu", "--size", "tiny", "--steps", "1", "--warmup", "1",
@@ -39,6 +40,7 @@ def load_bench():
     return bench
 
 
+@pytest.mark.slow
 def test_flux_and_sana_benchmark_paths_run_on_tiny_models_and_print_their_figures(tmp_path):
     proc = subprocess.run(
         [sys.executable, "benchmarks/bench_step.py", "--device", "cpu", "--size", "tiny", "--steps", "1", "--warmup", "1",
@@ -98,6 +100,7 @@ def test_committed_results_still_render():
             assert f"| {case['mode']} |" in table, path.name
 
 
+@pytest.mark.slow
 def test_gpu_run_script_parses_and_keeps_the_sdxl_job_first():
     subprocess.run(["bash", "-n", str(REPO / "benchmarks" / "gpu_run.sh")], check=True)
     script = (REPO / "benchmarks" / "gpu_run.sh").read_text()

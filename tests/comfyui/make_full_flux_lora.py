@@ -2,11 +2,11 @@
 
     python tests/comfyui/make_full_flux_lora.py DIR
 
-The pipeline is built on the meta device (siso_lib.test_assets.build_flux_pipeline("full"): no
+The pipeline is built on the meta device (siso_lib.offline.tiny_models.build_flux_pipeline("full"): no
 weights, seconds); the LoRA adapters are attached by siso_lib's own FluxGenerator.add_lora with the
 FLUX recipe's targets (CLIP-L included), their peft state-dict names are read as a run's snapshot
 reads them, filled with random values (B is not zero, as after some SISO steps), and written by
-siso_lib.lora_io.save_lora_files(family="flux"): DIR/pytorch_lora_weights.safetensors. Also
+siso_lib.io.lora.save_lora_files(family="flux"): DIR/pytorch_lora_weights.safetensors. Also
 DIR/transformer_shapes.json (the diffusers transformer's key -> shape, from which the ComfyUI
 side builds its model on the meta device) and DIR/counts.json. About 30 s, < 1 GB of RAM.
 """
@@ -26,8 +26,8 @@ from peft.utils import get_peft_model_state_dict  # noqa: E402
 
 from siso_lib.config import FAMILY_RECIPES  # noqa: E402
 from siso_lib.generators.flux import FluxGenerator  # noqa: E402
-from siso_lib.lora_io import save_lora_files  # noqa: E402
-from siso_lib.test_assets import build_flux_pipeline  # noqa: E402
+from siso_lib.io.lora import save_lora_files  # noqa: E402
+from siso_lib.offline.tiny_models import build_flux_pipeline  # noqa: E402
 
 RANK = 4
 

@@ -4,7 +4,7 @@
 
 DIR/unet.safetensors (diffusers keys, what ComfyUI's UNETLoader reads), clip_l.safetensors,
 clip_g.safetensors (transformers keys, DualCLIPLoader type sdxl), vae.safetensors (VAELoader), siso_lora_kohya.safetensors
-(made by siso_lib's own code path: peft adapters as SISO attaches them -> lora_state_dicts ->
+(made by siso_lib's own code path: peft adapters as SISO attaches them -> LoRASnapshotter ->
 to_kohya_state_dict), the same LoRA in diffusers keys (pytorch_lora_weights.safetensors) and
 counts.json. Needs ~8 GB of RAM and a few minutes on 2 CPU cores;
 does nothing when DIR/counts.json exists.
@@ -22,9 +22,11 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from siso_lib.lora_io import to_diffusers_state_dict, to_kohya_state_dict
-from siso_lib.sdxl import LoRASpec, add_lora, lora_state_dicts
-from siso_lib.test_assets import build_sdxl_pipeline
+from siso_lib.io.lora import to_diffusers_state_dict, to_kohya_state_dict
+from siso_lib.config import UNET_LORA_TARGETS
+from siso_lib.generators.base import LoRASnapshotter
+from siso_lib.generators.sdxl import SDXLGenerator
+from siso_lib.offline.tiny_models import build_sdxl_pipeline
 
 
 def main(directory: str) -> int:
@@ -41,13 +43,13 @@ def main(directory: str) -> int:
     save_file({k: v.contiguous() for k, v in pipe.text_encoder.state_dict().items()}, str(out / "clip_l.safetensors"))
     save_file({k: v.contiguous() for k, v in pipe.text_encoder_2.state_dict().items()}, str(out / "clip_g.safetensors"))
     save_file({k: v.contiguous() for k, v in pipe.vae.state_dict().items()}, str(out / "vae.safetensors"))
-    add_lora(pipe, LoRASpec(rank=4, alpha=4.0, train_text_encoder=True), seed=42)
+    SDXLGenerator.add_lora(pipe, 4, 4.0, 42, True, UNET_LORA_TARGETS)
     with torch.no_grad():  # B starts at zero; give it values, as after some SISO steps
         for part in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
             for name, parameter in part.named_parameters():
                 if "lora_B" in name:
                     parameter.normal_(std=1e-3)
-    best = lora_state_dicts(pipe, train_text_encoder=True)
+    best = LoRASnapshotter(SDXLGenerator.lora_modules(pipe, True))()
     kohya = to_kohya_state_dict(best, alpha=4.0)
     save_file(kohya, str(out / "siso_lora_kohya.safetensors"), metadata={"format": "pt"})
     # the same LoRA in diffusers keys: the negative control (ComfyUI's LoraLoader skips its UNet part)

@@ -4,7 +4,6 @@ siso-edit (bundled launcher) on the tiny offline models."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -16,7 +15,10 @@ import torch
 from PIL import Image
 from siso_comfy_helpers import REPO, fake, pids
 
-from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, nodes, siso_defaults, siso_edit_runner
+from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, nodes
+from comfyui.siso import images
+from comfyui.siso.child import Hooks
+from comfyui.siso.messages import InputProblem
 from siso_lib.config import MODES, PRECISIONS, SISOEditConfig
 
 Edit = nodes.SISOSubjectEdit
@@ -94,15 +96,6 @@ def test_declaration_and_defaults():
         if spec[0] == "FLOAT":
             decimals = max(0, -math.floor(math.log10(spec[1]["step"])))
             assert round(spec[1]["default"], decimals) == spec[1]["default"], name
-
-
-def test_fallback_copy_equals_siso_edit_config(monkeypatch):
-    config = dataclasses.asdict(SISOEditConfig())
-    assert siso_defaults.FALLBACK_EDIT_DEFAULTS == {key: config[key] for key in siso_defaults.FALLBACK_EDIT_DEFAULTS}
-    assert siso_defaults.EDIT_DEFAULTS_SOURCE == "siso_lib.config"
-    monkeypatch.setitem(sys.modules, "siso_lib.config", None)  # ComfyUI's Python without siso_lib: the repository file
-    values, source = siso_defaults.load_edit_defaults()
-    assert source == str(siso_defaults.REPO_CONFIG) and values == siso_defaults.FALLBACK_EDIT_DEFAULTS
 
 
 def test_execute_false_is_idle(scene):
@@ -204,7 +197,7 @@ def test_cancel_stops_the_process_group_and_raises(workdirs, scene, painted, mon
     def should_cancel():
         return time.monotonic() - started > 1.0
 
-    monkeypatch.setattr(nodes.SISOLoRAGenerator, "hooks", staticmethod(lambda unique_id, total: nodes.runner.Hooks(should_cancel=should_cancel)))
+    monkeypatch.setattr(Edit, "hooks", staticmethod(lambda unique_id, total: Hooks(should_cancel=should_cancel)))
     with pytest.raises(nodes.SISOCancelled, match="Cancelled"):
         Edit().edit(scene, scene, True, mask=painted, **inputs())
     assert time.monotonic() - started < 15
@@ -214,7 +207,7 @@ def test_cancel_stops_the_process_group_and_raises(workdirs, scene, painted, mon
 
 def test_unloading_comfyuis_models_comes_after_the_checks(workdirs, scene, painted, fake_edit, monkeypatch):
     calls = []
-    monkeypatch.setattr(nodes.SISOLoRAGenerator, "unload_models", staticmethod(lambda: calls.append("unload")))
+    monkeypatch.setattr(Edit, "unload_models", staticmethod(lambda: calls.append("unload")))
     Edit().edit(scene, scene, True, mask=None, **inputs())  # bad input: nothing unloaded
     assert calls == []
     Edit().edit(scene, scene, True, mask=painted, **inputs(num_train_epochs=1))
@@ -244,15 +237,16 @@ def test_the_mask_threshold_and_batches(tmp_path):
     mask = np.zeros((2, 40, 50), np.float32)
     mask[0, :10, :10] = 0.6
     mask[0, 10:20, :10] = 0.4  # soft edges below one half are not the region
-    notes = siso_edit_runner.mask_to_png(mask, 50, 40, str(tmp_path / "m.png"))
+    notes = images.region_to_png(mask, 50, 40, str(tmp_path / "m.png"))
     region = np.asarray(Image.open(tmp_path / "m.png")) > 127
     assert region.sum() == 100 and region[:10, :10].all()
     assert notes[0] == "mask is a batch of 2: SISO uses its first mask only" and notes[1].startswith("mask: 5% of the scene")
-    assert siso_edit_runner.mask_to_png(np.zeros((1, 64, 64)), 50, 40, str(tmp_path / "n.png")) is None
-    with pytest.raises(siso_edit_runner.InputProblem, match="NaN"):
-        siso_edit_runner.mask_to_png(np.full((40, 50), np.nan), 50, 40, str(tmp_path / "o.png"))
+    assert images.region_to_png(np.zeros((1, 64, 64)), 50, 40, str(tmp_path / "n.png")) is None
+    with pytest.raises(InputProblem, match="NaN"):
+        images.region_to_png(np.full((40, 50), np.nan), 50, 40, str(tmp_path / "o.png"))
 
 
+@pytest.mark.slow  # a real siso child process on the tiny models
 def test_the_node_runs_the_real_siso_edit_on_the_tiny_models(tiny_assets, workdirs, painted, scene):
     """The bundled launcher (comfyui/siso_edit.py) and siso-edit itself, in a child process (~10 s)."""
     with Image.open(REPO / "data" / "coffee.png") as photo:

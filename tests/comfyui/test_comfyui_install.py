@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from siso_comfy_helpers import REPO
 
-from comfyui import siso_runner as runner
+from comfyui.siso import pack
+
+pytestmark = pytest.mark.slow  # pip venvs
 
 PACK = REPO / "comfyui"
 
@@ -128,4 +130,4 @@ def test_a_separate_environment_is_made_and_the_node_uses_it(tmp_path, index, mo
     assert f"SISO: environment ready: {python}" in done.stdout
     assert versions(python)["siso-lab"] == "0.1.0"
     monkeypatch.setenv("SISO_ENV_FILE", str(record))
-    assert runner.default_python() == str(python)  # an empty python_executable now means this environment
+    assert pack.default_python() == str(python)  # an empty python_executable now means this environment

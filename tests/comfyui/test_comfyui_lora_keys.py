@@ -6,8 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfyui import lora_keys
-from siso_lib.lora_io import KOHYA_WEIGHT_NAME, DIFFUSERS_WEIGHT_NAME, save_lora_files
+from comfyui.siso import lora_keys
+from comfyui.siso.kohya import to_kohya
+from siso_lib.io.lora import KOHYA_WEIGHT_NAME, DIFFUSERS_WEIGHT_NAME, save_lora_files
 
 
 def best_lora(rank: int = 4) -> dict[str, dict[str, torch.Tensor]]:
@@ -63,25 +64,23 @@ def test_without_metadata_alpha_is_the_rank(tmp_path):
         "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_k.lora_A.weight": torch.ones(8, 32),
         "unet.mid_block.attentions.0.transformer_blocks.0.attn1.to_k.lora_B.weight": torch.ones(32, 8),
     }
-    converted = lora_keys.to_kohya(state)
+    converted = to_kohya(state)
     assert converted["lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_q.alpha"].item() == 8.0
     assert "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_k.lora_up.weight" in converted
 
 
 def test_unplaceable_keys_are_refused():
     with pytest.raises(ValueError, match="neither diffusers"):
-        lora_keys.to_kohya({"model.diffusion_model.x.weight": torch.ones(1)})
+        to_kohya({"model.diffusion_model.x.weight": torch.ones(1)})
 
 
 def test_node_reads_a_diffusers_file_in_kohya_keys(tmp_path):
-    from comfyui import nodes
-
     paths = save_lora_files(tmp_path, best_lora(), rank=4, alpha=4.0, run_metadata={})
-    state, metadata = nodes.read_lora(paths["diffusers"])
+    state, metadata = lora_keys.read_lora(paths["diffusers"])
     assert lora_keys.key_format(state.keys()) == "kohya" and "lora_adapter_metadata" in metadata
     plain = tmp_path / "kohya_only.safetensors"
     save_file(load_file(paths["kohya"]), str(plain))
-    state, _ = nodes.read_lora(str(plain))
+    state, _ = lora_keys.read_lora(str(plain))
     assert set(state) == set(load_file(paths["kohya"]))
 
 
@@ -99,15 +98,13 @@ def flux_lora(rank: int = 4) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_a_flux_file_is_recognised_and_read_as_it_is(tmp_path):
     """siso_lib writes FLUX LoRAs in diffusers/peft keys only; ComfyUI maps those itself, so nothing is converted."""
-    from comfyui import nodes
-
     paths = save_lora_files(tmp_path, flux_lora(), rank=4, alpha=4.0, run_metadata={"prompt": "a cat"}, family="flux")
     assert paths["kohya"] is None and paths["diffusers"].endswith(DIFFUSERS_WEIGHT_NAME)
     written = load_file(paths["diffusers"])
     assert lora_keys.key_format(written.keys()) == "transformer"
     assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight" in written  # CLIP-L, text_model. level kept
     assert lora_keys.summarize(written.keys()) == {"unet": 0, "transformer": 4, "te1": 1, "te2": 0, "other": 0}
-    state, metadata = nodes.read_lora(paths["diffusers"])
+    state, metadata = lora_keys.read_lora(paths["diffusers"])
     assert set(state) == set(written) and "lora_adapter_metadata" in metadata
     for key, value in written.items():
         torch.testing.assert_close(state[key], value, msg=key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 
@@ -10,7 +9,9 @@ import pytest
 import torch
 from siso_comfy_helpers import fake, pids
 
-from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, nodes, siso_defaults
+from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, nodes
+from comfyui.siso import defaults, families, pack
+from comfyui.siso.child import Hooks
 from siso_lib.config import MODES, PRECISIONS, SISOConfig
 
 Generator = nodes.SISOLoRAGenerator
@@ -62,24 +63,6 @@ def test_widget_defaults_are_sisoconfigs():
     assert defaults["mixed_precision"] == config.precision
     assert (defaults["resolution"], defaults["num_inference_steps"], defaults["num_train_epochs"]) == (512, 1, 50)
     assert defaults["ir_features_path"] == "" and defaults["siso_script_path"] == "" and defaults["python_executable"] == ""
-
-
-def test_fallback_copy_equals_sisoconfig():
-    """The copy used where siso_lib cannot be imported must not drift from SISOConfig()."""
-    config = dataclasses.asdict(SISOConfig())
-    assert siso_defaults.FALLBACK_DEFAULTS == {key: config[key] for key in siso_defaults.FALLBACK_DEFAULTS}
-    assert siso_defaults.FALLBACK_PRECISIONS == PRECISIONS and siso_defaults.FALLBACK_MODES == MODES
-
-
-def test_defaults_load_from_the_repository_file_without_siso_lib(monkeypatch):
-    """In ComfyUI's environment siso_lib is usually not installed: config.py is read by path."""
-    monkeypatch.setitem(sys.modules, "siso_lib.config", None)  # makes `import siso_lib.config` fail
-    values, precisions, modes, source = siso_defaults.load_defaults()
-    assert source == str(siso_defaults.REPO_CONFIG)
-    assert values == siso_defaults.FALLBACK_DEFAULTS and precisions == PRECISIONS and modes == MODES
-    monkeypatch.setattr(siso_defaults, "REPO_CONFIG", siso_defaults.REPO_CONFIG.with_name("missing.py"))
-    values, _, _, source = siso_defaults.load_defaults()
-    assert source == "built-in copy" and values == siso_defaults.FALLBACK_DEFAULTS
 
 
 def inputs(**changes):
@@ -159,7 +142,7 @@ def test_is_changed_sees_a_changed_script_file(tmp_path):
 def test_cancel_outside_comfyui_raises(workdirs, image, monkeypatch):
     """Inside ComfyUI a cancelled run raises InterruptProcessingException; here SISOCancelled."""
     def hooks(unique_id, total):
-        return nodes.runner.Hooks(should_cancel=lambda: True)
+        return Hooks(should_cancel=lambda: True)
 
     monkeypatch.setattr(Generator, "hooks", staticmethod(hooks))
     values = inputs(siso_script_path=fake("fake_hang"), python_executable=sys.executable)
@@ -262,7 +245,7 @@ def test_a_failure_after_a_success_shows_no_earlier_result(workdirs, image, comf
 def test_cancel_clears_the_boxes_of_the_nodes_that_will_not_run(workdirs, image, comfy, monkeypatch):
     good = inputs(siso_script_path=fake("fake_success"), python_executable=sys.executable, num_train_epochs=1)
     assert Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH, **good)["result"][1] == "Success"
-    monkeypatch.setattr(Generator, "hooks", staticmethod(lambda unique_id, total: nodes.runner.Hooks(should_cancel=lambda: True)))
+    monkeypatch.setattr(Generator, "hooks", staticmethod(lambda unique_id, total: Hooks(should_cancel=lambda: True)))
     values = inputs(siso_script_path=fake("fake_hang"), python_executable=sys.executable)
     with pytest.raises(nodes.SISOCancelled):
         Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH, **values)
@@ -308,7 +291,7 @@ def test_an_empty_python_executable_uses_the_environment_install_py_made(workdir
     report = Generator().generate(torch.from_numpy(image), True, **values)["result"][3]
     assert f"python: {sys.executable} (the separate environment install.py --venv made)" in report
     record.write_text(json.dumps({"python": str(tmp_path / "gone" / "python")}))  # removed since: ComfyUI's own
-    assert nodes.runner.default_python() == sys.executable
+    assert pack.default_python() == sys.executable
 
 
 # ----------------------------------------------------------------------------- model families
@@ -318,57 +301,30 @@ def test_recipe_widgets_default_to_the_sdxl_recipe_and_name_every_familys_value(
     from siso_lib.config import FAMILY_RECIPES
 
     required = Generator.INPUT_TYPES()["required"]
-    for widget, field in siso_defaults.RECIPE_WIDGETS.items():
+    for widget, field in defaults.RECIPE_WIDGETS.items():
         assert required[widget][1]["default"] == FAMILY_RECIPES["sdxl"][field] == getattr(SISOConfig(), field), widget
         if widget != "base_model_path":
             tooltip = required[widget][1]["tooltip"]
-            assert "family's recipe" in tooltip and siso_defaults.recipe_text(field) in tooltip, widget
+            assert "family's recipe" in tooltip and defaults.recipe_text(field) in tooltip, widget
     assert "FLUX" in required["base_model_path"][1]["tooltip"] and "Sana is not offered" in required["base_model_path"][1]["tooltip"]
-    assert siso_defaults.NODE_FAMILIES == ("sdxl", "flux")
-
-
-def test_fallback_recipes_and_family_tables_equal_siso_libs():
-    """The copies used where siso_lib cannot be imported must not drift from config.py / model_paths.py."""
-    from siso_lib import model_paths
-    from siso_lib.config import FAMILY_RECIPES
-
-    fields = set(siso_defaults.RECIPE_WIDGETS.values())
-    assert siso_defaults.FALLBACK_RECIPES == {family: {k: v for k, v in recipe.items() if k in fields}
-                                              for family, recipe in FAMILY_RECIPES.items()}
-    assert siso_defaults.FALLBACK_PIPELINE_FAMILIES == model_paths.PIPELINE_FAMILIES
-    assert siso_defaults.FALLBACK_HUB_ID_FAMILIES == tuple(tuple(pair) for pair in model_paths.HUB_ID_FAMILIES)
-    assert siso_defaults.RECIPES == siso_defaults.FALLBACK_RECIPES and siso_defaults.RECIPES_SOURCE == "siso_lib.config"
-    assert set(siso_defaults.NODE_FAMILIES) < set(FAMILY_RECIPES)
-
-
-def test_recipes_load_from_the_repository_file_without_siso_lib(monkeypatch):
-    for name in ("siso_lib.config", "siso_lib.model_paths"):
-        monkeypatch.setitem(sys.modules, name, None)  # makes the import fail
-    recipes, source = siso_defaults.load_recipes()
-    assert source == str(siso_defaults.REPO_CONFIG) and recipes == siso_defaults.FALLBACK_RECIPES
-    classes, words, source = siso_defaults.load_family_tables()
-    assert source.endswith("model_paths.py") and classes == siso_defaults.FALLBACK_PIPELINE_FAMILIES
-    monkeypatch.setattr(siso_defaults, "REPO_CONFIG", siso_defaults.REPO_CONFIG.with_name("missing.py"))
-    monkeypatch.delitem(sys.modules, siso_defaults._PRIVATE_NAME, raising=False)
-    assert siso_defaults.load_recipes() == (siso_defaults.FALLBACK_RECIPES, "built-in copy")
-    assert siso_defaults.load_family_tables()[2] == "built-in copy"
+    assert defaults.NODE_FAMILIES == ("sdxl", "flux")
 
 
 def test_the_node_reads_the_family_as_siso_generate_does(model_folders):
     from siso_lib.errors import SISOInputError
-    from siso_lib.model_paths import detect_family
+    from siso_lib.io.model_paths import detect_family
 
     for name in (model_folders["sdxl"], model_folders["flux"], "stabilityai/sdxl-turbo", "black-forest-labs/FLUX.1-schnell",
                  "someone/my-flux-finetune"):
-        assert siso_defaults.detect_family(name) == detect_family(name), name
+        assert families.detect_family(name) == detect_family(name), name
     for name in (model_folders["sana"], "Efficient-Large-Model/Sana_1600M_512px_diffusers"):
         assert detect_family(name) == "sana"
-        with pytest.raises(siso_defaults.FamilyProblem, match="Sana is not offered in ComfyUI"):
-            siso_defaults.detect_family(name)
+        with pytest.raises(families.FamilyProblem, match="Sana is not offered in ComfyUI"):
+            families.detect_family(name)
     with pytest.raises(SISOInputError):
         detect_family(model_folders["other"])
-    with pytest.raises(siso_defaults.FamilyProblem, match="StableDiffusion3Pipeline pipeline: the SISO node runs SDXL"):
-        siso_defaults.detect_family(model_folders["other"])
+    with pytest.raises(families.FamilyProblem, match="StableDiffusion3Pipeline pipeline: the SISO node runs SDXL"):
+        families.detect_family(model_folders["other"])
 
 
 def run_flux(workdirs, image, model_folders, tmp_path, monkeypatch, **changes):
@@ -388,7 +344,7 @@ def test_a_flux_run_returns_the_diffusers_lora_under_models_loras(workdirs, imag
     assert status == "Success", report
     pairs = {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
     assert pairs["--model_family"] == "flux" and pairs["--pretrained_model_name_or_path"] == model_folders["flux"]
-    flux = siso_defaults.recipe("flux")  # the widgets at their defaults: FLUX's recipe values
+    flux = defaults.recipe("flux")  # the widgets at their defaults: FLUX's recipe values
     assert float(pairs["--learning_rate"]) == flux["learning_rate"]
     assert int(pairs["--num_inference_steps"]) == flux["num_inference_steps"]
     assert int(pairs["--early_stopping_max_count"]) == flux["early_stopping_max_count"]
@@ -407,7 +363,7 @@ def test_a_flux_run_returns_the_diffusers_lora_under_models_loras(workdirs, imag
 
 def test_flux_widgets_left_at_their_default_follow_the_flux_recipe(workdirs, image, model_folders, tmp_path, monkeypatch):
     """A widget at its (SDXL) default means 'the family's recipe': a FLUX recipe value that differs is used and noted."""
-    monkeypatch.setitem(siso_defaults.RECIPES, "flux", dict(siso_defaults.RECIPES["flux"], learning_rate=1e-4,
+    monkeypatch.setitem(defaults.RECIPES, "flux", dict(defaults.RECIPES["flux"], learning_rate=1e-4,
                                                             early_stopping_max_count=5))
     output, argv = run_flux(workdirs, image, model_folders, tmp_path, monkeypatch)
     report = output["result"][3]
@@ -462,7 +418,7 @@ def test_load_lora_reports_a_flux_lora_by_its_parts(tmp_path, monkeypatch):
     import logging
     import types
 
-    from siso_lib.lora_io import save_lora_files
+    from siso_lib.io.lora import save_lora_files
     from test_comfyui_lora_keys import flux_lora
 
     path = save_lora_files(tmp_path, flux_lora(), rank=4, alpha=4.0, run_metadata={}, family="flux")["diffusers"]
@@ -487,7 +443,7 @@ def test_load_lora_reports_an_sdxl_lora_as_before(tmp_path, monkeypatch):
     """The SDXL wording the full-size check parses: 'weights patched: UNet N, CLIP M; keys not loaded: K'."""
     import types
 
-    from siso_lib.lora_io import save_lora_files
+    from siso_lib.io.lora import save_lora_files
     from test_comfyui_lora_keys import best_lora
 
     path = save_lora_files(tmp_path, best_lora(), rank=4, alpha=4.0, run_metadata={})["kohya"]

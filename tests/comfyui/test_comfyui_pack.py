@@ -11,6 +11,7 @@ import pytest
 from siso_comfy_helpers import REPO
 
 from comfyui import nodes
+from comfyui.siso import pack
 
 PACK = REPO / "comfyui"
 WORKFLOWS = PACK / "example_workflows"
@@ -48,7 +49,7 @@ def test_installers_never_change_packages_without_asking():
 def test_install_py_installs_siso_lab_from_this_repository():
     import importlib.util
 
-    from siso_lib import notebook_run
+    from siso_lib.notebooks import setup as notebook_run
 
     spec = importlib.util.spec_from_file_location("siso_pack_install", PACK / "install.py")
     install = importlib.util.module_from_spec(spec)
@@ -59,7 +60,7 @@ def test_install_py_installs_siso_lab_from_this_repository():
     assert install.checkout() == REPO  # the pack inside the checkout installs that checkout (editable)
     assert install.requirement(None)[0] == ["-e", str(REPO)]
     assert install.requirement("https://example.invalid/siso.zip")[0] == ["siso-lab @ https://example.invalid/siso.zip"]
-    assert install.ENV_RECORD_NAME == nodes.runner.ENV_RECORD_NAME
+    assert install.ENV_RECORD_NAME == pack.ENV_RECORD_NAME
 
 
 def test_install_scripts_run_install_py():
@@ -183,7 +184,7 @@ def test_the_overlap_check_sees_the_reported_case():
 def test_the_flux_workflow_generates_and_renders_with_stock_flux_nodes():
     """FLUX.1-schnell: the generator with the node defaults but FLUX's recipe model, then ComfyUI's own FLUX graph
     (split model files, type flux, 4 steps at cfg 1) with the new LoRA applied by path."""
-    from comfyui import siso_defaults
+    from comfyui.siso import defaults
 
     graph = json.loads((WORKFLOWS / "api" / "siso_flux_generate_and_render_api.json").read_text())
     generator = graph["3"]["inputs"]
@@ -191,7 +192,7 @@ def test_the_flux_workflow_generates_and_renders_with_stock_flux_nodes():
     for name in widget_inputs("SISOLoRAGenerator"):
         if name in declared and name != "base_model_path":
             assert generator[name] == declared[name][1]["default"], name
-    assert generator["base_model_path"] == siso_defaults.recipe("flux")["pretrained_model_name_or_path"] == "black-forest-labs/FLUX.1-schnell"
+    assert generator["base_model_path"] == defaults.recipe("flux")["pretrained_model_name_or_path"] == "black-forest-labs/FLUX.1-schnell"
     kinds = {node_id: node["class_type"] for node_id, node in graph.items()}
     assert {"UNETLoader", "DualCLIPLoader", "VAELoader", "EmptySD3LatentImage", "KSampler", "VAEDecode", "SaveImage"} <= set(kinds.values())
     assert "CheckpointLoaderSimple" not in kinds.values()

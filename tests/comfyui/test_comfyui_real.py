@@ -42,14 +42,18 @@ import pytest
 import comfy_server
 from siso_comfy_helpers import REPO
 
+
 COMFY_DIR = os.environ.get("SISO_COMFYUI_DIR", "")
 COMFY_PYTHON = os.environ.get("SISO_COMFYUI_PYTHON", sys.executable)
 WORKFLOWS = REPO / "comfyui" / "example_workflows"
 
-pytestmark = pytest.mark.skipif(
-    not COMFY_DIR or not (Path(COMFY_DIR) / "main.py").is_file(),
-    reason="set SISO_COMFYUI_DIR to a ComfyUI checkout (and SISO_COMFYUI_PYTHON to its python) to test in a real ComfyUI",
-)
+pytestmark = [
+    pytest.mark.slow,  # a real ComfyUI server
+    pytest.mark.skipif(
+        not COMFY_DIR or not (Path(COMFY_DIR) / "main.py").is_file(),
+        reason="set SISO_COMFYUI_DIR to a ComfyUI checkout (and SISO_COMFYUI_PYTHON to its python) to test in a real ComfyUI",
+    ),
+]
 GEN = "3"  # the SISO LoRA Generator's id in the example workflows
 
 
@@ -201,7 +205,7 @@ def test_a_cut_out_photo_gives_the_same_subject_as_the_command_line(server, tiny
     import numpy as np
     from PIL import Image
 
-    from siso_lib.images import load_subject_image
+    from siso_lib.io.images import load_subject_image
 
     height, width = 72, 96
     yy, xx = np.mgrid[0:height, 0:width]
@@ -228,11 +232,14 @@ def test_a_cut_out_photo_gives_the_same_subject_as_the_command_line(server, tiny
 
 def test_cancel_stops_the_run_promptly(server, tiny_assets):
     marker = f"cancel-{os.getpid()}-{time.time_ns()}"
-    prompt = generation(tiny_assets, prompt=f"a photo of a cat {marker}", num_train_epochs=10000,
-                        early_stopping_max_count=10000, early_stopping_threshold_percentage=0.0)
+    declared = server.get("/object_info/SISOLoRAGenerator")["SISOLoRAGenerator"]["input"]["required"]
+    steps = declared["num_train_epochs"][1]["max"]  # the widgets' maxima: a run far longer than the test
+    prompt = generation(tiny_assets, prompt=f"a photo of a cat {marker}", num_train_epochs=steps,
+                        early_stopping_max_count=declared["early_stopping_max_count"][1]["max"],
+                        early_stopping_threshold_percentage=0.0)
     log_start = len(server.log())
     prompt_id = server.queue(prompt)
-    server.wait_for_log("[SISO] step 2/10000", timeout=300, start=log_start)
+    server.wait_for_log(f"[SISO] step 2/{steps}", timeout=300, start=log_start)
     assert comfy_server.processes_with(marker), "the SISO child should be running"
     interrupted = time.monotonic()
     server.interrupt()
@@ -316,14 +323,6 @@ def test_subject_edit_without_a_region_is_a_one_line_status(server, tiny_assets)
     status = comfy_server.ui_text(entry, "6")
     assert entry["status"]["status_str"] == "success"
     assert status.startswith("Failed: no region to edit: paint it in the scene's Load Image (mask editor)") and "\n" not in status
-
-
-@pytest.fixture(scope="module")
-def family_assets(tmp_path_factory) -> dict[str, str]:
-    """Tiny FLUX and Sana pipelines (with their own SDXL, DINO and IR), as siso-make-test-assets writes them."""
-    from siso_lib.test_assets import write_test_assets
-
-    return write_test_assets(tmp_path_factory.mktemp("family-assets"), "tiny", families=("flux", "sana"))
 
 
 def flux_generation(assets, **changes) -> dict:

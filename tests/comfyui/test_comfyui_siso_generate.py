@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 import torch
 from PIL import Image
 from safetensors import safe_open
@@ -11,6 +13,7 @@ from safetensors import safe_open
 from comfyui import nodes
 
 
+@pytest.mark.slow  # a real siso child process on the tiny models
 def test_node_runs_real_siso_generate(tiny_assets, subject_path, workdirs):
     with Image.open(subject_path) as picture:
         array = torch.tensor(list(picture.convert("RGB").getdata()), dtype=torch.float32).reshape(picture.height, picture.width, 3)

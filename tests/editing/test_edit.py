@@ -23,9 +23,10 @@ def _mask_png(path, size, box):
 
 @pytest.fixture
 def edit_config(tiny_assets, tmp_path):
-    from siso_lib.offline import OFFLINE_OVERRIDES, REPO_ROOT
+    from siso_lib.io.locations import example_photo
+    from siso_lib.offline import OFFLINE_OVERRIDES
 
-    scene = REPO_ROOT / "data" / "coffee.png"
+    scene = example_photo("coffee.png")
     width, height = Image.open(scene).size
     mask = _mask_png(tmp_path / "mask.png", (width, height), (width // 3, height // 4, 2 * width // 3, 3 * height // 4))
 
@@ -95,7 +96,7 @@ def test_an_edit_run_writes_its_files_and_keeps_the_background_better_than_witho
 def test_edit_settings_are_checked_with_the_edits_own_defaults():
     from siso_lib.errors import SISOInputError
 
-    with pytest.raises(SISOInputError, match=r"learning_rate -1.0 must be positive \(the default is 0.0003\)"):
+    with pytest.raises(SISOInputError, match=r"learning_rate -1 must be positive \(the default is 0.0003\)"):
         SISOEditConfig(input_image_path="scene.png", input_class="cup", learning_rate=-1).validate()
     with pytest.raises(SISOInputError, match="between 0.25 and 1"):
         SISOEditConfig(input_image_path="scene.png", input_class="cup", inversion_max_step=0.2).validate()

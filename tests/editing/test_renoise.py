@@ -23,7 +23,7 @@ from siso_lib.editing.renoise import (
     renoise_invert,
 )
 from siso_lib.editing.schedulers import FixedNoiseEulerAncestralScheduler
-from siso_lib.test_assets import build_sdxl_pipeline
+from siso_lib.offline.tiny_models import build_sdxl_pipeline
 
 PROMPT = "a photo of a cat"
 SIZE = 64
@@ -166,7 +166,7 @@ def test_a_tensor_photo_inverts_bit_identically_to_the_pil_photo(pipe, photo, in
     # SISO editing hands the scene over as a [1, 3, H, W] tensor; the authors pass the PIL image, which
     # the image processor leaves channels-last. Same layout -> same convolution rounding (one thread:
     # the comparison is exact; without the layout the latent differed by 7.5e-6 on the edit's scene).
-    from siso_lib.images import pil_to_tensor
+    from siso_lib.io.images import pil_to_tensor
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -101,7 +101,7 @@ def test_a_moved_subject_photo_is_named(evaluator, run_copy, tmp_path):
     record = json.loads((run_copy / "run.json").read_text())
     record["subject_image"]["path"] = str(tmp_path / "moved.png")
     (run_copy / "run.json").write_text(json.dumps(record))
-    with pytest.raises(SISOInputError, match="does not exist any more: pass --subject_image_path"):
+    with pytest.raises(SISOInputError, match="does not exist any more: pass subject_image_path"):
         evaluator.evaluate(run_copy, SETTINGS, write=False)
     photo = Path(__file__).resolve().parents[2] / "data" / "cat.png"
     report = evaluator.evaluate(run_copy, EvalSettings(templates=SETTINGS.templates, seeds=(0,), subject_image_path=str(photo)), write=False)

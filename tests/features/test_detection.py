@@ -24,11 +24,13 @@ from siso_lib.features.detection import (
     _class_names,
     _label_for,
     automatic_subject_mask,
-    build_tiny_grounding_dino,
-    build_tiny_sam,
     crop_to_box,
     fill_holes,
     largest_region,
+)
+from siso_lib.offline.tiny_detectors import (
+    build_tiny_grounding_dino,
+    build_tiny_sam,
     write_tiny_grounding_dino,
     write_tiny_sam,
 )
@@ -265,7 +267,7 @@ def test_automatic_subject_mask(detector, segmenter, tmp_path):
     with pytest.raises(SISOInputError) as caught:
         automatic_subject_mask(path, ["Dog", "toy"], detector, segmenter, box_threshold=1.01)
     message = str(caught.value)
-    assert "\n" not in message and "scene.png" in message and "'dog' or 'toy'" in message and "--mask" in message
+    assert "\n" not in message and "scene.png" in message and "'dog' or 'toy'" in message and "mask_path" in message
     assert f"{BOX_THRESHOLD:g}" not in message and "1.01" in message  # the threshold that was used
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from siso_lib.config import FAMILY_RECIPES, SISOConfig
 from siso_lib.errors import SISOInputError
-from siso_lib.model_paths import detect_family
+from siso_lib.io.model_paths import detect_family
 
 
 def test_the_family_is_read_from_the_model_folder_or_the_hub_id(family_assets):
@@ -45,7 +45,7 @@ def test_the_recipe_follows_a_new_family_but_keeps_what_the_user_set():
 
 
 def test_a_folder_of_one_family_given_as_another_is_refused(family_assets):
-    with pytest.raises(SISOInputError, match="is a flux pipeline .*use --model_family flux or auto"):
+    with pytest.raises(SISOInputError, match="is a flux pipeline .*use model_family=.flux. or auto"):
         from siso_lib.preflight import check_model_inputs
 
         check_model_inputs(SISOConfig(model_family="sdxl", pretrained_model_name_or_path=family_assets["flux"]))
@@ -57,7 +57,7 @@ def test_sana_refuses_a_text_encoder_lora():
 
 
 def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, subject_path, tmp_path, capsys):
-    from siso_lib import generate
+    from siso_lib.cli import generate
 
     code = generate.main([
         "--subject_image_path", subject_path, "--model_family", "sana",
@@ -71,7 +71,7 @@ def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, 
 @pytest.mark.parametrize("family", ["flux", "sana"])
 def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_assets, subject_path, tmp_path, capsys):
     """Their README command's shape (family read from the folder), cut to 2 iterations on the tiny models."""
-    from siso_lib import generate
+    from siso_lib.cli import generate
 
     out = tmp_path / "logs"
     command = [

@@ -56,7 +56,7 @@ def test_gradients_reach_the_transformer_and_clip_loras_and_follow_num_grad_step
 def test_a_flux_run_writes_a_lora_that_diffusers_reloads_exactly(family_assets, subject_path, tmp_path):
     from safetensors import safe_open
 
-    from siso_lib.lora_io import KOHYA_WEIGHT_NAME, read_metadata
+    from siso_lib.io.lora import KOHYA_WEIGHT_NAME, read_metadata
     from siso_lib.offline import offline_config
     from siso_lib.runner import run_siso
 
@@ -95,7 +95,7 @@ def test_render_uses_the_flux_recipe(family_assets, tmp_path):
 def test_memory_options_change_memory_not_the_losses(family_assets, subject_path):
     """T5 (and CLIP-L without LoRA) encoded once, checkpointing of the transformer and the VAE
     decoder in low-memory mode: the same losses as re-encoding everything every iteration."""
-    from siso_lib.images import load_subject_image
+    from siso_lib.io.images import load_subject_image
     from siso_lib.offline import offline_config
     from siso_lib.optimizer import SISOOptimizer
 

@@ -26,6 +26,8 @@ import pytest
 
 from nb_helpers import NOTEBOOKS, REPO, TIMINGS, assets_dir
 
+pytestmark = pytest.mark.slow  # kernels / subprocesses (see tests/conftest.py)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = REPO / "outputs" / "notebook-ui"
 CHROMIUM_FLAGS = [

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from siso_lib.config import SISOEditConfig
-from siso_lib.notebook_edit import (
+from siso_lib.notebooks.edit import (
     BOX_MASK_NAME,
     DEFAULT_MASK_BOX,
     DEFAULT_SCENE,
@@ -25,7 +25,7 @@ from siso_lib.notebook_edit import (
     prepare_edit,
     write_box_mask,
 )
-from siso_lib.notebook_run import NotebookParameterError, notebook_parameter_names
+from siso_lib.notebooks.setup import NotebookParameterError, notebook_parameter_names
 from siso_lib.offline import OFFLINE_OVERRIDES
 
 from nb_helpers import REPO, TIMINGS, assert_clean_report, assets_dir, outputs_of, read_json
@@ -85,7 +85,7 @@ def test_text_values_get_their_types_and_mistakes_are_one_line(tmp_path):
         (dict(automatic_mask="yes", input_image_path=str(REPO / "data" / "cat.png")), "automatic_mask needs input_class"),
         (dict(mask_box=[0.5, 0, 0.4, 1]), "is not a rectangle inside the scene"),
         (dict(mask_box=[0, 0, 1]), "must be four numbers"),
-        (dict(bg_mse_loss_weight=-1), "bg_mse_loss_weight -1.0 must be zero or positive"),
+        (dict(bg_mse_loss_weight=-1), "bg_mse_loss_weight -1 must be zero or positive"),
         (dict(inversion_max_step="1.5"), "inversion_max_step 1.5 must be between 0.25 and 1"),
     ]
     for values, message in cases:
@@ -163,6 +163,7 @@ def test_the_notebook_headless_writes_the_edited_image_and_a_clean_report(edit_n
     assert "a photo of a cup" in html and "offline default" in html
 
 
+@pytest.mark.slow
 def test_an_unknown_parameter_fails_the_notebook_in_one_line(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as raised:
         execute_edit_notebook(tmp_path / "out.ipynb", {"models": "hub", "mask_bx": "[0, 0, 1, 1]"})
@@ -171,7 +172,7 @@ def test_an_unknown_parameter_fails_the_notebook_in_one_line(tmp_path):
 
 def test_a_mask_that_leaves_nothing_in_the_square_fails_before_anything_is_written(tiny_assets, tmp_path):
     from siso_lib.errors import SISOInputError
-    from siso_lib.notebook_edit import run_edit_headless
+    from siso_lib.notebooks.edit import run_edit_headless
 
     setup = prepare_edit({"models": "offline", "assets_dir": assets_dir(tiny_assets), "interactive": False,
                           "mask_box": [0.0, 0.0, 0.1, 1.0]})  # the left strip: cropped away by the centre square
@@ -184,7 +185,7 @@ def test_a_mask_that_leaves_nothing_in_the_square_fails_before_anything_is_writt
 # ----------------------------------------------------------------------------- the panel
 @pytest.fixture
 def panel(tiny_assets, tmp_path):
-    from siso_lib.notebook_edit_ui import EditPanel
+    from siso_lib.notebooks.edit_panel import EditPanel
 
     setup = prepare_edit({"models": "offline", "assets_dir": assets_dir(tiny_assets), "interactive": True})
     built = EditPanel.from_setup(setup, runs_root=tmp_path / "runs", refresh_seconds=0.0)
@@ -274,11 +275,11 @@ def test_the_panel_runs_an_edit_live_and_stop_keeps_the_best(panel):
 def test_offline_the_automatic_mask_runs_on_the_tiny_grounding_dino_and_sam(tiny_assets, tmp_path):
     from IPython.utils.capture import capture_output
 
-    from siso_lib.notebook_edit import run_edit_headless
+    from siso_lib.notebooks.edit import run_edit_headless
 
     setup = prepare_edit({"models": "offline", "assets_dir": assets_dir(tiny_assets), "interactive": False,
                           "automatic_mask": True, "num_train_epochs": 2, "output_dir": str(tmp_path / "run")})
-    assert setup.config.extra == {"detector_model": tiny_assets["grounding_dino"], "segmenter_model": tiny_assets["sam"]}
+    assert (setup.config.detector_model, setup.config.segmenter_model) == (tiny_assets["grounding_dino"], tiny_assets["sam"])
     with capture_output():
         run = run_edit_headless(setup, print_steps=False)
     record = read_json(tmp_path / "run" / "run.json")

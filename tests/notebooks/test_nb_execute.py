@@ -11,13 +11,14 @@ from pathlib import Path
 import papermill
 import pytest
 
-from siso_lib import notebook_run
+from siso_lib.notebooks import setup as notebook_run
 from siso_lib.config import FAMILY_RECIPES, RECIPE_FIELDS
 from siso_lib.errors import SISOInputError
-from siso_lib.lora_io import read_metadata
+from siso_lib.io.lora import read_metadata
 from siso_lib.offline import OFFLINE_OVERRIDES
-from siso_lib.notebook_run import PARAMETER_NAMES, prepare_run, run_headless
-from siso_lib.sweep import RESULTS
+from siso_lib.notebooks.setup import PARAMETER_NAMES, prepare_run
+from siso_lib.notebooks.headless import run_headless
+from siso_lib.sweeps.spec import RESULTS
 
 from nb_helpers import FAMILY_ITERATIONS, ITERATIONS, NOTEBOOKS, TIMINGS, assert_clean_report, assets_dir, outputs_of, read_json
 
@@ -173,6 +174,7 @@ def _papermill(*arguments, cwd):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_papermill_lowercase_false_runs_headless_with_typed_values(tiny_assets, tmp_path):
     run_dir = tmp_path / "run"
     started = time.perf_counter()
@@ -207,17 +209,21 @@ def test_a_headless_run_that_fails_on_bad_input_leaves_no_folder(tiny_assets, tm
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_make_demo_on_bad_input_says_one_line_and_leaves_nothing(tiny_assets, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(notebook_run, "DEFAULT_RUNS_ROOT", tmp_path / "runs")
-    code = notebook_run.demo_main(["--assets_dir", assets_dir(tiny_assets), "--subject_image_path", str(tmp_path / "no.png")])
+    from siso_lib.cli.demo import main as demo_main
+
+    monkeypatch.setenv("SISO_OUTPUT_ROOT", str(tmp_path))
+    code = demo_main(["--notebook", "--assets_dir", assets_dir(tiny_assets), "--subject_image_path", str(tmp_path / "no.png")])
     assert code == 2
     assert "no.png" in capsys.readouterr().err.splitlines()[-1]
     assert list((tmp_path / "runs").iterdir()) == []
     with pytest.raises(SystemExit) as raised:  # a misspelt -p is refused before anything runs
-        notebook_run.demo_main(["-p", "learnig_rate=1e-4"])
+        demo_main(["--notebook", "-p", "learnig_rate=1e-4"])
     assert raised.value.code == 2 and "did you mean 'learning_rate'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, parameters", [
     ("02_apply_lora.ipynb", {"lora_pth": "x", "seeds": "1,2"}),
     ("03_sweep_report.ipynb", {"sweep_dri": "x"}),

@@ -13,8 +13,8 @@ import pytest
 from safetensors import safe_open
 
 from siso_lib.config import FAMILY_RECIPES
-from siso_lib.notebook_run import prepare_run
-from siso_lib.notebook_ui import SISOPanel, _placeholder, number_label, upload_file_name
+from siso_lib.notebooks.setup import prepare_run
+from siso_lib.notebooks.panel import SISOPanel, _placeholder, number_label, upload_file_name
 
 from nb_helpers import REPO, TIMINGS, assets_dir, read_json
 
@@ -225,8 +225,8 @@ def test_each_upload_replaces_the_subject_even_under_the_same_name(panel, tmp_pa
     """Phones call every photo image.jpg: the second one must become the preview, the check and the run input."""
     from PIL import Image
 
-    from siso_lib.images import file_sha256, load_subject_image
-    from siso_lib.notebook_run import pil_png
+    from siso_lib.io.images import file_sha256, load_subject_image
+    from siso_lib.notebooks.figures import pil_png
 
     cat, coffee = (REPO / "data" / "cat.png").read_bytes(), (REPO / "data" / "coffee.png").read_bytes()
     _upload(panel, "image.jpg", cat)

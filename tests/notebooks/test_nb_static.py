@@ -11,7 +11,7 @@ import papermill
 import pytest
 
 from siso_lib.config import FAMILY_RECIPES, MODEL_FAMILIES, RECIPE_FIELDS, SISOConfig
-from siso_lib.notebook_run import (
+from siso_lib.notebooks.setup import (
     CELL_DEFAULTS,
     GITHUB_REPO,
     NOTEBOOK_OPTIONS,
@@ -26,8 +26,9 @@ from siso_lib.notebook_run import (
     prepare_run,
     read_parameters,
 )
-from siso_lib.notebook_apply import APPLY_PARAMETERS, LoraInfo
-from siso_lib.sweep_report import REPORT_PARAMETERS
+from siso_lib.notebooks.apply import APPLY_PARAMETERS
+from siso_lib.io.run_record import LoraInfo
+from siso_lib.notebooks.sweep_report import REPORT_PARAMETERS
 
 from nb_helpers import NOTEBOOKS, assets_dir
 
@@ -67,7 +68,7 @@ def test_generate_parameters_cell_has_every_knob_and_no_copied_default():
     """Every SISOConfig field is a parameter of 01 and is None there: the defaults come from the library.
     model_family is the exception: "auto", SISOConfig's own default, so that papermill reads it as a str."""
     parameters = papermill.inspect_notebook(str(NOTEBOOKS / "01_generate_lora.ipynb"))
-    fields = {f.name for f in dataclasses.fields(SISOConfig)} - {"extra"}
+    fields = {f.name for f in dataclasses.fields(SISOConfig)}
     assert set(SISO_KNOBS) == fields
     assert set(parameters) == set(SISO_KNOBS) | set(NOTEBOOK_OPTIONS)
     assert CELL_DEFAULTS == {"model_family": "auto"} == {"model_family": SISOConfig().model_family}

@@ -27,8 +27,9 @@ import pytest
 import torch
 
 from siso_lib.config import SISOConfig
-from siso_lib.images import load_subject_image
+from siso_lib.io.images import load_subject_image
 from siso_lib.optimizer import SISOOptimizer
+
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "upstream_harness.py"
@@ -39,10 +40,13 @@ TOLERANCE = 1e-5
 EPOCHS = 10
 TERMS = ("dino", "ir", "total")
 
-pytestmark = pytest.mark.skipif(
-    not UPSTREAM,
-    reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-)
+pytestmark = [
+    pytest.mark.slow,  # the authors' scripts in subprocesses
+    pytest.mark.skipif(
+        not UPSTREAM,
+        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ import pytest
 import torch
 from PIL import Image
 
+
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "upstream_edit_harness.py"
 REPO = HERE.parent.parent
@@ -45,10 +46,13 @@ LEARNING_RATE = 3e-4  # the README's editing command
 TERMS = ("dino", "ir", "background", "total")
 INPUT_CLASS, SUBJECT_CLASS = "cup", "cat"
 
-pytestmark = pytest.mark.skipif(
-    not UPSTREAM,
-    reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-)
+pytestmark = [
+    pytest.mark.slow,  # the authors' scripts in subprocesses
+    pytest.mark.skipif(
+        not UPSTREAM,
+        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ Sana pipelines (`family_assets`), data/cat.png, seed 42, on the CPU with one thr
 
 * theirs: the unmodified script through `upstream_harness.py --family flux|sana` (its
   environment patches are listed there), with the README's command for that family;
-* ours: `python -m siso_lib.generate` given THE SAME argument list, plus `--model_family`,
+* ours: `python -m siso_lib.cli.generate` given THE SAME argument list, plus `--model_family`,
   `--mode reference --mixed_precision no --device cpu` (fp32, nothing cached, gradients through
   the feature networks: the authors' setup) and, where our CLI default differs (below),
   `--no-train_text_encoder`. Our losses are read from the run.json it writes (full precision).
@@ -83,6 +83,7 @@ from pathlib import Path
 
 import pytest
 
+
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "upstream_harness.py"
 REPO = HERE.parent.parent
@@ -94,10 +95,13 @@ TERMS = ("dino", "ir", "total")
 NO_CLIP = 1e9  # --max_grad_norm that never binds (quirk 1)
 TIMEOUT = 900
 
-pytestmark = pytest.mark.skipif(
-    not UPSTREAM,
-    reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-)
+pytestmark = [
+    pytest.mark.slow,  # the authors' scripts in subprocesses
+    pytest.mark.skipif(
+        not UPSTREAM,
+        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
+    ),
+]
 
 
 def _load_harness():
@@ -194,7 +198,7 @@ def run_pair(case: Case, upstream: Path, assets: dict, tmp_path: Path) -> tuple[
         upstream_command += ["--isolate_loading_rng"]  # quirk 5
 
     ours_dir = tmp_path / "ours"
-    ours_command = [sys.executable, "-m", "siso_lib.generate", *case_argv(case, assets, ours_dir)]
+    ours_command = [sys.executable, "-m", "siso_lib.cli.generate", *case_argv(case, assets, ours_dir)]
     ours_command += ["--model_family", case.family, "--mode", "reference", "--mixed_precision", "no", "--device", "cpu", "--quiet"]
     if case.family == "flux" and case.train_text_encoder is False:
         ours_command += ["--no-train_text_encoder"]  # quirk 6: our CLI default is the README's (on)

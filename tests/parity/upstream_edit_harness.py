@@ -12,7 +12,7 @@ Only the environment changes:
 1. The generation harness's patches (tests/parity/upstream_harness.py, imported, not copied):
    CUDA -> CPU, `diffusers.loaders.LoraLoaderMixin`, `open_clip` -> THEIR fork with a tiny
    ViT config read from the IR checkpoint, their IR head's `fc1` rebuilt for the tiny tower.
-2. The ReNoise harness's patch (tests/editing/upstream_renoise_harness.py): the transformers
+2. The ReNoise harness's patch (tests/parity/upstream_renoise_harness.py): the transformers
    constant `FLAX_WEIGHTS_NAME` their vendored diffusers 0.29 imports; and, as there,
    `renoise_inversion_utils.model_type_to_size` returns the run's resolution instead of
    SDXL-Turbo's 512 (their `create_noise_list` sizes the fixed noise list from it).
@@ -82,7 +82,7 @@ def generation_harness() -> types.ModuleType:
 
 
 def renoise_harness() -> types.ModuleType:
-    return _load("siso_editing_upstream_renoise_harness", REPO / "tests" / "editing" / "upstream_renoise_harness.py")
+    return _load("siso_editing_upstream_renoise_harness", REPO / "tests" / "parity" / "upstream_renoise_harness.py")
 
 
 # --------------------------------------------------------------------------- the run's arguments

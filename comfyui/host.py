@@ -1,0 +1,188 @@
+"""What the nodes take from ComfyUI itself: its folders, console, UI messages, progress bar, Cancel,
+model unloading.
+
+ComfyUI's modules are imported lazily and each use falls back to doing nothing (or to a plain
+folder) without them, so the nodes also import and run in a plain Python for tests and tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+
+from .siso import folders
+from .siso.child import Hooks
+from .siso.progress import format_progress
+
+CONSOLE_PREFIX = "[SISO]"
+
+
+class SISOCancelled(Exception):
+    """A cancelled run outside ComfyUI (inside, ComfyUI's InterruptProcessingException is raised)."""
+
+
+def module(name: str):
+    """ComfyUI's module `name` (e.g. "comfy.utils"), or None outside ComfyUI."""
+    try:
+        return __import__(name, fromlist=["_"])
+    except Exception:  # noqa: BLE001 - not inside ComfyUI (tests, tools)
+        return None
+
+
+def folder(kind: str) -> list[str]:
+    """ComfyUI's folders of `kind` ("loras", "diffusers", ...); [] outside ComfyUI."""
+    folder_paths = module("folder_paths")
+    if folder_paths is None:
+        return []
+    try:
+        return list(folder_paths.get_folder_paths(kind))
+    except Exception:  # noqa: BLE001 - an unknown folder kind
+        return []
+
+
+def loras_root() -> str:
+    """ComfyUI's first models/loras folder (SISO_LORAS_DIR overrides; ./loras outside ComfyUI)."""
+    if os.environ.get("SISO_LORAS_DIR"):
+        return os.environ["SISO_LORAS_DIR"]
+    found = folder("loras")
+    return found[0] if found else os.path.abspath("loras")
+
+
+def loras_folders() -> list[str]:
+    """Every folder ComfyUI's LoraLoader lists (SISO_LORAS_DIR alone when set)."""
+    if os.environ.get("SISO_LORAS_DIR"):
+        return [os.environ["SISO_LORAS_DIR"]]
+    return folder("loras") or [loras_root()]
+
+
+def runs_root() -> str:
+    """Where a run's files other than the LoRA ComfyUI loads go: ComfyUI's output/siso (SISO_RUNS_DIR overrides)."""
+    if os.environ.get("SISO_RUNS_DIR"):
+        return os.environ["SISO_RUNS_DIR"]
+    folder_paths = module("folder_paths")
+    try:
+        if folder_paths is not None:
+            return os.path.join(folder_paths.get_output_directory(), folders.RUNS_SUBFOLDER)
+    except Exception:  # noqa: BLE001
+        pass
+    return folders.default_runs_root(loras_root())
+
+
+def search_dirs() -> dict[str, list[str]]:
+    """Where relative model paths are looked up: ComfyUI's models/siso, models/diffusers, ..."""
+    folder_paths = module("folder_paths")
+    models = [getattr(folder_paths, "models_dir", "")] if folder_paths is not None else []
+    siso = [os.path.join(m, "siso") for m in models if m]
+    return {"ir": siso + models, "base_model": folder("diffusers") + siso, "dino": siso}
+
+
+def console(text: str) -> None:
+    for line in str(text).splitlines() or [""]:
+        print(f"{CONSOLE_PREFIX} {line}", flush=True)
+
+
+def server():
+    """ComfyUI's PromptServer.instance, or None."""
+    return getattr(getattr(module("server"), "PromptServer", None), "instance", None)
+
+
+def send_to_ui(event: str, data: dict) -> None:
+    instance = server()
+    if instance is None:
+        return
+    try:
+        instance.send_sync(event, data, getattr(instance, "client_id", None))
+    except Exception:  # noqa: BLE001 - the UI is optional
+        pass
+
+
+def blocked(message: str | None, fallback):
+    """ExecutionBlocker(message) inside ComfyUI (downstream nodes do not run), else `fallback`."""
+    graph = module("comfy_execution.graph")
+    blocker = getattr(graph, "ExecutionBlocker", None) if graph is not None else None
+    return blocker(message) if blocker is not None else fallback
+
+
+def save_preview(image_path: str, node_id: str | None) -> list[dict]:
+    """Copy an image into ComfyUI's temp folder and return the 'images' UI entry ([] outside ComfyUI)."""
+    folder_paths = module("folder_paths")
+    if folder_paths is None or not image_path:
+        return []
+    try:
+        target = os.path.join(folder_paths.get_temp_directory(), "siso")
+        os.makedirs(target, exist_ok=True)
+        name = f"siso_best_{node_id or 'node'}_{uuid.uuid4().hex[:8]}.png"
+        shutil.copyfile(image_path, os.path.join(target, name))
+        return [{"filename": name, "subfolder": "siso", "type": "temp"}]
+    except OSError:
+        return []
+
+
+def blank_image():
+    """An all-black 64x64 IMAGE: the image output of a run that has none."""
+    import torch
+
+    return torch.zeros((1, 64, 64, 3), dtype=torch.float32)
+
+
+def unload_models() -> None:
+    """Free the GPU for SISO: unload ComfyUI's models from VRAM."""
+    model_management = module("comfy.model_management")
+    if model_management is None:
+        return
+    try:
+        model_management.unload_all_models()
+        model_management.soft_empty_cache(True)
+        console("unloaded ComfyUI's models from VRAM before starting SISO")
+    except Exception as error:  # noqa: BLE001
+        console(f"could not unload ComfyUI's models ({error}); continuing")
+
+
+def _quote(text: str) -> str:
+    return text if text and all(c.isalnum() or c in "/._-=:" for c in text) else json.dumps(text)
+
+
+def progress_hooks(unique_id, total: int) -> Hooks:
+    """Hooks that drive ComfyUI's progress bar and the node's text, print to the console, and cancel the
+    run when the user pressed Cancel (the bar's hook raises then, or processing_interrupted says so)."""
+    utils = module("comfy.utils")
+    model_management = module("comfy.model_management")
+    bar = utils.ProgressBar(total) if utils is not None else None
+    cancel = threading.Event()
+
+    def update_bar(step: int, steps: int) -> None:
+        if bar is not None:
+            try:
+                bar.update_absolute(step, steps)
+            except Exception:  # noqa: BLE001 - the hook raises when the user pressed Cancel
+                cancel.set()
+
+    def on_progress(record: dict) -> None:
+        update_bar(int(record.get("step", 0)), int(record.get("total", total) or total))
+        send_to_ui("siso.progress", {"node": unique_id, "text": format_progress(record)})
+
+    def should_cancel() -> bool:
+        return cancel.is_set() or bool(model_management is not None and model_management.processing_interrupted())
+
+    def on_start(command, pid) -> None:
+        console(f"started pid {pid}: {' '.join(_quote(c) for c in command)}")
+        update_bar(0, total)
+        send_to_ui("siso.progress", {"node": unique_id, "text": "loading models ..."})
+
+    return Hooks(on_line=lambda stream, text: console(text), on_progress=on_progress, should_cancel=should_cancel,
+                 on_start=on_start)
+
+
+def raise_cancelled(report: str, unique_id=None) -> None:
+    """End the node after a cancelled run: ComfyUI's InterruptProcessingException (the prompt ends as
+    interrupted), SISOCancelled outside ComfyUI."""
+    console(report)
+    send_to_ui("siso.progress", {"node": unique_id, "text": report})
+    model_management = module("comfy.model_management")
+    if model_management is None:
+        raise SISOCancelled(report.splitlines()[0])
+    model_management.interrupt_current_processing(False)
+    raise model_management.InterruptProcessingException()

@@ -1,0 +1,77 @@
+"""The widgets' defaults, ranges and tooltips and the model-family recipes: comfyui/defaults.json.
+
+That file is generated from siso_lib/config.py (and io/model_paths.py's family tables) by
+comfyui/tools/make_defaults.py, and a test keeps it equal to them; the pack reads only it, since
+ComfyUI's Python need not have siso_lib.
+
+The node offers SDXL and FLUX (`NODE_FAMILIES`), the families ComfyUI core renders. The widgets
+whose default differs per family (`RECIPE_WIDGETS`) show the SDXL recipe's value; left at it, a
+run takes its family's recipe value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+PATH = Path(__file__).resolve().parent.parent / "defaults.json"
+REGENERATE = "python comfyui/tools/make_defaults.py"
+
+
+def _load() -> dict[str, Any]:
+    try:
+        return json.loads(PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RuntimeError(f"cannot read the SISO node defaults {str(PATH)!r} ({error}): restore it, or regenerate it "
+                           f"with {REGENERATE} in a siso-lab checkout") from None
+
+
+DATA = _load()
+GENERATE_FIELDS: dict[str, dict[str, Any]] = DATA["generate"]  # SISOConfig field -> default, tooltip, range, choices
+EDIT_FIELDS: dict[str, dict[str, Any]] = DATA["edit"]  # the same for SISOEditConfig
+DEFAULTS = {name: spec["default"] for name, spec in GENERATE_FIELDS.items()}
+EDIT_DEFAULTS = {name: spec["default"] for name, spec in EDIT_FIELDS.items()}
+PRECISIONS = tuple(GENERATE_FIELDS["precision"]["choices"])
+MODES = tuple(GENERATE_FIELDS["mode"]["choices"])
+RECIPES: dict[str, dict[str, Any]] = DATA["family_recipes"]
+PIPELINE_FAMILIES: dict[str, str] = DATA["pipeline_families"]
+HUB_ID_FAMILIES = tuple(tuple(pair) for pair in DATA["hub_id_families"])
+
+NODE_FAMILIES = ("sdxl", "flux")  # what the node offers: the families ComfyUI core renders
+FAMILY_NAMES = {"sdxl": "SDXL", "flux": "FLUX.1", "sana": "Sana"}
+# node widget -> SISOConfig field, for the widgets whose default is the family's recipe
+RECIPE_WIDGETS = {
+    "base_model_path": "pretrained_model_name_or_path",
+    "learning_rate": "learning_rate",
+    "num_inference_steps": "num_inference_steps",
+    "train_text_encoder": "train_text_encoder",
+    "early_stopping_max_count": "early_stopping_max_count",
+}
+
+
+def recipe(family: str) -> dict[str, Any]:
+    """The family's recipe (FAMILY_RECIPES' values)."""
+    return dict(RECIPES[family])
+
+
+def is_widget_default(widget: str, value: Any) -> bool:
+    """True when a recipe widget holds its default (the SDXL recipe value shown): the run takes its family's recipe."""
+    default = DEFAULTS[RECIPE_WIDGETS[widget]]
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value is default or value == default
+    if isinstance(default, float) or isinstance(value, float):
+        try:
+            return math.isclose(float(value), float(default), rel_tol=1e-6, abs_tol=0.0)
+        except (TypeError, ValueError):
+            return False
+    return value == default
+
+
+def recipe_text(field: str) -> str:
+    """'SDXL 0.0002, FLUX.1 0.0002' for a tooltip: the recipe value of each offered family."""
+    def show(value):
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{FAMILY_NAMES[family]} {show(recipe(family)[field])}" for family in NODE_FAMILIES)

@@ -1,0 +1,181 @@
+"""`siso-demo`: SISO end to end on the tiny offline models and a real photo, with no download.
+
+    siso-demo                          # siso-generate on the tiny SDXL (--model_family flux / sana)
+    siso-demo --task edit              # siso-edit: the cat into data/coffee.png, automatic mask
+    siso-demo --notebook               # notebook 01 executed headless with papermill (make demo)
+
+The tiny models are written once under outputs/test-assets/ (io/locations.py) and reused. Tiny
+random models prove that the pipeline works (generation with gradients, both losses, the
+optimiser, early stopping, saving and reloading); they do not draw the subject.
+
+Exit codes are the command's it runs (siso-generate's, siso-edit's); with --notebook: 0 done,
+1 the notebook failed (its executed copy is kept as the log), 2 bad input (nothing is left
+behind), 130 / 143 interrupted by SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import MODEL_FAMILIES
+from ..io.locations import example_photo, runs_root, test_assets_dir
+from .common import OneLineArgumentParser, tell_where_the_commands_are
+
+DEFAULT_SCENE_CLASS = "cup"  # --task edit: the object of data/coffee.png that the cat replaces
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(prog="siso-demo", description="Run SISO end to end on tiny offline models and a real photo.")
+    parser.add_argument("--task", choices=("generate", "edit"), default="generate",
+                        help="generate: optimise a LoRA for the subject (siso-generate); edit: put the subject into the "
+                        "scene photo, the mask made automatically by the tiny Grounding-DINO + SAM (siso-edit)")
+    parser.add_argument("--notebook", action="store_true",
+                        help="execute notebooks/01_generate_lora.ipynb headless with papermill instead of siso-generate")
+    parser.add_argument("--model_family", choices=MODEL_FAMILIES, default=None, help="which tiny model to optimise (default sdxl; edit: sdxl only)")
+    parser.add_argument("--subject_image_path", default=None, help="the subject photo (default: the shipped data/cat.png)")
+    parser.add_argument("--input_image_path", default=None, help="--task edit: the scene photo (default: the shipped data/coffee.png)")
+    parser.add_argument("--input_class", default=None, help=f"--task edit: the scene object the subject replaces (default: {DEFAULT_SCENE_CLASS})")
+    parser.add_argument("--assets_dir", default=None, help="where the tiny models are written once and reused (default: outputs/test-assets)")
+    parser.add_argument("--output_dir", default=None, help="default: a fresh outputs/runs/<time>-<photo> folder (with --notebook <time>-demo)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a LoRA an earlier run left in --output_dir")
+    parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                        help="--notebook: any other parameter of notebook 01, e.g. -p num_train_epochs=10 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # one torch thread unless the caller says otherwise: the tiny models gain nothing from more,
+    # and on a CPU other jobs use, threads waiting on each other made the edit demo 4x slower (53 s vs 13 s)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.task == "edit" and args.model_family not in (None, "sdxl"):
+        parser.error(f"--task edit runs on SDXL only, not --model_family {args.model_family}")
+    if args.task == "generate" and (args.input_image_path or args.input_class):
+        parser.error("--input_image_path and --input_class are for --task edit (generation has no scene photo)")
+    if args.notebook and args.task == "edit":
+        parser.error("--notebook runs notebook 01 (generation); for the edit notebook run notebooks/04_edit_image.ipynb with papermill")
+    if args.parameter and not args.notebook:
+        parser.error("-p sets a notebook parameter: add --notebook (or pass the siso-generate option to siso-generate)")
+    args.subject_image_path = args.subject_image_path or str(example_photo("cat.png"))
+    args.assets_dir = args.assets_dir or str(test_assets_dir())
+    if args.notebook:
+        return _run_notebook(parser, args)
+    args.model_family = args.model_family or "sdxl"
+    return _run_command(args)
+
+
+def _run_command(args) -> int:
+    from ..offline import OFFLINE_OVERRIDES, ensure_test_assets
+
+    assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
+    command = [
+        "--subject_image_path", args.subject_image_path,
+        "--pretrained_model_name_or_path", assets[args.model_family],
+        "--dino_model_name", assets["dino"],
+        "--ir_features_path", assets["ir"],
+    ]
+    for key, value in OFFLINE_OVERRIDES.items():
+        command += [f"--{key}", str(value)]
+    if args.output_dir:
+        command += ["--output_dir", args.output_dir]
+    if args.overwrite:
+        command += ["--overwrite"]
+    print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
+    print(f"siso-demo: tiny {args.model_family} model: {assets[args.model_family]} (DINO {assets['dino']}, IR {assets['ir']})", file=sys.stderr)
+    if args.task == "edit":
+        from .edit import main as edit_main
+
+        print(f"siso-demo: tiny Grounding-DINO {assets['grounding_dino']}, SAM {assets['sam']} (the automatic mask)", file=sys.stderr)
+        command += [
+            "--input_image_path", args.input_image_path or str(example_photo("coffee.png")),
+            "--input_class", args.input_class or DEFAULT_SCENE_CLASS, "--subject_class", "cat",
+            "--detector_model", assets["grounding_dino"], "--segmenter_model", assets["sam"],
+        ]
+        print(f"siso-demo: the same run by hand: siso-edit {shlex.join(command)}", file=sys.stderr)
+        return edit_main(command)
+    from .generate import main as generate_main
+
+    command += ["--prompt", "a photo of a cat", "--model_family", args.model_family]
+    print(f"siso-demo: the same run by hand: siso-generate {shlex.join(command)}", file=sys.stderr)
+    code = generate_main(command)
+    if code == 0:
+        print("siso-demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversity): siso-eval <the run folder above>", file=sys.stderr)
+    return code
+
+
+def _run_notebook(parser: OneLineArgumentParser, args) -> int:
+    """Notebook 01 headless on the offline default; says where everything went."""
+    from ..notebooks.papermill import INPUT_ERRORS, SignalGuard, describe_error, execute_generate_notebook
+    from ..notebooks.setup import GENERATE_NOTEBOOK, NotebookParameterError, coerce_parameter
+    from ..runner import fresh_run_dir
+
+    parameters: dict[str, Any] = {
+        "models": "offline",
+        **({"model_family": args.model_family} if args.model_family else {}),
+        "subject_image_path": str(Path(args.subject_image_path).resolve()),
+        "assets_dir": str(Path(args.assets_dir).resolve()),
+        "overwrite": True,
+    }
+    for item in args.parameter:
+        name, equals, value = item.partition("=")
+        name = name.strip()
+        if not equals:
+            parser.error(f"-p {item!r}: give NAME=VALUE, e.g. -p num_train_epochs=10")
+        try:
+            parameters[name] = coerce_parameter(name, value)  # the text as the parameter's type
+        except NotebookParameterError as error:
+            parser.error(f"-p {item!r}: {error}")
+    output_dir = Path(args.output_dir) if args.output_dir else fresh_run_dir(runs_root(), "demo")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    parameters["output_dir"] = str(output_dir.resolve())
+    executed = output_dir / GENERATE_NOTEBOOK.name
+    if parameters.get("models") != "hub":
+        print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
+    print(f"siso-demo: executing {GENERATE_NOTEBOOK.name} headless with papermill ...", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        with SignalGuard() as guard:
+            execute_generate_notebook(executed, parameters, guard=guard)
+    except KeyboardInterrupt as interruption:
+        name = getattr(interruption, "signal_name", "SIGINT")
+        print(f"siso-demo: interrupted ({name}); the executed notebook so far: {executed}", file=sys.stderr)
+        return getattr(interruption, "exit_code", 130)
+    except Exception as error:  # papermill's execution error names the failing cell
+        if getattr(error, "ename", None) in INPUT_ERRORS:
+            print(f"siso-demo: {getattr(error, 'evalue', error)}", file=sys.stderr)
+            if not args.output_dir:  # bad input is no result: leave no folder behind
+                executed.unlink(missing_ok=True)
+                try:
+                    output_dir.rmdir()
+                except OSError:
+                    pass
+            return 2
+        print(f"siso-demo: the notebook failed: {describe_error(error)}", file=sys.stderr)
+        print(f"siso-demo: executed notebook (with the error): {executed}", file=sys.stderr)
+        return 1
+    print(f"siso-demo: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    for label, name in (
+        ("executed notebook", executed.name),
+        ("LoRA (diffusers)", "pytorch_lora_weights.safetensors"),
+        ("LoRA (ComfyUI/Kohya)", "siso_lora_kohya.safetensors"),
+        ("best image", "result.png"),
+        ("loss plot", "loss_curve.png"),
+        ("run summary", "run.json"),
+    ):
+        path = output_dir / name
+        if path.exists():
+            print(f"siso-demo: {label:22s} {path}", file=sys.stderr)
+    print("siso-demo: open the executed notebook in JupyterLab to read the report", file=sys.stderr)
+    print(f"siso-demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversity): siso-eval {output_dir}", file=sys.stderr)
+    tell_where_the_commands_are("siso-demo")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

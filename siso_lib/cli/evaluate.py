@@ -1,0 +1,167 @@
+"""`siso-eval RUN_FOLDER [RUN_FOLDER ...]`: score runs' LoRAs (see evaluate.py for the metrics).
+
+    siso-eval outputs/runs/<run>                                  # built-in prompts, 4 seeds
+    siso-eval outputs/runs/<run> --prompts dreambench_live.txt --class_name dog --seeds 4
+    siso-eval outputs/runs/<run> --prompt "a {class} on the moon" --prompt "a {class} in Paris"
+
+Judges ("auto"): DreamBench's DINO ViT-S/16 and CLIP ViT-B/32 (OpenAI), and IR from the run's own
+checkpoint. A run made with the offline tiny models (siso-demo, the tests) is judged by the tiny
+random-weight DINO and CLIP written beside them, so it works offline: its numbers test the
+plumbing, not a picture. Every input is checked before torch is imported; bad input is one line
+and exit code 2. Several runs share the loaded judges (and the base model, if it is the same).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import SISOInputError
+from ..evaluation.defaults import DEFAULT_CLIP_PRETRAINED, DEFAULT_DETECTOR, judge_names
+from ..evaluation.prompts import GENERIC_TEMPLATES, evaluation_prompts, read_prompt_file
+from .common import OneLineArgumentParser, quiet_libraries, run_command
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="siso-eval",
+        description="Score SISO runs: DINO, CLIP-I, IR similarity to the subject photo, CLIP-T to the prompts, "
+        "diversity across seeds; with and without the LoRA (same seeds).",
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_FOLDER", help="run folders (siso-generate, notebook 01 or a sweep wrote them)")
+    prompts = parser.add_argument_group("prompts")
+    prompts.add_argument("--prompts", dest="prompt_file", default=None,
+                         help="text file, one prompt template per line ({class} or DreamBench's {0} {1}); "
+                         f"default: {len(GENERIC_TEMPLATES)} built-in prompts")
+    prompts.add_argument("--prompt", dest="prompt_templates", action="append", default=None,
+                         help="a prompt template; repeat for more (added after --prompts)")
+    prompts.add_argument("--class_name", default=None, help="the subject's class for the templates (default: from the run's prompt)")
+    prompts.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per prompt (diversity needs 2 or more)")
+    prompts.add_argument("--subject_image_path", default=None,
+                         help="the subject photo (default: the one run.json names; for a photo that has moved)")
+    render = parser.add_argument_group("rendering (default: as the run was optimised)")
+    render.add_argument("--pretrained_model_name_or_path", default=None,
+                        help="the base model (default: the one the LoRA names; for a local folder that has moved)")
+    render.add_argument("--num_inference_steps", type=int, default=None)
+    render.add_argument("--guidance_scale", type=float, default=None)
+    render.add_argument("--resolution", type=int, default=None)
+    render.add_argument("--lora_scale", type=float, default=1.0)
+    render.add_argument("--no_base", action="store_true", help="skip the images without the LoRA (no delta)")
+    judges = parser.add_argument_group("judges")
+    judges.add_argument("--dino_model_name", default="auto",
+                        help="timm name or local timm folder (auto: vit_small_patch16_224.dino; a tiny offline run's own tiny DINO)")
+    judges.add_argument("--clip_model_name", default="auto",
+                        help="open_clip name, hf-hub:org/name or local folder (auto: ViT-B-32; a tiny offline run's own tiny CLIP)")
+    judges.add_argument("--clip_pretrained", default=DEFAULT_CLIP_PRETRAINED, help="open_clip pretrained tag for a library model name")
+    judges.add_argument("--ir_features_path", default=None, help="IR checkpoint (default: the one the run used)")
+    judges.add_argument("--no_ir", action="store_true", help="no IR score (when ir_features.pth is not at hand)")
+    judges.add_argument("--crop_subject", action="store_true",
+                        help="crop the photo and each image to the class's Grounding-DINO box before DINO, CLIP-I and IR (the paper's protocol)")
+    judges.add_argument("--detector_model", default=DEFAULT_DETECTOR, help="Grounding-DINO for --crop_subject (hub id or local folder)")
+    judges.add_argument("--box_threshold", type=float, default=0.3, help="Grounding-DINO box threshold for --crop_subject")
+    where = parser.add_argument_group("where")
+    where.add_argument("--device", default="auto", help="auto, cuda, cuda:N, xpu, mps or cpu")
+    where.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="the generator's weights")
+    where.add_argument("--batch_size", type=int, default=16, help="images per judge batch")
+    where.add_argument("--output_dir", default=None, help="default: RUN_FOLDER/eval (only with one run folder)")
+    return parser
+
+
+def _check(args) -> tuple[list, list[str] | None]:
+    """Everything that needs no model: the runs, prompts, numbers and local judge paths."""
+    from ..io.model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino
+    from ..evaluation.evaluate import check_output_dir, read_run, subject_photo_path
+
+    if args.output_dir and len(args.runs) > 1:
+        raise SISOInputError(f"--output_dir names one folder but {len(args.runs)} runs were given: evaluate them one at a time, or drop --output_dir")
+    for name, value in (("--seeds", args.seeds), ("--batch_size", args.batch_size)):
+        if value < 1:
+            raise SISOInputError(f"{name} must be 1 or more, not {value}")
+    for name, value in (("--num_inference_steps", args.num_inference_steps), ("--resolution", args.resolution)):
+        if value is not None and value < 1:
+            raise SISOInputError(f"{name} must be 1 or more, not {value}")
+    if args.resolution is not None and (args.resolution % 8 or not 64 <= args.resolution <= 2048):
+        raise SISOInputError(f"--resolution {args.resolution} is not usable: give a multiple of 8 between 64 and 2048")
+    if args.class_name is not None and not args.class_name.strip():
+        raise SISOInputError("--class_name is empty: give the subject's class, e.g. --class_name dog (or leave it out to read it from the run's prompt)")
+    if args.output_dir:
+        check_output_dir(args.output_dir)
+    templates = read_prompt_file(args.prompt_file) if args.prompt_file else []
+    templates += [t.strip() for t in args.prompt_templates or [] if t.strip()]
+    if args.prompt_templates is not None and not templates:
+        raise SISOInputError("--prompt is empty: give a prompt, e.g. --prompt 'a {class} on the beach'")
+    evaluation_prompts(args.class_name or "x", templates or None)  # a bad placeholder is refused now, not after loading
+    infos = [read_run(run) for run in args.runs]
+    for info in infos:
+        check_local_base_model(args.pretrained_model_name_or_path or info.base_model, info.model_family)
+        subject_photo_path(info, args.subject_image_path)
+        if not args.no_ir:
+            path = args.ir_features_path or info.run.get("parameters", {}).get("ir_features_path")
+            if not path:
+                raise SISOInputError(f"run {str(info.folder)!r} used no IR checkpoint: pass --ir_features_path, or --no_ir to score without IR")
+            try:
+                check_ir_checkpoint_path(path)
+            except SISOInputError as error:
+                raise SISOInputError(f"{str(error).split(':')[0]}: pass --ir_features_path with its new place, or --no_ir to score without IR") from error
+    if args.dino_model_name != "auto":
+        check_local_dino(args.dino_model_name)
+    if args.clip_model_name != "auto":
+        check_clip_name(args.clip_model_name)
+    return infos, templates or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args, lambda: _evaluate(args, *_check(args)), prefix="siso-eval",
+                       interrupted="interrupted: runs already scored keep their eval/; the one in progress was not written")
+
+
+def _evaluate(args, infos, templates) -> int:
+    from ..evaluation.evaluate import EvalSettings, Evaluator
+    from ..evaluation.judges import Judges
+
+    quiet_libraries()
+    dino, clip, tiny = judge_names(infos[0].base_model, args.dino_model_name, args.clip_model_name)
+    if tiny:
+        print("siso-eval: tiny random-weight judges (an offline test run): the numbers test the plumbing, not the picture", file=sys.stderr)
+    detector = None
+    if args.crop_subject:
+        from ..features.detection import SubjectDetector
+
+        detector = SubjectDetector.from_pretrained(args.detector_model, device=args.device)
+    judges = Judges.from_names(dino, clip, args.clip_pretrained, None, device=args.device, batch_size=args.batch_size)
+    evaluator = Evaluator(judges, device=args.device, precision=args.precision, detector=detector)
+    settings = EvalSettings(
+        templates=templates, class_name=args.class_name, seeds=tuple(range(args.seeds)),
+        num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, resolution=args.resolution,
+        lora_scale=args.lora_scale, with_base=not args.no_base, crop_subject=args.crop_subject, box_threshold=args.box_threshold,
+        subject_image_path=args.subject_image_path, base_model=args.pretrained_model_name_or_path,
+    )
+    for info in infos:
+        judges.set_ir(None if args.no_ir else args.ir_features_path or info.run["parameters"]["ir_features_path"])
+        report = evaluator.evaluate(info.folder, settings, args.output_dir, progress=lambda m: print(f"siso-eval: {m}", file=sys.stderr))
+        record = report.record
+        print(f"siso-eval: {info.folder}: class {record['class_name']!r} ({record['class_name_source']}), "
+              f"{len(record['prompts'])} prompts x {len(record['seeds'])} seeds", file=sys.stderr)
+        print(f"siso-eval: {format_summary(report.summary)}", file=sys.stderr)
+        print(f"siso-eval: metrics {report.output_dir / 'metrics.json'}; grid {report.output_dir / 'grid.png'}", file=sys.stderr)
+        if args.output_dir:
+            print("siso-eval: run.json keeps the scores of the run's own eval/ (a side evaluation is not recorded there)", file=sys.stderr)
+    return 0
+
+
+VARIANT_LABELS = {"lora": "with LoRA:", "base": "base model:", "delta": "LoRA - base:"}
+
+
+def format_summary(summary: dict) -> str:
+    """"with LoRA: DINO 0.481 ...; base model: ...; LoRA - base: ..." on one line (higher is
+    closer to the subject / the prompt; diversity: more varied across seeds)."""
+    labels = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "diversity": "diversity"}
+    parts = []
+    for variant, values in summary.items():
+        shown = " ".join(f"{labels[k]} {v:+.3f}" if variant == "delta" else f"{labels[k]} {v:.3f}" for k, v in values.items() if v is not None)
+        parts.append(f"{VARIANT_LABELS[variant]} {shown}")
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

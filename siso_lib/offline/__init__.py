@@ -1,0 +1,61 @@
+"""The offline default: tiny random-weight models in the hub's on-disk layout, for the demo, the
+tests, the notebooks and the benchmarks (no model hub is reachable on the machines this project
+is built and tested on).
+
+Tiny random models prove that the whole pipeline works (generation with gradients, both losses,
+the optimiser, early stopping, saving and reloading); they do not draw anything meaningful.
+`offline_config()` is `SISOConfig()` with only what the tiny models need changed: their paths,
+their 64 px resolution, and a learning rate large enough for a visible change in a few steps.
+`ensure_test_assets()` writes them once (default outputs/test-assets/, io/locations.py) and
+reuses them; `tiny_models.py` builds them (and the full-size models of the GPU benchmarks).
+
+The tiny Sana renders at its 512 px resolution bin (as SanaPipeline does) and is resized to
+64 px, so its iterations are the slowest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import MODEL_FAMILIES, SISOConfig
+from ..io.locations import test_assets_dir
+from .tiny_models import TINY_RESOLUTION, write_test_assets
+
+# changes to SISOConfig() that tiny random models need; everything else stays the default
+OFFLINE_OVERRIDES = dict(
+    resolution=TINY_RESOLUTION,
+    learning_rate=5e-3,
+    num_train_epochs=30,
+    early_stopping_threshold_percentage=0.05,
+    device="cpu",
+)
+
+
+def ensure_test_assets(directory: str | Path | None = None, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:
+    """Write the tiny models under `directory` (default outputs/test-assets) unless they are already
+    there; return their paths ("sdxl", "dino", "ir", "clip", "grounding_dino", "sam", and "flux" /
+    "sana" when asked for or already written)."""
+    directory = Path(directory) if directory is not None else test_assets_dir()
+    manifest = directory / "ASSETS.json"
+    needed = ("dino", "ir", "clip", "grounding_dino", "sam", "sdxl", *families)
+    if manifest.is_file():
+        paths = json.loads(manifest.read_text())
+        if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):
+            return {k: paths[k] for k in (*needed, *(f for f in MODEL_FAMILIES if paths.get(f))) if k in paths}
+    wanted = tuple(dict.fromkeys(("sdxl", *families)))
+    return write_test_assets(directory, "tiny", families=wanted, keep_existing=True)
+
+
+def offline_config(assets: dict[str, str] | None = None, model_family: str = "sdxl", **overrides) -> SISOConfig:
+    """SISOConfig for the tiny offline models of `model_family` (`assets` from `ensure_test_assets`)."""
+    assets = assets or ensure_test_assets(families=(model_family,))
+    values = dict(
+        model_family=model_family,
+        pretrained_model_name_or_path=assets[model_family],
+        dino_model_name=assets["dino"],
+        ir_features_path=assets["ir"],
+        **OFFLINE_OVERRIDES,
+    )
+    values.update(overrides)
+    return SISOConfig(**values)
