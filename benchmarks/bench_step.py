@@ -2,7 +2,7 @@
 
     python benchmarks/bench_step.py                  # SDXL; GPU: full-size models, CPU: tiny ones
     python benchmarks/bench_step.py --size full --resolution 512 --steps 5 --warmup 2
-    python benchmarks/bench_step.py --model_family sdxl,flux,sana          # all three families
+    python benchmarks/bench_step.py --model_family sdxl,flux,sana,flux2_klein   # all four families
     python benchmarks/bench_step.py --model_family flux --denoising 1/all,4/all,4/1
 
 Models are built from configs with random weights (no hub): on a GPU the real architectures
@@ -51,18 +51,18 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-FAMILIES = ("sdxl", "flux", "sana")
+FAMILIES = ("sdxl", "flux", "sana", "flux2_klein")
 MODES = ("reference", "default", "default-eager", "low-memory")
 EAGER_SUFFIX = "-eager"  # a mode name with this suffix runs that mode with cuda_graphs=False
 RECIPE = "recipe"  # a denoising spec meaning "the family's recipe" (num_inference_steps / num_grad_steps None)
 # the denoising variants measured when --denoising is not given
-DEFAULT_DENOISING = {"sdxl": (RECIPE,), "flux": ("1/all", "4/all", "4/1"), "sana": (RECIPE,)}
+DEFAULT_DENOISING = {"sdxl": (RECIPE,), "flux": ("1/all", "4/all", "4/1"), "sana": (RECIPE,), "flux2_klein": (RECIPE,)}
 # text-encoder LoRA cases for --text-encoder default / both (Sana has no text-encoder LoRA in SISO)
 TEXT_ENCODER_CASES = {
-    "default": {"sdxl": ("on", "off"), "flux": ("on",), "sana": ("off",)},
-    "both": {"sdxl": ("on", "off"), "flux": ("on", "off"), "sana": ("off",)},
-    "on": {"sdxl": ("on",), "flux": ("on",), "sana": ()},
-    "off": {"sdxl": ("off",), "flux": ("off",), "sana": ("off",)},
+    "default": {"sdxl": ("on", "off"), "flux": ("on",), "sana": ("off",), "flux2_klein": ("off",)},
+    "both": {"sdxl": ("on", "off"), "flux": ("on", "off"), "sana": ("off",), "flux2_klein": ("off",)},
+    "on": {"sdxl": ("on",), "flux": ("on",), "sana": (), "flux2_klein": ()},
+    "off": {"sdxl": ("off",), "flux": ("off",), "sana": ("off",), "flux2_klein": ("off",)},
 }
 # SDXL's case order (most informative first, in case the time budget runs out), as before families
 SDXL_ORDER = (
@@ -185,7 +185,7 @@ def machine_line(machine: dict) -> str:
 def precision_for(choice: str, family: str, size: str) -> str:
     """The run's precision: as given, except 'auto' for full-size FLUX, which is bf16 in every mode
     (the authors' FLUX command passes --mixed_precision bf16; fp32 weights would be 67 GB)."""
-    return "bf16" if choice == "auto" and family == "flux" and size == "full" else choice
+    return "bf16" if choice == "auto" and family in ("flux", "flux2_klein") and size == "full" else choice
 
 
 def weights_dtype_for(choice: str, settings) -> "torch.dtype":
@@ -208,6 +208,7 @@ def worker(args: argparse.Namespace) -> dict:
     from siso_lib.optimizer import SISOOptimizer
     from siso_lib.runtime import RuntimeSettings
     from siso_lib.offline import tiny_models
+    from siso_lib.offline.tiny_klein import build_flux2_klein_pipeline
 
     family = args.model_family
     device = pick_device(args.device)
@@ -254,7 +255,7 @@ def worker(args: argparse.Namespace) -> dict:
         # build in the dtype the run will use, on the CPU for tiny models, straight on the GPU otherwise
         build_device = device if args.size == "full" else "cpu"
         builder = {"sdxl": tiny_models.build_sdxl_pipeline, "flux": tiny_models.build_flux_pipeline,
-                   "sana": tiny_models.build_sana_pipeline}[family]
+                   "sana": tiny_models.build_sana_pipeline, "flux2_klein": build_flux2_klein_pipeline}[family]
         pipe = builder(args.size, device=build_device, dtype=weights_dtype)
         pipe.set_progress_bar_config(disable=True)
         dino_model, _ = tiny_models.build_dino(args.size, device=build_device)
@@ -420,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=("auto", "tiny", "full"), default="auto")
     parser.add_argument("--resolution", type=int, default=None, help="default: 512 (full) or 64 (tiny)")
     parser.add_argument("--model_family", "--model-family", "--families", dest="model_family", default="sdxl",
-                        help="comma-separated families (sdxl, flux, sana) or 'all'; default sdxl")
+                        help="comma-separated families (sdxl, flux, sana, flux2_klein) or 'all'; default sdxl")
     parser.add_argument("--modes", default=",".join(MODES), help="default-eager is measured for SDXL only (CUDA graphs)")
     parser.add_argument("--text-encoder", default="default", choices=tuple(TEXT_ENCODER_CASES),
                         help="default: on and off for SDXL, the recipe's for FLUX (on) and Sana (off)")
@@ -450,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     families = list(FAMILIES) if args.model_family == "all" else [f.strip() for f in args.model_family.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        parser.error(f"--model_family {args.model_family!r}: use sdxl, flux, sana (comma-separated) or all")
+        parser.error(f"--model_family {args.model_family!r}: use sdxl, flux, sana, flux2_klein (comma-separated) or all")
     try:
         cases = cases_for(families, args.modes.split(","), args.text_encoder, args.denoising)
     except ValueError as error:

@@ -5,16 +5,17 @@
 #   1. SDXL-Turbo: the modes, with the default mode's CUDA graph beside the eager iteration (first, as before)
 #   2. FLUX.1-schnell at 512 px: bf16 weights built on the GPU, fp32 LoRA; default / low-memory /
 #      reference at 1 step, 4 steps with gradients through all, 4 steps with gradients through the last
-#   3. Sana_1600M_512px: its recipe (20 steps, CFG, gradients through the last 3) in the three modes
+#   3. FLUX.2 [klein] 4B at 512 px: its recipe (4 steps, gradients through the last) in the three modes
+#   4. Sana_1600M_512px: its recipe (20 steps, CFG, gradients through the last 3) in the three modes
 # Each case runs in its own process (an out-of-memory error costs only that case, recorded with the
 # peak it reached) and every result file is rewritten in $OUT after each case, so a run cut short
 # keeps what it measured. Each job gets a share of TOTAL seconds (default 580: the device allows 600
-# per command): the SDXL job ends by TOTAL - 240, FLUX by TOTAL - 75, Sana by TOTAL - 5; a later
-# job gets whatever an earlier one leaves.
+# per command): the SDXL job ends by TOTAL - 240, FLUX by TOTAL - 75, klein by TOTAL - 40, Sana by
+# TOTAL - 5; a later job gets whatever an earlier one leaves.
 # Prepare the wheels first on a machine with PyPI access:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#     -d .gpu_wheels diffusers==0.42.1 transformers==5.5.4 peft==0.21.2 open_clip_torch==3.3.0 \
-#     kornia==0.9.0 kornia_rs==0.2.0 timm==1.0.31 tokenizers==0.22.2 ftfy==6.3.1 wcwidth==0.9.4 \
+#     -d .gpu_wheels diffusers==0.42.1 transformers==5.25.0 peft==0.22.0 open_clip_torch==3.3.0 \
+#     kornia==0.9.0 kornia_rs==0.2.0 timm==1.0.31 tokenizers==0.23.3 huggingface_hub==2.5.0 httpx2 httpcore2 truststore kernels tomlkit ftfy==6.3.1 wcwidth==0.9.4 \
 #     pytest==8.4.2 pluggy iniconfig pygments packaging pydantic==2.14.4 pydantic_core==2.50.5 annotated-types \
 #     typing-inspection filelock
 # A check of this script without a GPU (tiny models on the CPU, one iteration per case, default mode):
@@ -67,7 +68,14 @@ timeout --kill-after=10 "$(( $(left $FLUX_END) + 30 ))" $PY benchmarks/bench_ste
   --model_family flux --denoising 1/all,4/all,4/1 --budget-seconds "$(left $FLUX_END)" \
   --hard-limit-seconds "$(left $FLUX_END)" --min-case-seconds 40 --out "$OUT" 2>&1 | tee "$OUT/bench-flux.log"
 
-# ---- 3. Sana_1600M_512px: its recipe in the three modes
+# ---- 3. FLUX.2 [klein] 4B at 512 px: its recipe (4 steps, gradients through the last) in the three modes
+KLEIN_END=$(( TOTAL - 40 ))
+echo "== FLUX.2 klein 4B (bf16 weights, fp32 LoRA, 4 steps, gradients through the last), until $KLEIN_END s"
+timeout --kill-after=10 "$(( $(left $KLEIN_END) + 30 ))" $PY benchmarks/bench_step.py "${SIZE[@]}" "${OTHER_RUN[@]}" \
+  --model_family flux2_klein --budget-seconds "$(left $KLEIN_END)" --hard-limit-seconds "$(left $KLEIN_END)" \
+  --min-case-seconds 30 --out "$OUT" 2>&1 | tee "$OUT/bench-klein.log"
+
+# ---- 4. Sana_1600M_512px: its recipe in the three modes
 SANA_END=$(( TOTAL - 5 ))
 echo "== Sana 1600M (recipe: 20 steps, CFG 4.5, gradients through the last 3), until $SANA_END s"
 timeout --kill-after=10 "$(( $(left $SANA_END) + 30 ))" $PY benchmarks/bench_step.py "${SIZE[@]}" "${OTHER_RUN[@]}" \

@@ -13,7 +13,7 @@ import shutil
 import threading
 import uuid
 
-from .siso import folders
+from .siso import folders, images
 from .siso.child import Hooks
 from .siso.progress import format_progress
 
@@ -76,7 +76,58 @@ def search_dirs() -> dict[str, list[str]]:
     folder_paths = module("folder_paths")
     models = [getattr(folder_paths, "models_dir", "")] if folder_paths is not None else []
     siso = [os.path.join(m, "siso") for m in models if m]
-    return {"ir": siso + models, "base_model": folder("diffusers") + siso, "dino": siso}
+    return {"ir": siso + models, "base_model": folder("diffusers") + folder("checkpoints") + siso, "dino": siso}
+
+
+HUB_OR_FOLDER = "hub id or diffusers folder (base_model_path)"  # the pick-list's first entry: type it in base_model_path
+MODEL_FOLDERS = ("checkpoints", "diffusion_models", "diffusers")  # ComfyUI's model folders the base model is picked from
+
+
+def base_model_choices() -> list[str]:
+    """The base_model pick-list: HUB_OR_FOLDER, then '<folder>/<name>' for each .safetensors file in ComfyUI's
+    checkpoints and diffusion_models folders and each diffusers folder (model_index.json) in models/diffusers."""
+    choices = [HUB_OR_FOLDER]
+    folder_paths = module("folder_paths")
+    if folder_paths is None:
+        return choices
+    for kind in MODEL_FOLDERS[:2]:
+        try:
+            names = folder_paths.get_filename_list(kind)
+        except Exception:  # noqa: BLE001 - an older ComfyUI without this folder kind
+            names = []
+        choices += [f"{kind}/{name}" for name in names if name.lower().endswith((".safetensors", ".sft"))]
+    for root in folder("diffusers"):
+        for current, _, files in sorted(os.walk(root, followlinks=True)):
+            if "model_index.json" in files:
+                choices.append("diffusers/" + os.path.relpath(current, root).replace(os.sep, "/"))
+    return choices
+
+
+def resolve_base_model(choice: str, typed: str) -> str:
+    """The base model a run uses: `typed` (base_model_path) for HUB_OR_FOLDER, else the picked file or folder's path."""
+    if not choice or choice == HUB_OR_FOLDER:
+        return typed
+    kind, _, name = choice.partition("/")
+    folder_paths = module("folder_paths")
+    if folder_paths is not None and kind in MODEL_FOLDERS[:2]:
+        try:
+            return folder_paths.get_full_path(kind, name) or choice
+        except Exception:  # noqa: BLE001
+            return choice
+    for root in folder(kind):
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    return choice
+
+
+def child_environment() -> dict[str, str]:
+    """What the SISO process gets from ComfyUI besides: its T5 tokenizer (a FLUX.1 single-file checkpoint has none)."""
+    comfy = module("comfy")
+    for root in list(getattr(comfy, "__path__", None) or []):
+        found = os.path.join(root, "text_encoders", "t5_tokenizer")
+        if os.path.isfile(os.path.join(found, "tokenizer.json")):
+            return {"SISO_T5_TOKENIZER": found}
+    return {}
 
 
 def console(text: str) -> None:
@@ -121,11 +172,16 @@ def save_preview(image_path: str, node_id: str | None) -> list[dict]:
         return []
 
 
-def blank_image():
-    """An all-black 64x64 IMAGE: the image output of a run that has none."""
-    import torch
+NO_IMAGE_HEADLINES = {"Idle": "SISO: not run (execute is False)", "Cancelled": "SISO: cancelled, no image",
+                      "Running": "SISO: running ..."}
 
-    return torch.zeros((1, 64, 64, 3), dtype=torch.float32)
+
+def no_image(status: str):
+    """The IMAGE output of a run that has no picture: clearly labelled as none (never a black square that
+    could pass for a result), with the status written on it."""
+    word = status.split(":", 1)[0]
+    headline = NO_IMAGE_HEADLINES.get(word, "SISO: no image, the run failed")
+    return images.no_image_tensor(headline, status)
 
 
 def unload_models() -> None:

@@ -5,7 +5,9 @@
                                        this folder into custom_nodes/)
     python install.py --venv DIR       a separate environment for SISO in DIR, for when ComfyUI's
                                        packages conflict with SISO's; the node then uses it whenever
-                                       its python_executable is empty
+                                       its python_executable is empty (recorded in ComfyUI's user
+                                       directory: user/siso-lab/siso_env.json, which survives updates
+                                       of this pack)
 
 Into ComfyUI's environment, pip's plan is computed first (pip install --dry-run --report). If it
 would change any package that is already installed (a different version of transformers, say),
@@ -16,13 +18,17 @@ are never changed.
 Options:
   --source SRC          what to install: a siso-lab checkout folder, a wheel, an archive or a URL
                         (default: $SISO_LAB_SOURCE, else the siso-lab checkout this folder sits in,
-                        else siso-lab's repository on GitHub)
+                        else a siso_lab-*.whl in this folder). siso-lab is not on the package index:
+                        a copied pack with neither needs --source.
   --allow-changes       let pip change already-installed packages (they are listed first)
   --dry-run             only list what would be installed or changed
   --venv DIR            make (or reuse) a virtual environment in DIR and install SISO there
   --torch-index-url URL with --venv: where torch comes from (e.g. a CUDA build's index)
+  --user-dir DIR        with --venv: ComfyUI's user directory, where the environment is recorded
+                        (default: the `user` folder beside the custom_nodes folder this pack is in)
 
-Exit codes: 0 done, 1 pip failed, 2 bad arguments, 3 refused (installing would change packages).
+Exit codes: 0 done, 1 pip failed (the reason is named: no network, a missing source, a conflict),
+2 bad arguments or no source, 3 refused (installing would change packages).
 Only the standard library and pip are used.
 """
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.util
 import json
 import os
 import re
@@ -40,12 +47,22 @@ import tempfile
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parent
-GITHUB_REPO = "siso-lab/siso-lab"  # keep equal to siso_lib/notebooks/setup.py's GITHUB_REPO (a test checks)
-ARCHIVE_URL = f"https://github.com/{GITHUB_REPO}/archive/refs/heads/main.zip"
 PROJECT = "siso-lab"
 KEEP = ("torch", "torchvision", "torchaudio")  # ComfyUI's own builds: never replaced
-ENV_RECORD_NAME = "siso_env.json"  # read by siso/pack.py recorded_python()
 REFUSED = 3
+NO_SOURCE = 2
+
+
+def _load_paths():
+    """siso/pack.py (standard library only), read by path: where siso-lab comes from, where the record goes."""
+    spec = importlib.util.spec_from_file_location("siso_pack_paths", PACK / "siso" / "pack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+paths = _load_paths()
+ENV_RECORD_NAME = paths.ENV_RECORD_NAME
 
 
 def canonical(name: str) -> str:
@@ -62,36 +79,73 @@ def command_line(*parts: str) -> str:
     return " ".join(quote(str(part)) for part in parts)
 
 
-def record_file() -> Path:
-    return Path(os.environ.get("SISO_ENV_FILE") or PACK / ENV_RECORD_NAME)
-
-
-def checkout() -> Path | None:
-    """The siso-lab checkout this pack folder sits in (the symlinked install), if it does."""
-    root = PACK.parent
-    try:
-        text = (root / "pyproject.toml").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    if (root / "siso_lib" / "cli" / "generate.py").is_file() and re.search(r'^name\s*=\s*"siso-lab"', text, re.MULTILINE):
-        return root
+def comfy_root() -> Path | None:
+    """The ComfyUI (or --base-directory) folder whose custom_nodes holds this pack, as it was reached
+    (a symlinked pack resolves into its checkout, so the unresolved path is tried first)."""
+    for here in (Path(os.path.abspath(__file__)).parent, PACK):
+        if here.parent.name == "custom_nodes":
+            return here.parent.parent
     return None
 
 
+def record_file(user_dir: str | None = None) -> Path | None:
+    """Where --venv records its environment: $SISO_ENV_FILE, else ComfyUI's user directory (--user-dir,
+    else `user` beside custom_nodes); None when no ComfyUI is around this pack."""
+    if os.environ.get("SISO_ENV_FILE"):
+        return Path(os.environ["SISO_ENV_FILE"])
+    if user_dir:
+        return paths.record_in(Path(user_dir).expanduser())
+    root = comfy_root()
+    return paths.record_in(root / "user") if root is not None else None
+
+
+class NoSource(Exception):
+    """Nothing says where siso-lab comes from, or the source given does not exist (one line)."""
+
+
 def requirement(source: str | None) -> tuple[list[str], str]:
-    """(pip arguments that name siso-lab, a description of where it comes from)."""
-    source = source or os.environ.get("SISO_LAB_SOURCE") or ""
+    """(pip arguments that name siso-lab, a description of where it comes from); NoSource if there is none."""
+    source = source or os.environ.get(paths.SOURCE_ENV) or ""
     if not source:
-        root = checkout()
-        if root is not None:
-            return ["-e", str(root)], f"the siso-lab checkout this pack sits in ({root})"
-        return [f"{PROJECT} @ {ARCHIVE_URL}"], f"GitHub ({ARCHIVE_URL})"
+        found = paths.default_source(PACK)
+        if found is None:
+            raise NoSource(
+                "install.py: no siso-lab to install: this pack folder is not inside a siso-lab checkout and holds no "
+                f"siso_lab-*.whl (it was copied, e.g. by ComfyUI-Manager). Run it again with --source: {paths.SOURCE_WORDS}"
+            )
+        return found
     if re.match(r"^[a-z][a-z0-9+.-]*://", source) or source.startswith("git+"):
         return [f"{PROJECT} @ {source}"], source
     path = Path(source).expanduser()
     if not path.exists():
-        raise SystemExit(f"install.py: --source {source!r} does not exist: give a siso-lab checkout, wheel, archive or URL")
+        raise NoSource(f"install.py: --source {source!r} does not exist: give {paths.SOURCE_WORDS}")
     return [str(path.resolve())], str(path.resolve())
+
+
+NETWORK = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|"
+                     r"Name or service not known|Network is unreachable|Max retries exceeded|ConnectTimeout|"
+                     r"Read timed out|Could not fetch URL|getaddrinfo failed|No route to host|SSLError", re.IGNORECASE)
+MISSING = re.compile(r"\b404\b|Not Found|does not appear to be a Python project|neither 'setup.py' nor 'pyproject.toml'|"
+                     r"No such file or directory|is not a valid wheel filename|BadZipFile|not a zip file|"
+                     r"Invalid wheel filename", re.IGNORECASE)
+NOT_ON_INDEX = re.compile(r"No matching distribution found for ([^\s]+)")
+CONFLICT = re.compile(r"ResolutionImpossible|conflicting dependencies|Cannot install", re.IGNORECASE)
+
+
+def pip_failure(output: str, origin: str) -> tuple[str, bool]:
+    """What a failed pip run means, in one line, and whether a separate environment would help (a conflict)."""
+    if NETWORK.search(output):
+        return (f"pip could not reach the network (for {origin} or its requirements): connect and run it again, or "
+                "give a local --source (a checkout or a wheel); nothing was changed"), False
+    if MISSING.search(output):
+        return f"the source {origin} was not found or is not siso-lab: give {paths.SOURCE_WORDS}; nothing was changed", False
+    if CONFLICT.search(output):
+        return f"pip cannot install siso-lab here without replacing {'/'.join(KEEP)} or another pinned package; nothing was changed", True
+    missing = NOT_ON_INDEX.search(output)
+    if missing:
+        return (f"pip found no {missing.group(1)} on the package index (offline, or an index without it): connect, or "
+                "point pip at an index or a folder of wheels that has it; nothing was changed"), False
+    return "pip failed (see its message above); nothing was changed", True
 
 
 def installed() -> dict[str, tuple[str, str]]:
@@ -145,8 +199,9 @@ def plan(python: str, req: list[str], constraints: Path) -> tuple[list[tuple[str
     return items, ""
 
 
-def venv_hint(python: str) -> str:
-    return command_line(python, PACK / "install.py", "--venv", str(Path.home() / "siso-venv"))
+def venv_hint(python: str, source: str | None = None) -> str:
+    return command_line(python, PACK / "install.py", "--venv", str(Path.home() / "siso-venv"),
+                        *(["--source", source] if source else []))
 
 
 def into_this_python(args: argparse.Namespace) -> int:
@@ -166,9 +221,10 @@ def into_this_python(args: argparse.Namespace) -> int:
         items, error = plan(python, req, keep_file)
         if items is None:
             tail = "\n".join(error.splitlines()[-15:])
-            print(f"{tail}\n\nSISO: pip cannot install siso-lab here without replacing {'/'.join(KEEP)} "
-                  f"(or it failed: see above). Nothing was changed. Make a separate environment for SISO:\n  {venv_hint(python)}")
-            return REFUSED
+            reason, separate_helps = pip_failure(error, origin)
+            print(f"{tail}\n\nSISO: {reason}." + (f" Make a separate environment for SISO:\n  {venv_hint(python, args.source)}"
+                                                  if separate_helps else ""))
+            return REFUSED if separate_helps else 1
         changes, additions = [], []
         for name, version in items:
             key = canonical(name)
@@ -190,7 +246,7 @@ def into_this_python(args: argparse.Namespace) -> int:
             return 0
         if changes and not args.allow_changes:
             print("SISO: nothing was changed. Either make a separate environment for SISO (recommended; the node "
-                  f"uses it by itself):\n  {venv_hint(python)}\nor accept the changes above:\n  "
+                  f"uses it by itself):\n  {venv_hint(python, args.source)}\nor accept the changes above:\n  "
                   f"{command_line(python, PACK / 'install.py', '--allow-changes', *([] if not args.source else ['--source', args.source]))}")
             return REFUSED
         pins = dict(kept)
@@ -201,7 +257,7 @@ def into_this_python(args: argparse.Namespace) -> int:
         done = pip(python, "install", "-c", str(keep_file), *req)
     if done.returncode != 0:
         print(f"SISO: pip failed (exit code {done.returncode}); nothing else was done. A separate environment "
-              f"avoids conflicts:\n  {venv_hint(python)}")
+              f"avoids conflicts:\n  {venv_hint(python, args.source)}")
         return 1
     print("SISO: done. Restart ComfyUI. (The IR weights, ir_features.pth, are downloaded by hand: see README.md.)")
     return 0
@@ -223,21 +279,33 @@ def separate_environment(args: argparse.Namespace) -> int:
             return 1
     torch = ["torch", "torchvision"] + (["--index-url", args.torch_index_url] if args.torch_index_url else [])
     print(f"SISO: installing torch and siso-lab (from {origin}) into {folder}")
-    for step in (torch, req):
-        done = pip(str(python), "install", *step)
+    for step, what in ((torch, "torch"), (req, origin)):
+        done = pip(str(python), "install", *step, capture=True)
+        print(done.stdout, end="")
         if done.returncode != 0:
-            print(f"SISO: pip failed (exit code {done.returncode}) installing {' '.join(step)} into {folder}")
+            print(done.stderr, end="")
+            reason, _ = pip_failure(done.stdout + done.stderr, what)
+            print(f"SISO: installing {' '.join(step)} into {folder} failed: {reason}")
             return 1
-    record = record_file()
+    print(f"SISO: environment ready: {python}")
+    print(remember(str(python), origin, args.user_dir))
+    return 0
+
+
+def remember(python: str, origin: str, user_dir: str | None) -> str:
+    """Record the environment where the node looks for it (ComfyUI's user directory); what was done, in words."""
+    record = record_file(user_dir)
+    if record is None:
+        return (f"This pack is not in a ComfyUI custom_nodes folder, so the environment was not recorded: set the node's "
+                f"python_executable to {python}, or run this again with --user-dir /path/to/ComfyUI/user.")
     try:
-        record.write_text(json.dumps({"python": str(python), "source": origin,
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"python": python, "source": origin,
                                       "made": _dt.datetime.now().isoformat(timespec="seconds")}, indent=2) + "\n",
                           encoding="utf-8")
-        remembered = f"The SISO LoRA Generator node uses it whenever its python_executable is empty (recorded in {record})."
     except OSError as error:
-        remembered = f"Could not record it in {record} ({error.strerror or error}): set the node's python_executable to it."
-    print(f"SISO: environment ready: {python}\n{remembered}")
-    return 0
+        return f"Could not record it in {record} ({error.strerror or error}): set the node's python_executable to {python}."
+    return f"The SISO nodes use it whenever their python_executable is empty (recorded in {record})."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,12 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--venv", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--torch-index-url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--user-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_index_url and not args.venv:
         parser.error("--torch-index-url goes with --venv DIR (ComfyUI's own torch is never replaced)")
-    if args.venv:
-        return separate_environment(args)
-    return into_this_python(args)
+    try:
+        if args.venv:
+            return separate_environment(args)
+        return into_this_python(args)
+    except NoSource as problem:
+        print(problem)
+        return NO_SOURCE
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@
 #   ./install.sh --dry-run       only list what would be installed or changed.
 # More: ./install.sh --help (install.py's options).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"  # not -P: a pack symlinked into custom_nodes/ keeps that path (install.py finds ComfyUI's user folder by it)
 
 pick_python() {
   if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi

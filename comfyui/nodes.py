@@ -17,6 +17,7 @@ from . import host, widgets
 from .displays import refresh_displays
 from .host import SISOCancelled  # noqa: F401 - part of the nodes' interface (raised outside ComfyUI)
 from .siso import folders, images, jobs, lora_keys
+from .siso.messages import failed, one_line
 from .siso.pack import LAUNCHER
 from .siso.params import EditParams, SISOParams, from_widgets
 
@@ -43,11 +44,19 @@ def _stamp(path: str) -> list:
         return [path, None]
 
 
+def with_base_model(inputs: dict) -> dict:
+    """The widget values with base_model_path set to the base model the run uses: the picked checkpoint or
+    folder, or what base_model_path says when base_model is 'hub id or diffusers folder'."""
+    chosen = host.resolve_base_model(inputs.get("base_model") or "", inputs.get("base_model_path") or "")
+    return {**{k: v for k, v in inputs.items() if k != "base_model"}, "base_model_path": chosen}
+
+
 def fingerprint(inputs: dict) -> str:
     """A digest of the widget values and of the files they name (what IS_CHANGED compares)."""
     values = {k: v for k, v in sorted(inputs.items()) if k not in FINGERPRINT_EXCLUDED}
     values.setdefault("extra_args", "")  # optional: absent from IS_CHANGED's inputs until set
     files = [_stamp(str(values.get(k) or "")) for k in ("siso_script_path", "ir_features_path", "base_model_path", "python_executable")]
+    files.append(_stamp(with_base_model(values)["base_model_path"]))  # the picked checkpoint or folder
     if not values.get("siso_script_path"):
         files.append(_stamp(str(LAUNCHER)))
     blob = json.dumps([values, files], sort_keys=True, default=str)
@@ -102,7 +111,8 @@ class SISOLoRAGenerator(_SISORun):
         "Path of the LoRA file ComfyUI's LoraLoader and SISO Load LoRA apply fully (SDXL: Kohya keys; FLUX: the "
         "diffusers-format file); empty when the run failed, was cancelled or did not run.",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
-        "The best image SISO generated (what the LoRA draws for the optimisation prompt).",
+        "The best image SISO generated (what the LoRA draws for the optimisation prompt); without one (failed, not run) a "
+        "picture labelled 'SISO: no image' with the status on it, never a blank that could pass for a result.",
         "A few lines: the LoRA's LoraLoader name, best iteration and losses, why it stopped, notes.",
     )
     DESCRIPTION = (
@@ -121,7 +131,7 @@ class SISOLoRAGenerator(_SISORun):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return widgets.generator_inputs()
+        return widgets.generator_inputs(host.base_model_choices())
 
     def generate(self, subject_image, execute, unique_id=None, extra_args="", subject_mask=None, graph=None, **widget_values):
         inputs = dict(widget_values, extra_args=extra_args)
@@ -129,7 +139,7 @@ class SISOLoRAGenerator(_SISORun):
         if not execute:
             host.console(IDLE_STATUS)
             # plain values, not blocked ones: the boxes showing them must not keep an earlier run's result
-            return {"ui": {"text": [IDLE_STATUS]}, "result": ("", IDLE_STATUS, host.blank_image(), IDLE_STATUS)}
+            return {"ui": {"text": [IDLE_STATUS]}, "result": ("", IDLE_STATUS, host.no_image(IDLE_STATUS), IDLE_STATUS)}
         refresh_displays(graph, unique_id, ("", RUNNING_STATUS, None, RUNNING_STATUS))
         job = self.run(subject_image, unique_id, mask=subject_mask, **inputs)
         self.remember(key, job.ok, job.lora_path)
@@ -139,7 +149,7 @@ class SISOLoRAGenerator(_SISORun):
             host.raise_cancelled(report, unique_id)
         host.console(report)
         previews = host.save_preview(job.result_image, unique_id)
-        preview = images.load_image_tensor(job.result_image) if job.result_image else host.blank_image()
+        preview = images.load_image_tensor(job.result_image) if job.result_image else host.no_image(job.status)
         # on failure lora_path is "" (SISO Load LoRA then skips what follows it); a blocked output
         # would leave display nodes showing the previous run's path
         ui = {"text": [report], **({"images": previews} if previews else {})}
@@ -147,6 +157,7 @@ class SISOLoRAGenerator(_SISORun):
 
     def run(self, subject_image, unique_id=None, mask=None, **inputs) -> jobs.JobResult:
         """The whole run with ComfyUI's progress bar, Cancel, console and model unloading."""
+        inputs = with_base_model(inputs)
         params = from_widgets(SISOParams, inputs)  # model_family stays "auto": the base model picks it
         request = jobs.JobRequest(
             image=subject_image, params=params, mask=mask, loras_root=host.loras_root(), loras_folders=host.loras_folders(),
@@ -154,7 +165,7 @@ class SISOLoRAGenerator(_SISORun):
             weights_output_dir=inputs.get("weights_output_dir", "") or "",
             unique_subfolder=bool(inputs.get("unique_subfolder", True)),
             python_executable=inputs.get("python_executable", "") or "",
-            siso_script_path=inputs.get("siso_script_path", "") or "",
+            siso_script_path=inputs.get("siso_script_path", "") or "", env=host.child_environment(),
         )
         hooks = self.prepared_hooks(unique_id, params.num_train_epochs, inputs.get("unload_models", True))
         return jobs.run_job(request, hooks)
@@ -168,7 +179,8 @@ class SISOSubjectEdit(_SISORun):
     RETURN_NAMES = ("edited_image", "status")
     OUTPUT_TOOLTIPS = (
         "The edited scene (the best iteration's picture): the resolution x resolution square the edit works on "
-        "(the scene scaled to cover it, centre-cropped). A blank image when the edit failed, was cancelled or did not run.",
+        "(the scene scaled to cover it, centre-cropped). When the edit failed or did not run: a picture labelled "
+        "'SISO: no image' with the status on it (never the unedited scene).",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
     )
     DESCRIPTION = (
@@ -186,14 +198,14 @@ class SISOSubjectEdit(_SISORun):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return widgets.edit_inputs()
+        return widgets.edit_inputs(host.base_model_choices())
 
     def edit(self, scene_image, subject_image, execute, unique_id=None, mask=None, extra_args="", graph=None, **widget_values):
         inputs = dict(widget_values, extra_args=extra_args)
         key = fingerprint(inputs)
         if not execute:
             host.console(IDLE_STATUS)
-            return {"ui": {"text": [IDLE_STATUS]}, "result": (host.blank_image(), IDLE_STATUS)}
+            return {"ui": {"text": [IDLE_STATUS]}, "result": (host.no_image(IDLE_STATUS), IDLE_STATUS)}
         refresh_displays(graph, unique_id, (None, EDIT_RUNNING_STATUS))
         job = self.run(scene_image, subject_image, mask, unique_id, **inputs)
         self.remember(key, job.ok, job.result_image)
@@ -202,18 +214,19 @@ class SISOSubjectEdit(_SISORun):
             refresh_displays(graph, unique_id, (None, job.status))
             host.raise_cancelled(report, unique_id)
         host.console(report)
-        edited = images.load_image_tensor(job.result_image) if job.ok else host.blank_image()
+        edited = images.load_image_tensor(job.result_image) if job.ok else host.no_image(job.status)
         previews = host.save_preview(job.result_image, unique_id) if job.ok else []
         ui = {"text": [report], **({"images": previews} if previews else {})}
         return {"ui": ui, "result": (edited, job.status)}
 
     def run(self, scene_image, subject_image, mask=None, unique_id=None, **inputs) -> jobs.EditJobResult:
         """The whole edit with ComfyUI's progress bar, Cancel, console and model unloading."""
+        inputs = with_base_model(inputs)
         params = from_widgets(EditParams, inputs)
         request = jobs.EditRequest(
             scene=scene_image, subject=subject_image, params=params, runs_root=host.runs_root(), mask=mask,
             python_executable=inputs.get("python_executable", "") or "", script_path=self.script_path,
-            search_dirs=host.search_dirs(),
+            search_dirs=host.search_dirs(), env=host.child_environment(),
         )
         hooks = self.prepared_hooks(unique_id, params.num_train_epochs, inputs.get("unload_models", True))
         return jobs.run_edit_job(request, hooks)
@@ -287,19 +300,39 @@ class SISOLoadLoRA:
         except (ValueError, OSError):
             return lora_path or ""
 
-    def load(self, model, clip, lora_path, strength_model=1.0, strength_clip=1.0):
-        if not (lora_path or "").strip():
-            # SISO LoRA Generator failed, was cancelled or did not run: skip what follows, say why here
-            host.console(NO_LORA_INFO)
-            return {"ui": {"text": [NO_LORA_INFO]}, "result": (host.blocked(None, model), host.blocked(None, clip), NO_LORA_INFO)}
+    @staticmethod
+    def _skip(model, clip, text: str) -> dict:
+        """Nothing applied: the nodes after this one are skipped (silently: the queue goes on), `text` says why."""
+        host.console(text)
+        return {"ui": {"text": [text]}, "result": (host.blocked(None, model), host.blocked(None, clip), text)}
+
+    def _read(self, lora_path: str) -> tuple[str, dict]:
+        """(the file, its state dict in keys ComfyUI maps); ValueError (one line) for anything that is not a LoRA."""
         path = resolve_lora_file(lora_path)
         info = os.stat(path)
         stamp = (path, info.st_size, info.st_mtime_ns)
         if self._cache is not None and self._cache[0] == stamp:
-            state = self._cache[1]
-        else:
+            return path, self._cache[1]
+        try:
             state, _ = lora_keys.read_lora(path)
-            self._cache = (stamp, state)
+        except Exception as error:  # noqa: BLE001 - safetensors' and torch's errors for a file that is no LoRA
+            detail = one_line(str(error) or type(error).__name__, 200)
+            raise ValueError(f"lora_path {path!r} is not a readable LoRA file ({type(error).__name__}: {detail}): give a "
+                             ".safetensors LoRA, e.g. SISO LoRA Generator's lora_path") from None
+        if not isinstance(state, dict) or not lora_keys.module_count(state.keys()):
+            raise ValueError(f"lora_path {path!r} holds no LoRA weights (no lora_down/lora_up or lora_A/lora_B keys): is it a "
+                             "model checkpoint? give a LoRA file")
+        self._cache = (stamp, state)
+        return path, state
+
+    def load(self, model, clip, lora_path, strength_model=1.0, strength_clip=1.0):
+        if not (lora_path or "").strip():
+            # SISO LoRA Generator failed, was cancelled or did not run: skip what follows, say why here
+            return self._skip(model, clip, NO_LORA_INFO)
+        try:
+            path, state = self._read(lora_path)
+        except (ValueError, OSError) as problem:
+            return self._skip(model, clip, failed(str(problem)))
         summary = lora_keys.summarize(state.keys())
         modules = summary["unet"] + summary["transformer"] + summary["te1"] + summary["te2"]
         flux = summary["transformer"] > 0
@@ -314,6 +347,9 @@ class SISOLoadLoRA:
         root.addHandler(counter)
         try:
             new_model, new_clip = sd.load_lora_for_models(model, clip, state, strength_model, strength_clip)
+        except Exception as error:  # noqa: BLE001 - ComfyUI's LoRA code on a file it cannot apply
+            return self._skip(model, clip, failed(f"ComfyUI could not apply {os.path.basename(path)} ({type(error).__name__}: "
+                                                  f"{error}): is the base model {'FLUX' if flux else 'SDXL'}?"))
         finally:
             root.removeHandler(counter)
         patched_unet = _patch_count(new_model) - _patch_count(model)

@@ -4,7 +4,8 @@ Runs `siso_lib.cli.edit.main` (the `siso-edit` command: the authors' `siso_editi
 arguments plus `--mask` and `--prompt`) with the interpreter the node chose, exactly as
 `siso_generate.py` runs siso-generate: a siso-lab checkout around this pack is put on the module
 path when the interpreter lacks siso_lib, a missing siso-lab is one line naming the install
-command, and the run gets SIGTERM when ComfyUI (SISO_PARENT_PID) goes away.
+command, and when ComfyUI (SISO_PARENT_PID) or the output pipe goes away the edit finishes its
+iteration and writes what it has (siso_lib.cli.common.LostContact).
 """
 
 from __future__ import annotations

@@ -4,36 +4,17 @@ Runs `siso_lib.cli.generate.main` (the `siso-generate` command: every argument o
 `siso_generation_sdxl.py` plus siso-lab's own) with the interpreter the node chose. If that
 interpreter cannot import siso_lib but this pack sits inside a siso-lab checkout, the
 checkout is put on the module path; otherwise it prints the one command that installs
-siso-lab into that interpreter's environment (this folder's install.py). It also makes
-sure the run never outlives ComfyUI: when the parent process named in SISO_PARENT_PID goes
-away, the run gets SIGTERM (it then saves the best LoRA so far and exits).
+siso-lab into that interpreter's environment (this folder's install.py). The run never
+outlives ComfyUI and never loses its work when ComfyUI dies: siso_lib's command line watches
+the parent named in SISO_PARENT_PID (the node sets it) and its output pipes, and when either
+goes away it finishes the iteration in progress, writes the best LoRA and run.json
+("interrupted", with the reason) and exits (siso_lib/cli/common.py, LostContact).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
-
-
-def _die_with_parent() -> None:
-    expected = os.environ.get("SISO_PARENT_PID")
-    if not expected or not expected.isdigit() or os.name == "nt":
-        return
-    expected_pid = int(expected)
-    if os.getppid() != expected_pid:
-        return  # started through a wrapper (conda run, a shell script): leave it to the wrapper
-    def watch() -> None:
-        while True:
-            if os.getppid() != expected_pid:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, daemon=True, name="siso-parent-watch").start()
 
 
 def _import_main(module: str = "siso_lib.cli.generate"):
@@ -59,18 +40,19 @@ def _import_main(module: str = "siso_lib.cli.generate"):
 
 
 def _install_command() -> str:
-    """The one command that installs siso-lab and its requirements into this interpreter's environment."""
-    parts = [sys.executable, str(Path(__file__).resolve().with_name("install.py"))]
-    if os.name == "nt":
-        return " ".join(f'"{part}"' if " " in part else part for part in parts)
-    import shlex
+    """The one command that installs siso-lab and its requirements into this interpreter's environment
+    (siso/pack.py's install_hint, read by path: this interpreter may lack everything but the stdlib)."""
+    import importlib.util
 
-    return " ".join(shlex.quote(part) for part in parts)
+    here = Path(__file__).resolve().parent
+    spec = importlib.util.spec_from_file_location("siso_pack_paths", here / "siso" / "pack.py")
+    paths = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paths)
+    return paths.install_hint(sys.executable, installer=here / "install.py").removeprefix("run ")
 
 
 def run(module: str = "siso_lib.cli.generate") -> None:
-    """The launcher: die with ComfyUI, import `module`'s main (or say how to install siso-lab), run it, exit."""
-    _die_with_parent()
+    """The launcher: import `module`'s main (or say how to install siso-lab), run it, exit."""
     try:
         main = _import_main(module)
     except ModuleNotFoundError as error:

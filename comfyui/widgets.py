@@ -19,6 +19,11 @@ IR_TOOLTIP = ("ir_features.pth, downloaded by hand (see README). A bare name is 
               "Empty: DINO features only.")
 DINO_NOTE = " (config.json + model.safetensors)"
 HIDDEN = {"unique_id": "UNIQUE_ID", "graph": "PROMPT"}
+PYTHON_TOOLTIP = (
+    "The Python that runs SISO (a separate process; siso-lab must be installed in its environment). Empty: the "
+    "environment install.py --venv made (recorded in ComfyUI's user folder), else ComfyUI's own Python. Or the python "
+    "of another environment, e.g. /path/siso-venv/bin/python.")
+PYTHON_WIDGET = ("STRING", {"default": "", "tooltip": PYTHON_TOOLTIP})
 
 
 def field_widget(fields: dict, widget: str, note: str = "", tooltip: str | None = None, **options) -> tuple:
@@ -31,12 +36,25 @@ def field_widget(fields: dict, widget: str, note: str = "", tooltip: str | None 
     return (list(spec["choices"]) if "choices" in spec else KINDS[spec["type"]], declared)
 
 
+BASE_MODEL_PATH_NOTE = (" Used when base_model is 'hub id or diffusers folder'; a whole .safetensors checkpoint's path "
+                        "works here too.")
+
+
+def base_model_widget(choices: list[str], families: str) -> tuple:
+    """The base model pick-list: 'hub id or diffusers folder (base_model_path)' first, then ComfyUI's model files."""
+    return (list(choices), {"default": choices[0], "tooltip": (
+        f"The base model: a whole {families} checkpoint in models/checkpoints (or models/diffusion_models), a diffusers "
+        "folder in models/diffusers, or the first entry to use base_model_path (a hub id or any folder). A checkpoint is "
+        "loaded with a config shipped with siso-lab (no download); ComfyUI's diffusion_models files hold the denoiser alone "
+        "and are refused (SISO trains through the text encoders and the VAE too). Refresh the page to list new files.")})
+
+
 def recipe_note(field: str) -> str:
     return f" (default = the family's recipe: {defaults.recipe_text(field)})"
 
 
-def generator_inputs() -> dict:
-    """SISO LoRA Generator's inputs."""
+def generator_inputs(base_models: list[str]) -> dict:
+    """SISO LoRA Generator's inputs; `base_models`: the base_model pick-list (host.base_model_choices())."""
     g = defaults.GENERATE_FIELDS
     return {
         "required": {
@@ -48,10 +66,11 @@ def generator_inputs() -> dict:
                 "models/loras; absolute paths as given. Under models/loras only the file Load LoRA applies fully goes "
                 "there (SDXL: the Kohya LoRA; FLUX: the diffusers LoRA); the rest of the run goes to "
                 "output/siso/<time>-<prompt>/.")}),
+            "base_model": base_model_widget(base_models, "SDXL(-Turbo) or FLUX.1(-schnell)"),
             "base_model_path": field_widget(g, "base_model_path", tooltip=(
                 "Hub id or local diffusers folder (a name in models/diffusers works); it picks the model family: SDXL "
                 "(e.g. stabilityai/sdxl-turbo) or FLUX (e.g. black-forest-labs/FLUX.1-schnell), read from "
-                "model_index.json. Sana is not offered. Single-file checkpoints are not supported.")),
+                "model_index.json (a checkpoint: from its tensor names). Sana is not offered." + BASE_MODEL_PATH_NOTE)),
             "siso_script_path": ("STRING", {"default": "", "tooltip": (
                 "Empty: the bundled siso-generate (siso-lab). Or the path of the authors' siso_generation_sdxl.py "
                 "(siso_generation_flux.py for a FLUX base model) or any script with its arguments.")}),
@@ -72,9 +91,8 @@ def generator_inputs() -> dict:
             "device": field_widget(g, "device", " (bundled siso-generate only)"),
             "mixed_precision": field_widget(g, "mixed_precision"),
             "mode": field_widget(g, "mode", " (bundled siso-generate only)"),
-            "python_executable": ("STRING", {"default": "", "tooltip": (
-                "Empty: the environment install.py --venv made, else ComfyUI's own Python. Or the python of a separate "
-                "environment SISO is installed in (e.g. /path/siso-venv/bin/python).")}),
+            "python_executable": ("STRING", {"default": "", "tooltip": PYTHON_TOOLTIP + (
+                " With the authors' script in siso_script_path: the python of their environment.")}),
             "unique_subfolder": ("BOOLEAN", {"default": True, "tooltip": (
                 "A new <time>-<prompt> folder per run inside weights_output_dir (never overwrites an earlier LoRA)")}),
             "unload_models": ("BOOLEAN", {"default": True, "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
@@ -90,8 +108,8 @@ def generator_inputs() -> dict:
     }
 
 
-def edit_inputs() -> dict:
-    """SISO Subject Edit's inputs."""
+def edit_inputs(base_models: list[str]) -> dict:
+    """SISO Subject Edit's inputs; `base_models`: the base_model pick-list."""
     e = defaults.EDIT_FIELDS
     return {
         "required": {
@@ -102,8 +120,9 @@ def edit_inputs() -> dict:
             "input_class": field_widget(e, "input_class", ", e.g. 'cup': the scene is inverted with 'a photo of a cup', and "
                                         "without a painted mask Grounding-DINO + SAM look for it. Empty: 'a photo' "
                                         "(needs a mask).", default="", multiline=False),
+            "base_model": base_model_widget(base_models, "SDXL(-Turbo)"),
             "base_model_path": field_widget(e, "base_model_path", tooltip=(
-                "SDXL(-Turbo) hub id or local diffusers folder (a name in models/diffusers works).")),
+                "SDXL(-Turbo) hub id or local diffusers folder (a name in models/diffusers works)." + BASE_MODEL_PATH_NOTE)),
             "ir_features_path": field_widget(e, "ir_features_path", tooltip=IR_TOOLTIP, default=""),
             "num_train_epochs": field_widget(e, "num_train_epochs"),
             "learning_rate": field_widget(e, "learning_rate"),
@@ -121,9 +140,7 @@ def edit_inputs() -> dict:
             "device": field_widget(e, "device"),
             "mixed_precision": field_widget(e, "mixed_precision"),
             "mode": field_widget(e, "mode"),
-            "python_executable": ("STRING", {"default": "", "tooltip": (
-                "Empty: the environment install.py made, else ComfyUI's own Python. Or the python of a separate "
-                "environment siso-lab is installed in.")}),
+            "python_executable": PYTHON_WIDGET,
             "unload_models": ("BOOLEAN", {"default": True, "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
         },
         "optional": {

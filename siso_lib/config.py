@@ -3,8 +3,8 @@
 `SISOConfig` is read by the library, the command lines, the notebooks and the ComfyUI node, so a
 default changed here changes everywhere. Each field carries its help text and its valid range in
 `dataclasses.field(metadata=...)`: `--help`, the notebook panels and the ComfyUI widgets (through
-comfyui/defaults.json, generated from here) show the same words, and `validate()` checks the same
-range. The values are those of the authors' documented commands (arXiv 2503.16025, README of
+comfyui/defaults.json, generated from here) show the same words (`field_help` adds the range),
+and the config checks the same range. The values are those of the authors' documented commands (arXiv 2503.16025, README of
 github.com/yairshp/SISO), one recipe per model family (`FAMILY_RECIPES`):
 
     sdxl  stabilityai/sdxl-turbo: 512 px, 1 step (gradient through it), lr 2e-4, weight decay
@@ -14,6 +14,9 @@ github.com/yairshp/SISO), one recipe per model family (`FAMILY_RECIPES`):
           CLIP-L LoRA with lr 5e-6 / weight decay 1e-3, early stop 3 % / 7
     sana  Efficient-Large-Model/Sana_1600M_512px_diffusers: 512 px, 20 steps with CFG 4.5,
           gradients through the last 3, lr 8e-4, LoRA on q/k/v only, early stop 3 % / 5
+    flux2_klein  black-forest-labs/FLUX.2-klein-4B (ours: no author has published one): 512 px,
+          4 distilled steps, gradients through the last 1, no guidance, Qwen3 length 512, lr 2e-4 /
+          weight decay 1e-4 on the transformer LoRA, Qwen3 frozen, early stop 3 % / 7
 
 A field whose value differs between families is declared `None`, meaning "the family's
 recipe"; the family is `model_family`, or with "auto" read from the base model
@@ -24,9 +27,11 @@ maps 1:1 onto its command line.
 
 Values coming from forms, papermill, YAML or the environment are often text: every field is
 coerced to its declared type (`coerce_value`: pydantic's lax rules, "1e-4" -> 1e-4, "false" ->
-False, "8" -> 8), and a value that cannot be read as that type, or is out of range, raises
-`SISOInputError` (a ValueError) with one line naming the setting and a valid value. This module
-imports nothing heavy, so the command lines validate a config in milliseconds.
+False, "8" -> 8), and a value that cannot be read as that type, is not one of its choices or is
+out of range raises `SISOInputError` (a ValueError) with one line naming the setting and a valid
+value, when the config is made (`SISOConfig(mode="fast")`, `config.replace(resolution=63)`).
+`validate()` adds the checks that need several fields or the base model (its family, both loss
+weights zero, a text-encoder LoRA the family has not). This module imports nothing heavy, so the command lines validate a config in milliseconds.
 """
 
 from __future__ import annotations
@@ -56,8 +61,17 @@ FLUX_LORA_TARGETS = (
     "attn.to_add_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
 )
 SANA_LORA_TARGETS = ("to_k", "to_q", "to_v")  # siso_generation_sana.py: self- and cross-attention q/k/v
+# FLUX.2 [klein] (no author's value): FLUX.1's choice carried over, attention and feed-forward of the
+# double blocks, and the single blocks' fused q/k/v + MLP-in projection (their output projection
+# is a ModuleList name that would also match the double blocks' to_out)
+FLUX2_KLEIN_LORA_TARGETS = (
+    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj",
+    "attn.to_add_out", "ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out",
+    "attn.to_qkv_mlp_proj",
+)
 
-MODEL_FAMILIES = ("sdxl", "flux", "sana")
+MODEL_FAMILIES = ("sdxl", "flux", "sana", "flux2_klein")
+NO_TEXT_ENCODER_LORA = ("sana", "flux2_klein")  # families whose text encoder stays frozen (an LLM: no LoRA)
 MODEL_FAMILY_CHOICES = ("auto", *MODEL_FAMILIES)  # the values model_family takes
 # the authors' documented command per family; every field here is None in SISOConfig ("the recipe").
 # text_encoder_lr / adam_weight_decay_text_encoder None: the text-encoder LoRA uses the denoiser's
@@ -80,6 +94,13 @@ FAMILY_RECIPES: dict[str, dict[str, Any]] = {
         adam_weight_decay=1e-4, num_inference_steps=20, num_grad_steps=3, guidance_scale=4.5, max_sequence_length=256,
         train_text_encoder=False, text_encoder_lr=None, adam_weight_decay_text_encoder=None,
         lora_layers=",".join(SANA_LORA_TARGETS), early_stopping_max_count=5,
+    ),
+    # no author has published SISO settings for klein: every value is ours (docs/families.md says why)
+    "flux2_klein": dict(
+        pretrained_model_name_or_path="black-forest-labs/FLUX.2-klein-4B", learning_rate=2e-4, adam_weight_decay=1e-4,
+        num_inference_steps=4, num_grad_steps=1, guidance_scale=1.0, max_sequence_length=512,
+        train_text_encoder=False, text_encoder_lr=None, adam_weight_decay_text_encoder=None,
+        lora_layers=",".join(FLUX2_KLEIN_LORA_TARGETS), early_stopping_max_count=7,
     ),
 }
 RECIPE_FIELDS = tuple(FAMILY_RECIPES["sdxl"])
@@ -160,9 +181,23 @@ def knob(default: Any, help: str, **rules: Any) -> Any:  # noqa: A002 - the argp
     return field(default=default, metadata={"help": help, **rules})
 
 
-def field_help(cls: type, name: str) -> str:
-    """The help text of a config field."""
-    return next(spec.metadata.get("help", "") for spec in dataclasses.fields(cls) if spec.name == name)
+def field_help(cls: type, name: str, rules: bool = True) -> str:
+    """The help text of a config field, with its valid values: "AdamW learning rate of the
+    denoiser's LoRA; positive", "...; one of default, reference, low-memory". `rules=False`: the
+    help text alone (a widget's tooltip)."""
+    spec = next(spec for spec in dataclasses.fields(cls) if spec.name == name)
+    text = spec.metadata.get("help", "")
+    valid = rules_text(spec.metadata) if rules else ""
+    return f"{text}; {valid}" if valid else text
+
+
+def rules_text(rules: dict) -> str:
+    """A field's valid values in words: 'one of a, b', 'between 0 and 1', 'positive'; '' if any value goes."""
+    if "choices" in rules:
+        return f"one of {', '.join(map(str, rules['choices']))}"
+    if any(key in rules for key in ("min", "max", "above", "below")):
+        return _range_text(rules)
+    return ""
 
 
 def _number(value: float) -> str:
@@ -196,7 +231,8 @@ class SISOConfig:
 
     # what to personalise
     prompt: str = knob("a photo of a cat", "a simple prompt naming the subject's class")
-    model_family: str = knob("auto", "sdxl, flux, sana, or auto: read from the base model (model_index.json or the hub id)",
+    model_family: str = knob("auto", "sdxl, flux, sana, flux2_klein, or auto: read from the base model (model_index.json or "
+                                     "the hub id)",
                              choices=MODEL_FAMILY_CHOICES)
     pretrained_model_name_or_path: str | None = knob(None, "hub id or local diffusers folder of the base model; None: the family's model")
     pretrained_vae_model_name_or_path: str | None = knob(None, "optional separate VAE (e.g. an fp16-safe one)")
@@ -210,8 +246,9 @@ class SISOConfig:
     resolution: int = knob(512, "side of the generated square image, px (a multiple of 8)", min=64, max=2048, widget={"step": 8})
     num_inference_steps: int | None = knob(None, "denoising steps per image", min=1, widget={"max": 100})
     num_grad_steps: int | None = knob(None, "the last k denoising steps carry gradients, 0 = every step", min=0, widget={"max": 100})
-    guidance_scale: float | None = knob(None, "classifier-free guidance (Sana); FLUX-dev's embedded guidance", min=0, widget={"max": 30})
-    max_sequence_length: int | None = knob(None, "prompt tokens of T5 (FLUX) / Gemma (Sana)", min=1, max=512)
+    guidance_scale: float | None = knob(None, "classifier-free guidance (Sana, a FLUX.2 klein base model); FLUX-dev's "
+                                               "embedded guidance", min=0, widget={"max": 30})
+    max_sequence_length: int | None = knob(None, "prompt tokens of T5 (FLUX) / Gemma (Sana) / Qwen3 (FLUX.2 klein)", min=1, max=512)
     seed: int = knob(42, "seed of the LoRA initialisation and of the fixed starting noise", min=0, max=2**63 - 1)
 
     # optimisation
@@ -261,6 +298,7 @@ class SISOConfig:
 
     def __post_init__(self) -> None:
         self.coerce()
+        self.check_fields()  # a bad single value is refused when the config is made, not only by validate()
         self._from_recipe: frozenset[str] = frozenset()
         try:
             self.apply_recipe()
@@ -323,6 +361,37 @@ class SISOConfig:
     def path_fields(self) -> tuple[str, ...]:
         return MODEL_PATH_FIELDS
 
+    def check_fields(self) -> None:
+        """Every check of one field on its own, SISOInputError (one line) for the first that fails:
+        choices, bounds, and the rules of a single value (a resolution that is a multiple of 8, a
+        prompt that is not empty, a device name, module names). Run when a config is made (so
+        `SISOConfig(mode="fast")` raises at once) and again by validate(), which adds the checks
+        that need several fields or the base model (the family, the loss weights together)."""
+        if self.model_family not in MODEL_FAMILY_CHOICES:
+            raise SISOInputError(f"model_family {self.model_family!r} is unknown: use {', '.join(MODEL_FAMILY_CHOICES)}")
+        if not self.prompt or not self.prompt.strip():
+            raise SISOInputError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
+        if len(self.prompt) > 2000:
+            raise SISOInputError(
+                f"prompt is {len(self.prompt)} characters long: keep it under 2000 (CLIP reads only ~77 tokens)"
+            )
+        if self.resolution % 8 != 0 or not 64 <= self.resolution <= 2048:
+            raise SISOInputError(
+                f"resolution {self.resolution} is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"
+            )
+        self.check_ranges()
+        if not DEVICE_PATTERN.fullmatch(self.device.strip()):
+            raise SISOInputError(f"device {self.device!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu")
+        if not self.dino_model_name.strip():
+            raise SISOInputError(f"dino_model_name is empty: give a timm name or a local folder (the default is {DEFAULT_DINO_MODEL!r})")
+        if self.lora_layers is not None:
+            layers = [layer.strip() for layer in self.lora_layers.split(",")]
+            if not all(LORA_LAYER_PATTERN.fullmatch(layer) for layer in layers):
+                raise SISOInputError(
+                    f"lora_layers {self.lora_layers!r} is not a comma-separated list of module names, e.g. "
+                    f"{self.default_of('lora_layers')!r}"
+                )
+
     def check_ranges(self) -> None:
         """Each field against its metadata: choices, and bounds (its default named: the recipe's for
         this family)."""
@@ -341,8 +410,7 @@ class SISOConfig:
         """Coerce every field, then raise SISOInputError (a ValueError) with a one-line fix for any
         impossible setting."""
         self.coerce()
-        if self.model_family not in MODEL_FAMILY_CHOICES:
-            raise SISOInputError(f"model_family {self.model_family!r} is unknown: use {', '.join(MODEL_FAMILY_CHOICES)}")
+        self.check_fields()  # again: a field may have been set after the config was made
         family = self.family  # raises for a folder of another pipeline class
         if family is None:
             from .io.model_paths import check_local_base_model
@@ -353,32 +421,14 @@ class SISOConfig:
                 f"{setting('model_family')} {', '.join(MODEL_FAMILIES)}"
             )
         self.apply_recipe()
-        if not self.prompt or not self.prompt.strip():
-            raise SISOInputError("prompt is empty: give a short description of the subject, e.g. 'a photo of a cat'")
-        if len(self.prompt) > 2000:
-            raise SISOInputError(
-                f"prompt is {len(self.prompt)} characters long: keep it under 2000 (CLIP reads only ~77 tokens)"
-            )
-        if self.resolution % 8 != 0 or not 64 <= self.resolution <= 2048:
-            raise SISOInputError(
-                f"resolution {self.resolution} is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"
-            )
-        self.check_ranges()
+        self.check_ranges()  # the values the recipe filled in
         if self.dino_features_weight == 0 and self.ir_features_weight == 0:
             raise SISOInputError(f"both loss weights are zero: nothing to optimise; set {setting('dino_features_weight')} above 0")
-        if not DEVICE_PATTERN.fullmatch(self.device.strip()):
-            raise SISOInputError(f"device {self.device!r} is not a device name: use auto, cuda, cuda:N, xpu, mps or cpu")
-        if not self.dino_model_name.strip():
-            raise SISOInputError(f"dino_model_name is empty: give a timm name or a local folder (the default is {DEFAULT_DINO_MODEL!r})")
-        layers = [layer.strip() for layer in self.lora_layers.split(",")]
-        if not all(LORA_LAYER_PATTERN.fullmatch(layer) for layer in layers):
-            raise SISOInputError(
-                f"lora_layers {self.lora_layers!r} is not a comma-separated list of module names, e.g. "
-                f"{FAMILY_RECIPES[family]['lora_layers']!r}"
-            )
-        if family == "sana" and self.train_text_encoder:
-            raise SISOInputError(f"train_text_encoder is not available for Sana (the authors train the transformer LoRA only): "
-                                 f"use {setting('train_text_encoder', False)}")
+        if family in NO_TEXT_ENCODER_LORA and self.train_text_encoder:
+            from .io.model_paths import FAMILY_TITLES
+
+            raise SISOInputError(f"train_text_encoder is not available for {FAMILY_TITLES[family]} (its LLM text encoder stays "
+                                 f"frozen; the LoRA is on the transformer only): use {setting('train_text_encoder', False)}")
 
     @property
     def lora_targets(self) -> tuple[str, ...]:

@@ -50,7 +50,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Native bf16 math: NVIDIA Ampere (sm 8.0) or newer, and XPU. (T4 / V100 only emulate it.)"""
+    """Native bf16 math: NVIDIA Ampere (sm 8.0) or newer, and XPU. (T4 / V100 only emulate it.)
+    The meta device, the memory probe's stand-in for a current GPU, counts as one."""
+    if device.type == "meta":
+        return True
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     return device.type == "xpu"
@@ -72,6 +75,12 @@ def dtype_name(dtype: torch.dtype) -> str:
     return {v: k for k, v in _DTYPES.items()}[dtype]
 
 
+def generator_device(device: torch.device) -> torch.device:
+    """Where a seeded torch.Generator for `device` lives: the device itself, except meta (the memory
+    probe's simulated GPU), which has none: its random numbers come from the CPU."""
+    return torch.device("cpu") if device.type == "meta" else device
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so that wall-clock timings are honest."""
     if device.type == "cuda":
@@ -88,3 +97,15 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     text = str(error).lower()
     return isinstance(error, (RuntimeError, MemoryError)) and ("out of memory" in text or isinstance(error, MemoryError))
+
+
+def torch_layers_only(model) -> None:
+    """Keep a transformers model on PyTorch's own layers.
+
+    Since 5.2x transformers swaps some layers (RMSNorm, attention, ...) for kernels it downloads
+    from the hub whenever its `kernels` dependency is installed. SISO must run offline, give the
+    same numbers as the authors' scripts and back-propagate through every layer, so a model it
+    loads keeps torch's layers (the same as `USE_HUB_KERNELS=0` for this model only).
+    """
+    if getattr(model, "use_kernels", False) and hasattr(model, "set_use_kernels"):
+        model.set_use_kernels(False)

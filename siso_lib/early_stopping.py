@@ -25,6 +25,7 @@ class EarlyStopping:
     threshold_percentage: float = 3.0
     patience: int = 7
     reference: float | None = None  # loss at the last significant improvement
+    reference_step: int | None = None  # the step of that improvement (the patience counts from it)
     count: int = 0  # steps since then
     best_loss: float = math.inf
     best_step: int | None = None
@@ -37,7 +38,7 @@ class EarlyStopping:
     def update(self, step: int, loss: float) -> bool:
         """Record `loss` at `step`; return True when `step` is the new best."""
         if self.is_significant(loss):
-            self.reference = loss
+            self.reference, self.reference_step = loss, step
             self.count = 0
         else:
             self.count += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
@@ -22,7 +23,7 @@ from .devices import pick_device, pick_dtype
 from .errors import SISOInputError, error_summary
 from .generators import family_of, get_family
 from .io.lora import resolve_lora_path
-from .io.model_paths import detect_family
+from .io.model_paths import FAMILY_TITLES, detect_family
 
 ADAPTER = "siso"
 
@@ -64,7 +65,7 @@ def load_pipeline_with_lora(
     precision: str = "auto",
     model_family: str = "auto",
 ):
-    """Base pipeline (SDXL, FLUX or Sana; "auto" reads the base model) on `device`, with the LoRA
+    """Base pipeline (SDXL, FLUX, Sana or FLUX.2 klein; "auto" reads the base model) on `device`, with the LoRA
     file (or run folder) loaded as adapter 'siso'."""
     target = pick_device(device)
     family = detect_family(base_model) if model_family == "auto" else model_family
@@ -72,7 +73,9 @@ def load_pipeline_with_lora(
         from .io.model_paths import check_local_base_model
 
         check_local_base_model(base_model)
-        raise SISOInputError(f"cannot tell which model family {base_model!r} is: pass model_family sdxl, flux or sana")
+        raise SISOInputError(f"cannot tell which model family {base_model!r} is: pass model_family sdxl, flux, sana or flux2_klein")
+    if lora_path is not None:  # a LoRA of another family is refused before the base model loads
+        check_lora_family(resolve_lora_path(lora_path), family, f"the base model {base_model!r}")
     pipe = get_family(family).load_pipeline(base_model, torch_dtype=pick_dtype(precision, target))
     if lora_path is not None:
         apply_lora(pipe, lora_path)
@@ -83,9 +86,14 @@ def apply_lora(pipe, lora_path: str | os.PathLike) -> None:
     """Load a LoRA file (or run folder) into `pipe` as adapter 'siso', replacing an earlier 'siso'.
 
     Replacing keeps the base weights loaded: an evaluation over many runs of one base model
-    swaps only the adapter. SISOInputError when the file does not fit the pipeline.
+    swaps only the adapter. SISOInputError when the file does not fit the pipeline: a LoRA whose
+    metadata or run.json names another model family (diffusers would only warn "No LoRA keys
+    associated ..." and leave the pipeline without the LoRA), or one that reaches no layer of the
+    pipeline's denoiser.
     """
     path = resolve_lora_path(lora_path)
+    family = family_of(pipe)
+    check_lora_family(path, family.family, f"the pipeline ({type(pipe).__name__})")
     if ADAPTER in {name for names in pipe.get_list_adapters().values() for name in names}:
         pipe.delete_adapters(ADAPTER)
     try:
@@ -93,8 +101,47 @@ def apply_lora(pipe, lora_path: str | os.PathLike) -> None:
     except Exception as error:  # safetensors, peft and diffusers raise many types on a bad file
         raise SISOInputError(
             f"LoRA {str(path)!r} could not be applied ({type(error).__name__}: {error_summary(error, 160)}): give a LoRA file a "
-            f"{family_of(pipe).family} SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
+            f"{family.family} SISO run wrote (pytorch_lora_weights.safetensors) or its run folder"
         ) from error
+    if ADAPTER not in pipe.get_list_adapters().get(family.denoiser_name, []):
+        if ADAPTER in {name for names in pipe.get_list_adapters().values() for name in names}:
+            pipe.delete_adapters(ADAPTER)  # a text-encoder part alone is no SISO LoRA: leave the pipeline as it was
+        raise SISOInputError(
+            f"LoRA {str(path)!r} has no layer of this {family.family} pipeline's {family.denoiser_name} "
+            f"({type(pipe).__name__}): it was made for another model; give a LoRA made on {FAMILY_TITLES.get(family.family, family.family)}"
+        )
+
+
+def lora_family(path: str | os.PathLike) -> str | None:
+    """The model family a LoRA file says it was optimised for: its `siso.model_family` metadata, else
+    the model_family of the run.json beside it; None when neither says (a file from elsewhere)."""
+    from .config import MODEL_FAMILIES
+    from .io.lora import read_metadata
+    from .io.run_record import RUN_JSON, RunRecord
+
+    path = Path(path)
+    try:
+        family = read_metadata(path).get("siso.model_family")
+    except SISOInputError:  # not a safetensors file: loading it says so
+        family = None
+    if family in MODEL_FAMILIES:
+        return family
+    record = RunRecord.find(path.parent / RUN_JSON)
+    return record.model_family if record is not None else None
+
+
+def check_lora_family(path: str | os.PathLike, family: str, given: str) -> None:
+    """SISOInputError (one line) when the LoRA at `path` was optimised for another family than `family`,
+    the family of `given` (the base model or pipeline, in words)."""
+    trained = lora_family(path)
+    if trained is None or trained == family:
+        return
+    raise SISOInputError(
+        f"LoRA {str(path)!r} was optimised for {FAMILY_TITLES.get(trained, trained)} (model_family {trained}), but "
+        f"{given} is {FAMILY_TITLES.get(family, family)}: load it into a {FAMILY_TITLES.get(trained, trained)} base model "
+        f"(e.g. {FAMILY_RECIPES[trained]['pretrained_model_name_or_path']}), or give a LoRA made on "
+        f"{FAMILY_TITLES.get(family, family)}"
+    )
 
 
 def pipeline_device(pipe) -> torch.device:
@@ -115,7 +162,7 @@ def render(
     """images[i][j] = prompts[i] with seeds[j]; lora_scale None or 0 renders the base model.
 
     `num_inference_steps` and `guidance_scale` default to the pipeline family's recipe (SDXL-Turbo
-    1 step / 0, FLUX.1-schnell 1 / 0, Sana 20 / 4.5); FLUX is usually rendered with 4 steps. The
+    1 step / 0, FLUX.1-schnell 1 / 0, Sana 20 / 4.5, FLUX.2 klein 4 / 1); FLUX is usually rendered with 4 steps. The
     pipeline's adapter settings are restored afterwards, also on error.
     """
     family = family_of(pipe)
@@ -141,7 +188,7 @@ def render(
                 generator = torch.Generator(device=device).manual_seed(seed)
                 row.append(
                     pipe(
-                        prompt,
+                        prompt=prompt,  # by name: Flux2KleinPipeline takes reference images first
                         num_inference_steps=num_inference_steps,
                         guidance_scale=guidance_scale,
                         height=resolution,

@@ -30,7 +30,7 @@ from diffusers.optimization import get_scheduler
 
 from . import cuda_graphs
 from .config import SISOConfig
-from .devices import is_out_of_memory, pick_device, synchronize
+from .devices import generator_device, is_out_of_memory, pick_device, synchronize
 from .early_stopping import EarlyStopping
 from .errors import setting
 from .features.dino import DinoFeatures
@@ -40,12 +40,13 @@ from .generators.base import LoRASnapshotter
 from .io.images import SubjectImage, load_subject_image, tensor_to_pil
 from .losses import SubjectSimilarityLoss
 from .runtime import PhaseTimer, RuntimeSettings, set_feature_checkpointing
+from .text import count
 
 logger = logging.getLogger(__name__)
 
 STOP_REASONS = {
-    "early_stopping": "no {threshold}% improvement for {patience} steps",
-    "max_steps": "reached num_train_epochs",
+    "early_stopping": "{patience} in a row without a {threshold:g}% improvement{on} (early stopping{best})",
+    "max_steps": "reached the last iteration (num_train_epochs {max_steps})",
     "stopped": "stopped on request",
     "interrupted": "interrupted (Ctrl-C / SIGTERM)",
     "non_finite_loss": "the loss became NaN or infinite",
@@ -54,10 +55,17 @@ STOP_REASONS = {
 }
 
 
-def describe_stop(reason: str, config: SISOConfig) -> str:
-    """Why a run ended, in words (e.g. 'no 3.0% improvement for 7 steps')."""
+def describe_stop(reason: str, config: SISOConfig, result: "SISOResult | None" = None) -> str:
+    """Why a run ended, in words. With the `result`, early stopping names the iteration the patience
+    counted from, and says why a later iteration can still be the best (it improved by less than
+    the threshold): "7 iterations in a row without a 3% improvement on iteration 1's loss (early
+    stopping; iteration 8 is the best: it improved on it by less)"."""
+    reference = result.reference_step if result is not None else None
+    best = result.best_step if result is not None else None
     return STOP_REASONS[reason].format(
-        threshold=config.early_stopping_threshold_percentage, patience=config.early_stopping_max_count
+        threshold=config.early_stopping_threshold_percentage, patience=count(config.early_stopping_max_count, "iteration"),
+        max_steps=config.num_train_epochs, on=f" on iteration {reference}'s loss" if reference is not None else "",
+        best=f"; iteration {best} is the best: it improved on it by less" if reference is not None and best and best > reference else "",
     )
 
 
@@ -98,6 +106,7 @@ class SISOResult:
     stop_reason: str = "max_steps"
     error: str | None = None  # message for the non-finite / out-of-memory endings
     elapsed_seconds: float = 0.0
+    reference_step: int | None = None  # the last iteration that improved by the early-stopping threshold
 
     @property
     def steps_run(self) -> int:
@@ -238,7 +247,7 @@ class SISOOptimizer:
         self.early_stopping = EarlyStopping(config.early_stopping_threshold_percentage, config.early_stopping_max_count)
         self.inputs = self.generator.prepare(
             config.prompt,
-            torch.Generator(device=self.device).manual_seed(config.seed),
+            torch.Generator(device=generator_device(self.device)).manual_seed(config.seed),
             config.resolution,
             config.resolution,
             config.num_inference_steps,
@@ -249,7 +258,10 @@ class SISOOptimizer:
             else None
         )
         if self.settings.cuda_graphs_note:
-            logger.info("%s: iterations run eagerly", self.settings.cuda_graphs_note)
+            # on a CUDA device the note explains a missing speed-up; elsewhere CUDA graphs could not
+            # have run anyway, so the default setting is no news (run.json keeps the note; a command
+            # line repeats it when --cuda_graphs was asked for explicitly)
+            (logger.info if self.device.type == "cuda" else logger.debug)("%s: iterations run eagerly", self.settings.cuda_graphs_note)
         # a captured graph cannot re-seed the sampler's noise; with one step that noise is multiplied by 0
         self.seeded_ancestral_noise = not self.settings.cuda_graphs
         self._phases = PhaseTimer(self.device, False)
@@ -386,10 +398,10 @@ class SISOOptimizer:
                     reason = "stopped"
                     break
                 last_event = self.step()
-                if self.early_stopping.should_stop:
+                if self.step_index >= self.config.num_train_epochs:
+                    reason = "max_steps"  # the last iteration ran: early stopping ended nothing early
+                elif self.early_stopping.should_stop:
                     reason = "early_stopping"
-                elif self.step_index >= self.config.num_train_epochs:
-                    reason = "max_steps"
                 elif self.stop_requested:
                     reason = "stopped"
                 else:
@@ -435,10 +447,11 @@ class SISOOptimizer:
             stop_reason=reason,
             error=error,
             elapsed_seconds=elapsed,
+            reference_step=self.early_stopping.reference_step,
         )
 
-    def describe_stop(self, reason: str) -> str:
-        return describe_stop(reason, self.config)
+    def describe_stop(self, reason: str, result: SISOResult | None = None) -> str:
+        return describe_stop(reason, self.config, result)
 
     def describe_runtime(self) -> dict:
         """The settings, plus whether a CUDA graph was captured and, if not, why (for run.json)."""

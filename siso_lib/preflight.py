@@ -1,8 +1,9 @@
 """Everything a run can check before it loads a model, without importing torch.
 
 `preflight(config, subject_image_path, ...)` validates the config, reads the subject photo,
-checks the model paths (layout only) and picks or checks the output folders, and returns a
-`PreparedRun`. Bad input raises `SISOInputError` with one line naming the input and the fix,
+checks the model paths (layout only; with HF_HUB_OFFLINE=1 also that a hub id is in the local
+hub cache) and picks or checks the output folders, and returns a `PreparedRun`. `check_inputs`
+is the same without the output folders (a sweep's --dry-run runs it for every run). Bad input raises `SISOInputError` with one line naming the input and the fix,
 and leaves nothing behind. The command line calls it before the heavy imports (torch,
 diffusers, timm, open_clip: seconds), so `siso-generate` answers a wrong path in well under a
 second; `runner.run_siso` calls it too, so the library refuses the same inputs the same way.
@@ -28,6 +29,7 @@ from .io.model_paths import (
     check_local_base_model,
     check_local_dino,
     check_local_vae,
+    is_hub_id,
 )
 
 @dataclass
@@ -139,17 +141,81 @@ def _remove_empty_tree(folder: Path) -> None:
         folder.rmdir()
 
 
-def check_model_inputs(config: SISOConfig) -> None:
-    """Cheap checks of the model paths before the base model (GBs) is loaded."""
+def hub_is_offline() -> bool:
+    """HF_HUB_OFFLINE is on (read as huggingface_hub reads it): a hub model must already be in the cache."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def check_in_hub_cache(repo_id: str, filename: str, what: str, option: str,
+                       cache_dir: str | None = None, revision: str | None = None) -> None:
+    """With HF_HUB_OFFLINE=1, SISOInputError (one line) when hub model `repo_id` is not in the local hub
+    cache (its `filename` is not there): the loaders would only say so after torch and diffusers have
+    been imported (12-23 s). A cache lookup reads a few folders; nothing without HF_HUB_OFFLINE."""
+    if not hub_is_offline():
+        return
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+    except ImportError:  # the loaders will say what is missing
+        return
+    if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str):
+        return
+    raise SISOInputError(
+        f"{what} {repo_id!r} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
+        f"forbids downloading it: download it where the hub is reachable (hf download {repo_id}), or give a local folder "
+        f"as {setting(option)}"
+    )
+
+
+def dino_hub_id(name: str) -> str | None:
+    """The hub repository a DINO name loads from: `hf-hub:org/name`, or timm's `timm/<model>.<tag>` for
+    a timm name with its pretrained tag; None for a local folder or a name whose tag timm picks."""
+    if name.startswith("hf-hub:"):
+        return name[len("hf-hub:"):]
+    if "/" in name or os.sep in name or "." not in name or os.path.exists(name):
+        return None
+    return f"timm/{name}"
+
+
+def check_model_inputs(config: SISOConfig, only: "set[str] | frozenset[str] | None" = None) -> None:
+    """Cheap checks of the model paths before the base model (GBs) is loaded. `only`: check only
+    these config fields (a sweep's dry run: the models a run names itself, not the offline ones the
+    run writes first)."""
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
     family = config.family
-    check_local_base_model(config.pretrained_model_name_or_path, family)
+    base = config.pretrained_model_name_or_path
+    if wanted("pretrained_model_name_or_path"):
+        check_local_base_model(base, family)
+        if is_hub_id(base):
+            check_in_hub_cache(base, "model_index.json", "base model", "pretrained_model_name_or_path",
+                               config.cache_dir, config.revision)
     vae = config.pretrained_vae_model_name_or_path
-    if vae:
+    if vae and wanted("pretrained_vae_model_name_or_path"):
         check_local_vae(vae, FAMILY_VAE_CLASSES[family])
-    if config.dino_features_weight > 0:
+        if is_hub_id(vae):
+            check_in_hub_cache(vae, "config.json", "VAE", "pretrained_vae_model_name_or_path", config.cache_dir)
+    if config.dino_features_weight > 0 and wanted("dino_model_name"):
         check_local_dino(config.dino_model_name)
-    if config.ir_features_path and config.ir_features_weight > 0:
+        hub_id = dino_hub_id(config.dino_model_name)
+        if hub_id:
+            check_in_hub_cache(hub_id, "config.json", "DINO model", "dino_model_name")
+    if config.ir_features_path and config.ir_features_weight > 0 and wanted("ir_features_path"):
         check_ir_checkpoint_path(config.ir_features_path)
+
+
+def check_inputs(
+    config: SISOConfig, subject_image_path: str | os.PathLike, only: "set[str] | frozenset[str] | None" = None,
+) -> tuple[SISOConfig, SubjectImage]:
+    """Every input check of a run that writes nothing: the config (validated, local paths made
+    absolute), the subject photo, the model paths (`only`: see check_model_inputs). Returns the
+    checked config and the photo; SISOInputError (one line) for the first problem."""
+    config = config.replace()  # the caller's object is never changed
+    config.validate()
+    config = config.with_absolute_paths()
+    subject = load_subject_image(subject_image_path)
+    check_model_inputs(config, only)
+    return config, subject
 
 
 def preflight(
@@ -162,10 +228,6 @@ def preflight(
 ) -> PreparedRun:
     """Validate, read the photo, check model paths and output folders; nothing heavy is imported.
     A fresh run folder is named `<time>-<label>` (default: the photo's name)."""
-    config = config.replace()  # the caller's object is never changed
-    config.validate()
-    config = config.with_absolute_paths()
-    subject = load_subject_image(subject_image_path)
-    check_model_inputs(config)
+    config, subject = check_inputs(config, subject_image_path)
     out, weights, created = prepare_output_dirs(output_dir, weights_dir, overwrite, label or Path(subject_image_path).stem)
     return PreparedRun(config, subject, out, weights, created)

@@ -39,7 +39,7 @@ class RuntimeSettings:
 
     @classmethod
     def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
-        accelerator = device.type in ("cuda", "xpu")
+        accelerator = device.type in ("cuda", "xpu", "meta")  # meta: the memory probe's simulated GPU
         family = get_family(config.family)
         # the frozen text encoders' embeddings are the same every iteration: computed once, encoders off the GPU
         frozen_encoders = bool(family.frozen_text_encoder_names(config.train_text_encoder))
@@ -55,7 +55,7 @@ class RuntimeSettings:
             gradient_checkpointing=checkpointing,
             cache_prompt_embeddings=frozen_encoders,
             offload_text_encoders=accelerator and frozen_encoders,
-            fused_adamw=accelerator,
+            fused_adamw=device.type in ("cuda", "xpu"),
             compile_denoiser=config.compile,
         )
         if config.cuda_graphs:

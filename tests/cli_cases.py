@@ -8,6 +8,7 @@ nothing the tests imported counts), and the heavy modules loaded by the end are 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,5 +41,10 @@ def run_cli_cases(cases: dict[str, tuple[str, list[str]]], cwd: str | Path, time
     return {name: (code, stderr) for name, (code, stderr) in outcome["report"].items()}, outcome["heavy"]
 
 
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
+ERROR_LINE = re.compile(r"^siso-[a-z-]+: error: ")  # every command: `<prog>: error: ...` (cli.common.print_error)
+
+
+def error_lines(stderr: str, prog: str | None = None) -> list[str]:
+    """The `<prog>: error: ...` lines of `stderr` (of that one command when `prog` is given)."""
+    return [line for line in stderr.splitlines()
+            if (line.startswith(f"{prog}: error: ") if prog else ERROR_LINE.match(line))]

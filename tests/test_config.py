@@ -190,3 +190,36 @@ def test_text_that_looks_like_a_number_stays_text_for_a_text_field():
     for kind, value in (("int", True), ("float", False), ("int", "4.5"), ("float", "nan"), ("bool", "2"), ("str", 1984)):
         with pytest.raises(SISOInputError):
             coerce_value("x", kind, value)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+def test_a_bad_single_value_is_refused_when_the_config_is_made(name):
+    """The fresh-user trial: SISOConfig(mode="fast") and SISOConfig(resolution=63) were made without a
+    word; only validate() refused them. A value that is wrong on its own is refused at once."""
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError) as caught:
+        SISOConfig(**{name: BAD_VALUES[name]})
+    assert name in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_replace_checks_the_new_value_and_validate_keeps_the_cross_field_checks():
+    from siso_lib.errors import SISOInputError
+
+    with pytest.raises(SISOInputError, match="resolution 63"):
+        SISOConfig().replace(resolution=63)
+    both_zero = SISOConfig(dino_features_weight=0, ir_features_weight=0)  # each value alone is fine
+    with pytest.raises(SISOInputError, match="nothing to optimise"):
+        both_zero.validate()
+
+
+def test_field_help_gives_the_valid_values_too():
+    from siso_lib.config import SISOEditConfig, field_help
+
+    assert field_help(SISOConfig, "learning_rate") == "AdamW learning rate of the denoiser's LoRA; positive"
+    assert field_help(SISOConfig, "resolution").endswith("; between 64 and 2048")
+    assert field_help(SISOConfig, "mode").endswith("; one of default, reference, low-memory")
+    assert field_help(SISOConfig, "adam_beta1") == "AdamW beta1; between 0 and 1 (1 excluded)"
+    assert field_help(SISOEditConfig, "box_threshold").endswith("; between 0 and 1")
+    assert field_help(SISOConfig, "prompt") == "a simple prompt naming the subject's class"  # no rule: the text alone
+    assert field_help(SISOConfig, "learning_rate", rules=False) == "AdamW learning rate of the denoiser's LoRA"

@@ -56,3 +56,22 @@ def test_ties_keep_the_earlier_step_and_nan_never_becomes_best():
     feed(stopper, [-1.0, -1.0, math.nan])
     assert stopper.best_step == 0
     assert stopper.count == 2
+
+
+def test_the_stop_reason_names_the_iteration_the_patience_counts_from():
+    """The fresh-user trial: "no 3.0% improvement for 7 steps; best iteration 8 of 8" read as a
+    contradiction. Small improvements make a new best without resetting the patience: say so."""
+    from siso_lib.config import SISOConfig
+    from siso_lib.optimizer import SISOResult, describe_stop
+
+    stopper = EarlyStopping(threshold_percentage=3, patience=7)
+    feed(stopper, [-1.000, -1.001, -1.002, -1.003, -1.004, -1.005, -1.006, -1.007])
+    assert stopper.should_stop and stopper.reference_step == 0 and stopper.best_step == 7
+    config = SISOConfig(num_train_epochs=50)
+    result = SISOResult(best_step=8, best_losses={}, best_lora={}, best_image=None, stop_reason="early_stopping", reference_step=1)
+    text = describe_stop("early_stopping", config, result)
+    assert text == ("7 iterations in a row without a 3% improvement on iteration 1's loss "
+                    "(early stopping; iteration 8 is the best: it improved on it by less)")
+    assert describe_stop("early_stopping", config.replace(early_stopping_max_count=1)) == \
+        "1 iteration in a row without a 3% improvement (early stopping)"
+    assert describe_stop("max_steps", config) == "reached the last iteration (num_train_epochs 50)"

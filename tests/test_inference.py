@@ -78,3 +78,52 @@ def test_a_file_that_is_not_a_lora_is_one_line(tmp_path, subject_path):
 
     with pytest.raises(SISOInputError, match="is not a safetensors LoRA file"):
         read_metadata(subject_path)
+
+
+@pytest.fixture(scope="module")
+def flux_run(tiny_assets, subject_path, tmp_path_factory):
+    from siso_lib.offline import offline_config
+
+    folder = tmp_path_factory.mktemp("flux-lora")
+    run_siso(offline_config(tiny_assets, model_family="flux", num_train_epochs=1), subject_path, output_dir=str(folder))
+    return folder
+
+
+def test_a_lora_of_another_family_is_refused_before_the_base_model_loads(tiny_assets, flux_run, monkeypatch):
+    """The fresh-user trial: a FLUX run's LoRA loaded into SDXL gave a pipeline without the LoRA and
+    only diffusers' warning "No LoRA keys associated ..."."""
+    from siso_lib.errors import SISOInputError
+    from siso_lib.generators.sdxl import SDXLGenerator
+
+    def never(*args, **kwargs):
+        raise AssertionError("the base model was loaded before the LoRA's family was checked")
+
+    monkeypatch.setattr(SDXLGenerator, "load_pipeline", classmethod(never))
+    with pytest.raises(SISOInputError) as caught:
+        load_pipeline_with_lora(tiny_assets["sdxl"], flux_run, device="cpu")
+    message = str(caught.value)
+    assert "optimised for FLUX (model_family flux)" in message and "is SDXL" in message and "\n" not in message
+
+
+def test_the_run_json_names_the_family_of_a_file_without_metadata_and_a_lora_that_reaches_no_layer_is_refused(
+        tiny_assets, flux_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from siso_lib.errors import SISOInputError
+    from siso_lib.inference import apply_lora
+
+    state = load_file(flux_run / "pytorch_lora_weights.safetensors")
+    pipe = load_pipeline_with_lora(tiny_assets["sdxl"], None, device="cpu")
+    beside_run = tmp_path / "with-run-json"
+    beside_run.mkdir()
+    save_file(state, beside_run / "pytorch_lora_weights.safetensors")  # no siso.* metadata
+    (beside_run / "run.json").write_text((flux_run / "run.json").read_text())
+    with pytest.raises(SISOInputError, match=r"optimised for FLUX .* the pipeline \(StableDiffusionXLPipeline\) is SDXL"):
+        apply_lora(pipe, beside_run)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    # FLUX's CLIP-L part fits SDXL's first text encoder; nothing reaches the UNet
+    save_file({k: v for k, v in state.items() if k.startswith("text_encoder.")}, alone / "pytorch_lora_weights.safetensors")
+    with pytest.raises(SISOInputError, match="has no layer of this sdxl pipeline's unet"):
+        apply_lora(pipe, alone)
+    assert not any(pipe.get_list_adapters().values())  # the pipeline is left without a half-applied adapter

@@ -160,3 +160,12 @@ def test_a_callback_can_stop_the_run_and_a_failing_callback_leaves_no_folder(tin
     with pytest.raises(TypeError, match="user's callback"):
         run_siso(tiny_config(num_train_epochs=3), subject_path, callbacks=[broken])
     assert not list((tmp_path / "outputs" / "runs").glob("*"))
+
+
+def test_a_run_that_reaches_its_last_iteration_says_so_even_when_patience_ran_out_there(tiny_config, subject_path):
+    """Patience 3 runs out at iteration 4 of 4: the run was not ended early, it reached its limit."""
+    config = tiny_config(num_train_epochs=4, early_stopping_threshold_percentage=50.0, early_stopping_max_count=3)
+    optimizer = SISOOptimizer(config, load_subject_image(subject_path))
+    result = optimizer.run()
+    assert result.steps_run == 4 and result.stop_reason == "max_steps" and result.reference_step == 1
+    assert optimizer.describe_stop(result.stop_reason, result) == "reached the last iteration (num_train_epochs 4)"

@@ -19,14 +19,14 @@ from .messages import InputProblem
 from .pack import IS_WINDOWS, default_python
 from .params import SISOParams, with_recipe
 
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
+LOCAL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".sft", ".gguf")
 
 
 def _looks_local(value: str) -> bool:
     return (
         os.path.isabs(value)
         or value.startswith((".", "~"))
-        or value.lower().endswith(SINGLE_FILE_SUFFIXES)
+        or value.lower().endswith(LOCAL_FILE_SUFFIXES)
         or (IS_WINDOWS and re.match(r"^[A-Za-z]:", value) is not None)
     )
 
@@ -52,17 +52,19 @@ def resolve_path(value: str, search_dirs: list[str] | None = None) -> str:
 
 
 def resolve_base_model(value: str, search_dirs: list[str] | None = None) -> str:
-    """A hub id stays as it is; a local folder/file is resolved and must exist and be a diffusers folder."""
+    """A hub id stays as it is; a local folder or .safetensors checkpoint is resolved and must exist."""
     value = value.strip()
     models = " or ".join(_family_models())
     if not value:
         raise InputProblem(f"base_model_path is empty: give a hub id ({models}) or a local diffusers folder")
     resolved = resolve_path(value, search_dirs)
-    if os.path.isfile(resolved) or (not os.path.exists(resolved) and resolved.lower().endswith(SINGLE_FILE_SUFFIXES)):
-        raise InputProblem(
-            f"base_model_path {value!r} is a single-file checkpoint: SISO needs a diffusers folder "
-            f"(model_index.json, unet/ or transformer/, vae/, ...) or a hub id such as {models}"
-        )
+    if os.path.isfile(resolved):
+        if not resolved.lower().endswith(tuple(defaults.SINGLE_FILE["suffixes"])):
+            raise InputProblem(
+                f"base_model_path {value!r} is a file but not a .safetensors checkpoint: give a whole SDXL or FLUX.1 "
+                f"checkpoint (.safetensors), a diffusers folder or a hub id such as {models}"
+            )
+        return os.path.abspath(resolved)  # a whole checkpoint: its family (and wholeness) is checked next
     if os.path.isdir(resolved):
         if not os.path.isfile(os.path.join(resolved, "model_index.json")):
             raise InputProblem(

@@ -115,10 +115,11 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         pass
 
 
-def child_environment(python: str) -> dict[str, str]:
-    """The child's environment: unbuffered UTF-8 output, ComfyUI's pid (the launcher dies with it), and
+def child_environment(python: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: unbuffered UTF-8 output, ComfyUI's pid (siso_lib ends the run after its
+    iteration, keeping the best LoRA, when this process dies), and
     none of ComfyUI's module search path when the child is another environment's Python."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(extra or {}))
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     env["SISO_PARENT_PID"] = str(os.getpid())
@@ -225,12 +226,13 @@ def supervise(
 
 
 def launch(command: list[str], python: str, cwd: str, hooks: Hooks, terminate_grace_s: float = 10.0,
-           poll_interval_s: float = 0.1, reader_class: type[OutputReader] = OutputReader) -> ChildOutcome:
+           poll_interval_s: float = 0.1, reader_class: type[OutputReader] = OutputReader,
+           env: dict[str, str] | None = None) -> ChildOutcome:
     """Start the child once the inputs passed (`hooks.before_start` first) and supervise it to its end;
-    InputProblem if it cannot be started."""
+    InputProblem if it cannot be started. `env`: variables the child gets besides this process's."""
     hooks.before_start()
     try:
-        process = start_child(command, child_environment(python), cwd=cwd)
+        process = start_child(command, child_environment(python, env), cwd=cwd)
     except OSError as error:
         raise InputProblem(f"cannot start {python!r}: {error.strerror or error}") from error
     hooks.on_start(command, process.pid)

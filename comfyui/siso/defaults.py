@@ -38,6 +38,7 @@ MODES = tuple(GENERATE_FIELDS["mode"]["choices"])
 RECIPES: dict[str, dict[str, Any]] = DATA["family_recipes"]
 PIPELINE_FAMILIES: dict[str, str] = DATA["pipeline_families"]
 HUB_ID_FAMILIES = tuple(tuple(pair) for pair in DATA["hub_id_families"])
+SINGLE_FILE: dict[str, Any] = DATA["single_file"]  # suffixes, the families' key markers, a whole checkpoint's parts
 
 NODE_FAMILIES = ("sdxl", "flux")  # what the node offers: the families ComfyUI core renders
 FAMILY_NAMES = {"sdxl": "SDXL", "flux": "FLUX.1", "sana": "Sana"}

@@ -13,7 +13,7 @@ import signal
 
 from . import upstream
 from .messages import one_line
-from .pack import install_command
+from .pack import install_hint
 
 OOM_PATTERNS = (
     "cuda out of memory", "outofmemoryerror", "out of memory", "mps backend out of memory",
@@ -65,7 +65,7 @@ def missing_module(lines: list[str], python: str, flavour: str) -> str:
             where = f" ({python})" if python else ""
             if flavour == "upstream":
                 return upstream.missing_module(module, where)
-            fix = f"run {install_command(python)}" if python else "run install.py with that Python"
+            fix = install_hint(python) if python else "run install.py with that Python"
             if module.split(".")[0] == "siso_lib":
                 return f"siso-lab is not installed in the Python that runs SISO{where}: {fix}"
             return f"the Python that runs SISO{where} has no module '{module}': {fix}"

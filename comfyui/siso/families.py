@@ -1,8 +1,8 @@
 """Which model family a base model is, read as siso-generate's `--model_family auto` reads it.
 
-A local folder's model_index.json (or a cached hub model's) names the pipeline class; a hub id
-not in the cache is judged by its words. The tables are siso_lib/io/model_paths.py's, through
-defaults.json. The node refuses Sana (ComfyUI core cannot render it) and unknown pipelines in
+A local folder's model_index.json (or a cached hub model's) names the pipeline class; a single-file
+checkpoint is judged by the tensor names in its header; a hub id not in the cache by its words.
+The tables are siso_lib/io/model_paths.py's and io/single_file.py's, through defaults.json. The node refuses Sana (ComfyUI core cannot render it) and unknown pipelines in
 one line each.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 from pathlib import Path
 
 from . import defaults
@@ -48,10 +49,42 @@ def pipeline_class(base_model: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def checkpoint_keys(path: str) -> list[str]:
+    """The tensor names in a .safetensors file's header (no weight is read); FamilyProblem if it has none."""
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > 100 * 1024 * 1024:
+                raise ValueError("not a safetensors header")
+            header = json.loads(handle.read(size).decode("utf-8"))
+    except (OSError, ValueError, struct.error, UnicodeDecodeError) as error:
+        raise FamilyProblem(f"base_model_path {path!r} is not a readable .safetensors checkpoint ({error})") from None
+    return [key for key in header if key != "__metadata__"] if isinstance(header, dict) else []
+
+
+def single_file_family(path: str) -> str:
+    """The family of a whole single-file checkpoint (as siso_lib/io/single_file.py reads it), else FamilyProblem."""
+    keys = checkpoint_keys(path)
+    table = defaults.SINGLE_FILE
+    family = next((fam for fam, markers in table["markers"].items() if any(m in key for key in keys for m in markers)), None)
+    if family is None:
+        raise FamilyProblem(f"base_model_path {path!r} is a .safetensors file of no pipeline SISO knows (neither an SDXL "
+                            "nor a FLUX.1 checkpoint): give an SDXL-Turbo or FLUX.1-schnell checkpoint or diffusers folder")
+    missing = [part.rstrip(".") for part in table["whole_parts"][family] if not any(key.startswith(part) for key in keys)]
+    if missing:
+        raise FamilyProblem(
+            f"base_model_path {path!r} holds only part of a {defaults.FAMILY_NAMES[family]} pipeline (no {', '.join(missing)}; "
+            "models/diffusion_models files are the denoiser alone): SISO trains through the text encoders and the VAE too, "
+            "so pick a whole checkpoint (models/checkpoints), a diffusers folder or a hub id")
+    return family
+
+
 def detect_family(base_model: str) -> str:
-    """'sdxl' or 'flux' for a base model (a resolved local folder or a hub id); FamilyProblem (one
-    line) for Sana or a pipeline SISO does not run."""
+    """'sdxl' or 'flux' for a base model (a resolved local folder, a single-file checkpoint or a hub id);
+    FamilyProblem (one line) for Sana, a pipeline SISO does not run, or part of a checkpoint."""
     names = defaults.FAMILY_NAMES
+    if os.path.isfile(base_model):
+        return single_file_family(base_model)
     class_name = pipeline_class(base_model)
     if class_name is not None or os.path.isdir(base_model):
         family = defaults.PIPELINE_FAMILIES.get(class_name or "")

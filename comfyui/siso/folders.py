@@ -175,15 +175,21 @@ def find_lora_files(folder: Path, result: dict | None) -> tuple[str, str]:
     return (diffusers if diffusers and os.path.isfile(diffusers) else "", kohya if kohya and os.path.isfile(kohya) else "")
 
 
-def keep_copies(run_dir: Path, *files: tuple[str | None, str]) -> None:
-    """Copies of the inputs a run used, (source, name) each, beside its run.json (never replacing a file)."""
-    for source, name in files:
-        target = run_dir / name
-        if source and os.path.isfile(source) and not target.exists():
-            try:
-                shutil.copyfile(source, target)
-            except OSError:
-                pass
+def discard_if_only_inputs(run_dir: Path, inputs: tuple[str, ...], created: bool) -> bool:
+    """A run folder holding nothing but the inputs written for the run (it failed before writing anything):
+    remove those files, and the folder if this job made it; True when the folder is gone."""
+    try:
+        names = {entry.name for entry in run_dir.iterdir()}
+    except OSError:
+        return False
+    if not names <= set(inputs):
+        return False
+    for name in names:
+        try:
+            (run_dir / name).unlink()
+        except OSError:
+            return False
+    return created and remove_if_empty(run_dir)
 
 
 def remove_if_empty(folder: Path) -> bool:

@@ -160,3 +160,57 @@ def load_image_tensor(path: str):
     with Image.open(path) as picture:
         array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array)[None]
+
+
+NO_IMAGE_SIZE = (512, 288)  # (width, height) of the picture an image output gets when a run has none
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType: a scalable font
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _wrap(draw, text: str, font, width: int, max_lines: int) -> list[str]:
+    """`text` broken into lines no wider than `width` pixels, at most `max_lines` ('...' marks a cut)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1].rstrip(".") + " ..."
+    return lines
+
+
+def no_image_picture(headline: str, detail: str = ""):
+    """A picture that cannot be taken for a result: a striped frame, `headline` (e.g. 'SISO: no image:
+    the run failed') and the start of `detail` (the status), as a PIL image of NO_IMAGE_SIZE."""
+    from PIL import Image, ImageDraw
+
+    width, height = NO_IMAGE_SIZE
+    picture = Image.new("RGB", (width, height), (48, 48, 52))
+    draw = ImageDraw.Draw(picture)
+    for x in range(-height, width, 24):  # warning stripes along the top and bottom edges
+        for top in (0, height - 14):
+            draw.polygon([(x, top), (x + 12, top), (x + 26, top + 14), (x + 14, top + 14)], fill=(200, 60, 50))
+    title = _font(30)
+    draw.text((24, 34), headline, fill=(255, 255, 255), font=title)
+    body = _font(18)
+    for row, line in enumerate(_wrap(draw, detail, body, width - 48, 7)):
+        draw.text((24, 84 + row * 24), line, fill=(215, 215, 215), font=body)
+    return picture
+
+
+def no_image_tensor(headline: str, detail: str = ""):
+    """`no_image_picture` as ComfyUI's IMAGE: torch float32 [1, H, W, 3] in 0..1."""
+    import numpy as np
+    import torch
+
+    array = np.asarray(no_image_picture(headline, detail), dtype=np.float32) / 255.0
+    return torch.from_numpy(array)[None]

@@ -1,19 +1,19 @@
 """One whole run of each node, without ComfyUI: check, start the child, judge, clean up.
 
 `run_job` is the "SISO LoRA Generator": the subject (the first image of an IMAGE batch, its
-transparency flattened onto white) as a temporary PNG, siso-generate (or the authors' script) in
-a new run folder, and after a success the file ComfyUI's LoraLoader applies fully placed under
-models/loras (see folders.py). `run_edit_job` is the "SISO Subject Edit": the scene, subject and
-MASK as temporary PNGs, siso-edit in a new run folder. Neither raises for a bad input or a failed
-run: the result's `status` is one line, "Success", "Failed: <reason>" or "Cancelled". The
-temporary files, and a run folder the run left empty, are always removed.
+transparency flattened onto white) as subject.png in a new run folder, siso-generate (or the
+authors' script) writing into that folder, and after a success the file ComfyUI's LoraLoader
+applies fully placed under models/loras (see folders.py). `run_edit_job` is the "SISO Subject
+Edit": the scene, subject and MASK as PNGs in a new run folder, siso-edit writing into it. The
+inputs stay in the run folder and run.json records their paths there, so `siso-eval RUN` finds
+the photo by itself. Neither raises for a bad input or a failed run: the result's `status` is
+one line, "Success", "Failed: <reason>" or "Cancelled". A run folder that ends up holding only
+the inputs (nothing ran, or the run wrote nothing) is removed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,8 @@ from .child import Hooks, launch
 from .commands import build_command, build_edit_command
 from .diagnose import diagnose
 from .folders import (
-    EDIT_RUNS_PREFIX, MASK_NAME, SCENE_NAME, SUBJECT_NAME, Folders, choose_folders, default_runs_root, find_lora_files,
-    keep_copies, listing_folder, place_copy, place_file, remove_if_empty, run_name, unique_dir,
+    EDIT_RUNS_PREFIX, MASK_NAME, SCENE_NAME, SUBJECT_NAME, Folders, choose_folders, default_runs_root, discard_if_only_inputs,
+    find_lora_files, listing_folder, place_copy, place_file, run_name, unique_dir,
 )
 from .messages import InputProblem, failed, one_line, summary_lines
 from .pack import EDIT_LAUNCHER, LAUNCHER, recorded_python
@@ -49,7 +49,7 @@ class JobRequest:
     python_executable: str = ""  # empty: the recorded separate environment, else this process's interpreter
     siso_script_path: str = ""  # empty: the bundled siso-generate launcher
     search_dirs: dict[str, list[str]] = field(default_factory=dict)  # "ir"/"base_model"/"dino" -> folders for relative names
-    temp_root: str | None = None  # where the temporary subject PNG goes (default: the system temp folder)
+    env: dict[str, str] = field(default_factory=dict)  # variables the child gets besides ComfyUI's (host.child_environment)
     terminate_grace_s: float = 10.0
     poll_interval_s: float = 0.1
 
@@ -64,7 +64,7 @@ class EditRequest:
     python_executable: str = ""
     script_path: str = ""  # empty: the bundled siso_edit.py launcher
     search_dirs: dict[str, list[str]] = field(default_factory=dict)
-    temp_root: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
     terminate_grace_s: float = 10.0
     poll_interval_s: float = 0.1
 
@@ -145,7 +145,6 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     hooks = hooks or Hooks()
     started = time.monotonic()
     job = JobResult(status="Failed: not started", loras_root=request.loras_root)
-    temp_dir = None
     folders: Folders | None = None
     try:
         python, script, flavour, params = check_inputs(request.params, request.python_executable, request.siso_script_path,
@@ -154,20 +153,21 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         job.notes.extend(recipe_notes(params))
         if not request.python_executable.strip() and python == recorded_python():
             job.notes.append(f"python: {python} (the separate environment install.py --venv made)")
-        temp_dir = tempfile.mkdtemp(prefix="siso-comfyui-", dir=request.temp_root)
-        image_path = os.path.join(temp_dir, SUBJECT_NAME)
-        job.notes.extend(images.image_to_png(request.image, image_path, request.mask))
         folders = choose_folders(
             request.loras_root, request.runs_root or default_runs_root(request.loras_root), request.weights_output_dir,
             request.unique_subfolder, params.prompt, loras_folders=request.loras_folders or None,
         )
         run_dir = folders.run_dir
         job.run_dir = str(run_dir)
+        # the subject as the run sees it, written where it stays: run.json records this path (siso-eval RUN reads it)
+        image_path = str(run_dir / SUBJECT_NAME)
+        job.notes.extend(images.image_to_png(request.image, image_path, request.mask))
         if not params.ir_features_path:
             job.notes.append(NO_IR_NOTE)
         job.command = build_command(python, script, flavour, image_path, params, str(run_dir), str(run_dir))
         reader = upstream.TqdmReader if flavour == "upstream" else OutputReader
-        outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s, reader)
+        outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s, reader,
+                         env=request.env)
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         diffusers, kohya = find_lora_files(run_dir, outcome.result)
@@ -177,8 +177,6 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         elif diffusers and not kohya:  # a script that writes only the diffusers file (the authors')
             kohya, note = upstream.add_kohya_copy(diffusers)
             job.notes.append(note)
-        if diffusers or kohya:
-            keep_copies(run_dir, (image_path, SUBJECT_NAME))
         image = outcome.result.get("result_image") or str(run_dir / "result.png")
         job.result_image = image if os.path.isfile(image) else ""
         succeeded = not outcome.cancelled and outcome.returncode == 0 and bool(kohya or diffusers)
@@ -215,9 +213,7 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     except InputProblem as problem:
         job.status = failed(str(problem))
     finally:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        if folders is not None and folders.created and remove_if_empty(folders.run_dir):
+        if folders is not None and discard_if_only_inputs(folders.run_dir, (SUBJECT_NAME,), folders.created):
             job.run_dir = ""
         job.seconds = time.monotonic() - started
     return job
@@ -239,12 +235,15 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
     hooks = hooks or Hooks()
     started = time.monotonic()
     job = EditJobResult(status="Failed: not started")
-    temp_dir = run_dir = None
+    run_dir = None
     try:
         python, script, resolved = check_edit_inputs(request)
         params = request.params
-        temp_dir = tempfile.mkdtemp(prefix="siso-comfyui-edit-", dir=request.temp_root)
-        scene, subject, mask = (os.path.join(temp_dir, name) for name in (SCENE_NAME, SUBJECT_NAME, MASK_NAME))
+        root = Path(request.runs_root)
+        run_dir = root / unique_dir([root], run_name(params.prompt, prefix=EDIT_RUNS_PREFIX))
+        job.run_dir = str(run_dir)
+        # the inputs as the edit sees them, written where they stay: run.json records these paths
+        scene, subject, mask = (str(run_dir / name) for name in (SCENE_NAME, SUBJECT_NAME, MASK_NAME))
         job.notes.extend(images.image_to_png(request.scene, scene, name="scene_image"))
         job.notes.extend(images.image_to_png(request.subject, subject))
         mask_notes = images.region_to_png(request.mask, *images.png_size(scene), mask)
@@ -260,19 +259,15 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
             job.notes.extend(mask_notes)
         if not resolved.ir_features_path:
             job.notes.append(NO_IR_NOTE)
-        root = Path(request.runs_root)
-        run_dir = root / unique_dir([root], run_name(params.prompt, prefix=EDIT_RUNS_PREFIX))
-        job.run_dir = str(run_dir)
         job.command = build_edit_command(python, script, scene, subject, mask, params, resolved, str(run_dir))
-        outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s)
+        outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s,
+                         env=request.env)
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         image = outcome.result.get("result_image") or str(run_dir / "result.png")
         job.result_image = image if os.path.isfile(image) else ""
         strip = outcome.result.get("before_after") or str(run_dir / "before_after.png")
         job.before_after = strip if os.path.isfile(strip) else ""
-        if any(run_dir.iterdir()):
-            keep_copies(run_dir, (subject, SUBJECT_NAME), (scene, SCENE_NAME), (mask, MASK_NAME))
         if outcome.cancelled:
             _cancelled(job, outcome.seconds, outcome.killed)
             if job.result_image:
@@ -288,9 +283,7 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
     except InputProblem as problem:
         job.status = failed(str(problem))
     finally:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-        if run_dir is not None and remove_if_empty(run_dir):
+        if run_dir is not None and discard_if_only_inputs(run_dir, (SCENE_NAME, SUBJECT_NAME, MASK_NAME), True):
             job.run_dir = ""
         job.seconds = time.monotonic() - started
     return job

@@ -73,6 +73,12 @@ def summarize(keys) -> dict[str, int]:
     return {part: len(names) for part, names in modules.items()}
 
 
+def module_count(keys) -> int:
+    """How many LoRA modules a state dict's keys hold, of any part (0: not a LoRA)."""
+    summary = summarize(keys)
+    return summary["unet"] + summary["transformer"] + summary["te1"] + summary["te2"]
+
+
 def read_lora(path: str) -> tuple[dict, dict]:
     """State dict and safetensors metadata of a LoRA file, in keys ComfyUI maps: a diffusers-format SDXL
     file converted to Kohya keys, anything else as it is."""

@@ -3,20 +3,32 @@ libraries, and the progress printer.
 
 Exit codes of every siso command: 0 done; 1 the work ended early (a non-finite loss, out of
 memory, a failed run of a sweep; what was best so far is kept); 2 bad input (one line naming
-the fix, nothing written); 128 + N for signal N: 130 SIGINT (Ctrl-C), 143 SIGTERM.
+the fix, nothing written); 128 + N for signal N: 130 SIGINT (Ctrl-C), 143 SIGTERM, 129 the
+parent went away (SIGHUP, or the parent named in SISO_PARENT_PID died), 141 the output pipe
+was closed (SIGPIPE's number: nobody reads stdout or stderr any more).
+
+A run whose parent or output pipe goes away (ComfyUI killed, a terminal closed) must not crash
+on its next print and lose the run: `LostContact` sends the output to os.devnull from then on,
+and `ProgressPrinter` ends the run after the iteration in progress, the way Ctrl-C does (the
+best LoRA and run.json are written, status "interrupted"; `record_interruption` adds why).
 
 Progress is never prose that another program parses: it is the JSON objects of `io/progress.py`,
-printed behind their prefix on stdout and appended to a `--progress_file`.
+printed behind their prefix on stdout when a program reads it (not on an interactive terminal:
+`progress_lines_wanted`) and appended to a `--progress_file`. Errors are one line,
+`<prog>: error: ...` (`print_error`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn
@@ -51,7 +63,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, error_line(self.prog, f"{message} (see {self.prog} --help)") + "\n")
+
+
+def error_line(prog: str, message: str) -> str:
+    """How every siso command reports an error: `siso-generate: error: <one line naming the fix>`."""
+    return f"{prog}: error: {message}"
+
+
+def print_error(prog: str, message: str) -> None:
+    """`error_line` on stderr (the one place a command prints its error)."""
+    print(error_line(prog, message), file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -75,13 +97,107 @@ class Interrupted(KeyboardInterrupt):
         return signal.Signals(self.signum).name
 
 
+class LostContact:
+    """Nobody reads this process's output any more: its parent died or its stdout/stderr pipe closed.
+
+    The first `lose` wins (its reason and exit code are kept). Both output file descriptors are
+    pointed at os.devnull at once, so every later write (prints, log lines, tqdm, the final
+    SISO_RESULT line, Python's flush at exit) succeeds instead of raising BrokenPipeError in the
+    middle of saving the run. Nothing is raised here: `ProgressPrinter` ends the run after the
+    iteration in progress, so that iteration's work is not thrown away.
+    """
+
+    reason: str | None = None
+    signum: int | None = None
+
+    @classmethod
+    def lose(cls, reason: str, signum: int) -> None:
+        if cls.reason is None:
+            cls.reason, cls.signum = reason, signum
+        silence_output()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.reason = cls.signum = None
+
+
+SIGHUP = getattr(signal, "SIGHUP", None)  # POSIX only
+SIGPIPE_NUMBER = int(getattr(signal, "SIGPIPE", 13))
+PARENT_ENV = "SISO_PARENT_PID"  # set by a program that wants the run to end when it dies (the ComfyUI nodes)
+
+
+def silence_output() -> None:
+    """Point file descriptors 1 and 2 at os.devnull (what was printed to a dead pipe is lost anyway)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
+    os.close(devnull)
+
+
+def is_broken_pipe(error: BaseException) -> bool:
+    """A write to a pipe whose reader is gone (EPIPE), or to a stream that was closed under us."""
+    if isinstance(error, BrokenPipeError):
+        return True
+    if isinstance(error, OSError) and error.errno in (errno.EPIPE, errno.EBADF):
+        return True
+    return isinstance(error, ValueError) and "closed file" in str(error)
+
+
+def lose_output(stream: str) -> None:
+    """A write to stdout or stderr met a closed pipe; when the watched parent died, that is the reason."""
+    if WatchedParent.pid is not None and os.getppid() != WatchedParent.pid:
+        WatchedParent.lose()
+    else:
+        LostContact.lose(f"its {stream} pipe was closed (the program reading it ended or stopped reading)", SIGPIPE_NUMBER)
+
+
+class WatchedParent:
+    """The parent named in SISO_PARENT_PID, while `watch_parent` watches it."""
+
+    pid: int | None = None
+
+    @classmethod
+    def lose(cls) -> None:
+        LostContact.lose(f"its parent process (pid {cls.pid}) went away", SIGHUP or 1)
+
+
+def watch_parent(poll_s: float = 1.0) -> threading.Thread | None:
+    """With SISO_PARENT_PID set to this process's parent, notice the parent's death (the child is then
+    re-parented) and treat it as a lost contact. Off otherwise: a run started with nohup, or by a
+    wrapper that is not the parent named there, keeps going when its shell ends."""
+    expected = os.environ.get(PARENT_ENV, "")
+    if not expected.isdigit() or os.name == "nt" or os.getppid() != int(expected):
+        WatchedParent.pid = None
+        return None
+    WatchedParent.pid = parent = int(expected)
+
+    def watch() -> None:
+        while LostContact.reason is None:
+            if os.getppid() != parent:
+                WatchedParent.lose()
+                return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=watch, daemon=True, name="siso-parent-watch")
+    thread.start()
+    return thread
+
+
 class SignalHandler:
     """`with SignalHandler() as signals:` SIGINT and SIGTERM raise `Interrupted` in the main thread.
 
     The first signal is remembered (`signum`, `exit_code`), so code that caught the interrupt to
     end cleanly (the SISO loop does) can still exit with the right code. SIGINT is installed
     explicitly because a shell starts background jobs with SIGINT ignored, and an explicit
-    `kill -INT` must still end the work. Leaving the block restores the earlier handlers.
+    `kill -INT` must still end the work. SIGHUP (the terminal or parent went away) raises
+    nothing: it is a `LostContact`, and the run ends after its iteration; where SIGHUP is ignored
+    (nohup) it stays ignored. Leaving the block restores the earlier handlers.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -93,9 +209,12 @@ class SignalHandler:
 
     def __enter__(self) -> "SignalHandler":
         SignalHandler.latest = self
+        LostContact.reset()
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            if SIGHUP is not None and signal.getsignal(SIGHUP) is not signal.SIG_IGN:
+                self._previous[SIGHUP] = signal.signal(SIGHUP, self._hangup)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -115,10 +234,24 @@ class SignalHandler:
             self.signum = signum
         raise Interrupted(signum)
 
+    def _hangup(self, signum, frame) -> None:  # noqa: ARG002
+        LostContact.lose("SIGHUP: its terminal or parent process went away", signum)
+
     @property
     def exit_code(self) -> int:
-        """128 + the first signal received (SIGINT when none was: a KeyboardInterrupt from elsewhere)."""
-        return 128 + (self.signum or signal.SIGINT)
+        """128 + the first signal received (SIGINT when none was: a KeyboardInterrupt from elsewhere);
+        a lost contact counts as its signal (129 SIGHUP / parent gone, 141 closed pipe)."""
+        return 128 + (self.signum or LostContact.signum or signal.SIGINT)
+
+    @property
+    def reason(self) -> str:
+        """Why the work was interrupted, in words (for run.json's "interrupted_by")."""
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            return {"SIGINT": "SIGINT (Ctrl-C)", "SIGTERM": "SIGTERM (a stop request, e.g. Cancel in ComfyUI)"}.get(name, name)
+        if LostContact.reason is not None:
+            return LostContact.reason
+        return "KeyboardInterrupt"
 
     def raise_if_interrupted(self) -> None:
         if self.signum is not None:
@@ -132,19 +265,21 @@ def interrupt_exit_code() -> int:
 
 
 def run_command(args: argparse.Namespace, work: Callable[[], int],
-                interrupted: str = "interrupted before the optimisation started: no LoRA was written", prefix: str = "siso") -> int:
+                interrupted: str = "interrupted before the optimisation started: no LoRA was written", prefix: str = "siso",
+                prog: str | None = None) -> int:
     """Run a command's `work()` as siso-generate and siso-edit do: log lines on stderr, SIGTERM and
-    SIGINT as a clean interrupt (130 / 143), a SISOError as one `error:` line with its exit code
-    (the traceback with --debug). `interrupted` is said when a signal ends the work before the
+    SIGINT as a clean interrupt (130 / 143), a SISOError as one `<prog>: error:` line with its exit
+    code (the traceback with --debug). `interrupted` is said when a signal ends the work before the
     loop (which handles its own interrupts and keeps its best LoRA)."""
     log_to_stderr(logging.DEBUG if getattr(args, "debug", False) else logging.INFO)
     with SignalHandler() as signals, flags_in_messages():
+        watch_parent()
         try:
             return work()
         except SISOError as error:
             if getattr(args, "debug", False):
                 raise
-            print(f"error: {error}", file=sys.stderr)
+            print_error(prog or prefix, str(error))
             return error.exit_code
         except KeyboardInterrupt:
             print(f"{prefix}: {interrupted}", file=sys.stderr)
@@ -184,7 +319,12 @@ class _StderrHandler(logging.Handler):
     """Writes to whatever sys.stderr is at the time (main() may run in-process, e.g. in tests)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(self.format(record), file=sys.stderr, flush=True)
+        try:
+            print(self.format(record), file=sys.stderr, flush=True)
+        except (OSError, ValueError) as error:
+            if not is_broken_pipe(error):
+                raise
+            lose_output("stderr")
 
 
 def log_to_stderr(level: int = logging.INFO) -> None:
@@ -198,31 +338,94 @@ def log_to_stderr(level: int = logging.INFO) -> None:
 
 
 # ----------------------------------------------------------------------------- progress
+PROGRESS_LINES_ENV = "SISO_PROGRESS_LINES"  # "1": the JSON lines also on a terminal; "0": never
+
+
+def progress_lines_wanted(stream=None) -> bool:
+    """Whether the `SISO_PROGRESS` / `SISO_RESULT` lines go to stdout: when a program reads it (stdout
+    is a pipe or a file, as for the ComfyUI nodes' child process), or SISO_PROGRESS_LINES=1 asks for
+    them. On an interactive terminal a person reads the progress bar and the closing lines instead
+    (JSON lines would break up the bar); SISO_PROGRESS_LINES=0 turns them off everywhere.
+    `--progress_file` is written either way."""
+    forced = os.environ.get(PROGRESS_LINES_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        return not (stream or sys.stdout).isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream: nobody watches a terminal
+        return True
+
+
 class ProgressPrinter:
     """A SISO callback: a tqdm bar on stderr, the progress record on stdout behind `SISO_PROGRESS `
-    (io/progress.py), and the same record appended to `progress_file` when one is given."""
+    (io/progress.py) when a program reads stdout (`progress_lines_wanted`), and the same record
+    appended to `progress_file` when one is given.
+
+    It is also where a lost contact ends the run: a print to a closed pipe, or a `LostContact`
+    noticed meanwhile (SIGHUP, the parent's death), raises `Interrupted` once the iteration it
+    reports is done, unless that iteration was the last anyway. The SISO loop then ends as after
+    Ctrl-C: the best LoRA so far and run.json are written (status "interrupted").
+    """
 
     def __init__(self, total: int, quiet: bool = False, progress_file: str | None = None):
         self.total, self.quiet, self.bar = total, quiet, None
         self.log = ProgressLog(progress_file) if progress_file else None
+        self.lines = progress_lines_wanted()
 
     def __call__(self, event: "StepEvent") -> None:
         record = progress_record(event)
-        print(format_line(PROGRESS, record), flush=True)
+        if self.lines:
+            self._write(lambda: print(format_line(PROGRESS, record), flush=True), "stdout")
         if self.log is not None:
             self.log.append(record)
-        if self.bar is None and not self.quiet:
+        if not self.quiet and LostContact.reason is None:
+            self._write(lambda: self._draw(event), "stderr")
+        if LostContact.reason is not None and event.stop_reason is None:
+            logger.info("ending the run after iteration %d: %s", event.step, LostContact.reason)
+            raise Interrupted(LostContact.signum or SIGPIPE_NUMBER)
+
+    def _draw(self, event: "StepEvent") -> None:
+        if self.bar is None:
             from tqdm.auto import tqdm
 
             # created at the first step, so that its rate ignores the model loading
             self.bar = tqdm(total=self.total, desc="SISO", unit="it", file=sys.stderr, dynamic_ncols=True)
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{event.losses['total']:.4f}", best=f"{event.best_loss:.4f}@{event.best_step}")
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{event.losses['total']:.4f}", best=f"{event.best_loss:.4f}@{event.best_step}")
+
+    def _write(self, write: Callable[[], None], stream: str) -> None:
+        try:
+            write()
+        except (OSError, ValueError) as error:
+            if not is_broken_pipe(error):
+                raise
+            lose_output(stream)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except (OSError, ValueError) as error:
+                if not is_broken_pipe(error):
+                    raise
+            self.bar = None
+
+
+def record_interruption(run_json: str | os.PathLike | None) -> None:
+    """Add why an interrupted run ended to its run.json ("interrupted_by": "SIGTERM ...", "its parent
+    process (pid N) went away", ...), rewritten atomically; nothing for a run that was not interrupted."""
+    if not run_json or SignalHandler.latest is None:
+        return
+    from ..io.atomic import write_json
+
+    path = Path(run_json)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(record, dict) and record.get("status") == "interrupted":
+        record["interrupted_by"] = SignalHandler.latest.reason
+        write_json(path, record)
 
 
 # ----------------------------------------------------------------------------- environment

@@ -2,7 +2,7 @@
 background; a drop-in for the authors' `siso_editing_sdxl.py`.
 
     siso-edit --input_image_path scene.png --subject_image_path dog.png --subject_class dog \\
-        --mask mask.png                       # white = where the subject goes
+        --mask mask.png                       # white (or opaque) = where the subject goes
     siso-edit ... --input_class cat           # no mask: Grounding-DINO + SAM find the cat
 
 Every argument of the authors' script is accepted, so their documented command runs unchanged;
@@ -12,10 +12,13 @@ comes from `--subject_class` (the prompt becomes "a photo of a <class>", theirs)
 and the region to edit from `--mask` or, automatically, from `--input_class` (the scene object's
 class). Defaults are the authors' documented editing command (`SISOEditConfig`).
 
-Output, exit codes and signals are siso-generate's: a tqdm bar on stderr, `SISO_PROGRESS` lines
-(with the `background` term) and one `SISO_RESULT` line on stdout; 0 done, 1 ended early on a
+`result.png` is the edited photo at the scene photo's size (outside the mask bit-identical to it),
+`result_square.png` the square the method edits. Output, exit codes and signals are
+siso-generate's: a tqdm bar on stderr, `SISO_PROGRESS` lines (with the `background` term) and one
+`SISO_RESULT` line on stdout; 0 done, 1 ended early on a
 non-finite loss or out of memory, 2 bad input (nothing written), 130 / 143 interrupted by SIGINT /
-SIGTERM (the best LoRA and edited image so far are written). Every check that needs no model
+SIGTERM (the best LoRA and edited image so far are written), 129 / 141 the parent or the output
+pipe went away (the same, after the iteration in progress). Every check that needs no model
 (both photos, the mask, the numbers, model folders, the output folder) runs before torch is imported.
 """
 
@@ -26,9 +29,11 @@ import logging
 import sys
 
 # only light modules here: --help and every input error answer before torch is imported
-from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SISOEditConfig, class_prompt
+from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, MIN_INVERSION_STEP, SISOEditConfig, class_prompt
 from ..errors import SISOInputError
-from .common import OneLineArgumentParser, ProgressPrinter, run_command
+from ..io.model_paths import is_hub_id
+from ..preflight import check_in_hub_cache
+from .common import OneLineArgumentParser, ProgressPrinter, record_interruption, run_command
 from .generate import (
     NO_EFFECT,
     _help,
@@ -82,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class of the scene's object the subject replaces, e.g. cat: ReNoise inverts the scene with "
                    "'a photo of a cat' and, without --mask, the automatic mask looks for it")
     g.add_argument("--mask", dest="mask_path", default=None,
-                   help="PNG of the scene photo's size, white where the subject goes, black the background to keep "
-                   "(default: made automatically from --input_class)")
+                   help="PNG of the scene photo's size as a viewer shows it (its EXIF orientation is applied): white "
+                   "(grey > 127) where the subject goes, black the background to keep; a mask whose transparency varies "
+                   "is read by its alpha instead (opaque = where the subject goes, whatever the colour); a mask that is "
+                   "mostly grey or coloured is refused. The share it covers is printed; the part outside the centre "
+                   "square the edit works on stays unchanged (warned about). Default: made automatically from --input_class")
     g.add_argument("--pretrained_model_name_or_path", default=e.pretrained_model_name_or_path,
                    help="hub id or local diffusers folder of an SDXL(-Turbo) pipeline")
     add_options(g, shared, "pretrained_vae_model_name_or_path revision variant cache_dir dino_model_name ir_features_path")
@@ -100,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file")
 
     g = p.add_argument_group("edit")
-    g.add_argument("--inversion_max_step", type=float, default=e.inversion_max_step, help=_help("inversion_max_step", SISOEditConfig))
+    g.add_argument("--inversion_max_step", type=float, default=e.inversion_max_step,
+                   help=f"{_help('inversion_max_step', SISOEditConfig)}; allowed range [{MIN_INVERSION_STEP:g}, 1]")
     g.add_argument("--bg_mse_loss_weight", type=float, default=e.bg_mse_loss_weight, help=_help("bg_mse_loss_weight", SISOEditConfig))
     add_options(g, shared, "resolution seed")
 
@@ -143,9 +152,12 @@ def warn_mask_options(args: argparse.Namespace) -> None:
                 logger.warning("ignoring --%s: --mask gives the region, no automatic mask is made", name)
 
 
+PROG = "siso-edit"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(args, lambda: _check_and_run(args))
+    return run_command(args, lambda: _check_and_run(args), prog=PROG)
 
 
 def _check_and_run(args: argparse.Namespace) -> int:
@@ -153,6 +165,10 @@ def _check_and_run(args: argparse.Namespace) -> int:
     warn_mask_options(args)
     check_progress_file(args.progress_file)
     config = edit_config_from_args(args)
+    if not config.mask_path:  # the automatic mask's models: with HF_HUB_OFFLINE=1, in the hub cache
+        for name, what in (("detector_model", "Grounding-DINO"), ("segmenter_model", "SAM")):
+            if is_hub_id(getattr(config, name)):
+                check_in_hub_cache(getattr(config, name), "config.json", what, name)
     # every check that needs no model, before the heavy imports below (seconds)
     prepared = edit_preflight(config, args.subject_image_path, args.output_dir, overwrite=args.overwrite)
     return run_in_folder(prepared.run, lambda: _run(args, prepared), args)
@@ -166,8 +182,9 @@ def _run(args: argparse.Namespace, prepared: PreparedEdit) -> int:
         outcome = run_prepared_edit(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch)
     finally:
         printer.close()
+    record_interruption(outcome.artifacts.run_json)
     print_result(outcome.result, outcome.paths())
-    return report(outcome.result, outcome.artifacts, outcome.optimizer, outcome.labelled())
+    return report(outcome.result, outcome.artifacts, outcome.optimizer, outcome.labelled(), prog=PROG)
 
 
 if __name__ == "__main__":

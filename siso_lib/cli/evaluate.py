@@ -1,4 +1,5 @@
-"""`siso-eval RUN_FOLDER [RUN_FOLDER ...]`: score runs' LoRAs (see evaluate.py for the metrics).
+"""`siso-eval RUN_FOLDER [RUN_FOLDER ...]`: score runs' LoRAs (see evaluate.py for the metrics), and
+edit runs by their edited photo (edit_scores.py).
 
     siso-eval outputs/runs/<run>                                  # built-in prompts, 4 seeds
     siso-eval outputs/runs/<run> --prompts dreambench_live.txt --class_name dog --seeds 4
@@ -18,6 +19,7 @@ import sys
 from ..errors import SISOInputError
 from ..evaluation.defaults import DEFAULT_CLIP_PRETRAINED, DEFAULT_DETECTOR, judge_names
 from ..evaluation.prompts import GENERIC_TEMPLATES, evaluation_prompts, read_prompt_file
+from ..text import count
 from .common import OneLineArgumentParser, quiet_libraries, run_command
 
 
@@ -25,7 +27,9 @@ def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
         prog="siso-eval",
         description="Score SISO runs: DINO, CLIP-I, IR similarity to the subject photo, CLIP-T to the prompts, "
-        "diversity across seeds; with and without the LoRA (same seeds).",
+        "seed diversity (ours: variety across seeds) and the paper's diversity (MSE to the photo); with and without the "
+        "LoRA (same seeds). An edit run (siso-edit) is scored on its edited photo instead: DINO, CLIP-I, IR of the "
+        "masked region against the subject photo, and the background's MSE to the scene outside the mask.",
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_FOLDER", help="run folders (siso-generate, notebook 01 or a sweep wrote them)")
     prompts = parser.add_argument_group("prompts")
@@ -35,7 +39,7 @@ def build_parser() -> OneLineArgumentParser:
     prompts.add_argument("--prompt", dest="prompt_templates", action="append", default=None,
                          help="a prompt template; repeat for more (added after --prompts)")
     prompts.add_argument("--class_name", default=None, help="the subject's class for the templates (default: from the run's prompt)")
-    prompts.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per prompt (diversity needs 2 or more)")
+    prompts.add_argument("--seeds", type=int, default=4, help="seeds 0..N-1 per prompt (seed diversity needs 2 or more)")
     prompts.add_argument("--subject_image_path", default=None,
                          help="the subject photo (default: the one run.json names; for a photo that has moved)")
     render = parser.add_argument_group("rendering (default: as the run was optimised)")
@@ -68,8 +72,10 @@ def build_parser() -> OneLineArgumentParser:
 
 def _check(args) -> tuple[list, list[str] | None]:
     """Everything that needs no model: the runs, prompts, numbers and local judge paths."""
-    from ..io.model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino
-    from ..evaluation.evaluate import check_output_dir, read_run, subject_photo_path
+    from ..io.model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino, is_hub_id
+    from ..preflight import check_in_hub_cache
+    from ..evaluation.edit_scores import edit_files
+    from ..evaluation.reports import check_output_dir, is_edit_run, read_run, subject_photo_path
 
     if args.output_dir and len(args.runs) > 1:
         raise SISOInputError(f"--output_dir names one folder but {len(args.runs)} runs were given: evaluate them one at a time, or drop --output_dir")
@@ -91,8 +97,17 @@ def _check(args) -> tuple[list, list[str] | None]:
         raise SISOInputError("--prompt is empty: give a prompt, e.g. --prompt 'a {class} on the beach'")
     evaluation_prompts(args.class_name or "x", templates or None)  # a bad placeholder is refused now, not after loading
     infos = [read_run(run) for run in args.runs]
+    edits = [info for info in infos if is_edit_run(info)]
+    if edits:
+        warn_rendering_options(args, edits)
     for info in infos:
-        check_local_base_model(args.pretrained_model_name_or_path or info.base_model, info.model_family)
+        if info in edits:
+            edit_files(info)  # its edited photo, scene and mask are what is scored
+        else:
+            base = args.pretrained_model_name_or_path or info.base_model
+            check_local_base_model(base, info.model_family)
+            if is_hub_id(base):  # with HF_HUB_OFFLINE=1: in the hub cache, said before torch loads
+                check_in_hub_cache(base, "model_index.json", "base model", "pretrained_model_name_or_path")
         subject_photo_path(info, args.subject_image_path)
         if not args.no_ir:
             path = args.ir_features_path or info.run.get("parameters", {}).get("ir_features_path")
@@ -109,9 +124,25 @@ def _check(args) -> tuple[list, list[str] | None]:
     return infos, templates or None
 
 
+# options that shape what is rendered: an edit run renders nothing (its edited photo is scored)
+RENDERING_OPTIONS = ("prompt_file", "prompt_templates", "class_name", "seeds", "pretrained_model_name_or_path",
+                     "num_inference_steps", "guidance_scale", "resolution", "lora_scale", "no_base", "crop_subject")
+
+
+def warn_rendering_options(args, edits: list) -> None:
+    """One line per rendering option given that an edit run does not use."""
+    defaults = build_parser().parse_args([str(edits[0].folder)])
+    flags = {"prompt_file": "--prompts", "prompt_templates": "--prompt"}
+    for name in RENDERING_OPTIONS:
+        if getattr(args, name) != getattr(defaults, name):
+            print(f"siso-eval: warning: ignoring {flags.get(name, '--' + name)} for the edit run{'s' if len(edits) > 1 else ''} "
+                  f"({', '.join(info.folder.name for info in edits)}): an edit is scored on its edited photo, nothing is rendered",
+                  file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(args, lambda: _evaluate(args, *_check(args)), prefix="siso-eval",
+    return run_command(args, lambda: _evaluate(args, *_check(args)), prefix="siso-eval", prog="siso-eval",
                        interrupted="interrupted: runs already scored keep their eval/; the one in progress was not written")
 
 
@@ -140,8 +171,12 @@ def _evaluate(args, infos, templates) -> int:
         judges.set_ir(None if args.no_ir else args.ir_features_path or info.run["parameters"]["ir_features_path"])
         report = evaluator.evaluate(info.folder, settings, args.output_dir, progress=lambda m: print(f"siso-eval: {m}", file=sys.stderr))
         record = report.record
-        print(f"siso-eval: {info.folder}: class {record['class_name']!r} ({record['class_name_source']}), "
-              f"{len(record['prompts'])} prompts x {len(record['seeds'])} seeds", file=sys.stderr)
+        if record.get("task") == "edit":
+            print(f"siso-eval: {info.folder}: an edit run: its edited photo is scored (the mask's region against the subject "
+                  "photo, the background against the scene), not its LoRA", file=sys.stderr)
+        else:
+            print(f"siso-eval: {info.folder}: class {record['class_name']!r} ({record['class_name_source']}), "
+                  f"{count(len(record['prompts']), 'prompt')} x {count(len(record['seeds']), 'seed')}", file=sys.stderr)
         print(f"siso-eval: {format_summary(report.summary)}", file=sys.stderr)
         print(f"siso-eval: metrics {report.output_dir / 'metrics.json'}; grid {report.output_dir / 'grid.png'}", file=sys.stderr)
         if args.output_dir:
@@ -149,18 +184,30 @@ def _evaluate(args, infos, templates) -> int:
     return 0
 
 
-VARIANT_LABELS = {"lora": "with LoRA:", "base": "base model:", "delta": "LoRA - base:"}
+VARIANT_LABELS = {"lora": "with LoRA:", "base": "base model:", "delta": "LoRA - base:",
+                  "edited": "edited photo:", "scene": "scene before:"}
+EDIT_VARIANT_LABELS = {**VARIANT_LABELS, "delta": "edited - scene:"}
+# the two diversities are named so that neither is read as the other (evaluation/evaluate.py)
+METRIC_LABELS = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "seed_diversity": "seed-diversity(ours)",
+                 "paper_diversity_mse": "paper-diversity(MSE-to-photo)", "background_mse": "background-MSE"}
 
 
 def format_summary(summary: dict) -> str:
     """"with LoRA: DINO 0.481 ...; base model: ...; LoRA - base: ..." on one line (higher is
-    closer to the subject / the prompt; diversity: more varied across seeds)."""
-    labels = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "diversity": "diversity"}
+    closer to the subject / the prompt; seed diversity: more varied across seeds; the paper's
+    diversity: further from the photo). An edit's summary: "edited photo: ...; scene before: ..."."""
+    labels = EDIT_VARIANT_LABELS if "edited" in summary else VARIANT_LABELS
     parts = []
     for variant, values in summary.items():
-        shown = " ".join(f"{labels[k]} {v:+.3f}" if variant == "delta" else f"{labels[k]} {v:.3f}" for k, v in values.items() if v is not None)
-        parts.append(f"{VARIANT_LABELS[variant]} {shown}")
+        shown = " ".join(f"{METRIC_LABELS.get(k, k)} {_number(v, variant == 'delta')}" for k, v in values.items() if v is not None)
+        parts.append(f"{labels[variant]} {shown}")
     return "; ".join(parts)
+
+
+def _number(value: float, signed: bool) -> str:
+    """3 decimals, or 3 significant digits for a small number (an MSE)."""
+    text = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return text if abs(value) >= 0.01 or value == 0 else (f"{value:+.3g}" if signed else f"{value:.3g}")
 
 
 if __name__ == "__main__":

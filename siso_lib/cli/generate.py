@@ -9,14 +9,18 @@ validation, tracker, prior-preservation and distributed options) are accepted wi
 warning. Defaults are the documented commands' (see config.py), not upstream's argparse
 defaults, and `--seed` defaults to 42 instead of crashing.
 
-Progress: a tqdm bar on stderr and, on stdout, one machine-readable line per step:
+Progress: a tqdm bar on stderr and, on stdout when a program reads it (a pipe or a file, not an
+interactive terminal; SISO_PROGRESS_LINES=1 / 0 forces them on / off), one machine-readable line
+per step:
 
     SISO_PROGRESS {"step": 3, "total": 50, "loss": -1.61, "dino": -0.80, "ir": -0.81, ...}
 
 and a final `SISO_RESULT {...}` line with the status and the paths. Exit codes: 0 the run
 finished and the LoRA is written; 1 the run ended early on a non-finite loss or out of memory
 (the best LoRA so far is written); 2 bad input (nothing written); 130/143 interrupted by
-SIGINT/SIGTERM (the best LoRA so far is written).
+SIGINT/SIGTERM (the best LoRA so far is written); 129/141 its parent (SIGHUP, or SISO_PARENT_PID)
+or its output pipe went away: the iteration in progress is finished, the best LoRA and run.json
+are written ("interrupted_by" says why), and nothing more is printed.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from ..config import FAMILY_RECIPES, MODEL_FAMILIES, MODES, SISOConfig, field_he
 from ..errors import FLAG_NAMES, SISOInputError
 from ..io.progress import RESULT, format_line
 from ..preflight import PreparedRun, preflight
-from .common import OneLineArgumentParser, ProgressPrinter, interrupt_exit_code, quiet_libraries, run_command
+from .common import (
+    OneLineArgumentParser, ProgressPrinter, interrupt_exit_code, print_error, progress_lines_wanted, quiet_libraries,
+    record_interruption, run_command,
+)
 
 logger = logging.getLogger("siso_lib")
 
@@ -113,7 +120,8 @@ def shared_options(d: SISOConfig) -> dict[str, dict]:
         "mode": dict(default=d.mode, choices=MODES, help=_help("mode")),
         "gradient_checkpointing": dict(action=argparse.BooleanOptionalAction, default=None, help=_help("gradient_checkpointing")),
         "allow_tf32": dict(action="store_true", help="allow TF32 matmuls on NVIDIA GPUs"),
-        "quiet": dict(action="store_true", help="no progress bar"),
+        "quiet": dict(action="store_true", help="no progress bar (the SISO_PROGRESS lines go to stdout when a program reads "
+                      "it, never on a terminal unless SISO_PROGRESS_LINES=1)"),
         "debug": dict(action="store_true", help="show full tracebacks"),
     }
 
@@ -140,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared = shared_options(d)
     p = OneLineArgumentParser(
         prog="siso-generate",
-        description="SISO: optimise a LoRA so that SDXL-Turbo, FLUX.1-schnell or Sana draws the subject of one photo. "
+        description="SISO: optimise a LoRA so that SDXL-Turbo, FLUX.1-schnell, Sana or FLUX.2 klein draws the subject of one photo. "
         "Defaults marked 'recipe' are the authors' per model family.",
     )
     g = p.add_argument_group("inputs")
@@ -165,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_grad_steps", type=int, default=None,
                    help=f"the last k denoising steps carry gradients, 0 = every step (recipe: {recipe_help('num_grad_steps')})")
     g.add_argument("--guidance_scale", type=float, default=None,
-                   help=f"classifier-free guidance for Sana, embedded guidance for FLUX.1-dev (recipe: {recipe_help('guidance_scale')})")
+                   help=f"classifier-free guidance for Sana and a FLUX.2 klein base model, embedded guidance for FLUX.1-dev "
+                   f"(recipe: {recipe_help('guidance_scale')})")
     g.add_argument("--max_sequence_length", type=int, default=None,
                    help=f"T5 / Gemma prompt tokens (recipe: {recipe_help('max_sequence_length')}; upstream ignores its own flag)")
     add_options(g, shared, "seed")
@@ -198,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("device, speed and memory")
     add_options(g, shared, "device mixed_precision mode gradient_checkpointing")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (UNet or transformer; slow first step)")
-    g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=d.cuda_graphs,
-                   help="replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step)")
+    g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step); "
+                   "on unless --no-cuda_graphs. Why they are not used is said on a CUDA device, or when --cuda_graphs is given")
     add_options(g, shared, "allow_tf32")
 
     add_options(p.add_argument_group("logging"), shared, "quiet debug")
@@ -272,9 +282,12 @@ def prepare_libraries(args: argparse.Namespace) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
 
 
+PROG = "siso-generate"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(args, lambda: _check_and_run(args))
+    return run_command(args, lambda: _check_and_run(args), prog=PROG)
 
 
 def _check_and_run(args: argparse.Namespace) -> int:
@@ -303,15 +316,28 @@ def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:
 
     printer = ProgressPrinter(prepared.config.num_train_epochs, args.quiet, args.progress_file)
     try:
-        outcome = run_prepared(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch)
+        outcome = run_prepared(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch,
+                               optimizer_hook=tell_cuda_graphs if args.cuda_graphs else None)
     finally:
         printer.close()
+    record_interruption(outcome.artifacts.run_json)
     print_result(outcome.result, outcome.artifacts.as_dict())
     return report(outcome.result, outcome.artifacts, outcome.optimizer)
 
 
+def tell_cuda_graphs(optimizer) -> None:
+    """--cuda_graphs given explicitly: say why CUDA graphs are not used where the optimiser kept
+    quiet about it (a device without CUDA; on a CUDA device it said so itself)."""
+    note = optimizer.settings.cuda_graphs_note
+    if note and optimizer.device.type != "cuda":
+        logger.info("%s: iterations run eagerly", note)
+
+
 def print_result(result, paths: dict) -> None:
-    """The final `SISO_RESULT {...}` line on stdout: status, stop reason, steps, best losses, `paths`."""
+    """The final `SISO_RESULT {...}` line on stdout: status, stop reason, steps, best losses, `paths`
+    (when a program reads stdout, as the progress lines: `progress_lines_wanted`)."""
+    if not progress_lines_wanted():
+        return
     summary = {
         "status": "success" if result.completed and paths.get("lora_path") else result.stop_reason,
         "stop_reason": result.stop_reason,
@@ -324,10 +350,10 @@ def print_result(result, paths: dict) -> None:
     print(format_line(RESULT, summary), flush=True)
 
 
-def report(result, artifacts, optimizer, labelled: list[tuple[str, str]] | None = None) -> int:
+def report(result, artifacts, optimizer, labelled: list[tuple[str, str]] | None = None, prog: str = PROG) -> int:
     """The closing lines on stderr (why it stopped, the best iteration, where each file went:
     `labelled`, default the artifacts' own list) and the exit code."""
-    reason = optimizer.describe_stop(result.stop_reason)
+    reason = optimizer.describe_stop(result.stop_reason, result)
     best = result.describe_best()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.best_losses.items())
     print(f"siso: stopped: {reason}; best {best} ({losses})", file=sys.stderr)
@@ -340,7 +366,7 @@ def report(result, artifacts, optimizer, labelled: list[tuple[str, str]] | None 
     if result.stop_reason == "interrupted":
         return interrupt_exit_code()
     if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
+        print_error(prog, result.error)
         return 1
     return 0 if artifacts.lora_path else 1
 

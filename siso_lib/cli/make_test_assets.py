@@ -3,9 +3,9 @@ tiny for CPU tests and demos, full-size for GPU benchmarks."""
 
 from __future__ import annotations
 
-from .common import OneLineArgumentParser
+from .common import OneLineArgumentParser, quiet_libraries
 
-FAMILIES = ("sdxl", "flux", "sana")  # offline.tiny_models.FAMILIES (a test keeps them equal)
+FAMILIES = ("sdxl", "flux", "sana", "flux2_klein")  # offline.tiny_models.FAMILIES (a test keeps them equal)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,10 +13,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="siso-make-test-assets",
         description=(
             "Write offline models with random weights (tiny for CPU tests, full for GPU benchmarks): "
-            "SDXL, DINOv2, IR and CLIP always, FLUX.1-schnell and Sana on request."
+            "SDXL, DINOv2, IR and CLIP always, FLUX.1-schnell, Sana and FLUX.2 klein on request."
         ),
     )
-    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth, clip/, grounding-dino/ and sam/ (tiny) (and flux/, sana/) into")
+    parser.add_argument("directory", help="folder to write sdxl/, dino/, ir_features.pth, clip/, grounding-dino/ and sam/ (tiny) (and flux/, sana/, flux2_klein/) into")
     parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
     parser.add_argument(
         "--model_family",
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     families = FAMILIES if args.model_family == "all" else ("sdxl", args.model_family)
     from ..offline.tiny_models import write_test_assets
 
+    quiet_libraries()  # the paths below are the output, not the libraries' "Writing model shards" bars
     paths = write_test_assets(args.directory, args.size, families)
     for name, path in paths.items():
         print(f"{name}: {path}")

@@ -6,7 +6,8 @@
 Every combination of the grid is one run in outputs/sweeps/<name>/<run>/, and
 outputs/sweeps/<name>/results.csv has one row per run; docs/sweeps.md says everything else
 (resuming, --eval, Ray). Exit codes: 0 every run completed (and was scored with --eval); 1 some
-run or its evaluation failed; 2 bad sweep (nothing ran); 130 / 143 interrupted.
+run or its evaluation failed; 2 bad sweep (nothing ran: a bad grid, a missing Ray or notebook
+install, or with --dry-run a run that would fail on bad input); 130 / 143 interrupted.
 """
 
 from __future__ import annotations
@@ -16,17 +17,18 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..sweeps.local import run_sweep
+from ..sweeps.local import run_sweep, runs_to_execute
 from ..sweeps.results import write_results
 from ..sweeps.spec import RESULTS, EvalOptions, Sweep, SweepError, build_sweep, eval_options, load_spec, parse_grid_option, parse_set_option
-from .common import Interrupted, OneLineArgumentParser
+from .common import Interrupted, OneLineArgumentParser, print_error
 
+PROG = "siso-sweep"
 RAY_INSTALL = 'pip install "ray>=2.40" (the cluster extra of siso-lab: pip install -e ".[cluster]" in a clone)'
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineArgumentParser(
-        prog="siso-sweep",
+        prog=PROG,
         description="Run notebooks/01_generate_lora.ipynb headless (papermill) over a parameter grid; "
         "collect outputs/sweeps/<name>/results.csv. Re-running skips completed runs.",
         epilog="example: siso-sweep --name lr-rank --set models=offline --grid learning_rate=1e-3,5e-3 "
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="score each completed run's LoRA as siso-eval does (judges loaded once for the sweep); "
                         "runs completed earlier without an evaluation are scored too")
     scores.add_argument("--eval-seeds", type=int, default=None, metavar="N",
-                        help="seeds 0..N-1 per prompt (default 4, as siso-eval; diversity needs 2 or more)")
+                        help="seeds 0..N-1 per prompt (default 4, as siso-eval; seed diversity needs 2 or more)")
     scores.add_argument("--eval-prompts", default=None, metavar="FILE",
                         help="prompt templates, one a line ({class} or DreamBench's {0} {1}); default: siso-eval's built-in prompts")
     return p
@@ -169,22 +171,31 @@ def main(argv: list[str] | None = None) -> int:
     by SIGINT / SIGTERM (the current run is recorded as interrupted; a run being scored stays completed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    echo = lambda line: print(f"siso-sweep: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    echo = lambda line: print(f"{PROG}: {line}", file=sys.stderr, flush=True)  # noqa: E731
     try:
         ray = ray_options(args)
         sweep = sweep_from_args(args)
     except SweepError as error:
-        print(f"siso-sweep: error: {error}", file=sys.stderr)
+        print_error(PROG, str(error))
         return 2
     if ray is not None and not ray_available():
-        print(f'siso-sweep: error: {ray.option} needs Ray: {RAY_INSTALL}', file=sys.stderr)
+        print_error(PROG, f"{ray.option} needs Ray: {RAY_INSTALL}")
         return 2
     if args.collect:
         echo(f"results: {write_results(sweep)}")
         return 0
     if args.dry_run:
-        run_sweep(sweep, retry_failed=not args.no_retry_failed, dry_run=True, echo=echo)
-        return 0
+        summary = run_sweep(sweep, retry_failed=not args.no_retry_failed, dry_run=True, echo=echo)
+        return 2 if summary.failed else 0
+    # the notebooks run here (or on a local Ray, the same Python): papermill and a kernel are needed
+    # before any run folder or results.csv is written (a cluster's nodes bring their own)
+    if (ray is None or ray.address is None) and runs_to_execute(sweep, not args.no_retry_failed):
+        from ..notebooks.papermill import notebook_route_problem
+
+        problem = notebook_route_problem(sweep.notebook, args.kernel, "--kernel")
+        if problem is not None:
+            print_error(PROG, problem)
+            return 2
     if args.log_output:  # papermill logs each run's cell output at INFO
         import logging
 
@@ -212,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     kernel_name=args.kernel, log_output=args.log_output, echo=echo, guard=guard,
                 )
     except SweepError as error:  # found once connected to Ray (resources, address); nothing ran
-        print(f"siso-sweep: error: {error}", file=sys.stderr)
+        print_error(PROG, str(error))
         return 2
     except Interrupted as interruption:
         if ray is not None:

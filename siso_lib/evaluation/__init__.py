@@ -1,13 +1,16 @@
-"""Evaluation: does a LoRA keep the subject (DINO, CLIP-I, IR), follow other prompts (CLIP-T), and
-vary across seeds (diversity)? The paper's Table 1 measures these on DreamBench.
+"""Evaluation: does a LoRA keep the subject (DINO, CLIP-I, IR), follow other prompts (CLIP-T), vary
+across seeds (our seed diversity) and avoid copying the photo (the paper's diversity, an MSE)? The
+paper's Tables 1 and 2 measure these on DreamBench; an edit run is scored as its Table 3 does.
 
     from siso_lib.evaluation import Evaluator, EvalSettings, Judges
     evaluator = Evaluator(Judges.from_names(ir_features_path="ir_features.pth"))
     report = evaluator.evaluate("outputs/runs/<run>", EvalSettings(seeds=range(4)))
     report.summary   # {"lora": {"dino": ..}, "base": {..}, "delta": {..}}
 
-Command line: `siso-eval RUN_FOLDER` (cli.py). Modules: prompts (templates, no torch), metrics
-(the math), judges (the scoring networks), evaluate (render, score, write), grid (the picture).
+Command line: `siso-eval RUN_FOLDER` (cli/evaluate.py). Modules: prompts (templates, no torch),
+metrics (the math), judges (the scoring networks), reports (the run folder, the report, run.json;
+no torch), evaluate (render, score, write), edit_scores (an edit run: its edited photo), grid
+(the picture).
 Names load on first use, so the command line checks its input before torch is imported.
 """
 

@@ -5,11 +5,17 @@ against the subject photo y (metrics.py):
 
     dino   = cos(DINO(x), DINO(y))          clip_i = cos(CLIP(x), CLIP(y))
     clip_t = cos(CLIP(x), CLIP_text(p))     ir     = cos(IR(x), IR(y))
-    diversity(p) = mean over seed pairs of 1 - cos(DINO(x(p, s)), DINO(x(p, s')))
+    seed_diversity(p)   = mean over seed pairs of 1 - cos(DINO(x(p, s)), DINO(x(p, s')))   (ours)
+    paper_diversity_mse = mean over pixels of (x - y)^2, RGB in [0, 1]    (the paper's Table 2 "diversity")
 
-and the summary is the mean over all images (diversity: over prompts), for "lora", "base" and
+and the summary is the mean over all images (seed diversity: over prompts), for "lora", "base" and
 their difference "delta" (lora - base): a LoRA that keeps the subject raises dino / clip_i / ir
-above the base model's, and one that still follows the prompts keeps clip_t near the base's.
+above the base model's, and one that still follows the prompts keeps clip_t near the base's. The
+two diversities measure different things (variety across seeds; distance from the photo, higher =
+less copying) and carry different names so that neither is compared with the other's numbers.
+
+An edit run (run.json `task` "edit") is not a text-to-image LoRA: `Evaluator.evaluate` scores its
+edited photo instead (edit_scores.py).
 
 With `crop_subject`, DINO, CLIP-I and IR see the photo and each picture cropped to the box
 Grounding-DINO finds for the class (the paper's protocol; an image with no box is scored whole
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,14 +47,19 @@ from ..io.atomic import replace_folder, save_image, write_json
 from ..io.run_record import now_iso
 from ..errors import SISOInputError, setting
 from .prompts import evaluation_prompts, guess_class_name
+from .reports import (  # noqa: F401  (EVAL_DIR ... subject_photo_path: also imported from here)
+    EVAL_DIR, METRICS_FILE, EvalReport, attach_to_run_json, check_output_dir, is_edit_run, read_run, subject_photo,
+    subject_photo_path,
+)
 
-EVAL_DIR = "eval"
-METRICS_FILE = "metrics.json"
 GRID_FILE = "grid.png"
 IMAGES_DIR = "images"
 SUBJECT_METRICS = ("dino", "clip_i", "ir")
-METRICS = ("dino", "clip_i", "clip_t", "ir", "diversity")
-DIVERSITY_DEFINITION = "mean over seed pairs of 1 - cos(DINO features) between images of the same prompt; mean over prompts"
+METRICS = ("dino", "clip_i", "clip_t", "ir", "seed_diversity", "paper_diversity_mse")
+SEED_DIVERSITY_DEFINITION = ("ours: mean over seed pairs of 1 - cos(DINO features) between images of the same prompt; mean over "
+                             "prompts (not the paper's diversity)")
+PAPER_DIVERSITY_DEFINITION = ("the paper's Table 2 'diversity': mean squared difference of RGB values in [0, 1] between the image and "
+                              "the subject photo (its centre square at the image's size); higher = less copying of the photo")
 DEFAULT_NUM_SEEDS = 4
 
 
@@ -68,55 +79,6 @@ class EvalSettings:
     box_threshold: float = 0.3  # Grounding-DINO's, for crop_subject (the authors' value)
     subject_image_path: str | None = None  # None: the photo run.json names
     base_model: str | None = None  # None: the base model the LoRA names (for a moved local folder)
-
-
-@dataclass
-class EvalReport:
-    """metrics.json's content plus where it was written."""
-
-    record: dict
-    output_dir: Path | None = None
-    images: dict[tuple[int, int, str], Image.Image] = field(default_factory=dict)  # (prompt, seed, "lora"/"base")
-
-    @property
-    def summary(self) -> dict:
-        return self.record["summary"]
-
-
-def subject_photo_path(info, given: str | None = None) -> Path:
-    """The photo to compare with: `given`, else the one the run's run.json names (no image is read,
-    no torch). SISOInputError when there is none or it has moved."""
-    path = given or (info.record.subject_image_path if info.record is not None else None)
-    if not path:
-        why = "has no run.json" if info.record is None else "names no subject photo in its run.json"
-        raise SISOInputError(f"run {str(info.folder)!r} {why}: pass {setting('subject_image_path')} (the photo the LoRA was optimised on)")
-    if not Path(path).is_file():
-        raise SISOInputError(f"subject photo {path!r} of run {str(info.folder)!r} does not exist any more: pass {setting('subject_image_path')}")
-    return Path(path)
-
-
-def _subject_photo(info, settings: EvalSettings) -> Path:
-    from ..io.images import load_subject_image
-
-    return Path(load_subject_image(subject_photo_path(info, settings.subject_image_path)).path)
-
-
-def read_run(run_dir: str | os.PathLike):
-    """The run's LoRA and record (io.run_record.LoraInfo); SISOInputError if it has no LoRA to score."""
-    from ..io.run_record import RunRecord, lora_info
-
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise SISOInputError(f"run folder {str(run_dir)!r} does not exist: give a folder siso-generate or a sweep wrote")
-    if run_dir.is_dir() and not (run_dir / "run.json").exists() and not any(run_dir.glob("*.safetensors")):
-        runs = sorted(p.parent for p in [*run_dir.glob("*/run.json"), *run_dir.glob("*/*/run.json")])
-        if runs:
-            raise SISOInputError(f"{str(run_dir)!r} holds {len(runs)} run{'s' if len(runs) != 1 else ''} but is not one: pass them, e.g. {runs[0].parent}/*/")
-    if run_dir.is_dir() and (run_dir / "run.json").is_file():
-        status = RunRecord.read(run_dir).status
-        if status not in (None, "completed"):
-            raise SISOInputError(f"run {str(run_dir)!r} did not complete (status {status}): there is no final LoRA to evaluate")
-    return lora_info(run_dir)
 
 
 class Evaluator:
@@ -187,7 +149,11 @@ class Evaluator:
         say = progress or (lambda message: None)
         started = time.perf_counter()
         info = read_run(run_dir)
-        subject_path = _subject_photo(info, settings)
+        if is_edit_run(info):
+            from .edit_scores import evaluate_edit
+
+            return evaluate_edit(self.judges, info, settings.subject_image_path, output_dir, write, say)
+        subject_path = subject_photo(info, settings.subject_image_path)
         class_name = (settings.class_name or guess_class_name(info.prompt)).strip()
         prompts = evaluation_prompts(class_name, settings.templates)
         seeds = [int(seed) for seed in settings.seeds]
@@ -240,10 +206,11 @@ class Evaluator:
         """
         crop_subject = crop_threshold is not None
         from ..io.run_folder import package_versions
-        from .metrics import diversity, mean, similarity_to
+        from .metrics import diversity, mean, mse_to_photo, similarity_to
 
         keys = list(images)
         pictures = [images[key] for key in keys]
+        subject_whole = subject
         judged, cropped, cropped_subject = pictures, [False] * len(pictures), False
         if crop_subject:
             judged, cropped = self._crop([*pictures, subject], class_name, crop_threshold)
@@ -256,6 +223,7 @@ class Evaluator:
             whole = self.judges.image_features(pictures, ("clip",))["clip"] if crop_subject else features["clip"]
             text = self.judges.text_features(prompts)
             per_image["clip_t"] = [float(similarity_to(whole[n : n + 1], text[key[0]])[0]) for n, key in enumerate(keys)]
+        per_image["paper_diversity_mse"] = [mse_to_photo(picture, subject_whole) for picture in pictures]
         rows = [
             {"prompt_index": key[0], "prompt": prompts[key[0]], "seed": key[1], "variant": key[2],
              "file": f"{IMAGES_DIR}/{image_name(key)}", "cropped": cropped[n],
@@ -270,7 +238,7 @@ class Evaluator:
                 index = [n for n, key in enumerate(keys) if key[0] == i and key[2] == variant]
                 values = {name: mean(per_image[name][n] for n in index) for name in per_image}
                 if "dino" in features:
-                    values["diversity"] = diversity(features["dino"][index])
+                    values["seed_diversity"] = diversity(features["dino"][index])
                 entry[variant] = _rounded(values)
             per_prompt.append(entry)
         summary = {
@@ -291,7 +259,8 @@ class Evaluator:
                 "clip_i": "cos(CLIP image(image), CLIP image(subject photo))",
                 "clip_t": "cos(CLIP image(image), CLIP text(prompt))",
                 "ir": "cos(IR(image), IR(subject photo))",
-                "diversity": DIVERSITY_DEFINITION,
+                "seed_diversity": SEED_DIVERSITY_DEFINITION,
+                "paper_diversity_mse": PAPER_DIVERSITY_DEFINITION,
             },
             "per_prompt": per_prompt,
             "images": rows,
@@ -324,25 +293,6 @@ def _ordered(record: dict) -> dict:
     return {key: record[key] for key in first if key in record} | {k: v for k, v in record.items() if k not in first}
 
 
-def check_output_dir(output_dir: str | os.PathLike) -> Path:
-    """An evaluation folder may be new, empty, or an earlier evaluation (it holds metrics.json):
-    anything else is the user's and is never replaced. Its parent must be writable. Absolute path."""
-    from ..preflight import check_writable
-
-    output_dir = Path(output_dir).absolute()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise SISOInputError(f"{setting('output_dir')} {str(output_dir)!r} is a file: give a folder for the evaluation (it is created)")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / METRICS_FILE).is_file():
-        raise SISOInputError(
-            f"{setting('output_dir')} {str(output_dir)!r} holds other files and no earlier evaluation: give a new or empty folder "
-            "(an evaluation replaces its folder as a whole)"
-        )
-    parent = next((folder for folder in output_dir.parents if folder.exists()), None)
-    if parent is not None:
-        check_writable(parent, f"the folder of {setting('output_dir')}")
-    return output_dir
-
-
 def write_report(report: EvalReport, output_dir: Path, subject_path: Path) -> Path:
     """Write metrics.json, grid.png and images/ into a fresh folder, then swap it in for `output_dir`."""
     from .grid import score_grid
@@ -354,22 +304,3 @@ def write_report(report: EvalReport, output_dir: Path, subject_path: Path) -> Pa
         save_image(staging / GRID_FILE, score_grid(report.record, report.images, Image.open(subject_path)))
         write_json(staging / METRICS_FILE, report.record)
     return output_dir
-
-
-def attach_to_run_json(run_dir: Path, report: EvalReport) -> None:
-    """Add the summary to run.json (atomically; other entries untouched). No run.json: nothing."""
-    from ..io.run_record import RunRecord
-
-    record = RunRecord.find(run_dir) if report.output_dir is not None else None
-    if record is None:
-        return
-    record.data["evaluation"] = {
-        "summary": report.summary,
-        "metrics_file": str(report.output_dir / METRICS_FILE),
-        "judges": report.record["judges"],
-        "class_name": report.record["class_name"],
-        "prompts": len(report.record["prompts"]),
-        "seeds": report.record["seeds"],
-        "evaluated_at": report.record["evaluated_at"],
-    }
-    record.write()

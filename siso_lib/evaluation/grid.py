@@ -1,7 +1,7 @@
 """The evaluation's picture: the subject photo, then per prompt its images with their scores.
 
     [subject photo]  summary: LoRA and base means
-    prompt 0 (diversity LoRA / base)
+    prompt 0 (seed diversity LoRA / base)
     [base seed 0] [base seed 1] ...  |  [LoRA seed 0] [LoRA seed 1] ...   (as notebook 02: base left)
      DINO .48 IR .53                      (two lines of scores under each picture)
      CLIP-I .70 CLIP-T .31
@@ -18,6 +18,8 @@ MIN_CELL = 176
 GAP = 16
 TEXT_LINE = 16
 LABELS = (("dino", "DINO"), ("ir", "IR"), ("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"))
+# the two diversities under names that cannot be mixed up (evaluate.py says why)
+SUMMARY_LABELS = (*LABELS, ("seed_diversity", "seed-div"), ("paper_diversity_mse", "paper-div(MSE)"))
 
 
 def _score(value) -> str:
@@ -55,7 +57,7 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     lines = [f"subject photo; class {record['class_name']!r}; {len(prompts)} prompts x {len(seeds)} seeds"]
     for variant in variants:
         means = record["summary"][variant]
-        lines.append(f"{variant}: " + "  ".join(f"{label} {_score(means.get(name))}" for name, label in (*LABELS, ("diversity", "div")) if name in means))
+        lines.append(f"{variant}: " + "  ".join(f"{label} {_score(means.get(name))}" for name, label in SUMMARY_LABELS if name in means))
     for n, line in enumerate(lines):
         draw.text((cell + GAP, 8 + n * TEXT_LINE), line, fill="black", font=font)
     for v, variant in enumerate(variants):  # a label above each half
@@ -65,7 +67,7 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     scores = {(row["prompt_index"], row["seed"], row["variant"]): row for row in record["images"]}
     for i, prompt in enumerate(prompts):
         top = header + i * row_height
-        diversity = "  ".join(f"{v} diversity {_score(record['per_prompt'][i][v].get('diversity'))}" for v in variants)
+        diversity = "  ".join(f"{v} seed diversity {_score(record['per_prompt'][i][v].get('seed_diversity'))}" for v in variants)
         draw.text((0, top), f"{i}: {prompt}    {diversity}", fill="black", font=font)
         for v, variant in enumerate(variants):
             for j, seed in enumerate(seeds):

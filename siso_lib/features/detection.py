@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 
 from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER  # noqa: F401 (exported here too)
+from ..devices import torch_layers_only
 from ..errors import SISOInputError, error_summary, setting
 from ..io.model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder, is_hub_id
 
@@ -129,6 +130,7 @@ class SubjectDetector:
             from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
             model = AutoModelForZeroShotObjectDetection.from_pretrained(name, dtype=torch_dtype)
+            torch_layers_only(model)
             return model, AutoProcessor.from_pretrained(name)
 
         model_types = ("grounding-dino", "mm-grounding-dino")
@@ -243,7 +245,9 @@ class SubjectSegmenter:
         def load(name):
             from transformers import SamModel, SamProcessor
 
-            return SamModel.from_pretrained(name, dtype=torch_dtype), SamProcessor.from_pretrained(name)
+            model = SamModel.from_pretrained(name, dtype=torch_dtype)
+            torch_layers_only(model)
+            return model, SamProcessor.from_pretrained(name)
 
         model, processor = _load(str(name_or_path), "SAM model", ("sam",), SEGMENTER_FOLDER_LAYOUT, DEFAULT_SEGMENTER, load)
         return cls(model.to(device), processor)

@@ -31,8 +31,10 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from ..config import TEXT_ENCODER_LORA_TARGETS
+from ..devices import torch_layers_only
 from ..errors import SISOInputError, error_summary
 from ..io.model_paths import FAMILY_VAE_CLASSES, check_local_base_model, check_local_vae, is_hub_id
+from ..io.single_file import is_single_file
 
 if TYPE_CHECKING:
     from ..config import SISOConfig
@@ -99,7 +101,9 @@ class LoRAGenerator:
         """The family's pipeline on the CPU in `torch_dtype`; SISOInputError (one line) if it cannot be loaded.
 
         `vae_name_or_path` loads a separate VAE (e.g. an fp16-safe one); `components` replace other
-        parts of the folder, as in diffusers' `from_pretrained`.
+        parts of the folder, as in diffusers' `from_pretrained`. A whole single-file checkpoint
+        (.safetensors) is loaded with `from_single_file` and a config shipped with siso-lab
+        (single_file.py), never from the hub.
         """
         check_local_base_model(name_or_path, cls.family)
         if vae_name_or_path:
@@ -110,9 +114,14 @@ class LoRAGenerator:
 
                 vae_class = getattr(diffusers, FAMILY_VAE_CLASSES[cls.family])
                 components["vae"] = vae_class.from_pretrained(vae_name_or_path, dtype=torch_dtype, cache_dir=cache_dir)
-            pipe = cls.pipeline_class().from_pretrained(
-                name_or_path, dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir, **components
-            )
+            if is_single_file(name_or_path):  # a whole checkpoint (ComfyUI's models/checkpoints), with a shipped config
+                from .single_file import load_single_file
+
+                pipe = load_single_file(cls.pipeline_class(), name_or_path, cls.family, torch_dtype, **components)
+            else:
+                pipe = cls.pipeline_class().from_pretrained(
+                    name_or_path, dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir, **components
+                )
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
             if is_hub_id(name_or_path) and isinstance(error, OSError):
                 raise SISOInputError(
@@ -126,6 +135,8 @@ class LoRAGenerator:
             ) from error
         cls.check_pipeline(pipe, name_or_path)
         pipe.set_progress_bar_config(disable=True)
+        for component in pipe.components.values():
+            torch_layers_only(component)
         return pipe
 
     @classmethod
@@ -210,7 +221,7 @@ class LoRAGenerator:
             encoder = getattr(pipe, name)
             if gradient_checkpointing and name not in frozen and getattr(encoder, "supports_gradient_checkpointing", False):
                 encoder.gradient_checkpointing_enable()
-            elif getattr(encoder, "is_gradient_checkpointing", False):
+            elif _checkpointing(encoder):
                 encoder.gradient_checkpointing_disable()
         if compile:
             denoiser.compile()
@@ -261,6 +272,14 @@ class LoRAGenerator:
         inputs = self.prepare(prompt, generator, height, width, num_inference_steps)
         self.start(inputs)
         return self.forward(inputs)
+
+
+def _checkpointing(model) -> bool:
+    """Whether a transformers model has activation checkpointing on (the property's name since 5.2x;
+    `is_gradient_checkpointing` before, now deprecated)."""
+    if hasattr(type(model), "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(getattr(model, "is_gradient_checkpointing", False))
 
 
 def grad_step_flags(num_steps: int, num_grad_steps: int) -> list[bool]:

@@ -3,10 +3,11 @@
 `load_subject_image(path)` returns the photo as an RGB PIL image (and, on first use, a float
 tensor [1, 3, H, W] in [0, 1]) with the colours a viewer shows: it applies the EXIF orientation,
 converts an embedded ICC colour profile (Display P3, Adobe RGB, CMYK...) to sRGB with Pillow's
-ImageCms, flattens transparency onto white, and converts grayscale, palette and 16-bit images
-correctly. It refuses files that are not images, truncated, too small to hold a subject, too
-large to decode safely, or so elongated that the centre square the feature networks see keeps
-little of the photo. Memory is bounded: sizes are read from the header before decoding, large
+ImageCms, flattens transparency onto white, and converts grayscale, palette, 16-bit and float
+images correctly (a float image's range is read from its values: 0..1, 0..255 or 0..65535). It
+refuses files that are not images, truncated, too small to hold a subject, too large to decode
+safely, or so elongated that the centre square the feature networks see keeps little of the
+photo. Memory is bounded: sizes are read from the header before decoding, large
 JPEGs are decoded at reduced size, and an image is only ever reduced, never enlarged. It never
 executes anything, and it imports no torch until the tensor is asked for.
 """
@@ -49,6 +50,7 @@ class SubjectImage:
     sha256: str
     path: str
     notes: list[str]
+    shown_size: tuple[int, int] | None = None  # (width, height) as a viewer shows the file: before any reduction
     _tensor: "torch.Tensor | None" = field(default=None, repr=False)
 
     @property
@@ -67,14 +69,45 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+def high_bit_depth_to_8bit(image: Image.Image, where: str) -> tuple[Image.Image, str]:
+    """A single-channel image of more than 8 bits ("I;16*", "I", "F") as an "L" image, and a note.
+
+    The scale is the format's own for 16-bit files (0..65535). A 32-bit integer or float image says
+    nothing about its range, so it is read from the values: floats within 0..1 (what numpy and
+    rendering pipelines write) are scaled from 0..1, values up to 255 are taken as 8-bit levels,
+    up to 65535 as 16-bit ones. Values that fit none of these (negative, above 65535, NaN or
+    infinite) are refused with one line (SISOInputError) naming `where`: guessing would give a
+    black or washed-out photo without a word.
+    """
+    mode = image.mode
+    array = np.asarray(image, dtype=np.float32)  # float32: 4 bytes a pixel, memory stays bounded
+    if not np.isfinite(array).all():
+        raise SISOInputError(f"{where} holds NaN or infinite values ({mode} image): save it as an 8- or 16-bit PNG")
+    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    if mode.startswith("I;16"):
+        top, scale = 65535.0, "0..65535 (16-bit)"
+    elif mode == "F" and high <= 1.0:
+        top, scale = 1.0, "0..1"
+    elif high <= 255.0:
+        top, scale = 255.0, "0..255"
+    elif high <= 65535.0:
+        top, scale = 65535.0, "0..65535"
+    else:
+        top, scale = 0.0, ""
+    if not top or low < -0.01 * top:
+        raise SISOInputError(
+            f"{where} is a {mode} image with values from {low:g} to {high:g}, which is no known range (0..1, 0..255 or "
+            "0..65535): save it as an 8- or 16-bit PNG, or scale its values to 0..1"
+        )
+    array = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(array, mode="L"), f"converted {mode} (high bit depth, values read as {scale}) to 8-bit"
+
+
+def _to_rgb(image: Image.Image, notes: list[str], where: str = "the image") -> Image.Image:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float32)  # float32: 4 bytes a pixel, memory stays bounded
-        top = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
-        array = np.clip(array / top * 255.0, 0, 255).round().astype(np.uint8)
-        notes.append(f"converted {mode} (high bit depth) to 8-bit")
-        image = Image.fromarray(array)
+        image, note = high_bit_depth_to_8bit(image, where)
+        notes.append(note)
         mode = "L"
     if mode == "P":
         image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
@@ -142,34 +175,43 @@ def _to_srgb(image: Image.Image, notes: list[str]) -> Image.Image:
     return converted
 
 
-def _check_proportions(path: Path, width: int, height: int, notes: list[str], what: str = "subject image") -> None:
-    """Refuse (or warn about) a photo whose centre square, what the networks see, keeps little of it."""
+def _check_proportions(path: Path, width: int, height: int, notes: list[str], what: str = "subject image", scene: bool = False) -> None:
+    """Refuse (or warn about) a photo whose centre square keeps little of it: what the feature
+    networks see of a subject photo, what the edit can change of a scene photo."""
     kept = min(width, height) / max(width, height)
+    if scene:
+        seen, fix = "the edit works on its centre square only", "crop it around the region to edit"
+        advice = "the rest is returned unchanged; crop the photo if the region to edit is not in the centre"
+    else:
+        seen, fix = "the feature networks see only its centre square", "crop it around the subject"
+        advice = "crop it around the subject if the subject is not in the centre"
     if kept < MIN_CENTRE_FRACTION:
         raise SISOInputError(
-            f"{what} {str(path)!r} is {width}x{height} pixels: the feature networks see only its centre square, "
-            f"{kept:.0%} of the photo; crop it around the subject (at most {round(1 / MIN_CENTRE_FRACTION)}:1)"
+            f"{what} {str(path)!r} is {width}x{height} pixels: {seen}, "
+            f"{kept:.0%} of the photo; {fix} (at most {round(1 / MIN_CENTRE_FRACTION)}:1)"
         )
     if kept < WARN_CENTRE_FRACTION:
-        notes.append(
-            f"WARNING: the photo is {width}x{height}; the feature networks see only its centre square ({kept:.0%} of it): "
-            "crop it around the subject if the subject is not in the centre"
-        )
+        notes.append(f"WARNING: the photo is {width}x{height}; {seen} ({kept:.0%} of it): {advice}")
 
 
 def _reduced_size(width: int, height: int) -> tuple[int, int]:
-    """The size an image above DOWNSCALE_ABOVE_PIXELS is reduced to: short side 2048 px, never larger."""
+    """The size an image above its reduction threshold is reduced to: short side 2048 px, never larger."""
     scale = min(1.0, DOWNSCALE_SHORT_SIDE / min(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def load_subject_image(path: str | os.PathLike, what: str = "subject image", option: str = "subject_image_path") -> SubjectImage:
+def load_subject_image(
+    path: str | os.PathLike, what: str = "subject image", option: str = "subject_image_path", scene: bool = False,
+) -> SubjectImage:
     """Read a subject photo safely; raise SISOInputError with a one-line fix otherwise.
 
     Returns a SubjectImage whose `path` is absolute and whose `notes` say every change made to
     the photo (orientation, colour profile, transparency, bit depth, size). `what` and `option`
-    name the photo in the errors (editing reads its scene photo here too).
+    name the photo in the errors. `scene`: the photo is an edit's scene (editing reads it here
+    too): the notes are worded for a scene, and it is reduced only above MAX_DECODE_PIXELS, since
+    the edited photo is returned at the size it was read.
     """
+    reduce_above = MAX_DECODE_PIXELS if scene else DOWNSCALE_ABOVE_PIXELS
     path = Path(os.path.abspath(path))
     if not path.exists():
         raise SISOInputError(f"{what} {str(path)!r} does not exist: check the path ({setting(option)})")
@@ -199,8 +241,10 @@ def load_subject_image(path: str | os.PathLike, what: str = "subject image", opt
                             f"{what} {str(path)!r} is {width}x{height} pixels, too large to decode safely: "
                             f"downscale it below {limit // 1_000_000} megapixels first"
                         )
-                    _check_proportions(path, width, height, notes, what)
-                    if opened.format == "JPEG" and width * height > DOWNSCALE_ABOVE_PIXELS:
+                    _check_proportions(path, width, height, notes, what, scene)
+                    turned = opened.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # shown turned by 90 degrees
+                    shown_size = (height, width) if turned else (width, height)
+                    if opened.format == "JPEG" and width * height > reduce_above:
                         # decode a reduced JPEG directly instead of the full-size bitmap: the
                         # largest 1/2..1/8 reduction that keeps the short side >= 2048 px
                         floor = DOWNSCALE_SHORT_SIDE
@@ -232,17 +276,17 @@ def load_subject_image(path: str | os.PathLike, what: str = "subject image", opt
             "the file is probably truncated or corrupt; re-export or re-download it"
         ) from error
 
-    image = _to_rgb(image, notes)
+    image = _to_rgb(image, notes, f"{what} {str(path)!r}")
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise SISOInputError(
             f"{what} {str(path)!r} is only {width}x{height} pixels: give a photo at least "
             f"{MIN_SIDE} px on its short side (512 px or more is best)"
         )
-    if width * height > DOWNSCALE_ABOVE_PIXELS and _reduced_size(width, height) != (width, height):
+    if width * height > reduce_above and _reduced_size(width, height) != (width, height):
         image = image.resize(_reduced_size(width, height), Image.Resampling.LANCZOS)
         notes.append(f"downscaled from {width}x{height} to {image.width}x{image.height}")
-    return SubjectImage(image=image, sha256=file_sha256(path), path=str(path), notes=notes)
+    return SubjectImage(image=image, sha256=file_sha256(path), path=str(path), notes=notes, shown_size=shown_size)
 
 
 def pil_to_tensor(image: Image.Image) -> "torch.Tensor":

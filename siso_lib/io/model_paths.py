@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SISOInputError, setting
+from .single_file import WHOLE_CHECKPOINT_PARTS, check_single_file, is_single_file, single_file_family
 
 LOCAL_DIR_PREFIX = "local-dir:"  # timm's spelling of a local model folder
 DINO_FOLDER_LAYOUT = "a timm folder with config.json (architecture, pretrained_cfg) and model.safetensors, as timm.models.save_for_hf writes"
@@ -57,17 +58,21 @@ FAMILY_COMPONENTS = {
     "sdxl": ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"),
     "flux": ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"),
     "sana": ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
+    "flux2_klein": ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"),
 }
 SDXL_COMPONENTS = FAMILY_COMPONENTS["sdxl"]
-FAMILY_VAE_CLASSES = {"sdxl": "AutoencoderKL", "flux": "AutoencoderKL", "sana": "AutoencoderDC"}
+FAMILY_VAE_CLASSES = {"sdxl": "AutoencoderKL", "flux": "AutoencoderKL", "sana": "AutoencoderDC", "flux2_klein": "AutoencoderKLFlux2"}
+FAMILY_TITLES = {"sdxl": "SDXL", "flux": "FLUX", "sana": "Sana", "flux2_klein": "FLUX.2 klein"}  # in messages
 # diffusers pipeline class (model_index.json's _class_name) -> family
 PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
     "FluxPipeline": "flux", "FluxImg2ImgPipeline": "flux",
     "SanaPipeline": "sana", "SanaSprintPipeline": "sana",
+    "Flux2KleinPipeline": "flux2_klein",
 }
 # words in a hub id that name its family (hub ids cannot be opened offline before loading)
-HUB_ID_FAMILIES = (("flux", "flux"), ("sana", "sana"))
+# (the first word found wins: "FLUX.2-klein" before "flux")
+HUB_ID_FAMILIES = (("flux.2-klein", "flux2_klein"), ("flux2-klein", "flux2_klein"), ("flux", "flux"), ("sana", "sana"))
 
 
 def _model_index(path: Path) -> dict:
@@ -105,22 +110,25 @@ def family_of_pipeline_class(class_name: str | None, where: str) -> str:
     if family is None:
         raise SISOInputError(
             f"base model {where!r} is a {class_name or 'unnamed'} pipeline: SISO here runs SDXL (e.g. stabilityai/sdxl-turbo), "
-            "FLUX (black-forest-labs/FLUX.1-schnell) or Sana (Efficient-Large-Model/Sana_1600M_512px_diffusers)"
+            "FLUX (black-forest-labs/FLUX.1-schnell), Sana (Efficient-Large-Model/Sana_1600M_512px_diffusers) or FLUX.2 klein "
+            "(black-forest-labs/FLUX.2-klein-4B)"
         )
     return family
 
 
 def detect_family(name_or_path: str) -> str | None:
-    """'sdxl', 'flux' or 'sana' for a base model, read without loading it; None when it cannot tell.
+    """'sdxl', 'flux', 'sana' or 'flux2_klein' for a base model, read without loading it; None when it cannot tell.
 
     A local folder: its model_index.json's pipeline class (SISOInputError for another class). A hub
     id: the cached model_index.json if there is one, else the words in the id ("FLUX.1-schnell" ->
-    flux, "Sana_1600M" -> sana), else sdxl (this package's first family; loading a hub model of
+    flux, "FLUX.2-klein-4B" -> flux2_klein, "Sana_1600M" -> sana), else sdxl (this package's first family; loading a hub model of
     another family then fails with the pipeline's own message). A path that does not exist, or a
     folder without model_index.json, gives None (the folder check names the problem).
     """
     if not name_or_path:
         return None
+    if is_single_file(name_or_path):
+        return single_file_family(name_or_path)
     if is_hub_id(name_or_path):
         index = _cached_model_index(name_or_path)
         if isinstance(index, dict) and index.get("_class_name"):
@@ -146,7 +154,7 @@ def check_model_folder(path: Path, family: str = "sdxl") -> None:
     missing = [name for name in expected if not any(components.get(name) or ())]
     if missing:
         raise SISOInputError(
-            f"base model {str(path)!r} is not {family.upper() if family != 'sana' else 'Sana'}-shaped (it has no "
+            f"base model {str(path)!r} is not {FAMILY_TITLES.get(family, family)}-shaped (it has no "
             f"{', '.join(missing)}): give a {family} diffusers folder, or the right {setting('model_family')}"
         )
     absent = [name for name in expected if not (path / name).is_dir()]
@@ -169,10 +177,13 @@ def check_local_base_model(name_or_path: str, family: str = "sdxl") -> None:
             raise SISOInputError(
                 f"base model folder {name_or_path!r} does not exist: check {setting('pretrained_model_name_or_path')}"
             )
+        if is_single_file(name_or_path) and family in WHOLE_CHECKPOINT_PARTS:
+            check_single_file(name_or_path, family)  # a whole checkpoint, loaded with diffusers' from_single_file
+            return
         if not Path(name_or_path).is_dir():
             raise SISOInputError(
-                f"base model {name_or_path!r} is a file, not a diffusers folder: single-file checkpoints cannot be "
-                "optimised; give a folder saved with save_pretrained (e.g. a download of stabilityai/sdxl-turbo)"
+                f"base model {name_or_path!r} is a file, not a diffusers folder: give a folder saved with save_pretrained, "
+                "or a whole SDXL or FLUX.1 single-file checkpoint (.safetensors)"
             )
         check_model_folder(Path(name_or_path), family)
 

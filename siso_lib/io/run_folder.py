@@ -2,6 +2,8 @@
 
     weights_dir/pytorch_lora_weights.safetensors   diffusers LoRA (best state)
     weights_dir/siso_lora_kohya.safetensors        the same LoRA in Kohya/ComfyUI keys
+    weights_dir/README.md                          the model card (model_card.py): the Hub's page
+                                                   for the folder as it is
     output_dir/result.png                          the best generated image
     output_dir/loss_curve.png                      total / DINO / IR per iteration, best marked
     output_dir/run.json                            every parameter, per-iteration losses, best
@@ -23,6 +25,7 @@ from .. import __version__
 from .atomic import atomic_path, save_image, write_json
 from ..config import SISOConfig
 from .lora import save_lora_files
+from .model_card import write_model_card
 from ..optimizer import SISOResult, describe_stop
 from .plots import loss_figure
 from .run_record import LOSS_PLOT, RESULT_IMAGE, RUN_JSON, now_iso
@@ -77,6 +80,7 @@ class RunArtifacts:
     result_image: str | None
     loss_plot: str | None
     run_json: str
+    model_card: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return dict(self.__dict__)
@@ -88,6 +92,7 @@ class RunArtifacts:
             ("LoRA (ComfyUI/Kohya)", self.kohya_path),
             ("best image", self.result_image),
             ("loss plot", self.loss_plot),
+            ("model card", self.model_card),
             ("run summary", self.run_json),
         )
         return [(label, path) for label, path in labels if path]
@@ -105,7 +110,7 @@ def run_record(
     return {
         "status": status,
         "stop_reason": result.stop_reason,
-        "stop_description": describe_stop(result.stop_reason, config),
+        "stop_description": describe_stop(result.stop_reason, config, result),
         "error": result.error,
         "steps_run": result.steps_run,
         "best_step": result.best_step,
@@ -159,5 +164,8 @@ def save_run(
 
         with atomic_path(artifacts.loss_plot) as temporary:
             figure.savefig(temporary, format="png")
+    if artifacts.lora_path:
+        task = (extra or {}).get("task", "generate")
+        artifacts.model_card = write_model_card(weights_dir, config, result, task, artifacts.result_image)
     write_json(artifacts.run_json, run_record(config, result, artifacts, device, settings, subject, extra))
     return artifacts

@@ -45,8 +45,10 @@ APPLY_PARAMETERS = {
     "evaluate": "bool",
 }
 # the scores shown under each image and in the tables (siso_lib.evaluation's names)
-SCORE_LABELS = {"dino": "DINO", "clip_i": "CLIP-I", "ir": "IR", "clip_t": "CLIP-T", "diversity": "diversity"}
-SCORE_MEANINGS = {"dino": "subject", "clip_i": "subject", "ir": "subject", "clip_t": "prompt", "diversity": "across seeds"}
+SCORE_LABELS = {"dino": "DINO", "clip_i": "CLIP-I", "ir": "IR", "clip_t": "CLIP-T", "seed_diversity": "seed diversity (ours)",
+                "paper_diversity_mse": "paper's diversity (MSE to photo)"}
+SCORE_MEANINGS = {"dino": "subject", "clip_i": "subject", "ir": "subject", "clip_t": "prompt", "seed_diversity": "across seeds",
+                  "paper_diversity_mse": "less copying of the photo"}
 
 
 def find_lora(lora_path: str | Path | None, runs_root: str | Path | None = None) -> Path:
@@ -195,7 +197,7 @@ def score_renders(info: LoraInfo, base_model: str, prompts: Sequence[str], seeds
                   device="auto") -> RenderScores:
     """Score the images the notebook rendered (rows per prompt, one image per seed; the same seeds
     with and without the LoRA) as siso-eval does: DINO, CLIP-I, IR against the run's subject photo,
-    CLIP-T against each prompt, diversity across seeds. Judges as siso-eval's "auto": the tiny
+    CLIP-T against each prompt, seed diversity and the paper's diversity (MSE to the photo). Judges as siso-eval's "auto": the tiny
     random-weight DINO and CLIP beside a tiny offline base model, else DINO ViT-S/16 and CLIP
     ViT-B/32; IR with the run's checkpoint when it is at hand."""
     from PIL import Image

@@ -131,6 +131,13 @@ def load_scene_image(path: str | Path):
     """The scene photo as the edit loads it (orientation, colour profile, size checks; SISOInputError)."""
     from ..io.images import load_subject_image
 
+    return load_subject_image(path, "scene photo", "input_image_path", scene=True).image
+
+
+def load_subject_photo(path: str | Path):
+    """The subject photo as a run loads it (SISOInputError worded for the subject)."""
+    from ..io.images import load_subject_image
+
     return load_subject_image(path).image
 
 
@@ -148,20 +155,22 @@ def write_box_mask(scene_path: str | Path, box: Sequence[float], path: str | Pat
 
 def mask_preview(scene, mask: str | Path | Sequence[float] | None, size: int = PREVIEW_SIZE):
     """(the square the edit uses with the mask tinted, a note): `mask` is a PNG path, a box, or None
-    (automatic: found at run time). A mask that leaves nothing (or everything) in the square says so."""
-    from ..editing.inputs import binary_mask, load_mask, overlay, resize_and_center_crop
+    (automatic: found at run time). A mask that leaves nothing (or everything) in the square says so,
+    and the note carries the mask's warnings (part of it outside the square, grey pixels)."""
+    from ..editing.inputs import load_mask, overlay, resize_and_center_crop, scene_mask
 
     square = resize_and_center_crop(scene.convert("RGB"), size)
     if mask is None:
         return square, "the mask is found when the run starts (Grounding-DINO + SAM)"
     try:
         if isinstance(mask, (str, Path)):
-            region, info = load_mask(mask, scene.size, size)
+            region = load_mask(mask, scene.size, size)
         else:
-            region, info = binary_mask(box_mask_array(scene.size, mask), size, f"the rectangle {list(mask)}")
+            region = scene_mask(box_mask_array(scene.size, mask) > 127, size, f"the rectangle {list(mask)}")
     except SISOInputError as error:
         return square, str(error)
-    return overlay(square, region), f"the subject goes into {info['covered_fraction']:.0%} of the picture (tinted)"
+    note = f"the subject goes into {region.info['covered_fraction']:.0%} of the picture (tinted)"
+    return overlay(square, region.square), "; ".join([note, *region.warnings])
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -242,6 +251,10 @@ def prepare_edit(namespace: Mapping[str, Any], **changes: Any) -> EditSetup:
         config.replace(mask_path=config.mask_path or BOX_MASK_NAME).validate()
     except ValueError as error:
         raise NotebookParameterError(str(error)) from None
+    if models == "offline":  # the tiny models on the CPU: one torch thread (offline.single_thread_env decides)
+        from ..offline import use_single_thread
+
+        use_single_thread(models, config.device)
     hub = SISOEditConfig()
     for name in EDIT_KNOBS:
         if name in sources:
@@ -274,7 +287,7 @@ def inputs_figure(setup: EditSetup):
     """The scene photo, the square the edit works on with the mask tinted, and the subject photo."""
     from matplotlib.figure import Figure
 
-    scene, subject = load_scene_image(setup.input_image_path), load_scene_image(setup.subject_image_path)
+    scene, subject = load_scene_image(setup.input_image_path), load_subject_photo(setup.subject_image_path)
     mask = setup.config.mask_path or (None if setup.mask_mode == "auto" else setup.mask_box)
     preview, note = mask_preview(scene, mask)
     figure = Figure(figsize=(10, 4.0), dpi=100)
@@ -389,7 +402,7 @@ def run_edit_headless(setup: EditSetup, live_every_seconds: float = 2.0, print_s
 
     quiet_libraries()
     scene = load_scene_image(setup.input_image_path)  # both photos fail early, with one line
-    subject = load_scene_image(setup.subject_image_path)
+    subject = load_subject_photo(setup.subject_image_path)
     mask = setup.config.mask_path or (None if setup.mask_mode == "auto" else setup.mask_box)
     preview, _ = mask_preview(scene, mask)
     run = new_edit_run(setup)
@@ -412,7 +425,8 @@ def background_change(run_dir: str | Path) -> dict[str, float]:
     from PIL import Image
 
     run_dir = Path(run_dir)
-    with Image.open(run_dir / "scene.png") as scene, Image.open(run_dir / "result.png") as result, \
+    square = run_dir / "result_square.png"  # the edit's square (result.png is the photo at its own size)
+    with Image.open(run_dir / "scene.png") as scene, Image.open(square if square.is_file() else run_dir / "result.png") as result, \
             Image.open(run_dir / "mask.png") as mask:
         before = np.asarray(scene.convert("RGB"), np.float32) / 255.0
         after = np.asarray(result.convert("RGB").resize(scene.size), np.float32) / 255.0
@@ -425,8 +439,8 @@ def edit_summary_markdown(run: EditRun) -> str:
     """generation's summary (stop reason, best iteration, files) with the edit's own files and its background change."""
     outcome = run.outcome
     lines = [summary_markdown(run)]
-    for label, path in (("scene (the edit's square)", outcome.scene_image), ("mask (white = subject)", outcome.mask_image),
-                        ("before / after strip", outcome.before_after)):
+    for label, path in (("edited square", outcome.result_square), ("scene (the edit's square)", outcome.scene_image),
+                        ("mask (white = subject)", outcome.mask_image), ("before / after strip", outcome.before_after)):
         if path:
             lines.append(f"| {label} | `{path}` |")
     result = outcome.result
@@ -456,7 +470,7 @@ def show_edit_results(run: EditRun | None) -> None:
         display(Image(filename=outcome.before_after))
     scene = load_scene_image(outcome.scene_image)  # the edit's square, with its mask.png
     preview, _ = mask_preview(scene, outcome.mask_image, size=scene.width)
-    subject = load_scene_image(run.subject_image_path)
+    subject = load_subject_photo(run.subject_image_path)
     figure = edit_dashboard_figure(run.recorder.snapshot(), preview, subject, title=f"SISO edit: {run.config.prompt[:60]}",
                                    last_label="last")
     display(Image(data=figure_png(figure), format="png"))

@@ -259,8 +259,8 @@ class EditPanel(SISOPanel):
         outcome = run.outcome
         if outcome is None:
             return
-        rows = [(label, path) for label, path in (("scene (the edit's square)", outcome.scene_image), ("mask", outcome.mask_image),
-                                                  ("before / after strip", outcome.before_after)) if path]
+        rows = [(label, path) for label, path in (("edited square", outcome.result_square), ("scene (the edit's square)", outcome.scene_image),
+                                                  ("mask", outcome.mask_image), ("before / after strip", outcome.before_after)) if path]
         extra = "".join(f"<li>{label}: <code>{html.escape(path)}</code></li>" for label, path in rows)
         if outcome.result.best_image is not None:
             change = background_change(run.output_dir)

@@ -120,7 +120,7 @@ def run_headless(setup: NotebookSetup, live_every_seconds: float = 2.0, print_st
 def summary_markdown(run: NotebookRun) -> str:
     outcome = run.outcome
     result, artifacts = outcome.result, outcome.artifacts
-    reason = outcome.optimizer.describe_stop(result.stop_reason)
+    reason = outcome.optimizer.describe_stop(result.stop_reason, result)
     best = result.describe_best()
     losses = ", ".join(f"{k} {v:+.4f}" for k, v in result.best_losses.items())
     lines = [

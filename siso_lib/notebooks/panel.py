@@ -568,7 +568,7 @@ class SISOPanel:
         if run.recorder.best_step is not None:
             self.best_caption.value = f"<b>best: iteration {run.recorder.best_step}</b>"
         result, artifacts = run.outcome.result, run.outcome.artifacts
-        reason = run.outcome.optimizer.describe_stop(result.stop_reason)
+        reason = run.outcome.optimizer.describe_stop(result.stop_reason, result)
         best = result.describe_best()
         self.progress.bar_style = {"stopped": "warning"}.get(result.stop_reason, "success" if result.completed else "danger")
         kind = "ok" if result.completed else "error"

@@ -42,7 +42,7 @@ FAMILY_CHOICES = MODEL_FAMILY_CHOICES  # the values of the model_family knob
 # knobs the parameters cell sets to SISOConfig's own default instead of None, so that papermill
 # reads their type ("auto" is a str); at that value they count as a default, not as set
 CELL_DEFAULTS = {"model_family": SISOConfig.__dataclass_fields__["model_family"].default}
-FAMILY_NAMES = {"sdxl": "SDXL-Turbo", "flux": "FLUX.1-schnell", "sana": "Sana"}
+FAMILY_NAMES = {"sdxl": "SDXL-Turbo", "flux": "FLUX.1-schnell", "sana": "Sana", "flux2_klein": "FLUX.2 klein"}
 # every SISOConfig field is a notebook parameter, except the free-form `extra` dict
 SISO_KNOBS = tuple(f.name for f in dataclasses.fields(SISOConfig) if f.name != "extra")
 # the notebook's own parameters, besides the SISO knobs
@@ -368,6 +368,10 @@ def prepare_run(namespace: Mapping[str, Any], **changes: Any) -> NotebookSetup:
     knobs = {name: values[name] for name in SISO_KNOBS if raw.get(name) is not None}  # "" for ir_features_path: none
     assets_dir = values.get("assets_dir")
     config, base, assets = resolve_config(models, knobs, assets_dir)
+    if models == "offline":  # the tiny models on the CPU: one torch thread (offline.single_thread_env decides)
+        from ..offline import use_single_thread
+
+        use_single_thread(models, config.device)
     family = config.family
     hub = SISOConfig(model_family=family)  # what the real models of this family would use
     sources = {}

@@ -33,7 +33,8 @@ FAMILY_COLUMN = "model_family"
 LINE_STYLES = ("-", "--", ":", "-.")
 TABLE_COLUMNS = ("steps_run", "best_step", "stop_reason", "best_total", "best_dino", "best_ir", "wall_seconds")
 # siso-sweep --eval's columns (sweep.EVAL_METRICS; sweep.py is not imported here: it loads papermill's helpers)
-SCORES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "diversity": "diversity"}
+SCORES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T", "ir": "IR", "seed_diversity": "seed diversity (ours)",
+          "paper_diversity_mse": "paper's diversity (MSE to photo)"}
 RANK_CHOICES = (*SCORES, *(f"delta_{name}" for name in SCORES))
 
 

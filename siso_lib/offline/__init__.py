@@ -11,13 +11,21 @@ reuses them; `tiny_models.py` builds them (and the full-size models of the GPU b
 
 The tiny Sana renders at its 512 px resolution bin (as SanaPipeline does) and is resized to
 64 px, so its iterations are the slowest.
+
+A run of the tiny models on the CPU uses one torch thread (`single_thread_env`, the one place
+that decides it): siso-demo, the kernels siso-sweep starts, and notebook 01 run with
+`models="offline"` (papermill, JupyterLab) all follow it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Mapping
 
+from ..cli.common import quiet_libraries
 from ..config import MODEL_FAMILIES, SISOConfig
 from ..io.locations import test_assets_dir
 from .tiny_models import TINY_RESOLUTION, write_test_assets
@@ -32,6 +40,37 @@ OFFLINE_OVERRIDES = dict(
 )
 
 
+THREADS_ENV = "OMP_NUM_THREADS"
+
+
+def single_thread_env(models: str | None, device: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a run of the tiny offline models on the CPU gets: {"OMP_NUM_THREADS": "1"},
+    unless OMP_NUM_THREADS is set already (the caller's choice wins); {} for any other run.
+
+    The tiny models gain nothing from more threads, and on a CPU that other jobs use, threads
+    waiting on each other made them 3-4x slower (the edit demo 53 s instead of 13 s, a sweep's
+    notebook runs 3-4x). `models` is the notebook's parameter ("offline"; "hub" and "auto" are
+    not decided here: "auto" is resolved in the kernel, see `use_single_thread`); `device` None
+    means the offline default, the CPU.
+    """
+    environ = os.environ if environ is None else environ
+    if THREADS_ENV in environ or models != "offline" or (device or OFFLINE_OVERRIDES["device"]) != "cpu":
+        return {}
+    return {THREADS_ENV: "1"}
+
+
+def use_single_thread(models: str | None, device: str | None = None) -> dict[str, str]:
+    """`single_thread_env` applied to this process: the variable (torch reads it when it starts)
+    and, if torch is already imported, torch.set_num_threads(1). Returns what was set."""
+    env = single_thread_env(models, device)
+    if env:
+        os.environ.update(env)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(int(env[THREADS_ENV]))
+    return env
+
+
 def ensure_test_assets(directory: str | Path | None = None, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:
     """Write the tiny models under `directory` (default outputs/test-assets) unless they are already
     there; return their paths ("sdxl", "dino", "ir", "clip", "grounding_dino", "sam", and "flux" /
@@ -44,6 +83,7 @@ def ensure_test_assets(directory: str | Path | None = None, families: tuple[str,
         if paths.get("size") == "tiny" and all(paths.get(k) and Path(paths[k]).exists() for k in needed):
             return {k: paths[k] for k in (*needed, *(f for f in MODEL_FAMILIES if paths.get(f))) if k in paths}
     wanted = tuple(dict.fromkeys(("sdxl", *families)))
+    quiet_libraries()  # no "Writing model shards" bars from the libraries the first time
     return write_test_assets(directory, "tiny", families=wanted, keep_existing=True)
 
 

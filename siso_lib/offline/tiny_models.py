@@ -11,6 +11,7 @@ a test, the demo or a benchmark uses is built here from a config:
                           layout (features/detection.py: editing's automatic mask, the evaluation's crop)
     DIR/flux/             (on request) a FLUX.1-schnell pipeline in diffusers layout (FluxPipeline)
     DIR/sana/             (on request) a Sana 1600M 512px pipeline in diffusers layout (SanaPipeline)
+    DIR/flux2_klein/      (on request) a FLUX.2 [klein] 4B pipeline in diffusers layout (tiny_klein.py)
     DIR/ASSETS.json       {"size": ..., "sdxl": path, "dino": path, "ir": path, "clip": path,
                            "grounding_dino"/"sam": path (tiny), "flux"/"sana": path if written}
 
@@ -24,7 +25,7 @@ Unigram, unknown characters -> <unk>; Gemma: SentencePiece BPE with byte fallbac
 word is one token and a rarer one is spelled out, so prompts take a realistic number of tokens
 (Sana's 166-word instruction: 334), and both reload with the diffusers/transformers classes.
 
-Command line: `siso-make-test-assets DIR [--size tiny|full] [--model_family sdxl|flux|sana|all]`
+Command line: `siso-make-test-assets DIR [--size tiny|full] [--model_family sdxl|flux|sana|flux2_klein|all]`
 (cli/make_test_assets.py). torch, diffusers and transformers are imported inside the builders
 only, so that `--help` and argument errors answer at once. The tokenizers are in tokenizers.py,
 the tiny Grounding-DINO and SAM in tiny_detectors.py.
@@ -34,10 +35,10 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .building import _default_dtype, _eval
 from .tokenizers import make_clip_tokenizer, make_gemma_tokenizer, make_t5_tokenizer
 
 if TYPE_CHECKING:  # torch is imported inside the builders, so that --help answers at once
@@ -192,20 +193,8 @@ PUBLISHED_PARAMETERS = {
     "sana.text_encoder": 2.61e9,  # gemma-2-2b ("2.6 B", embeddings included)
 }
 
-FAMILIES = ("sdxl", "flux", "sana")
+FAMILIES = ("sdxl", "flux", "sana", "flux2_klein")
 
-
-@contextmanager
-def _default_dtype(dtype: "torch.dtype"):
-    """Create parameters directly in `dtype` (a full-size SDXL in fp32 and then cast would need 2x memory)."""
-    import torch
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def build_sdxl_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
@@ -246,12 +235,6 @@ def build_sdxl_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu"
         scheduler=EulerAncestralDiscreteScheduler(**SDXL_TURBO_SCHEDULER),
         add_watermarker=False,
     )
-
-
-def _eval(*modules):
-    """Put freshly built models in eval mode, as from_pretrained returns them (a built model is in training mode)."""
-    for module in modules:
-        module.eval()
 
 
 def build_flux_pipeline(size: str = "tiny", device: "str | torch.device" = "cpu", dtype: "torch.dtype | None" = None):
@@ -490,8 +473,10 @@ def write_test_assets(
         for name, write in (("grounding_dino", write_tiny_grounding_dino), ("sam", write_tiny_sam)):
             if not kept(name):
                 write(paths[name])
-    builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline}
-    for family in ("flux", "sana"):
+    from .tiny_klein import build_flux2_klein_pipeline
+
+    builders = {"flux": build_flux_pipeline, "sana": build_sana_pipeline, "flux2_klein": build_flux2_klein_pipeline}
+    for family in builders:
         if family in families:
             paths[family] = str(directory / family)
             if not kept(family):

@@ -128,3 +128,55 @@ def make_gemma_tokenizer():
         padding_side="right",
         model_max_length=8192,
     )
+
+
+# the special tokens of a Qwen3 tokenizer that a chat prompt uses (ids after the vocabulary's)
+QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+# Qwen3's chat template reduced to what Flux2KleinPipeline asks of it: user turns, the assistant's
+# turn opened, and with enable_thinking=False an empty thinking block (as Qwen3's own template writes it)
+QWEN_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
+@lru_cache(maxsize=1)
+def qwen_bpe_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Vocab and merges of the offline Qwen3 tokenizer (byte-level BPE, as GPT-2's and Qwen's).
+
+    Ids: the 256 byte symbols, then every prefix of every English word piece written with its
+    leading space ("Ġcat"), then the special tokens. As in gemma_bpe_vocabulary, merges only ever
+    extend a word from its leading space, so a known word is one token and anything else is
+    spelled out byte by byte (about 31,000 tokens; the real one has 151,669).
+    """
+    import open_clip.tokenizer as oc_tokenizer
+
+    symbols = oc_tokenizer.bytes_to_unicode()  # GPT-2's byte -> printable character table
+    space = symbols[ord(" ")]
+    vocab = {symbols[byte]: byte for byte in range(256)}
+    merges = []
+    for piece in english_word_pieces():
+        piece = space + piece[1:]
+        for end in range(2, len(piece) + 1):
+            if piece[:end] not in vocab:
+                vocab[piece[:end]] = len(vocab)
+                merges.append((piece[: end - 1], piece[end - 1]))
+    for token in QWEN_SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    return vocab, merges
+
+
+def make_qwen3_tokenizer():
+    """FLUX.2 [klein]'s tokenizer: a Qwen2TokenizerFast (byte-level BPE) with a Qwen3-style chat
+    template; pads with <|endoftext|> on the right. Any text encodes; from_pretrained rebuilds it."""
+    from transformers import Qwen2TokenizerFast
+
+    vocab, merges = qwen_bpe_vocabulary()
+    return Qwen2TokenizerFast(
+        vocab=vocab, merges=merges, chat_template=QWEN_CHAT_TEMPLATE, model_max_length=131072,
+        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+    )

@@ -31,6 +31,7 @@ from ..io.atomic import remove_leftovers, replace_folder, write_json
 from ..io.progress import read_progress
 from ..io.run_record import now_iso
 from ..notebooks.papermill import SignalGuard, describe_error
+from ..text import count
 from .local import execute_sweep_run
 from .records import claim, read_record, release, write_record
 from .results import SweepSummary, collect, write_results
@@ -258,8 +259,8 @@ def task_resources(gpus: float | None, cpus: float) -> tuple[float, float]:
     if not any(node.get("GPU", 0) >= gpus and node.get("CPU", 0) >= cpus for node in nodes):
         largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
         raise SweepError(
-            f"no node of the Ray cluster has {gpus:g} GPU(s) and {cpus:g} CPU(s) for one run (the largest has "
-            f"{largest.get('GPU', 0):g} GPU(s), {largest.get('CPU', 0):g} CPU(s)): lower --ray-gpus / --ray-cpus")
+            f"no node of the Ray cluster has {count(gpus, 'GPU')} and {count(cpus, 'CPU')} for one run (the largest has "
+            f"{count(largest.get('GPU', 0), 'GPU')}, {count(largest.get('CPU', 0), 'CPU')}): lower --ray-gpus / --ray-cpus")
     return gpus, cpus
 
 
@@ -285,7 +286,7 @@ def run_sweep_ray(
     if not any(_needs_a_task(sweep, run, retry_failed) for run in sweep.runs()):
         # a resumed sweep with nothing left to run: no Ray to start (about 12 s) or to reach
         sweep.dir.mkdir(parents=True, exist_ok=True)
-        echo(f"sweep {sweep.name}: {len(sweep.runs())} run(s) in {sweep.dir}; nothing left to run on Ray")
+        echo(f"sweep {sweep.name}: {count(len(sweep.runs()), 'run')} in {sweep.dir}; nothing left to run on Ray")
         summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
         scorer = SweepScorer(sweep.evaluation, echo) if sweep.evaluation else None
         _runs_to_submit(sweep, retry_failed, scorer, summary, echo)
@@ -308,9 +309,9 @@ def run_sweep_ray(
         remove_leftovers(sweep.dir)
         write_json(sweep.dir / SPEC, sweep.to_dict())
         nodes = [node for node in ray.nodes() if node.get("Alive")]
-        echo(f"sweep {sweep.name}: {len(sweep.runs())} run(s) in {sweep.dir}; on Ray ({len(nodes)} node(s), "
-             f"{gpus:g} GPU(s) and {cpus:g} CPU(s) per run)"
-             + (f"; scoring each completed run on this machine ({sweep.evaluation.seeds} seed(s) per prompt)" if sweep.evaluation else ""))
+        echo(f"sweep {sweep.name}: {count(len(sweep.runs()), 'run')} in {sweep.dir}; on Ray ({count(len(nodes), 'node')}, "
+             f"{count(gpus, 'GPU')} and {count(cpus, 'CPU')} per run)"
+             + (f"; scoring each completed run on this machine ({count(sweep.evaluation.seeds, 'seed')} per prompt)" if sweep.evaluation else ""))
         summary = SweepSummary(sweep, sweep.dir / RESULTS, [])
         scorer = SweepScorer(sweep.evaluation, echo) if sweep.evaluation else None
         to_run = _runs_to_submit(sweep, retry_failed, scorer, summary, echo)
@@ -479,7 +480,7 @@ class _Tracker:
             best = f", best {record['best_total']:+.4f} at iteration {record.get('best_step')}" if record.get("best_total") is not None else ""
             where = (record.get("ray") or {}).get("node_ip")
             self.say(f"{run.name}: completed in {record.get('wall_seconds', 0):.1f} s on {where}, "
-                     f"{record.get('steps_run')} iterations{best}")
+                     f"{count(record.get('steps_run') or 0, 'iteration')}{best}")
         else:
             self.failed += 1
             self.summary.failed += 1
@@ -583,6 +584,6 @@ def _say_done(sweep: Sweep, summary: SweepSummary, scorer: SweepScorer | None, e
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     scores = ""
     if scorer is not None:
-        scores = f", scored {summary.scored}" + (f" ({summary.eval_failed} evaluation(s) FAILED: eval_error)" if summary.eval_failed else "")
+        scores = f", scored {summary.scored}" + (f" ({count(summary.eval_failed, 'evaluation')} FAILED: eval_error)" if summary.eval_failed else "")
     echo(f"sweep {sweep.name}: {counts}; ran {summary.ran} on Ray, skipped {summary.skipped}{scores}; results: {summary.results_csv}")
 

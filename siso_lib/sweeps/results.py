@@ -27,7 +27,7 @@ RESULT_COLUMNS_AFTER = (
     "run_dir", "notebook", "lora_path", "kohya_path", "result_image", "loss_plot", "run_json",
 )
 # --eval: the scores (from run.json's "evaluation"), placed after EVAL_AFTER; the metrics file last
-EVAL_METRICS = ("dino", "clip_i", "clip_t", "ir", "diversity")  # evaluation.evaluate.METRICS
+EVAL_METRICS = ("dino", "clip_i", "clip_t", "ir", "seed_diversity", "paper_diversity_mse")  # evaluation.evaluate.METRICS
 EVAL_COLUMNS = (*(f"eval_{m}" for m in EVAL_METRICS), *(f"eval_delta_{m}" for m in EVAL_METRICS), "eval_error")
 EVAL_AFTER = "last_total"
 EVAL_PATH_COLUMN = "eval_metrics"

@@ -148,6 +148,28 @@ def check_values(params: dict[str, Any]) -> None:
         raise SweepError(str(error)) from None
 
 
+def run_input_problem(run: SweepRun) -> str | None:
+    """What the run's own input checks (preflight.check_inputs, as run_siso runs them in the notebook)
+    would refuse, in one line; None when they pass. For --dry-run: nothing is written, no torch loaded.
+
+    With `models="hub"` every model input is checked; otherwise only those the run's parameters name
+    (the tiny offline models are written by the run itself, and "auto" is decided in the kernel)."""
+    from ..config import SISOConfig
+    from ..io.locations import example_photo
+    from ..preflight import check_inputs
+
+    params = absolute_paths(run.params)
+    knobs = {name: params[name] for name in SISO_KNOBS if params.get(name) is not None}
+    photo = params.get("subject_image_path") or str(example_photo("cat.png"))
+    models = str(params.get("models") or "auto")
+    try:
+        config = SISOConfig(model_family=knobs.get("model_family", "auto")).replace(**knobs)
+        check_inputs(config, photo, only=None if models == "hub" else frozenset(knobs))
+    except SISOInputError as error:
+        return str(error)
+    return None
+
+
 def build_sweep(
     name: str | None = None,
     grid: dict[str, list] | None = None,
@@ -165,13 +187,13 @@ def build_sweep(
     notebook = Path(notebook) if notebook else GENERATE_NOTEBOOK
     if not notebook.is_file():
         raise SweepError(f"notebook {str(notebook)!r} does not exist")
-    known = notebook_parameters(notebook)
+    sweepable = [name for name in notebook_parameters(notebook) if name not in RESERVED]  # the names a typo is matched against
     for where, keys in (("grid", grid), ("fixed", fixed)):
         for key in keys:
             if key in RESERVED:
                 raise SweepError(f"{key!r} cannot be set in a sweep: the sweep sets it for every run")
             try:
-                check_parameter_names([key], known, f"{where} parameter")
+                check_parameter_names([key], sweepable, f"{where} parameter")
             except NotebookParameterError as error:
                 raise SweepError(str(error)) from None
     for key, values in grid.items():
@@ -279,7 +301,7 @@ def eval_options(seeds: Any = None, prompts: str | None = None) -> EvalOptions:
     if isinstance(seeds, bool) or not isinstance(seeds, int) and not (isinstance(seeds, str) and seeds.strip().isdigit()):
         raise SweepError(f"eval seeds {seeds!r}: give a whole number of seeds per prompt, e.g. --eval-seeds 2")
     if int(seeds) < 1:
-        raise SweepError(f"eval seeds {seeds}: give 1 or more seeds per prompt (diversity needs 2), e.g. --eval-seeds 2")
+        raise SweepError(f"eval seeds {seeds}: give 1 or more seeds per prompt (seed diversity needs 2), e.g. --eval-seeds 2")
     templates = None
     if prompts:
         try:

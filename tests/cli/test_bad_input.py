@@ -2,7 +2,7 @@
 
 Every bad input goes through the command line (in-process `siso_lib.cli.generate.main`, the code
 `siso-generate` runs; permission and signal cases in a real subprocess) and must give exit code
-2, exactly one `error:` line naming the input and the fix, no traceback, and no file under a
+2, exactly one `siso-generate: error:` line naming the input and the fix, no traceback, and no file under a
 final name. Interrupts leave the best LoRA so far; crashes leave only complete files.
 """
 
@@ -29,6 +29,7 @@ from siso_lib.io.lora import DIFFUSERS_WEIGHT_NAME, read_metadata
 from siso_lib.optimizer import SISOOptimizer
 from siso_lib.runner import run_siso
 from siso_lib.offline.tiny_models import build_ir_state_dict
+from cli_cases import error_lines
 
 from image_helpers import png_claiming
 
@@ -164,7 +165,7 @@ def test_bad_input_matrix(tiny_assets, subject_path, tmp_path, capsys):
     for case, (changes, fragment) in cases.items():
         out = tmp_path / "out" / case.replace(" ", "_")
         code, stdout, stderr = run_main(cli_args(tiny_assets, subject_path, out, **changes), capsys)
-        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        errors = error_lines(stderr, "siso-generate")
         assert code == 2, (case, stderr)
         assert len(errors) == 1 and fragment in errors[0], (case, stderr)
         messages[case] = errors[0].replace(str(tmp_path), "<tmp>")
@@ -266,7 +267,7 @@ def test_unreadable_image_and_unwritable_folder(tiny_assets, subject_path, share
             prefix + [sys.executable, "-m", "siso_lib.cli.generate", *cli_args(assets, str(subject), None, **changes)],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
         )
-        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        errors = error_lines(proc.stderr, "siso-generate")
         assert proc.returncode == 2 and len(errors) == 1 and fragment in errors[0], proc.stderr
     assert not any(locked.iterdir())
 
@@ -360,7 +361,7 @@ def test_nan_loss_through_the_cli(tiny_assets, subject_path, tmp_path, monkeypat
 
     inject(monkeypatch, SubjectSimilarityLoss, "forward", 3, lambda losses: {**losses, "total": losses["total"] / 0.0 * 0.0})
     code, stdout, stderr = run_main(cli_args(tiny_assets, subject_path, tmp_path, num_train_epochs="10"), capsys)
-    assert code == 1 and "error: the loss became non-finite at iteration 3" in stderr
+    assert code == 1 and "siso-generate: error: the loss became non-finite at iteration 3" in stderr
     assert (tmp_path / DIFFUSERS_WEIGHT_NAME).is_file()
 
 

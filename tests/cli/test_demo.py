@@ -2,6 +2,7 @@ import pytest
 """`make demo`'s command (siso-demo) finishes and writes every artefact."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,89 @@ def test_adding_a_family_to_the_assets_leaves_the_other_models_alone(tmp_path):
     assert Path(second["flux"], "model_index.json").is_file()
     assert {name: Path(second[name], files[name]).stat().st_mtime_ns for name in files} == stamps
     assert ensure_test_assets(tmp_path, families=("flux",)) == second  # nothing left to write
+
+
+def test_a_missing_photo_is_one_line_before_anything_is_printed_or_loaded(tmp_path):
+    """The fresh-user trial: `siso-demo --subject_image_path /path/to/photo.jpg` printed the model
+    paths and the by-hand command before the error."""
+    from cli_cases import error_lines, run_cli_cases
+
+    cases = {
+        "missing photo": ("siso_lib.cli.demo", ["--subject_image_path", "/path/to/photo.jpg", "--assets_dir", str(tmp_path / "a")]),
+        "missing photo, notebook": ("siso_lib.cli.demo", ["--notebook", "--subject_image_path", "/path/to/photo.jpg",
+                                                          "--assets_dir", str(tmp_path / "a")]),
+        "empty prompt": ("siso_lib.cli.demo", ["--prompt", " ", "--assets_dir", str(tmp_path / "a")]),
+    }
+    report, heavy = run_cli_cases(cases, tmp_path)
+    for name, (code, stderr) in report.items():
+        assert code == 2 and stderr.splitlines() == error_lines(stderr, "siso-demo"), (name, stderr)  # that line only
+    assert "'/path/to/photo.jpg' does not exist" in report["missing photo"][1]
+    assert heavy == [] and not (tmp_path / "a").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_without_papermill_the_notebook_demo_refuses_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """The fresh-user trial (a wheel without the notebooks extra): ModuleNotFoundError, then a path to
+    an executed notebook that did not exist, and an empty run folder."""
+    import sys as _sys
+
+    from siso_lib.cli.demo import main as demo_main
+
+    monkeypatch.setitem(_sys.modules, "papermill", None)  # find_spec: not importable
+    monkeypatch.setenv("SISO_OUTPUT_ROOT", str(tmp_path))
+    assert demo_main(["--notebook", "--assets_dir", str(tmp_path / "assets")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("siso-demo: error: executing a notebook needs papermill"), err
+    assert 'pip install -e ".[notebooks]"' in err[0] and ".ipynb" not in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_printed_command_repeats_the_run_with_its_thread_setting_and_the_photo_names_the_prompt(
+        tiny_assets, tmp_path, monkeypatch, capsys):
+    """The fresh-user trial: the by-hand command lacked the OMP_NUM_THREADS=1 the demo runs under
+    (pasted, 3.5x slower and other last digits), and data/coffee.png kept "a photo of a cat"."""
+    import shlex
+
+    import torch
+
+    from siso_lib.cli import edit, generate
+    from siso_lib.cli.demo import main as demo_main
+
+    ran = {}
+
+    def fake(program):
+        def main(argv):
+            ran[program] = argv  # the command the demo runs, instead of running it
+            return 0
+        return main
+
+    monkeypatch.setattr(generate, "main", fake("siso-generate"))
+    monkeypatch.setattr(edit, "main", fake("siso-edit"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        coffee = str(REPO / "data" / "coffee.png")
+        assets = str(Path(tiny_assets["sdxl"]).parent)
+        assert demo_main(["--subject_image_path", coffee, "--assets_dir", assets, "--output_dir", str(tmp_path / "o")]) == 0
+        err = capsys.readouterr().err
+        printed = next(line for line in err.splitlines() if "the same run by hand:" in line).split("the same run by hand: ")[1]
+        words = shlex.split(printed)
+        assert words[:2] == ["OMP_NUM_THREADS=1", "siso-generate"] and words[2:] == ran["siso-generate"]
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert ran["siso-generate"][ran["siso-generate"].index("--prompt") + 1] == "a photo of a coffee"
+        assert "siso-demo: prompt 'a photo of a coffee' (from the file name coffee.png" in err
+        demo_main(["--subject_image_path", coffee, "--prompt", "a photo of a mug", "--assets_dir", assets,
+                   "--output_dir", str(tmp_path / "p")])
+        assert ran["siso-generate"][ran["siso-generate"].index("--prompt") + 1] == "a photo of a mug"
+        assert "from the file name" not in capsys.readouterr().err  # a prompt given is not announced as a guess
+        demo_main(["--task", "edit", "--subject_image_path", coffee, "--assets_dir", assets, "--output_dir", str(tmp_path / "e")])
+        assert ran["siso-edit"][ran["siso-edit"].index("--subject_class") + 1] == "coffee"
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_subject_is_guessed_from_the_file_name_as_siso_eval_guesses_a_class():
+    from siso_lib.cli.demo import subject_from_photo
+
+    assert subject_from_photo("data/coffee.png") == "coffee"
+    assert subject_from_photo("/x/a photo of a dog.jpg") == "dog"
+    assert subject_from_photo("IMG_1234.jpg") == "IMG" and subject_from_photo("1234.png") == "subject"

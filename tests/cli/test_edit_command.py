@@ -184,8 +184,9 @@ def test_bad_input_is_one_line_exit_2_before_torch_is_imported_and_leaves_no_fol
         else:
             assert code == 2 and len(error_lines(stderr)) == 1 and "Traceback" not in stderr, (name, code, stderr)
     errors = {name: error_lines(stderr)[0] for name, (_, stderr) in report.items() if error_lines(stderr)}
-    assert errors["scene missing"].startswith("error: scene photo") and "--input_image_path" in errors["scene missing"]
-    assert errors["subject missing"].startswith("error: subject image") and "--subject_image_path" in errors["subject missing"]
+    assert errors["scene missing"].startswith("siso-edit: error: scene photo") and "--input_image_path" in errors["scene missing"]
+    assert errors["subject missing"].startswith("siso-edit: error: subject image") and "--subject_image_path" in errors["subject missing"]
+    assert errors["demo: edit on FLUX"].startswith("siso-demo: error: --task edit runs on SDXL only")
     assert f"{width}x{height}" in errors["mask of another size"] and f"{width // 2}x{height // 2}" in errors["mask of another size"]
     assert "empty" in errors["mask empty"] and "whole picture" in errors["mask covers everything"]
     assert "--input_class" in errors["no mask and no input class"] and "--mask" in errors["no mask and no input class"]
@@ -261,7 +262,7 @@ def test_nothing_found_for_the_class_is_one_line_exit_2_and_leaves_no_folder(tin
         tiny_assets, subject_path, out, "--subject_class", "cat", "--input_class", "cup", "--box_threshold", "1",
         "--detector_model", tiny_assets["grounding_dino"], "--segmenter_model", tiny_assets["sam"],
     ))
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    errors = error_lines(capsys.readouterr().err, "siso-edit")
     assert code == 2 and len(errors) == 1, errors
     assert "no 'cup' found" in errors[0] and "--mask" in errors[0]
     assert not out.exists()
@@ -310,3 +311,62 @@ def test_an_interrupt_before_the_first_iteration_leaves_no_folder(tiny_assets, s
     code = cli.main(command)
     assert code == 130 and "interrupted before the optimisation started" in capsys.readouterr().err
     assert not (tmp_path / "outputs").exists()
+
+
+def relative_local_paths(value, trail=""):
+    """Every string in a run.json (but `command`, what was typed) that names an existing file or
+    folder relative to the working directory: each should have been recorded absolute."""
+    if isinstance(value, dict):
+        return [found for key, item in value.items() if key != "command" for found in relative_local_paths(item, f"{trail}.{key}")]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in relative_local_paths(item, f"{trail}[{i}]")]
+    if isinstance(value, str) and value and not os.path.isabs(value) and os.path.exists(value.removeprefix("local-dir:")):
+        return [f"{trail} = {value!r}"]
+    return []
+
+
+@pytest.mark.parametrize("mask", ["file", "automatic"])
+def test_relative_paths_are_recorded_absolute_and_the_scenes_notes_and_mask_share_are_printed(
+        tiny_assets, subject_path, tmp_path, monkeypatch, capsys, mask):
+    """Started from another folder with every path relative: run.json records each absolutely
+    (scene, mask, subject, every model, the detector and segmenter); the scene's notes are printed
+    worded for a scene, as siso-generate prints the subject's; every mask's share is printed."""
+    from siso_lib.cli import edit as cli
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rel = {name: os.path.relpath(path, cwd) for name, path in tiny_assets.items()}
+    command = ["--subject_image_path", os.path.relpath(subject_path, cwd), "--subject_class", "cat",
+               "--pretrained_model_name_or_path", rel["sdxl"], "--dino_model_name", rel["dino"], "--ir_features_path", rel["ir"],
+               "--resolution", "64", "--num_train_epochs", "1", "--device", "cpu", "--quiet", "--output_dir", "out"]
+    if mask == "file":
+        # a grey, wide JPEG whose EXIF turns it upright (shown 150x400), and its mask tagged alike
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(np.linspace(0, 255, 400 * 150).reshape(150, 400).astype(np.uint8)).save("scene.jpg", exif=exif.tobytes())
+        Image.fromarray(((np.arange(400)[None, :] > 150) & (np.arange(400)[None, :] < 250)).repeat(150, 0).astype(np.uint8) * 255) \
+            .save("mask.png", exif=exif.tobytes())
+        command += ["--input_image_path", "scene.jpg", "--mask", "mask.png"]
+    else:
+        Image.open(SCENE).save("coffee.png")
+        command += ["--input_image_path", "coffee.png", "--input_class", "cup",
+                    "--detector_model", rel["grounding_dino"], "--segmenter_model", rel["sam"]]
+    code = cli.main(command)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    record = json.loads((cwd / "out" / "run.json").read_text())
+    assert relative_local_paths(record) == []
+    assert os.path.isabs(record["parameters"]["input_image_path"]) and os.path.isabs(record["mask"].get("path", "/"))
+    if mask == "automatic":
+        assert record["mask"]["detector_model"] == tiny_assets["grounding_dino"] == record["parameters"]["detector_model"]
+        assert record["mask"]["segmenter_model"] == tiny_assets["sam"] == record["parameters"]["segmenter_model"]
+        assert "siso: mask: the automatic mask of 'cup' covers" in err
+        return
+    assert record["parameters"]["mask_path"] == str(cwd / "mask.png") == record["mask"]["source"]
+    lines = [line for line in err.splitlines() if line.startswith("siso: scene photo: ")]
+    assert "siso: scene photo: applied the EXIF orientation" in lines and "siso: scene photo: converted L to RGB" in lines
+    assert any("the edit works on its centre square only (38% of it)" in line for line in lines), lines
+    assert not any("subject" in line for line in lines)
+    assert "siso: mask: mask.png (white = subject) covers" in err
+    assert Image.open(cwd / "out" / "result.png").size == (150, 400)  # the photo as shown, at its size

@@ -63,7 +63,7 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
     for name, (code, stderr) in report.items():
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert code == 2, (name, code, lines)
-        assert len(lines) == 1 and lines[0].startswith("error: "), (name, lines)
+        assert len(lines) == 1 and lines[0].startswith("siso-eval: error: "), (name, lines)
     assert heavy == []
     assert not (tmp_path / "out").exists() and not (run_copy / "eval").exists()
     assert (tmp_path / "empty.txt").is_file()  # the user's file is never replaced by an evaluation folder

@@ -44,6 +44,13 @@ def test_upstream_documented_command_runs_unchanged(tiny_assets, subject_path, t
     record = json.loads((logs / "run.json").read_text())
     assert record["parameters"]["resolution"] == 512 and record["parameters"]["train_text_encoder"] is True
     assert record["status"] == "completed" and record["stop_reason"] in ("early_stopping", "max_steps")
+    # the fresh-user trial: "stopped: no 3.0% improvement for 7 steps; best iteration 8 of 8" read as a contradiction
+    stopped = next(line for line in proc.stderr.splitlines() if line.startswith("siso: stopped: "))
+    assert stopped.startswith(f"siso: stopped: {record['stop_description']}; best iteration {record['best_step']} of ")
+    if record["stop_reason"] == "early_stopping":
+        assert "7 iterations in a row without a 3% improvement on iteration " in stopped
+    assert "CUDA graphs" not in proc.stderr  # a CPU run that did not ask for them hears nothing about them
+    assert record["runtime"]["cuda_graphs_note"].startswith("CUDA graphs need a CUDA device")  # run.json keeps it
     progress = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SISO_PROGRESS ")]
     assert len(progress) == record["steps_run"] and progress[0]["step"] == 1 and progress[0]["total"] == 50
     assert {"loss", "dino", "ir", "best_step", "elapsed"} <= set(progress[0])
@@ -105,7 +112,7 @@ def test_defaults_come_from_the_config():
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
     proc = run_cli(["--subject_image_path", str(tmp_path / "missing.png"), "--output_dir", str(tmp_path / "out")])
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    lines = error_lines(proc.stderr, "siso-generate")
     assert len(lines) == 1 and "does not exist" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -241,5 +248,5 @@ def test_help_shows_each_default_once_and_every_option_explained(capsys):
             assert action.help, action.option_strings
     flat = " ".join(text.split())
     # family-dependent defaults are shown once, as the recipe of each family
-    assert flat.count("(recipe: sdxl 0.0002, flux 0.0002, sana 0.0008)") == 1 and "(default: 0.0002)" not in flat
+    assert flat.count("(recipe: sdxl 0.0002, flux 0.0002, sana 0.0008, flux2_klein 0.0002)") == 1 and "(default: 0.0002)" not in flat
     assert "fp16 with loss scaling on older NVIDIA GPUs" in flat

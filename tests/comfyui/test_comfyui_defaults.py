@@ -77,6 +77,25 @@ def test_every_widgets_min_max_default_and_choice_is_accepted_by_the_config(node
     assert checked > 20
 
 
+def test_the_two_nodes_offer_the_same_range_for_each_setting_they_share():
+    """seed, resolution, rank, ... : the same minimum, maximum and step on both nodes (the config's)."""
+    generator = dict((name, options) for name, _, (_, options) in config_widgets(nodes.SISOLoRAGenerator))
+    edit = dict((name, options) for name, _, (_, options) in config_widgets(nodes.SISOSubjectEdit))
+    shared = set(generator) & set(edit)
+    assert {"seed", "resolution", "rank", "num_train_epochs", "learning_rate"} <= shared
+    for name in shared:
+        ranges = [{key: options.get(key) for key in widgets.RANGE_KEYS} for options in (generator[name], edit[name])]
+        assert ranges[0] == ranges[1], name
+    seed = next(spec for spec in dataclasses.fields(SISOConfig) if spec.name == "seed")
+    assert generator["seed"]["max"] == edit["seed"]["max"] == seed.metadata["max"]
+
+
+def test_python_executable_says_it_is_the_python_that_runs_siso():
+    for node in (nodes.SISOLoRAGenerator, nodes.SISOSubjectEdit):
+        tooltip = node.INPUT_TYPES()["required"]["python_executable"][1]["tooltip"]
+        assert tooltip.startswith("The Python that runs SISO") and "install.py --venv" in tooltip and "user folder" in tooltip
+
+
 def test_inversion_max_step_stays_where_the_turbo_schedule_keeps_a_step():
     options = nodes.SISOSubjectEdit.INPUT_TYPES()["required"]["inversion_max_step"][1]
     assert 0.25 <= options["min"] <= options["default"] <= options["max"] <= 1.0
@@ -89,7 +108,7 @@ def test_inversion_max_step_stays_where_the_turbo_schedule_keeps_a_step():
 def test_widget_tooltips_are_the_configs_help(node, config):
     for name, field, (_, options) in config_widgets(node):
         if name not in REPLACED_TOOLTIPS:
-            assert options["tooltip"].startswith(field_help(config, field)), name
+            assert options["tooltip"].startswith(field_help(config, field, rules=False)), name
 
 
 def test_every_setting_the_scripts_get_is_a_widget_of_the_same_name():

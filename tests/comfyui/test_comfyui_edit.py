@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from siso_comfy_helpers import REPO, fake, pids
 
-from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, nodes
+from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, host, nodes
 from comfyui.siso import images
 from comfyui.siso.child import Hooks
 from comfyui.siso.messages import InputProblem
@@ -101,7 +101,7 @@ def test_declaration_and_defaults():
 def test_execute_false_is_idle(scene):
     output = Edit().edit(scene, scene, False, unique_id="7", **inputs())
     image, status = output["result"]
-    assert status == nodes.IDLE_STATUS and tuple(image.shape) == (1, 64, 64, 3) and output["ui"]["text"] == [status]
+    assert status == nodes.IDLE_STATUS and torch.equal(image, host.no_image(status)) and output["ui"]["text"] == [status]
 
 
 def test_an_edit_with_a_painted_mask(workdirs, scene, painted, fake_edit, capsys):
@@ -119,7 +119,9 @@ def test_an_edit_with_a_painted_mask(workdirs, scene, painted, fake_edit, capsys
     assert "best iteration 3 of 3 (total -1.3000, background 0.0067)" in report and "mask: 23% of the scene" in report
     got = fake_edit()
     pairs, argv = got["pairs"], got["argv"]
-    assert argv[:2] == ["--input_image_path", str(workdirs["temp"] / argv[1].split("/")[-2] / "scene_input.png")]
+    # the inputs are written into the run folder and stay there (run.json records these paths)
+    assert argv[:2] == ["--input_image_path", f"{run_dir}/scene_input.png"]
+    assert pairs["--subject_image_path"] == f"{run_dir}/subject.png" and pairs["--mask"] == f"{run_dir}/mask_input.png"
     assert pairs["--prompt"] == "a photo of a cat" and pairs["--input_class"] == "cup" and pairs["--output_dir"] == run_dir
     assert (pairs["--bg_mse_loss_weight"], pairs["--inversion_max_step"], pairs["--learning_rate"]) == ("20.0", "0.5", "0.0003")
     assert "--no-train_text_encoder" in argv and pairs["--mode"] == "default" and "--quiet" in argv
@@ -134,7 +136,7 @@ def test_an_edit_with_a_painted_mask(workdirs, scene, painted, fake_edit, capsys
     console = capsys.readouterr().out
     assert "[SISO] step 3/3 loss -1.3000 (dino -0.6000, ir -0.6000, background 0.0067)" in console
     assert f": {sys.executable} -u {fake('fake_edit')} --input_image_path " in console  # ComfyUI's python, unbuffered
-    assert list(workdirs["temp"].iterdir()) == []  # the temporary PNGs are gone
+    assert list(workdirs["temp"].iterdir()) == []  # no temporary PNGs
 
 
 def test_without_a_painted_mask_the_class_is_found_automatically(workdirs, scene, fake_edit):
@@ -173,15 +175,15 @@ def test_bad_input_is_one_line_and_starts_nothing(workdirs, scene, painted, fake
         values = inputs(python_executable="/no/such/python")
     image, status = Edit().edit(picture, scene, True, mask=mask, **values)["result"]
     assert expected in status and status.startswith("Failed: ") and "\n" not in status
-    assert tuple(image.shape) == (1, 64, 64, 3) and not image.any()  # a blank, never the unedited scene
+    assert torch.equal(image, host.no_image(status))  # labelled as no image, never the unedited scene
     assert pids(workdirs) == [] and not (workdirs["runs"].exists() and list(workdirs["runs"].iterdir()))
     assert list(workdirs["temp"].iterdir()) == []
 
 
-def test_a_failed_run_is_a_status_and_a_blank_image(workdirs, scene, painted, monkeypatch):
+def test_a_failed_run_is_a_status_and_a_labelled_no_image_picture(workdirs, scene, painted, monkeypatch):
     monkeypatch.setattr(Edit, "script_path", fake("fake_oom"))
     image, status = Edit().edit(scene, scene, True, mask=painted, **inputs())["result"]
-    assert status.startswith("Failed: out of GPU memory (Tried to allocate 2.00 GiB)") and not image.any()
+    assert status.startswith("Failed: out of GPU memory (Tried to allocate 2.00 GiB)") and torch.equal(image, host.no_image(status))
     monkeypatch.setattr(Edit, "script_path", fake("fake_cli_error"))
     status = Edit().edit(scene, scene, True, mask=painted, **inputs())["result"][1]
     assert status == "Failed: resolution 500 is not usable: give a multiple of 8 between 64 and 2048 (512 for SDXL-Turbo)"

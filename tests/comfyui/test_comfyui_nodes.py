@@ -9,7 +9,7 @@ import pytest
 import torch
 from siso_comfy_helpers import fake, pids
 
-from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, nodes
+from comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, host, nodes
 from comfyui.siso import defaults, families, pack
 from comfyui.siso.child import Hooks
 from siso_lib.config import MODES, PRECISIONS, SISOConfig
@@ -77,7 +77,7 @@ def test_execute_false_is_idle(image):
     output = Generator().generate(torch.from_numpy(image), False, unique_id="7", **inputs())
     lora_path, status, preview, report = output["result"]
     assert status == "Idle: execute is False (nothing was run)"
-    assert lora_path == "" and tuple(preview.shape) == (1, 64, 64, 3)
+    assert lora_path == "" and torch.equal(preview, host.no_image(status))
     assert output["ui"]["text"] == [status]
 
 
@@ -101,7 +101,7 @@ def test_generate_failure_is_a_status_not_an_exception(workdirs, image):
     values = inputs(siso_script_path=fake("fake_oom"), python_executable=sys.executable)
     lora_path, status, preview, report = Generator().generate(torch.from_numpy(image), True, **values)["result"]
     assert status.startswith("Failed: out of GPU memory")
-    assert lora_path == "" and tuple(preview.shape) == (1, 64, 64, 3)
+    assert lora_path == "" and torch.equal(preview, host.no_image(status))
 
 
 def test_bad_interpreter_is_reported(workdirs, image):
@@ -233,7 +233,7 @@ def test_a_failure_after_a_success_shows_no_earlier_result(workdirs, image, comf
     lora_path, status, preview, report = Generator().generate(torch.from_numpy(image), True, unique_id="3", graph=GRAPH,
                                                                **bad)["result"]
     assert lora_path == "" and status.startswith("Failed: out of GPU memory")
-    assert isinstance(preview, torch.Tensor) and not preview.any()  # a blank, not the previous run's image
+    assert isinstance(preview, torch.Tensor) and torch.equal(preview, host.no_image(status))  # not the previous run's image
     assert report.splitlines()[0] == status
     idle = Generator().generate(torch.from_numpy(image), False, unique_id="3", graph=GRAPH, **good)["result"]
     assert idle[0] == "" and isinstance(idle[2], torch.Tensor)
@@ -263,6 +263,47 @@ def test_load_lora_skips_quietly_without_a_lora(comfy):
     new_model, new_clip, info = output["result"]
     assert isinstance(new_model, FakeBlocker) and new_model.message is None and isinstance(new_clip, FakeBlocker)
     assert info == nodes.NO_LORA_INFO and output["ui"]["text"] == [info]
+
+
+def test_a_run_without_a_picture_gives_one_labelled_as_none():
+    """Never a black square that could pass for a result: a picture that says there is none, and why."""
+    failed = host.no_image("Failed: out of GPU memory")
+    idle = host.no_image(nodes.IDLE_STATUS)
+    assert failed.shape == idle.shape == (1, 288, 512, 3) and failed.dtype == torch.float32
+    assert 0.1 < failed.mean().item() < 0.6 and not torch.equal(failed, idle)
+    top = failed[0, :14].reshape(-1, 3)  # the red warning stripes along the edge
+    assert ((top[:, 0] > 0.7) & (top[:, 1] < 0.3)).any()
+
+
+def test_load_lora_gives_a_one_line_status_for_a_file_that_is_no_lora(comfy, tmp_path, subject_path):
+    from pathlib import Path
+
+    """A PNG renamed, a truncated .safetensors, a checkpoint, a missing file: 'Failed: ...', the nodes after it skipped."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from siso_lib.io.lora import save_lora_files
+    from test_comfyui_lora_keys import best_lora
+
+    renamed = tmp_path / "photo.safetensors"
+    shutil.copy(subject_path, renamed)
+    good = save_lora_files(tmp_path / "good", best_lora(), rank=4, alpha=4.0, run_metadata={})["kohya"]
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(Path(good).read_bytes()[:-100])
+    checkpoint = tmp_path / "model.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(2, 2)}, checkpoint)
+    pickled = tmp_path / "notes.ckpt"
+    pickled.write_text("not a pickle")
+    cases = {
+        renamed: "is not a readable LoRA file", truncated: "is not a readable LoRA file", pickled: "is not a readable LoRA file",
+        checkpoint: "holds no LoRA weights", tmp_path / "missing.safetensors": "does not exist",
+    }
+    for path, expected in cases.items():
+        model, clip = object(), object()
+        new_model, new_clip, info = nodes.SISOLoadLoRA().load(model, clip, str(path))["result"]
+        assert info.startswith("Failed: ") and expected in info and "\n" not in info and "Traceback" not in info, info
+        assert isinstance(new_model, FakeBlocker) and new_model.message is None and isinstance(new_clip, FakeBlocker)
 
 
 def test_the_node_passes_the_mask_on(workdirs, comfy):

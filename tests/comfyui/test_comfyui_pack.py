@@ -54,13 +54,15 @@ def test_install_py_installs_siso_lab_from_this_repository():
     spec = importlib.util.spec_from_file_location("siso_pack_install", PACK / "install.py")
     install = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(install)
-    assert install.GITHUB_REPO == notebook_run.GITHUB_REPO
     project = tomllib.loads((PACK / "pyproject.toml").read_text())
-    assert project["project"]["urls"]["Repository"] == f"https://github.com/{install.GITHUB_REPO}"
-    assert install.checkout() == REPO  # the pack inside the checkout installs that checkout (editable)
+    assert project["project"]["urls"]["Repository"] == f"https://github.com/{notebook_run.GITHUB_REPO}"
+    assert pack.checkout() == REPO  # the pack inside the checkout installs that checkout (editable)
     assert install.requirement(None)[0] == ["-e", str(REPO)]
     assert install.requirement("https://example.invalid/siso.zip")[0] == ["siso-lab @ https://example.invalid/siso.zip"]
     assert install.ENV_RECORD_NAME == pack.ENV_RECORD_NAME
+    # no made-up default: nothing in the installer or the README points at a package index or an archive to download
+    for text in ((PACK / "install.py").read_text(), (PACK / "README.md").read_text()):
+        assert "pip install siso-lab" not in text and "archive/refs/heads" not in text
 
 
 def test_install_scripts_run_install_py():
@@ -204,6 +206,27 @@ def test_the_flux_workflow_generates_and_renders_with_stock_flux_nodes():
     sampler = next(node for node in graph.values() if node["class_type"] == "KSampler")["inputs"]
     assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (4, 1.0, "euler", "simple")
     assert kinds[sampler["model"][0]] == "SISOLoadLoRA"
+
+
+def test_every_template_has_its_thumbnail_drawn_from_the_workflow():
+    """ComfyUI's template browser asks for example_workflows/<name>.jpg; each shows its own graph, up to date."""
+    import importlib.util
+
+    from PIL import Image
+
+    workflows = PACK / "example_workflows"
+    assert {p.stem for p in workflows.glob("*.jpg")} == {p.stem for p in workflows.glob("*.json")}
+    for path in workflows.glob("*.jpg"):
+        with Image.open(path) as picture:
+            assert picture.format == "JPEG" and picture.size == (640, 400), path.name
+    spec = importlib.util.spec_from_file_location("siso_make_thumbnails", PACK / "tools" / "make_thumbnails.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    drawn = tool.outputs()
+    assert [path for path, picture in drawn.items() if not tool.same_picture(path, picture)] == []
+    pictures = list(drawn.values())  # each shows its own workflow: no two alike
+    assert not tool.same_picture(workflows / "siso_generate_lora.jpg", drawn[workflows / "siso_subject_edit.jpg"])
+    assert len(pictures) == 5
 
 
 def test_the_api_workflows_are_what_the_tool_writes():

@@ -11,9 +11,14 @@ python_executable input: the separate-environment setup. Workflows are posted to
 
 The copied-folder route (ComfyUI-Manager, the Comfy Registry) gets a second ComfyUI whose
 custom_nodes holds a COPY of the pack and whose Python is a fresh virtual environment that sees
-SISO_COMFYUI_PYTHON's packages but not siso_lib: the node must name the one install command,
-and after that command (install.py, here with --source pointing at a copy of this checkout
-instead of the GitHub archive) the same workflow must succeed with python_executable empty.
+SISO_COMFYUI_PYTHON's packages but not siso_lib: the node must name the one install command
+(with --source: a copied pack has no siso-lab of its own, and siso-lab is not on the package
+index), and after that command (install.py --source <a copy of this checkout>) the same workflow
+must succeed with python_executable empty; install.py must change none of ComfyUI's packages
+(a current ComfyUI's transformers 5.25 is within siso-lab's ranges).
+
+Also: a whole single-file checkpoint picked from models/checkpoints, the labelled no-image
+picture, and the templates' thumbnails; test_comfyui_real_killed.py kills a ComfyUI mid-run.
 
 FLUX: the FLUX example workflow's generation half runs on the tiny FLUX pipeline (the LoRA that
 lands in models/loras is the diffusers-format file; a Sana folder is refused in one line), and
@@ -58,10 +63,22 @@ GEN = "3"  # the SISO LoRA Generator's id in the example workflows
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory):
+    """A whole SDXL single-file checkpoint of a tiny model, and the config folder it loads with (SISO_SINGLE_FILE_CONFIG)."""
+    from single_file_checkpoint import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_checkpoint):
     base = tmp_path_factory.mktemp("comfy-base")
+    checkpoint, config = tiny_checkpoint
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    shutil.copy(checkpoint, base / "models" / "checkpoints" / checkpoint.name)
     started = time.monotonic()
-    instance = comfy_server.start(COMFY_DIR, COMFY_PYTHON, base)
+    # the tiny checkpoint is not SDXL-Turbo's architecture: it loads with its own config (real ones use the shipped one)
+    instance = comfy_server.start(COMFY_DIR, COMFY_PYTHON, base, env={"SISO_SINGLE_FILE_CONFIG": str(config)})
     instance.startup_seconds = time.monotonic() - started
     comfy_server.copy_input(instance, str(REPO / "data" / "cat.png"), "cat.png")
     yield instance
@@ -97,6 +114,9 @@ def test_pack_loads_and_declares_its_nodes(server):
     templates = server.get("/workflow_templates")
     assert sorted(templates["siso-lab"]) == ["siso_flux_generate_and_render", "siso_generate_and_render", "siso_generate_lora",
                                              "siso_inference_with_lora", "siso_subject_edit"]
+    for name in templates["siso-lab"]:  # the thumbnail the template browser asks for (frontend 1.27: <name>.jpg)
+        picture = server.get(f"/api/workflow_templates/siso-lab/{name}.jpg", raw=True)
+        assert picture[:3] == b"\xff\xd8\xff", name
     edit = server.get("/object_info/SISOSubjectEdit")["SISOSubjectEdit"]
     assert edit["display_name"] == "SISO Subject Edit" and edit["output_name"] == ["edited_image", "status"]
     assert edit["input"]["required"]["scene_image"][0] == "IMAGE" and edit["input"]["optional"]["mask"][0] == "MASK"
@@ -154,6 +174,10 @@ def test_generate_workflow_succeeds(server, tiny_assets):
     run_dir = server.base / "output" / "siso" / Path(lora_path).parent.name
     assert (run_dir / "pytorch_lora_weights.safetensors").is_file() and (run_dir / "run.json").is_file()
     assert f"run folder (diffusers-format LoRA, result.png, loss_curve.png, run.json): {run_dir}" in text
+    # the photo the run used stays in its folder and run.json names it there: siso-eval RUN needs no --subject_image_path
+    from siso_lib.io.run_record import RunRecord
+
+    assert RunRecord.read(run_dir).subject_image_path == str(run_dir / "subject.png") and (run_dir / "subject.png").is_file()
     # the preview on the node and in PreviewImage
     image = entry["outputs"][GEN]["images"][0]
     png = server.get(f"/view?filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}", raw=True)
@@ -198,6 +222,17 @@ def test_bad_input_is_a_one_line_status(server, tiny_assets):
     assert status.startswith("Failed: ir_features_path '/nonexistent/ir_features.pth' does not exist")
     assert "\n" not in status and "Traceback" not in status
     assert "5" in entry["outputs"] and comfy_server.ui_text(entry, "5") == ""  # not the previous run's path
+    # the best-image box shows a picture labelled as no image (red stripes on grey), not a black square
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    shown = entry["outputs"]["6"]["images"][0]
+    png = server.get(f"/view?filename={shown['filename']}&subfolder={shown['subfolder']}&type={shown['type']}", raw=True)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), np.float32) / 255
+    assert pixels.shape == (288, 512, 3) and 0.1 < pixels.mean() < 0.6
+    assert ((pixels[:14, :, 0] > 0.7) & (pixels[:14, :, 1] < 0.3)).any()
 
 
 def test_a_cut_out_photo_gives_the_same_subject_as_the_command_line(server, tiny_assets, tmp_path):
@@ -497,6 +532,31 @@ def test_full_size_sdxl_lora_keys_all_load(server, tmp_path_factory):
     print(f"render through SISO Load LoRA on the full-size SDXL (CPU, 1 step, 256 px): {seconds:.0f} s -> {saved['filename']}")
 
 
+def test_a_checkpoint_picked_from_models_checkpoints_is_the_base_model(server, tiny_checkpoint, tiny_assets):
+    """ComfyUI's own model files in the base_model pick-list; a whole SDXL checkpoint is optimised (from_single_file,
+    no hub); ComfyUI's diffusion_models file (the denoiser alone) is one line."""
+    checkpoint, _ = tiny_checkpoint
+    choice = f"checkpoints/{checkpoint.name}"
+    declared = server.get("/object_info/SISOLoRAGenerator")["SISOLoRAGenerator"]["input"]["required"]["base_model"]
+    options = combo_options(declared)
+    assert options[0] == "hub id or diffusers folder (base_model_path)" and choice in options
+    entry = server.wait(server.queue(generation(tiny_assets, base_model=choice, base_model_path="stabilityai/sdxl-turbo",
+                                                num_train_epochs=2, seed=51)))
+    text = report(entry)
+    assert text.splitlines()[0] == "Success", text
+    run_dir = Path(next(line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("run folder")))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["parameters"]["pretrained_model_name_or_path"] == str(server.base / "models" / "checkpoints" / checkpoint.name)
+    assert "--pretrained_model_name_or_path " + str(server.base / "models" / "checkpoints" / checkpoint.name) in server.log()
+
+    (server.base / "models" / "diffusion_models" / "unet_only.safetensors").write_bytes(
+        (lambda header: len(header).to_bytes(8, "little") + header)(json.dumps(
+            {"input_blocks.0.0.weight": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}}).encode()))
+    entry = server.wait(server.queue(generation(tiny_assets, base_model="diffusion_models/unet_only.safetensors", seed=52)))
+    status = comfy_server.ui_text(entry, "4")
+    assert status.startswith("Failed: base_model_path ") and "holds only part of a SDXL pipeline" in status and "\n" not in status
+
+
 @pytest.fixture(scope="module")
 def bare_comfy_python(tmp_path_factory):
     """A fresh environment that sees ComfyUI's packages (those of SISO_COMFYUI_PYTHON) but has no siso_lib."""
@@ -526,9 +586,10 @@ def test_a_copied_pack_tells_the_one_command_and_works_after_it(tiny_assets, tmp
         prompt = generation(tiny_assets, python_executable="", num_train_epochs=2)
         entry = instance.wait(instance.queue(prompt))
         status = comfy_server.ui_text(entry, "4")
-        command = f"{bare_comfy_python} {pack / 'install.py'}"
-        assert status == f"Failed: siso-lab is not installed in the Python that runs SISO ({bare_comfy_python}): run {command}"
-        # the documented command, from a copy of this checkout instead of the GitHub archive (no network here)
+        command = f"{bare_comfy_python} {pack / 'install.py'} --source SISO_LAB_SOURCE"
+        assert status.startswith(f"Failed: siso-lab is not installed in the Python that runs SISO ({bare_comfy_python}): "
+                                 f"run {command} (SISO_LAB_SOURCE: a siso-lab checkout folder, a siso_lab-*.whl wheel"), status
+        # the documented command, with a copy of this checkout as its source (siso-lab is not on the package index)
         source = tmp_path_factory.mktemp("siso-lab-source")
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(REPO / name, source / name)
@@ -538,7 +599,7 @@ def test_a_copied_pack_tells_the_one_command_and_works_after_it(tiny_assets, tmp
                               capture_output=True, text=True, cwd=base, timeout=900)
         print(f"\ncopied route: install.py took {time.monotonic() - started:.0f} s:\n{done.stdout[-1500:]}")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert "CHANGE" not in done.stdout  # ComfyUI's packages already satisfy siso-lab's ranges here
+        assert "CHANGE" not in done.stdout  # a current ComfyUI's packages (transformers 5.25, ...) satisfy siso-lab's ranges
         entry = instance.wait(instance.queue(generation(tiny_assets, python_executable="", num_train_epochs=2, seed=47)))
         text = report(entry)
         assert text.startswith("Success"), text

@@ -32,7 +32,6 @@ def request(workdirs, image, script, **changes):
         runs_root=str(workdirs["runs"]),
         siso_script_path=script,
         python_executable=sys.executable,
-        temp_root=str(workdirs["temp"]),
         terminate_grace_s=3.0,
     )
     values.update(changes)
@@ -206,7 +205,7 @@ def test_upstream_script_needs_ir_weights(workdirs, image):
         (dict(siso_script_path="/nonexistent/siso.py"), "Failed: siso_script_path '/nonexistent/siso.py' does not exist"),
         (dict(params=dict(ir_features_path="/nonexistent/ir_features.pth")), "Failed: ir_features_path '/nonexistent/ir_features.pth' does not exist"),
         (dict(params=dict(base_model_path="/nonexistent/sdxl")), "Failed: base_model_path '/nonexistent/sdxl' does not exist"),
-        (dict(params=dict(base_model_path="sd_xl_turbo_1.0_fp16.safetensors")), "Failed: base_model_path 'sd_xl_turbo_1.0_fp16.safetensors' is a single-file checkpoint"),
+        (dict(params=dict(base_model_path="sd_xl_turbo_1.0_fp16.safetensors")), "Failed: base_model_path 'sd_xl_turbo_1.0_fp16.safetensors' does not exist"),
         (dict(params=dict(base_model_path="not a model")), "Failed: base_model_path 'not a model' is neither"),
         (dict(params=dict(prompt="  ")), "Failed: prompt is empty"),
         (dict(params=dict(dino_model_name="./missing-dino")), "Failed: dino_model_name './missing-dino' is a path that does not exist"),
@@ -574,14 +573,16 @@ def test_a_copied_pack_without_siso_lab_names_the_one_install_command(workdirs, 
     python = str(bare / "bin" / "python")
     launched = subprocess.run([python, str(copied / "siso_generate.py"), "--help"], capture_output=True, text=True)
     assert launched.returncode == 2
+    # a copied pack has no siso-lab of its own to install: the command asks for the source, and says what it may be
     assert launched.stderr.strip() == (
-        f"error: siso-lab is not installed in {python} (No module named 'siso_lib'): "
-        f"run {pack.install_command(python).replace(str(pack.INSTALLER), str(copied / 'install.py'))}"
+        f"error: siso-lab is not installed in {python} (No module named 'siso_lib'): run {python} {copied / 'install.py'} "
+        "--source SISO_LAB_SOURCE (SISO_LAB_SOURCE: a siso-lab checkout folder, a siso_lab-*.whl wheel, an archive or a URL "
+        "(siso-lab is not on the package index))"
     )
-    # and the node's status names the same command (for the pack that is loaded)
+    # and the node's status names the command of the pack that is loaded (this checkout's: no --source needed)
     job = jobs.run_job(request(workdirs, image, str(copied / "siso_generate.py"), python_executable=python))
     assert job.status == (f"Failed: siso-lab is not installed in the Python that runs SISO ({python}): "
-                          f"run {pack.install_command(python)}")
+                          f"run {python} {pack.INSTALLER}")
 
 
 # ----------------------------------------------------------------------------- FLUX

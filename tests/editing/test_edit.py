@@ -74,7 +74,8 @@ def test_an_edit_run_writes_its_files_and_keeps_the_background_better_than_witho
     kept = run_edit(edit_config(), subject_path, output_dir=tmp_path / "kept")
     free = run_edit(edit_config(bg_mse_loss_weight=0.0, num_train_epochs=6), subject_path, output_dir=tmp_path / "free")
     folder = tmp_path / "kept"
-    for name in ("result.png", "scene.png", "mask.png", "before_after.png", "loss_curve.png", "run.json", "pytorch_lora_weights.safetensors"):
+    for name in ("result.png", "result_square.png", "scene.png", "mask.png", "before_after.png", "loss_curve.png", "run.json",
+                 "pytorch_lora_weights.safetensors"):
         assert (folder / name).is_file(), name
     record = json.loads((folder / "run.json").read_text())
     assert record["task"] == "edit" and record["status"] == "completed"
@@ -85,12 +86,24 @@ def test_an_edit_run_writes_its_files_and_keeps_the_background_better_than_witho
     scene = np.asarray(Image.open(folder / "scene.png"), dtype=np.float32) / 255
 
     def background_error(run_folder):
-        edited = np.asarray(Image.open(run_folder / "result.png"), dtype=np.float32) / 255
+        edited = np.asarray(Image.open(run_folder / "result_square.png"), dtype=np.float32) / 255
         return float(((edited - scene)[~mask] ** 2).mean())
 
     # measured against the scene photo itself: the weighted term keeps the background closer
     assert background_error(folder) < background_error(tmp_path / "free")
     assert kept.result.history[-1]["background"] < kept.result.history[0]["background"]
+    # result.png is the user's photo at its own size: changed inside the mask, bit-identical outside it
+    photo = np.asarray(Image.open(record["scene_image"]["path"]).convert("RGB"))
+    edited = np.asarray(Image.open(folder / "result.png"))
+    painted = np.asarray(Image.open(record["mask"]["path"])) > 127
+    assert edited.shape == photo.shape == (400, 600, 3) and Image.open(folder / "result_square.png").size == (64, 64)
+    assert np.array_equal(edited[~painted], photo[~painted]) and (edited[painted] != photo[painted]).mean() > 0.5
+    assert kept.result_square == str(folder / "result_square.png") == record["artifacts"]["result_square"]
+    # the model card beside the LoRA names the task
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(record["artifacts"]["model_card"])
+    assert {"siso", "siso-editing", "image-to-image"} <= set(card.data.tags) and card.data.widget[0]["output"]["url"] == "result.png"
 
 
 def test_edit_settings_are_checked_with_the_edits_own_defaults():

@@ -1,4 +1,4 @@
-"""metrics.py: cosines and diversity on features whose answers are known."""
+"""metrics.py: cosines, seed diversity and pixel differences on inputs whose answers are known."""
 
 from __future__ import annotations
 
@@ -35,3 +35,34 @@ def test_diversity_is_zero_for_identical_images_and_the_mean_pairwise_distance_o
 def test_mean_skips_missing_values():
     assert mean([1.0, None, 3.0, math.nan]) == 2.0
     assert mean([None]) is None
+
+
+def test_the_papers_diversity_is_the_mse_to_the_photos_centre_square():
+    """Known answers: the photo itself gives 0; black against white gives 1; the photo's centre
+    square (not the whole photo squeezed) is what the picture is compared with."""
+    import numpy as np
+    from PIL import Image
+
+    from siso_lib.evaluation.metrics import mse_to_photo
+
+    wide = np.zeros((40, 120, 3), np.uint8)
+    wide[:, 30:90] = 255  # the centre square (x 40-80) and a margin are white, the sides black
+    photo = Image.fromarray(wide)
+    assert mse_to_photo(Image.new("RGB", (64, 64), "white"), photo) == pytest.approx(0.0, abs=1e-9)
+    assert mse_to_photo(Image.new("RGB", (64, 64), "black"), photo) == pytest.approx(1.0, abs=1e-9)
+    grey = Image.new("RGB", (64, 64), (128, 128, 128))
+    assert mse_to_photo(grey, Image.new("RGB", (50, 50), "black")) == pytest.approx((128 / 255) ** 2, abs=1e-9)
+
+
+def test_the_masked_mse_counts_only_the_kept_pixels():
+    import numpy as np
+
+    from siso_lib.evaluation.metrics import masked_mse
+
+    image, reference = np.zeros((4, 4, 3)), np.zeros((4, 4, 3))
+    image[:2] = 1.0  # changed in the top half only
+    keep = np.zeros((4, 4), bool)
+    keep[2:] = True
+    assert masked_mse(image, reference, keep) == 0.0 and masked_mse(image, reference, ~keep) == 1.0
+    with pytest.raises(ValueError, match="covers everything"):
+        masked_mse(image, reference, np.zeros((4, 4), bool))

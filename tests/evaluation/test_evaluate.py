@@ -33,8 +33,18 @@ def test_a_run_is_scored_with_and_without_its_lora(evaluator, run_copy):
             assert -1.0 <= row[metric] <= 1.0
     summary = record["summary"]
     assert set(summary) == {"lora", "base", "delta"}
-    assert set(summary["lora"]) == {"dino", "clip_i", "clip_t", "ir", "diversity"}
-    assert 0.0 < summary["lora"]["diversity"] <= 2.0  # three seeds give three different pictures
+    assert set(summary["lora"]) == {"dino", "clip_i", "clip_t", "ir", "seed_diversity", "paper_diversity_mse"}
+    assert 0.0 < summary["lora"]["seed_diversity"] <= 2.0  # three seeds give three different pictures
+    # the paper's diversity: each picture's MSE to the subject photo (its centre square at 64 px), recomputed here
+    from PIL import Image
+
+    from siso_lib.editing.geometry import resize_and_center_crop
+
+    photo = np.asarray(resize_and_center_crop(Image.open(record["subject_image"]).convert("RGB"), 64), np.float64) / 255
+    for row in record["images"][:3]:
+        picture = np.asarray(Image.open(run_copy / "eval" / row["file"]).convert("RGB"), np.float64) / 255
+        assert row["paper_diversity_mse"] == pytest.approx(((picture - photo) ** 2).mean(), abs=1e-6)
+    assert "not the paper's" in record["definitions"]["seed_diversity"] and "Table 2" in record["definitions"]["paper_diversity_mse"]
     for metric, value in summary["delta"].items():
         assert value == pytest.approx(summary["lora"][metric] - summary["base"][metric], abs=2e-6)
     # the summary is the mean of the per-image scores
@@ -106,4 +116,5 @@ def test_a_moved_subject_photo_is_named(evaluator, run_copy, tmp_path):
     photo = Path(__file__).resolve().parents[2] / "data" / "cat.png"
     report = evaluator.evaluate(run_copy, EvalSettings(templates=SETTINGS.templates, seeds=(0,), subject_image_path=str(photo)), write=False)
     assert report.record["subject_image"] == str(photo)
-    assert report.summary["lora"]["diversity"] is None  # one seed: no diversity
+    assert report.summary["lora"]["seed_diversity"] is None  # one seed: no seed diversity
+    assert report.summary["lora"]["paper_diversity_mse"] > 0  # the paper's needs no second seed

@@ -12,8 +12,10 @@ from siso_lib.io.model_paths import detect_family
 
 
 def test_the_family_is_read_from_the_model_folder_or_the_hub_id(family_assets):
-    assert [detect_family(family_assets[name]) for name in ("sdxl", "flux", "sana")] == ["sdxl", "flux", "sana"]
+    families = ("sdxl", "flux", "sana", "flux2_klein")
+    assert [detect_family(family_assets[name]) for name in families] == list(families)
     assert detect_family("black-forest-labs/FLUX.1-schnell") == "flux"
+    assert detect_family("black-forest-labs/FLUX.2-klein-4B") == "flux2_klein"
     assert detect_family("Efficient-Large-Model/Sana_1600M_512px_diffusers") == "sana"
     assert detect_family("stabilityai/sdxl-turbo") == "sdxl"
 
@@ -25,7 +27,7 @@ def test_a_folder_of_another_pipeline_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux", "sana"])
+@pytest.mark.parametrize("family", ["sdxl", "flux", "sana", "flux2_klein"])
 def test_each_family_gets_its_recipe(family):
     config = SISOConfig(model_family=family)
     config.validate()
@@ -64,11 +66,11 @@ def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, 
         "--pretrained_model_name_or_path", family_assets["flux"], "--output_dir", str(tmp_path / "out"),
     ])
     error = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and error[-1].startswith("error: base model") and "is a flux pipeline" in error[-1]
+    assert code == 2 and error[-1].startswith("siso-generate: error: base model") and "is a flux pipeline" in error[-1]
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("family", ["flux", "sana"])
+@pytest.mark.parametrize("family", ["flux", "sana", "flux2_klein"])
 def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_assets, subject_path, tmp_path, capsys):
     """Their README command's shape (family read from the folder), cut to 2 iterations on the tiny models."""
     from siso_lib.cli import generate
@@ -81,11 +83,12 @@ def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_
         "--save_weights", "--weights_output_dir", str(tmp_path / "weights"), "--dino_model_name", family_assets["dino"],
         "--ir_features_path", family_assets["ir"], "--device", "cpu",
     ]
-    command += ["--train_text_encoder"] if family == "flux" else ["--num_inference_steps", "3", "--num_grad_steps", "2", "--text_encoder_lr", "1e-5"]
+    command += (["--train_text_encoder"] if family == "flux" else
+                ["--num_inference_steps", "3", "--num_grad_steps", "2", "--text_encoder_lr", "1e-5"])
     assert generate.main(command) == 0
     captured = capsys.readouterr()
-    if family == "sana":  # an option the family leaves without effect is named, not silently ignored
-        assert "ignoring --text_encoder_lr: no text-encoder LoRA is trained in this run (sana)" in captured.err
+    if family != "flux":  # an option the family leaves without effect is named, not silently ignored
+        assert f"ignoring --text_encoder_lr: no text-encoder LoRA is trained in this run ({family})" in captured.err
     result = json.loads(next(line for line in captured.out.splitlines() if line.startswith("SISO_RESULT ")).split(" ", 1)[1])
     assert result["kohya_path"] is None and result["lora_path"].startswith(str(tmp_path / "weights"))
     record = json.loads((out / "run.json").read_text())
@@ -93,5 +96,6 @@ def test_the_authors_command_runs_on_each_family_with_its_recipe(family, family_
     assert record["model_family"] == family
     assert parameters["model_family"] == "auto" and parameters["learning_rate"] == FAMILY_RECIPES[family]["learning_rate"]
     expected = {"flux": dict(text_encoder_lr=5e-6, num_grad_steps=0, train_text_encoder=True, early_stopping_max_count=7),
-                "sana": dict(guidance_scale=4.5, num_grad_steps=2, train_text_encoder=False, early_stopping_max_count=5)}
+                "sana": dict(guidance_scale=4.5, num_grad_steps=2, train_text_encoder=False, early_stopping_max_count=5),
+                "flux2_klein": dict(guidance_scale=1.0, num_grad_steps=2, train_text_encoder=False, max_sequence_length=512)}
     assert {name: parameters[name] for name in expected[family]} == expected[family]

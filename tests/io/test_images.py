@@ -1,5 +1,6 @@
 """Odd but valid photos load correctly; broken ones are refused with a one-line fix."""
 
+import re
 import struct
 import zlib
 
@@ -252,3 +253,38 @@ def test_an_srgb_profile_changes_nothing(tmp_path, subject_path):
     broken = load_subject_image(tmp_path / "bad.png")
     assert np.asarray(broken.image)[0, 0].tolist() == [10, 20, 30]
     assert any("could not be applied" in note for note in broken.notes)
+
+
+@pytest.mark.parametrize("scale, dtype", [(1.0, np.float32), (255.0, np.float32), (65535.0, np.float32), (255, np.int32), (65535, np.int32)],
+                         ids=["float 0..1", "float 0..255", "float 0..65535", "int32 0..255", "int32 0..65535"])
+def test_a_deep_single_channel_image_is_scaled_by_the_range_of_its_values(tmp_path, cat, scale, dtype):
+    """A float TIFF in 0..1 (what numpy and renderers write) became a black subject; each range
+    a 32-bit image can carry maps to the same 8-bit grey levels."""
+    grey = np.asarray(cat.convert("L"), dtype=np.float64) / 255.0
+    Image.fromarray((grey * scale).astype(dtype), mode="F" if dtype == np.float32 else "I").save(tmp_path / "deep.tif")
+    subject = load_subject_image(tmp_path / "deep.tif")
+    got = np.asarray(subject.image.convert("L"), dtype=np.float64) / 255.0
+    assert np.abs(got - grey).max() <= 1 / 255 + 1e-6
+    assert any("high bit depth" in note and ("0..1" in note if scale == 1.0 else "0..255" in note or "0..65535" in note)
+               for note in subject.notes)
+
+
+@pytest.mark.parametrize("values, why", [((-5.0, 1.0), "values from -5 to 1"), ((0.0, 1e6), "values from 0 to 1e+06"),
+                                         ((0.0, float("nan")), "NaN or infinite")])
+def test_a_float_image_outside_every_known_range_is_refused_in_one_line(tmp_path, values, why):
+    array = np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64)
+    array[0, :2] = values
+    Image.fromarray(array, mode="F").save(tmp_path / "odd.tif")
+    with pytest.raises(SISOInputError, match=re.escape(why)) as raised:
+        load_subject_image(tmp_path / "odd.tif")
+    assert "\n" not in str(raised.value) and "PNG" in str(raised.value)
+
+
+def test_a_scene_photo_is_described_as_a_scene(tmp_path, cat):
+    """The proportion note of an edit's scene speaks of the edit's square, not the subject."""
+    wide = cat.resize((900, 300))
+    wide.save(tmp_path / "wide.png")
+    scene = load_subject_image(tmp_path / "wide.png", "scene photo", "input_image_path", scene=True)
+    (note,) = scene.notes
+    assert "the edit works on its centre square only (33% of it)" in note and "subject" not in note
+    assert "the feature networks" in load_subject_image(tmp_path / "wide.png").notes[0]

@@ -67,7 +67,7 @@ def test_apply_notebook_renders_with_and_without_the_lora(demo_run, tmp_path):
         assert -1.0 <= summary["lora"][name] <= 1.0 and -1.0 <= summary["base"][name] <= 1.0, (name, summary)
         row = f"| {label} ({'prompt' if name == 'clip_t' else 'subject'}) | {summary['base'][name]:.3f} | {summary['lora'][name]:.3f} | {summary['delta'][name]:+.3f} |"
         assert row in markdown, (row, markdown)
-    assert summary["lora"]["diversity"] is not None  # two seeds per prompt
+    assert summary["lora"]["seed_diversity"] is not None  # two seeds per prompt
     for prompt in prompts:
         assert f"| {prompt} | " in markdown  # the per-prompt table
     lora = {(r["prompt_index"], r["seed"]): r["dino"] for r in scores["images"] if r["variant"] == "lora"}
@@ -75,9 +75,9 @@ def test_apply_notebook_renders_with_and_without_the_lora(demo_run, tmp_path):
     assert lora.keys() == base.keys() and lora != base, "the LoRA's images score otherwise than the base model's"
 
 
-@pytest.mark.parametrize("family", ["flux", "sana"])
+@pytest.mark.parametrize("family", ["flux", "sana", "flux2_klein"])
 def test_generate_notebook_headless_runs_each_model_family(family_run, family):
-    """01 with -p model_family=flux / sana, offline: the family's tiny model, its recipe, its LoRA file."""
+    """01 with -p model_family=flux / sana / flux2_klein, offline: the family's tiny model, its recipe, its LoRA file."""
     run = family_run(family)
     assert run["code"] == 0
     out = run["dir"]
@@ -98,8 +98,9 @@ def test_generate_notebook_headless_runs_each_model_family(family_run, family):
     assert f"{family} recipe" in table and "sdxl recipe" not in table
 
 
-def test_apply_notebook_takes_a_flux_loras_family_and_recipe_from_its_metadata(family_run, tmp_path):
-    run = family_run("flux")
+@pytest.mark.parametrize("family", ["flux", "flux2_klein"])
+def test_apply_notebook_takes_a_loras_family_and_recipe_from_its_metadata(family_run, family, tmp_path):
+    run = family_run(family)
     metadata = read_metadata(run["dir"] / "pytorch_lora_weights.safetensors")
     assert int(metadata["siso.best_step"]) > 1, "the LoRA of iteration 1 is zero: nothing to compare"
     executed = tmp_path / "02_apply_lora.ipynb"
@@ -109,14 +110,14 @@ def test_apply_notebook_takes_a_flux_loras_family_and_recipe_from_its_metadata(f
         parameters={"lora_path": str(run["dir"]), "prompts": ["a photo of a cat", "a cat on the moon"],
                     "seeds": [1], "lora_scales": [0.0, 1.0], "output_dir": str(tmp_path / "applied"), "evaluate": "false"},
     )
-    TIMINGS["02_apply_lora, FLUX LoRA, evaluate=false (papermill)"] = time.perf_counter() - started
+    TIMINGS[f"02_apply_lora, {family} LoRA, evaluate=false (papermill)"] = time.perf_counter() - started
     assert_clean_report(executed, min_images=3)
     markdown = "".join(o["data"].get("text/markdown", "") for o in outputs_of(executed) if "data" in o)
     assert "Not scored (`evaluate = False`)" in markdown and "| score |" not in markdown
     assert not (tmp_path / "applied" / "scores.json").exists()
     text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
-    recipe = FAMILY_RECIPES["flux"]
-    assert f"flux base model {metadata['siso.base_model']}," in text, text
+    recipe = FAMILY_RECIPES[family]
+    assert f"{family} base model {metadata['siso.base_model']}," in text, text
     assert f"rendering with {recipe['num_inference_steps']} step(s), guidance {recipe['guidance_scale']:g}" in text, text
     differences = [float(line.split("= ")[1].split()[0]) for line in text.splitlines() if "mean |with LoRA - base|" in line]
     assert len(differences) == 2 and all(d > 0 for d in differences), text
@@ -216,8 +217,9 @@ def test_make_demo_on_bad_input_says_one_line_and_leaves_nothing(tiny_assets, tm
     monkeypatch.setenv("SISO_OUTPUT_ROOT", str(tmp_path))
     code = demo_main(["--notebook", "--assets_dir", assets_dir(tiny_assets), "--subject_image_path", str(tmp_path / "no.png")])
     assert code == 2
-    assert "no.png" in capsys.readouterr().err.splitlines()[-1]
-    assert list((tmp_path / "runs").iterdir()) == []
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("siso-demo: error: subject image") and "no.png" in last
+    assert not (tmp_path / "runs").exists()  # the photo is checked before any folder is made
     with pytest.raises(SystemExit) as raised:  # a misspelt -p is refused before anything runs
         demo_main(["--notebook", "-p", "learnig_rate=1e-4"])
     assert raised.value.code == 2 and "did you mean 'learning_rate'" in capsys.readouterr().err

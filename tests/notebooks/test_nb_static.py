@@ -123,7 +123,7 @@ def test_model_family_picks_the_familys_model_and_recipe(family, family_assets):
 
 
 def test_unknown_or_impossible_model_family_is_one_line():
-    with pytest.raises(NotebookParameterError, match=r"^model_family 'flx' is unknown: use auto, sdxl, flux, sana$"):
+    with pytest.raises(NotebookParameterError, match=r"^model_family 'flx' is unknown: use auto, sdxl, flux, sana, flux2_klein$"):
         prepare_run({"models": "hub", "model_family": "flx"})
     with pytest.raises(NotebookParameterError, match="not available for Sana") as raised:
         prepare_run({"models": "hub", "model_family": "sana", "train_text_encoder": True})

@@ -1,4 +1,4 @@
-"""Our ReNoise inversion and regeneration equal the authors' (SISO editing, vendored ReNoise) to 1e-5.
+"""Our ReNoise inversion and regeneration equal the authors' (SISO editing, vendored ReNoise) to TOLERANCES["renoise"].
 
 Runs only when SISO_UPSTREAM_DIR points at a checkout of github.com/yairshp/SISO (their code is
 never committed here):
@@ -26,7 +26,6 @@ About 35 s on 2 shared CPU cores (two upstream subprocesses).
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 import subprocess
 import sys
@@ -37,28 +36,19 @@ import torch
 from PIL import Image
 
 from siso_lib.editing.renoise import ReNoiseConfig, regenerate, renoise_invert
+from upstream_checkout import SKIP_WITHOUT_CHECKOUT, TOLERANCES, checkout
 
 
 HARNESS = Path(__file__).resolve().parent / "upstream_renoise_harness.py"
-UPSTREAM = os.environ.get("SISO_UPSTREAM_DIR")
-TOLERANCE = 1e-5
+TOLERANCE = TOLERANCES["renoise"]
 PROMPT = "a photo of a cat"
 
-pytestmark = [
-    pytest.mark.slow,  # the authors' scripts in subprocesses
-    pytest.mark.skipif(
-        not UPSTREAM,
-        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-    ),
-]
+pytestmark = SKIP_WITHOUT_CHECKOUT
 
 
 @pytest.fixture(scope="module")
 def upstream_dir() -> Path:
-    path = Path(UPSTREAM).expanduser().resolve()
-    if not (path / "utils" / "renoise_inversion_utils.py").is_file():
-        pytest.fail(f"SISO_UPSTREAM_DIR={UPSTREAM!r} has no utils/renoise_inversion_utils.py: give a checkout of github.com/yairshp/SISO")
-    return path
+    return checkout("utils/renoise_inversion_utils.py")
 
 
 def scene(subject_path: str, width: int, height: int, path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Our per-iteration losses equal those of the authors' `siso_generation_sdxl.py` (to 1e-5).
+"""Our per-iteration losses equal those of the authors' `siso_generation_sdxl.py` (to TOLERANCES["sdxl"]).
 
 Runs only when SISO_UPSTREAM_DIR points at a checkout of github.com/yairshp/SISO (their code
 is never committed here and CI cannot download it); see tests/parity/README.md:
@@ -11,14 +11,16 @@ Their script runs unmodified in a subprocess through `upstream_harness.py` (CPU,
 random-weight models, the README's SDXL arguments with --resolution 64 --num_train_epochs 10
 --seed 42 --train_text_encoder); ours runs in this process with the same values
 (`SISOOptimizer`, device cpu, precision fp32). Compared per iteration: DINO, IR and total loss,
-the preprocessing sizes both sides resolved, and the step at which early stopping ends the run.
+the preprocessing sizes both sides resolved, and the step at which early stopping ends the run,
+with the README's thresholds (nothing improves by 3 % after the first iteration, so both stop when
+the patience runs out) and with thresholds under which the reference loss moves mid-run (1 %,
+patience 5: an improvement resets the count at a later iteration, and both must still stop at
+the same, later step).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,34 +31,23 @@ import torch
 from siso_lib.config import SISOConfig
 from siso_lib.io.images import load_subject_image
 from siso_lib.optimizer import SISOOptimizer
+from upstream_checkout import SKIP_WITHOUT_CHECKOUT, TOLERANCES, checkout
 
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "upstream_harness.py"
 REPO = HERE.parent.parent
 SUBJECT = REPO / "data" / "cat.png"
-UPSTREAM = os.environ.get("SISO_UPSTREAM_DIR")
-TOLERANCE = 1e-5
+TOLERANCE = TOLERANCES["sdxl"]
 EPOCHS = 10
 TERMS = ("dino", "ir", "total")
 
-pytestmark = [
-    pytest.mark.slow,  # the authors' scripts in subprocesses
-    pytest.mark.skipif(
-        not UPSTREAM,
-        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-    ),
-]
+pytestmark = SKIP_WITHOUT_CHECKOUT
 
 
 @pytest.fixture(scope="module")
 def upstream_dir() -> Path:
-    path = Path(UPSTREAM).expanduser().resolve()
-    if not (path / "siso_generation_sdxl.py").is_file():
-        pytest.fail(f"SISO_UPSTREAM_DIR={UPSTREAM!r} has no siso_generation_sdxl.py: give a checkout of github.com/yairshp/SISO")
-    if importlib.util.find_spec("datasets") is None:
-        pytest.skip("the authors' script imports `datasets`: run `.venv/bin/python -m pip install datasets`")
-    return path
+    return checkout("siso_generation_sdxl.py")  # it imports `datasets`: skipped without it
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +62,8 @@ def odd_subject(tmp_path_factory) -> str:
     return str(path)
 
 
-def run_upstream(upstream: Path, assets: dict, tmp_path: Path, subject: str, lr: float, threshold: int, patience: int) -> dict:
+def run_upstream(upstream: Path, assets: dict, tmp_path: Path, subject: str, lr: float, threshold: int, patience: int,
+                 epochs: int = EPOCHS) -> dict:
     out = tmp_path / "upstream.json"
     command = [
         sys.executable, str(HARNESS),
@@ -79,7 +71,7 @@ def run_upstream(upstream: Path, assets: dict, tmp_path: Path, subject: str, lr:
         "--assets_dir", str(Path(assets["sdxl"]).parent),
         "--out", str(out),
         "--subject_image_path", subject,
-        "--num_train_epochs", str(EPOCHS),
+        "--num_train_epochs", str(epochs),
         "--learning_rate", repr(lr),
         "--early_stopping_threshold_percentage", str(threshold),
         "--early_stopping_max_count", str(patience),
@@ -91,7 +83,8 @@ def run_upstream(upstream: Path, assets: dict, tmp_path: Path, subject: str, lr:
     return json.loads(out.read_text())
 
 
-def run_ours(assets: dict, subject: str, lr: float, threshold: int, patience: int) -> tuple[dict, SISOOptimizer, object]:
+def run_ours(assets: dict, subject: str, lr: float, threshold: int, patience: int,
+             epochs: int = EPOCHS) -> tuple[dict, SISOOptimizer, object]:
     config = SISOConfig(
         prompt="a photo of a cat",
         pretrained_model_name_or_path=assets["sdxl"],
@@ -99,7 +92,7 @@ def run_ours(assets: dict, subject: str, lr: float, threshold: int, patience: in
         ir_features_path=assets["ir"],
         resolution=64,
         num_inference_steps=1,
-        num_train_epochs=EPOCHS,
+        num_train_epochs=epochs,
         learning_rate=lr,
         lr_scheduler="constant",
         lr_warmup_steps=0,
@@ -158,5 +151,33 @@ def test_early_stopping_triggers_at_the_same_step(upstream_dir, tiny_assets, tmp
           f"ours ran {result.steps_run} ({result.stop_reason})")
     assert theirs["stopped_early"] and result.stop_reason == "early_stopping"
     assert result.steps_run == theirs["steps_run"] < EPOCHS
+    differences = max_differences(ours, theirs)
+    assert all(value <= TOLERANCE for value in differences.values()), differences
+
+
+def reference_moves(totals: list[float], threshold: float) -> list[int]:
+    """The iterations (from 1) at which their rule `loss < best * (1 + threshold / 100)` moves the
+    reference loss (negative losses), computed from their losses: where the patience count resets."""
+    best, moves = totals[0], []
+    for step, loss in enumerate(totals[1:], start=2):
+        if loss < best * (1 + threshold / 100):
+            best = loss
+            moves.append(step)
+    return moves
+
+
+def test_early_stopping_with_a_reference_that_moves_mid_run(upstream_dir, tiny_assets, tmp_path):
+    """1 %, patience 5, lr 5e-3: the total improves by 1 % of the reference at iteration 6 (1.1 %,
+    after 0.99 % at iteration 5), which resets the count; both must then stop when the patience
+    runs out again, at the same later iteration (11 here, measured), with the same losses."""
+    threshold, patience, epochs = 1, 5, 14
+    theirs = run_upstream(upstream_dir, tiny_assets, tmp_path, str(SUBJECT), 5e-3, threshold, patience, epochs)
+    ours, _, result = run_ours(tiny_assets, str(SUBJECT), 5e-3, threshold, patience, epochs)
+    moves = reference_moves(theirs["total"], threshold)
+    print(f"\nearly stopping {threshold} % / patience {patience}: their reference moved at iterations {moves}; "
+          f"theirs ran {theirs['steps_run']}, ours {result.steps_run} ({result.stop_reason})")
+    assert moves and moves[0] > 1  # the reference moved mid-run: not the trivial path of the 3 % case
+    assert theirs["stopped_early"] and result.stop_reason == "early_stopping"
+    assert result.steps_run == theirs["steps_run"] == moves[-1] + patience < epochs
     differences = max_differences(ours, theirs)
     assert all(value <= TOLERANCE for value in differences.values()), differences

@@ -1,8 +1,9 @@
 """Our `siso-generate --model_family flux|sana` gives the per-iteration losses of the authors'
-`siso_generation_flux.py` / `siso_generation_sana.py` (to 1e-5).
+`siso_generation_flux.py` / `siso_generation_sana.py` (to TOLERANCES["flux"] / ["sana"]).
 
 Runs only when SISO_UPSTREAM_DIR points at a checkout of github.com/yairshp/SISO (see
-tests/parity/README.md); `datasets` must be installed (their utils import it):
+tests/parity/README.md); neither script imports `datasets` (only the SDXL ones do), so these
+run without it:
 
     SISO_UPSTREAM_DIR=/path/to/SISO .venv/bin/python -m pytest -q -s tests/parity
 
@@ -16,7 +17,8 @@ Sana pipelines (`family_assets`), data/cat.png, seed 42, on the CPU with one thr
   the feature networks: the authors' setup) and, where our CLI default differs (below),
   `--no-train_text_encoder`. Our losses are read from the run.json it writes (full precision).
 
-Compared: DINO, IR and total loss per iteration (10 iterations, |ours - theirs| <= 1e-5), the
+Compared: DINO, IR and total loss per iteration (10 iterations, |ours - theirs| within the
+family's tolerance, upstream_checkout.TOLERANCES), the
 step at which early stopping ends the run with the README's thresholds, and the preprocessing
 sizes their code resolved. `-s` prints the measured differences and wall times.
 
@@ -83,25 +85,18 @@ from pathlib import Path
 
 import pytest
 
+from upstream_checkout import SKIP_WITHOUT_CHECKOUT, TOLERANCES, checkout
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "upstream_harness.py"
 REPO = HERE.parent.parent
 SUBJECT = REPO / "data" / "cat.png"
-UPSTREAM = os.environ.get("SISO_UPSTREAM_DIR")
-TOLERANCE = 1e-5
 EPOCHS = 10
 TERMS = ("dino", "ir", "total")
 NO_CLIP = 1e9  # --max_grad_norm that never binds (quirk 1)
 TIMEOUT = 900
 
-pytestmark = [
-    pytest.mark.slow,  # the authors' scripts in subprocesses
-    pytest.mark.skipif(
-        not UPSTREAM,
-        reason="SISO_UPSTREAM_DIR is not set: clone github.com/yairshp/SISO and point it there (tests/parity/README.md)",
-    ),
-]
+pytestmark = SKIP_WITHOUT_CHECKOUT
 
 
 def _load_harness():
@@ -142,13 +137,8 @@ SANA_EARLY_STOP = Case("sana README early stopping (3 %, patience 5)", "sana", 8
 
 @pytest.fixture(scope="module")
 def upstream_dir() -> Path:
-    path = Path(UPSTREAM).expanduser().resolve()
-    for family in ("flux", "sana"):
-        if not (path / harness.SCRIPTS[family]).is_file():
-            pytest.fail(f"SISO_UPSTREAM_DIR={UPSTREAM!r} has no {harness.SCRIPTS[family]}: give a checkout of github.com/yairshp/SISO")
-    if importlib.util.find_spec("datasets") is None:
-        pytest.skip("the authors' scripts import `datasets`: run `.venv/bin/python -m pip install datasets`")
-    return path
+    # the harness stubs pytorch_lightning (imported, never used, by the FLUX script); no `datasets` here
+    return checkout(harness.SCRIPTS["flux"], harness.SCRIPTS["sana"], stubbed=("pytorch_lightning",))
 
 
 def case_argv(case: Case, assets: dict, out_dir: Path) -> list[str]:
@@ -244,11 +234,12 @@ def test_per_iteration_losses_match_the_authors_script(case, upstream_dir, famil
     # their preprocessing of the tiny DINO / IR (ours is checked against the same in test_upstream_parity.py)
     assert theirs["dino_preprocess"] == [56, 56] and theirs["ir_preprocess"] == [50, 50]
     differences = report(case, ours, theirs, seconds)
+    tolerance = TOLERANCES[case.family]
     for term in TERMS:
         assert len(ours[term]) == len(theirs[term]) == EPOCHS
-        assert differences[term] <= TOLERANCE, (term, ours[term], theirs[term])
+        assert differences[term] <= tolerance, (term, ours[term], theirs[term])
     # the run must move, or the comparison would prove little (lr 2e-4 on the tiny FLUX: ~4e-4)
-    assert abs(theirs["total"][-1] - theirs["total"][0]) > 10 * TOLERANCE
+    assert abs(theirs["total"][-1] - theirs["total"][0]) > 100 * tolerance
 
 
 @pytest.mark.parametrize("case", [FLUX_EARLY_STOP, SANA_EARLY_STOP], ids=lambda c: c.name)
@@ -260,7 +251,7 @@ def test_early_stopping_triggers_at_the_same_step(case, upstream_dir, family_ass
     assert theirs["stopped_early"] and run["stop_reason"] == "early_stopping"
     assert run["steps_run"] == theirs["steps_run"] < EPOCHS
     differences = max_differences(ours, theirs)
-    assert all(value <= TOLERANCE for value in differences.values()), differences
+    assert all(value <= TOLERANCES[case.family] for value in differences.values()), differences
 
 
 @pytest.mark.parametrize("case", [FLUX_DEFAULT_CLIP, FLUX_BINDING_CLIP], ids=lambda c: c.name)
@@ -281,4 +272,4 @@ def test_flux_gradient_clip_difference_is_measured(case, upstream_dir, family_as
     assert theirs["steps_run"] == run["steps_run"] == EPOCHS
     assert len(norms) == EPOCHS
     assert all(n["clipped_by"] > n["lora_only"] for n in norms)
-    assert all(abs(ours[term][0] - theirs[term][0]) <= TOLERANCE for term in TERMS)
+    assert all(abs(ours[term][0] - theirs[term][0]) <= TOLERANCES["flux"] for term in TERMS)

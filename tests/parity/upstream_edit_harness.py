@@ -253,7 +253,8 @@ def run_upstream(upstream_dir: str | os.PathLike, argv: list[str], mask_path: st
     resolution = int(option("--resolution"))
     with Image.open(option("--input_image_path")) as scene:
         scene_size = scene.size
-    mask, mask_info = load_mask(mask_path, scene_size, resolution)
+    loaded = load_mask(mask_path, scene_size, resolution)
+    mask, mask_info = loaded.square, loaded.info
     workdir = Path(workdir)
 
     generation = generation_harness()

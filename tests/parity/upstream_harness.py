@@ -36,6 +36,11 @@ harness's own process: the patches are process-wide), after changing only its *e
    adapters. With the patch both LoRA A matrices come from the freshly seeded state.
 9. FLUX / Sana: `Accelerator.clip_grad_norm_` is wrapped to RECORD, per epoch, the norm it clips
    by and the norm over the parameters the optimiser holds (the LoRA); what it does is unchanged.
+10. transformers >= 5.2x flattened `CLIPTextModel`: its embeddings, encoder and final norm are its
+   own children, and the `text_model` wrapper their FLUX script reaches through
+   (`text_encoder_one.text_model.embeddings.requires_grad_(True)`) is gone. If it is missing,
+   `CLIPTextModel.text_model` is a property returning the model itself, so that line reaches the
+   same embeddings; nothing else changes (an older model's own `text_model` submodule is returned).
 
 DINO needs no patch: their `--dino_model_name` is passed `local-dir:<tiny DINO folder>`, which
 their `timm.create_model(name, pretrained=True, num_classes=0)` loads offline; their
@@ -212,6 +217,20 @@ def _patch_diffusers() -> None:
         diffusers.loaders.LoraLoaderMixin = diffusers.loaders.StableDiffusionLoraLoaderMixin
 
 
+def _patch_flattened_clip() -> None:
+    """Item 10 of the module doc: `CLIPTextModel.text_model` for transformers that dropped it."""
+    from transformers import CLIPTextModel
+
+    if not hasattr(CLIPTextModel, "text_model"):
+        # an older model keeps its wrapper as a submodule (found in _modules): then it is returned
+        CLIPTextModel.text_model = property(lambda self: self._modules.get("text_model", self))
+
+
+def text_embeddings(text_encoder):
+    """CLIP's embedding module, with or without the `text_model` wrapper (transformers < / >= 5.2x)."""
+    return getattr(text_encoder, "text_model", text_encoder).embeddings
+
+
 def _stub_renoise() -> None:
     stub = types.ModuleType("utils.renoise_inversion_utils")
     stub.__doc__ = "parity harness stub: the editing-only ReNoise helpers are not needed for generation"
@@ -385,7 +404,7 @@ def _embedding_grad_norm(text_encoder) -> float | None:
     import torch
 
     text_encoder = getattr(text_encoder, "module", text_encoder)
-    grads = [p.grad for p in text_encoder.text_model.embeddings.parameters() if p.grad is not None]
+    grads = [p.grad for p in text_embeddings(text_encoder).parameters() if p.grad is not None]
     if not grads:
         return None
     return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
@@ -417,6 +436,7 @@ def run_upstream(
 
     _patch_cuda_to_cpu()
     _patch_diffusers()
+    _patch_flattened_clip()
     sys.path.insert(0, str(upstream))
     _stub_renoise()
     _stub_unused_imports(family)

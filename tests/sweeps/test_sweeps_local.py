@@ -59,31 +59,31 @@ def test_sweep_over_model_families_runs_each_familys_tiny_model(family_assets, t
     from siso_lib.notebooks.sweep_report import load_sweep, loss_overlay_figure
 
     sweep = build_sweep(
-        name="families", grid={"model_family": ["sdxl", "flux"]},
+        name="families", grid={"model_family": ["sdxl", "flux", "flux2_klein"]},
         fixed={"models": "offline", "assets_dir": assets_dir(family_assets), "num_train_epochs": 2}, root=tmp_path,
     )
     lines: list[str] = []
     started = time.perf_counter()
     summary = run_sweep(sweep, echo=lines.append)
-    TIMINGS["sweep over model_family [sdxl, flux] (2 runs)"] = time.perf_counter() - started
+    TIMINGS["sweep over model_family [sdxl, flux, flux2_klein] (3 runs)"] = time.perf_counter() - started
     rows = read_rows(sweep.dir / RESULTS)
-    assert summary.ran == 2 and [row["model_family"] for row in rows] == ["sdxl", "flux"], lines
+    assert summary.ran == 3 and [row["model_family"] for row in rows] == ["sdxl", "flux", "flux2_klein"], lines
     for row in rows:
         family = row["model_family"]
         assert row["status"] == "completed" and row["steps_run"] == "2", row
         parameters = read_json(row["run_json"])["parameters"]
         assert parameters["model_family"] == family and parameters["pretrained_model_name_or_path"] == family_assets[family]
         assert read_metadata(row["lora_path"])["siso.model_family"] == family
-    assert os.path.isfile(rows[0]["kohya_path"]) and rows[1]["kohya_path"] == ""  # no Kohya file for FLUX
+    assert os.path.isfile(rows[0]["kohya_path"]) and rows[1]["kohya_path"] == rows[2]["kohya_path"] == ""  # Kohya: SDXL only
     report = load_sweep(sweep.dir)
-    assert report.families == ["sdxl", "flux"] and report.swept == ["model_family"]
-    assert sorted(report.label(row) for row in report.rows) == ["model_family=flux", "model_family=sdxl"]
-    assert [len(runs) for runs in report.by_family().values()] == [1, 1]
+    assert report.families == ["sdxl", "flux", "flux2_klein"] and report.swept == ["model_family"]
+    assert sorted(report.label(row) for row in report.rows) == ["model_family=flux", "model_family=flux2_klein", "model_family=sdxl"]
+    assert [len(runs) for runs in report.by_family().values()] == [1, 1, 1]
     summary_html = report.family_summary_html()
-    for family in ("sdxl", "flux"):
+    for family in ("sdxl", "flux", "flux2_klein"):
         assert f"<td style='text-align:left'>{family}</td><td style='text-align:left'>1</td><td style='text-align:left'>1</td>" in summary_html
     styles = {line.get_linestyle() for line in loss_overlay_figure(report).axes[0].get_lines() if line.get_marker() in ("None", None, "")}
-    assert len(styles) == 2, "one line style per family"
+    assert len(styles) == 3, "one line style per family"
 
 
 def test_report_labels_runs_by_family_when_the_families_differ_unswept(tmp_path):
@@ -274,7 +274,7 @@ def test_eval_sweep_scores_each_run_with_judges_loaded_once(eval_sweep):
         assert lora == evaluation["summary"]["lora"] and delta == evaluation["summary"]["delta"], (row, evaluation)
         for metric in ("dino", "clip_i", "clip_t", "ir"):
             assert -1.0 <= lora[metric] <= 1.0 and -2.0 <= delta[metric] <= 2.0, (metric, lora, delta)
-        assert 0.0 <= lora["diversity"] <= 2.0  # 1 - cos, 2 seeds per prompt
+        assert 0.0 <= lora["seed_diversity"] <= 2.0  # 1 - cos, 2 seeds per prompt
         metrics = read_json(row["eval_metrics"])
         assert metrics["summary"] == evaluation["summary"] and metrics["seeds"] == [0, 1]
         assert metrics["prompts"] == ["a photo of a cat", "a cat on the beach"]  # --eval-prompts, class from the run's prompt
@@ -338,7 +338,7 @@ def test_failed_evaluation_is_recorded_and_a_later_eval_scores_the_completed_run
     record = read_json(row["run_json"])
     assert record["status"] == "completed" and "evaluation" not in record
     err = capsys.readouterr().err
-    assert "completed earlier, skipped" in err and "EVALUATION FAILED" in err and "1 evaluation(s) FAILED" in err
+    assert "completed earlier, skipped" in err and "EVALUATION FAILED" in err and "1 evaluation FAILED" in err
     (tmp_path / "moved.pth").rename(ir)
     loads = []
     monkeypatch.setattr(Judges, "load_dino", lambda self, name, original=Judges.load_dino: loads.append(name) or original(self, name))
@@ -347,7 +347,7 @@ def test_failed_evaluation_is_recorded_and_a_later_eval_scores_the_completed_run
     (row,) = read_rows(results)
     evaluation = read_json(row["run_json"])["evaluation"]
     assert row["eval_error"] == "" and _eval_cells(row) == evaluation["summary"]["lora"] and len(loads) == 1
-    assert row["eval_diversity"] == "" and evaluation["summary"]["lora"]["diversity"] is None  # 1 seed: no diversity
+    assert row["eval_seed_diversity"] == "" and evaluation["summary"]["lora"]["seed_diversity"] is None  # 1 seed: no seed diversity
     assert evaluation["seeds"] == [0] and evaluation["prompts"] == 1
 
 
@@ -447,7 +447,7 @@ BAD_SWEEPS = {
     "bad ray gpus": ["--grid", "rank=4", "--ray", "--ray-gpus", "-1"],
     "misspelt option": ["--gird", "rank=4"],
     "missing notebook": ["--grid", "rank=4", "--notebook", "no-such.ipynb"],
-    "family dry run": ["--grid", "model_family=sdxl,flux,sana", "--dry-run"],
+    "family dry run": ["--grid", "model_family=sdxl,flux,sana,flux2_klein", "--dry-run"],
     "unknown family": ["--grid", "model_family=sdxl,flx"],
     "impossible family setting": ["--grid", "model_family=sdxl,sana", "--set", "train_text_encoder=true"],
     "eval dry run": ["--grid", "rank=1,2", "--dry-run", "--eval", "--eval-seeds", "2"],
@@ -596,3 +596,81 @@ def test_the_report_takes_a_sweeps_name(tmp_path, monkeypatch):
     assert sweep_report.load_sweep("t1").directory == tmp_path / "sweeps" / "t1"
     with pytest.raises(ValueError, match="give a sweep's name or folder"):
         sweep_report.load_sweep("t2")
+
+
+def test_a_misspelt_name_is_matched_against_the_names_a_sweep_can_set(tmp_path):
+    """The fresh-user trial: `--grid learnig_rate=...` listed output_dir, interactive, overwrite and
+    progress_file among the valid names, though the sweep refuses them."""
+    from siso_lib.sweeps.spec import RESERVED
+
+    with pytest.raises(SweepError) as caught:
+        build_sweep("x", {"learnig_rate": ["1e-4"]}, root=tmp_path)
+    message = str(caught.value)
+    assert "did you mean 'learning_rate'" in message
+    valid = message.split("valid names: ")[1].split(", ")
+    assert "learning_rate" in valid and "models" in valid and not set(RESERVED) & set(valid)
+
+
+def test_a_dry_run_makes_each_runs_own_input_checks(tmp_path, capsys):
+    """The fresh-user trial: --dry-run reported runs as fine although ir_features_path did not exist;
+    the real runs then failed one by one."""
+    root = tmp_path / "sweeps"
+    bad = ["--grid", "rank=2,4", "--set", "models=offline", "--set", "ir_features_path=/path/to/ir_features.pth",
+           "--output-root", str(root), "--dry-run"]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert err.count("WOULD FAIL on bad input: IR checkpoint '/path/to/ir_features.pth' does not exist") == 2, err
+    assert "0 would run, 2 would fail on bad input" in err and not root.exists()
+    photo = tmp_path / "notes.png"
+    photo.write_text("not a picture")
+    assert main(["--subjects", str(photo), "--output-root", str(root), "--dry-run"]) == 2
+    assert "WOULD FAIL on bad input: subject image" in capsys.readouterr().err
+    assert main(["--grid", "rank=2,4", "--set", "models=offline", "--output-root", str(root), "--dry-run"]) == 0
+    assert "2 would run, 0 would be skipped" in capsys.readouterr().err and not root.exists()
+
+
+def test_without_papermill_a_sweep_refuses_before_writing_anything(tmp_path, monkeypatch, capsys):
+    """The fresh-user trial (a wheel without the notebooks extra): every run failed with
+    ModuleNotFoundError and results.csv was written anyway."""
+    monkeypatch.setitem(sys.modules, "papermill", None)
+    root = tmp_path / "sweeps"
+    assert main(["--grid", "rank=2,4", "--set", "models=offline", "--output-root", str(root)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("siso-sweep: error: executing a notebook needs papermill"), err
+    assert "--kernel" not in err[0] and not root.exists()
+    assert main(["--grid", "rank=2,4", "--output-root", str(root), "--dry-run"]) == 0  # a dry run needs no kernel
+    monkeypatch.delitem(sys.modules, "papermill")
+    assert main(["--grid", "rank=2", "--kernel", "no-such-kernel", "--output-root", str(root)]) == 2
+    assert "no Jupyter kernel named 'no-such-kernel'" in capsys.readouterr().err and not root.exists()
+
+
+def test_the_time_left_is_each_familys_mean_of_the_runs_done(tmp_path):
+    """The fresh-user trial: after an SDXL run the estimate was 65 s for a FLUX and a Sana run, which took 146 s."""
+    from siso_lib.sweeps.local import time_left
+    from siso_lib.sweeps.spec import SweepRun
+
+    def run(family):
+        return SweepRun(family, {"model_family": family}, {"model_family": family})
+
+    seconds, guessed = time_left([run("sdxl"), run("flux"), run("sana")], {"sdxl": [30.0, 34.0], "flux": [60.0]})
+    assert seconds == 32 + 60 + (30 + 34 + 60) / 3 and guessed == ["sana"]
+    assert time_left([run("flux")], {"flux": [50.0, 70.0]}) == (60.0, [])
+
+
+def test_the_kernel_of_a_tiny_cpu_run_gets_one_thread(tmp_path, monkeypatch):
+    """The fresh-user trial: sweep runs on the tiny models were 3-4x slower than siso-demo's, whose
+    process runs with OMP_NUM_THREADS=1; the kernels the sweep started did not."""
+    from siso_lib.sweeps import local
+
+    given = {}
+    monkeypatch.setattr(local, "execute_generate_notebook", lambda *args, **kwargs: given.update(kwargs))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    sweep = build_sweep("t", {"rank": [2]}, {"models": "offline"}, root=tmp_path)
+    local.execute_sweep_run(sweep, sweep.runs()[0])
+    assert given["kernel_env"] == {"OMP_NUM_THREADS": "1"}
+    hub = build_sweep("h", {"rank": [2]}, {"models": "hub"}, root=tmp_path)
+    local.execute_sweep_run(hub, hub.runs()[0])
+    assert given["kernel_env"] == {}
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the caller's own setting is kept
+    local.execute_sweep_run(sweep, sweep.runs()[0])
+    assert given["kernel_env"] == {}
