@@ -1,7 +1,8 @@
-# Two commands on a fresh machine:
-#   make demo   create the environment if missing, run SISO end to end on the offline default
-#               (the 01_generate_lora notebook, headless, with papermill)
-#   make test   create the environment if missing, run the whole test suite
+# Three commands on a fresh machine:
+#   make demo        create the environment if missing, run SISO end to end on the offline default
+#                    (the 01_generate_lora notebook, headless, with papermill)
+#   make test        create the environment if missing, run the whole test suite
+#   make test-fast   the same without the slow tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

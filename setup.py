@@ -12,5 +12,6 @@ RESOURCES = {"siso_lib._resources.notebooks": "notebooks", "siso_lib._resources.
 setup(
     packages=[*find_packages(include=["siso_lib", "siso_lib.*"]), *RESOURCES],
     package_dir={name: folder for name, folder in RESOURCES.items()},
-    package_data={"siso_lib._resources.notebooks": ["*.ipynb"], "siso_lib._resources.data": ["*.png", "*.md"]},
+    package_data={"siso_lib": ["memory_table.json"], "siso_lib._resources.notebooks": ["*.ipynb"],
+                  "siso_lib._resources.data": ["*.png", "*.md"]},
 )

@@ -226,6 +226,7 @@ def worker(args: argparse.Namespace) -> dict:
         precision=precision_for(args.precision, family, args.size),
         compile=args.compile,
         cuda_graphs=not args.mode.endswith(EAGER_SUFFIX),
+        quantize=getattr(args, "quantize", "none"),
         **overrides,
     )
     config.validate()
@@ -236,6 +237,7 @@ def worker(args: argparse.Namespace) -> dict:
     row = {
         "model_family": family,
         "mode": args.mode,
+        "quantize": getattr(args, "quantize", "none"),
         "text_encoder_lora": args.text_encoder == "on",
         "num_inference_steps": config.num_inference_steps,
         "num_grad_steps": config.num_grad_steps,
@@ -319,7 +321,7 @@ def run_case(args: argparse.Namespace, case: dict, timeout: float) -> dict:
         sys.executable, __file__, "--worker", "--mode", case["mode"], "--text-encoder", case["text_encoder"],
         "--model_family", case["family"], "--denoising", case["denoising"], "--weights-dtype", args.weights_dtype,
         "--size", args.size, "--resolution", str(args.resolution), "--steps", str(args.steps),
-        "--warmup", str(args.warmup), "--device", args.device, "--precision", args.precision,
+        "--warmup", str(args.warmup), "--device", args.device, "--precision", args.precision, "--quantize", getattr(args, "quantize", "none"),
     ] + (["--compile"] if args.compile else []) + (["--threads", str(args.threads)] if args.threads else [])
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
@@ -429,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="STEPS/GRAD variants, e.g. 'flux=1/all,flux=4/all,flux=4/1,sana=recipe' (see the module doc)")
     parser.add_argument("--weights-dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="dtype of the frozen weights; auto = the run's (the mode's and --precision's)")
+    parser.add_argument("--quantize", default="none", choices=("none", "int8", "fp8"),
+                        help="frozen denoiser weights (quantized on the device after the build)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations (3 covers a CUDA graph capture)")
     parser.add_argument("--precision", default="auto",

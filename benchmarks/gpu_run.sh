@@ -7,6 +7,7 @@
 #      reference at 1 step, 4 steps with gradients through all, 4 steps with gradients through the last
 #   3. FLUX.2 [klein] 4B at 512 px: its recipe (4 steps, gradients through the last) in the three modes
 #   4. Sana_1600M_512px: its recipe (20 steps, CFG, gradients through the last 3) in the three modes
+#   5. FLUX low-memory with int8 weights, then the memory model's prediction beside every measured peak
 # Each case runs in its own process (an out-of-memory error costs only that case, recorded with the
 # peak it reached) and every result file is rewritten in $OUT after each case, so a run cut short
 # keeps what it measured. Each job gets a share of TOTAL seconds (default 580: the device allows 600
@@ -81,5 +82,13 @@ echo "== Sana 1600M (recipe: 20 steps, CFG 4.5, gradients through the last 3), u
 timeout --kill-after=10 "$(( $(left $SANA_END) + 30 ))" $PY benchmarks/bench_step.py "${SIZE[@]}" "${OTHER_RUN[@]}" \
   --model_family sana --budget-seconds "$(left $SANA_END)" --hard-limit-seconds "$(left $SANA_END)" \
   --min-case-seconds 30 --out "$OUT" 2>&1 | tee "$OUT/bench-sana.log"
+# ---- 5. the memory model (siso_lib/memory.py) beside every peak measured above, and FLUX with int8
+#         weights in low-memory mode (the model's choice for a 24 GB card) if time is left
+if [ "$CHECK" != 1 ] && [ $(( TOTAL - SECONDS )) -gt 60 ]; then
+  timeout 60 $PY benchmarks/bench_step.py "${SIZE[@]}" --steps 2 --warmup 1 --modes low-memory --quantize int8 \
+    --model_family flux --budget-seconds 50 --hard-limit-seconds 55 --tag gpu-flux-int8 --out "$OUT" 2>&1 | tail -3
+fi
+echo "== memory model vs measured"
+$PY benchmarks/compare_memory.py "$OUT"/*.json --out "$OUT/memory-vs-measured.md" 2>&1 | tail -40
 echo "== done in $SECONDS s; results in $OUT"
 ls "$OUT"

@@ -13,7 +13,7 @@ import shutil
 import threading
 import uuid
 
-from .siso import folders, images
+from .siso import defaults, folders, images
 from .siso.child import Hooks
 from .siso.progress import format_progress
 
@@ -128,6 +128,14 @@ def child_environment() -> dict[str, str]:
         if os.path.isfile(os.path.join(found, "tokenizer.json")):
             return {"SISO_T5_TOKENIZER": found}
     return {}
+
+
+def comfy_families() -> tuple[str, ...] | None:
+    """The model families this ComfyUI has a model class for (comfy.model_base), or None outside ComfyUI."""
+    model_base = module("comfy.model_base")
+    if model_base is None:
+        return None
+    return tuple(family for family, name in defaults.COMFY_MODEL_CLASSES.items() if hasattr(model_base, name))
 
 
 def console(text: str) -> None:

@@ -102,27 +102,28 @@ class _SISORun:
 
 
 class SISOLoRAGenerator(_SISORun):
-    """From one subject image, optimise a LoRA for SDXL-Turbo or FLUX.1-schnell by running the SISO script."""
+    """From one subject image, optimise a LoRA for SDXL-Turbo, FLUX.1-schnell or FLUX.2 klein by running the SISO script."""
 
     FUNCTION = "generate"
     RETURN_TYPES = ("STRING", "STRING", "IMAGE", "STRING")
     RETURN_NAMES = ("lora_path", "status", "preview", "report")
     OUTPUT_TOOLTIPS = (
-        "Path of the LoRA file ComfyUI's LoraLoader and SISO Load LoRA apply fully (SDXL: Kohya keys; FLUX: the "
-        "diffusers-format file); empty when the run failed, was cancelled or did not run.",
+        "Path of the LoRA file ComfyUI's LoraLoader and SISO Load LoRA apply fully (SDXL: Kohya keys; FLUX.1, FLUX.2 "
+        "klein: the diffusers-format file); empty when the run failed, was cancelled or did not run.",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
         "The best image SISO generated (what the LoRA draws for the optimisation prompt); without one (failed, not run) a "
         "picture labelled 'SISO: no image' with the status on it, never a blank that could pass for a result.",
         "A few lines: the LoRA's LoraLoader name, best iteration and losses, why it stopped, notes.",
     )
     DESCRIPTION = (
-        "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo or FLUX.1-schnell draws the subject of ONE "
-        "photo; the base model (a diffusers folder or hub id) picks the family, and settings left at their default "
-        "follow that family's recipe. Sana is not offered (ComfyUI core cannot render it). "
+        "SISO (arXiv 2503.16025): optimises a LoRA so that SDXL-Turbo, FLUX.1-schnell or FLUX.2 klein draws the subject "
+        "of ONE photo; the base model (a diffusers folder or hub id) picks the family, and settings left at their default "
+        "follow that family's recipe. Sana is not offered (ComfyUI core cannot render it); ComfyUI 0.3.64 has no FLUX.2 model "
+        "either, so a FLUX.2 klein LoRA is for diffusers or a later ComfyUI. "
         "Runs the SISO generation script as a separate process (blocking the queue; Cancel stops it), "
         "after unloading ComfyUI's models from VRAM. Needs a GPU with about 16 GB for SDXL-Turbo at 512 px "
         "(12 GB with mode low-memory); FLUX.1-schnell needs far more (an estimated 40-50 GB). The one file Load "
-        "LoRA applies fully (SDXL: the Kohya-format LoRA; FLUX: the diffusers-format LoRA) goes to "
+        "LoRA applies fully (SDXL: the Kohya-format LoRA; FLUX.1, FLUX.2 klein: the diffusers-format LoRA) goes to "
         "models/loras/siso/<time>-<prompt>/; the rest of the run (diffusers-format LoRA, best image, loss curve, "
         "run.json) to output/siso/<time>-<prompt>/."
     )
@@ -166,6 +167,7 @@ class SISOLoRAGenerator(_SISORun):
             unique_subfolder=bool(inputs.get("unique_subfolder", True)),
             python_executable=inputs.get("python_executable", "") or "",
             siso_script_path=inputs.get("siso_script_path", "") or "", env=host.child_environment(),
+            comfy_families=host.comfy_families(),
         )
         hooks = self.prepared_hooks(unique_id, params.num_train_epochs, inputs.get("unload_models", True))
         return jobs.run_job(request, hooks)
@@ -281,7 +283,7 @@ class SISOLoadLoRA:
         "Loads a LoRA file by path (SISO LoRA Generator's lora_path, a run folder, or a name under models/loras) "
         "and applies it with ComfyUI's own LoRA code, like LoraLoader, to an SDXL or FLUX model. diffusers-format "
         "SDXL LoRAs are converted to Kohya keys first, so the UNet part is applied too; FLUX LoRAs are applied as "
-        "they are (ComfyUI maps their keys)."
+        "they are (ComfyUI maps their keys). A FLUX.2 klein LoRA needs a ComfyUI with a FLUX.2 model (0.3.64 has none)."
     )
 
     def __init__(self):

@@ -64,12 +64,13 @@ def generator_inputs(base_models: list[str]) -> dict:
             "weights_output_dir": ("STRING", {"default": "", "tooltip": (
                 "Where the LoRA goes. Empty: ComfyUI/models/loras/siso/<time>-<prompt>/. Relative paths are under "
                 "models/loras; absolute paths as given. Under models/loras only the file Load LoRA applies fully goes "
-                "there (SDXL: the Kohya LoRA; FLUX: the diffusers LoRA); the rest of the run goes to "
+                "there (SDXL: the Kohya LoRA; FLUX.1, FLUX.2 klein: the diffusers LoRA); the rest of the run goes to "
                 "output/siso/<time>-<prompt>/.")}),
-            "base_model": base_model_widget(base_models, "SDXL(-Turbo) or FLUX.1(-schnell)"),
+            "base_model": base_model_widget(base_models, "SDXL(-Turbo), FLUX.1(-schnell) or FLUX.2 klein"),
             "base_model_path": field_widget(g, "base_model_path", tooltip=(
                 "Hub id or local diffusers folder (a name in models/diffusers works); it picks the model family: SDXL "
-                "(e.g. stabilityai/sdxl-turbo) or FLUX (e.g. black-forest-labs/FLUX.1-schnell), read from "
+                "(e.g. stabilityai/sdxl-turbo), FLUX.1 (e.g. black-forest-labs/FLUX.1-schnell) or FLUX.2 klein (e.g. "
+                "black-forest-labs/FLUX.2-klein-4B; ComfyUI 0.3.64 cannot render its LoRA), read from "
                 "model_index.json (a checkpoint: from its tensor names). Sana is not offered." + BASE_MODEL_PATH_NOTE)),
             "siso_script_path": ("STRING", {"default": "", "tooltip": (
                 "Empty: the bundled siso-generate (siso-lab). Or the path of the authors' siso_generation_sdxl.py "
@@ -85,7 +86,7 @@ def generator_inputs(base_models: list[str]) -> dict:
             "early_stopping_max_count": field_widget(g, "early_stopping_max_count", recipe_note("early_stopping_max_count")),
             "early_stopping_threshold_percentage": field_widget(g, "early_stopping_threshold_percentage"),
             "num_inference_steps": field_widget(g, "num_inference_steps", recipe_note("num_inference_steps")),
-            "train_text_encoder": field_widget(g, "train_text_encoder", ": both for SDXL, CLIP-L for FLUX (T5 stays frozen)"
+            "train_text_encoder": field_widget(g, "train_text_encoder", ": both for SDXL, CLIP-L for FLUX.1 (T5 stays frozen), Qwen3 for FLUX.2 klein"
                                                + recipe_note("train_text_encoder")),
             "dino_model_name": field_widget(g, "dino_model_name", DINO_NOTE),
             "device": field_widget(g, "device", " (bundled siso-generate only)"),
@@ -157,7 +158,7 @@ def load_lora_inputs() -> dict:
     """SISO Load LoRA's inputs."""
     return {
         "required": {
-            "model": ("MODEL", {"tooltip": "The model the LoRA was optimised for (SDXL-Turbo or FLUX.1-schnell)."}),
+            "model": ("MODEL", {"tooltip": "The model the LoRA was optimised for (SDXL-Turbo or FLUX.1-schnell; ComfyUI 0.3.64 has no FLUX.2 model)."}),
             "clip": ("CLIP", {"tooltip": "Its CLIP."}),
             "lora_path": ("STRING", {"default": "", "forceInput": True,
                                      "tooltip": "SISO LoRA Generator's lora_path, or a String node with a path."}),

@@ -106,7 +106,11 @@ FAMILY_RECIPES: dict[str, dict[str, Any]] = {
 RECIPE_FIELDS = tuple(FAMILY_RECIPES["sdxl"])
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-MODES = ("default", "reference", "low-memory")
+# auto: the fastest mode the memory model predicts to fit the device's free memory (memory.py)
+MODES = ("auto", "default", "low-memory", "reference")
+RUN_MODES = MODES[1:]  # what auto resolves to
+# frozen denoiser weights: auto (only when --mode auto finds nothing else fits), or as given
+QUANTIZE = ("auto", "none", "int8", "fp8")
 # diffusers.optimization.SchedulerType's names (a test keeps them equal)
 LR_SCHEDULERS = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "piecewise_constant",
@@ -287,8 +291,11 @@ class SISOConfig:
     device: str = knob("auto", "auto, cuda, cuda:N, xpu, mps or cpu")
     precision: str = knob("auto", "dtype of the frozen weights (the LoRA stays fp32): auto = bf16 on Ampere+ NVIDIA GPUs and "
                           "XPU, fp16 with loss scaling on older NVIDIA GPUs, fp32 on MPS and CPU", choices=PRECISIONS)
-    mode: str = knob("default", "default (fast), low-memory (gradient checkpointing) or reference (the authors' setup: fp32 "
-                     "unless a precision is given, nothing cached)", choices=MODES)
+    mode: str = knob("auto", "auto (the fastest mode predicted to fit the GPU's free memory; default on a CPU), default "
+                     "(fast), low-memory (gradient checkpointing) or reference (the authors' setup: fp32 unless a precision "
+                     "is given, nothing cached); see docs/memory.md", choices=MODES)
+    quantize: str = knob("auto", "frozen denoiser weights in int8 or fp8 (torchao; the LoRA stays fp32), none, or auto "
+                         "(quantized only when --mode auto finds nothing else fits)", choices=QUANTIZE)
     gradient_checkpointing: bool | None = knob(None, "override the mode's gradient checkpointing")
     compile: bool = knob(False, "torch.compile the denoiser (UNet or transformer; slow first step)")
     cuda_graphs: bool = knob(True, "replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step)")
@@ -429,6 +436,9 @@ class SISOConfig:
 
             raise SISOInputError(f"train_text_encoder is not available for {FAMILY_TITLES[family]} (its LLM text encoder stays "
                                  f"frozen; the LoRA is on the transformer only): use {setting('train_text_encoder', False)}")
+        if self.mode == "reference" and self.quantize in ("int8", "fp8"):
+            raise SISOInputError(f"reference mode is the authors' fp32 setup and takes no quantized weights: use "
+                                 f"{setting('mode', 'default')} or {setting('mode', 'low-memory')} with {setting('quantize', self.quantize)}")
 
     @property
     def lora_targets(self) -> tuple[str, ...]:

@@ -81,6 +81,21 @@ def generator_device(device: torch.device) -> torch.device:
     return torch.device("cpu") if device.type == "meta" else device
 
 
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of an accelerator for the memory plan; None on a CPU (and the probe's meta device).
+
+    CUDA and XPU report the driver's free bytes (what other processes hold is already taken);
+    MPS shares the system's memory: the recommended working set minus what the driver holds.
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "xpu" and hasattr(torch.xpu, "mem_get_info"):
+        return torch.xpu.mem_get_info(device)[0]
+    if device.type == "mps" and hasattr(torch.mps, "recommended_max_memory"):
+        return max(torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory(), 0)
+    return None
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels, so that wall-clock timings are honest."""
     if device.type == "cuda":

@@ -28,9 +28,9 @@ from typing import Callable, Protocol
 import torch
 from diffusers.optimization import get_scheduler
 
-from . import cuda_graphs
+from . import cuda_graphs, memory
 from .config import SISOConfig
-from .devices import generator_device, is_out_of_memory, pick_device, synchronize
+from .devices import free_memory_bytes, generator_device, is_out_of_memory, pick_device, synchronize
 from .early_stopping import EarlyStopping
 from .errors import setting
 from .features.dino import DinoFeatures
@@ -39,6 +39,7 @@ from .generators import get_family
 from .generators.base import LoRASnapshotter
 from .io.images import SubjectImage, load_subject_image, tensor_to_pil
 from .losses import SubjectSimilarityLoss
+from .quantization import quantize_frozen_weights
 from .runtime import PhaseTimer, RuntimeSettings, set_feature_checkpointing
 from .text import count
 
@@ -167,7 +168,7 @@ class SISOOptimizer:
         self.config = config
         self.device = device or pick_device(config.device)
         self.task = task
-        self.settings = RuntimeSettings.resolve(config, self.device)
+        self.settings = RuntimeSettings.resolve(config, self.device, "generate" if task is None else "edit")
         if task is not None and self.settings.cuda_graphs:
             self.settings.cuda_graphs, self.settings.cuda_graphs_note = False, f"CUDA graphs are not implemented for {task.name}"
         self.subject = subject if isinstance(subject, SubjectImage) else None
@@ -183,8 +184,11 @@ class SISOOptimizer:
                 revision=config.revision,
                 variant=config.variant,
                 cache_dir=config.cache_dir,
+                quantize=self.settings.quantize,
             )
         self.pipe = pipe
+        # before the LoRA is attached: its layers stay fp32 (quantization.py)
+        quantize_frozen_weights(getattr(pipe, family.denoiser_name), self.settings.quantize)
         self.param_groups = family.add_lora(
             pipe, config.rank, config.effective_lora_alpha, config.seed, config.train_text_encoder, config.lora_targets
         )
@@ -421,15 +425,27 @@ class SISOOptimizer:
             if not is_out_of_memory(failure):
                 raise
             reason = "out_of_memory"
-            error = (
-                f"out of memory at iteration {self.step_index + 1}: use {setting('mode', 'low-memory')} (gradient checkpointing), "
-                f"{setting('train_text_encoder', False)}, or a smaller {setting('resolution')}"
-            )
+            error = self._out_of_memory_advice()
             self.optimizer.zero_grad(set_to_none=True)
         finally:
             self._hand_back_pipeline()
         reason = reason or "max_steps"
         return self.result(reason, error)
+
+    def _out_of_memory_advice(self) -> str:
+        """One line after an out-of-memory: the slower mode the memory model predicts would fit."""
+        free = free_memory_bytes(self.device)
+        used = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
+        hint = memory.fitting_mode_hint(self.config.family, self.config.resolution, bool(self.config.train_text_encoder),
+                                        "generate" if self.task is None else "edit",
+                                        None if free is None else free + used, (self.settings.mode, self.settings.quantize))
+        where = f"out of memory at iteration {self.step_index + 1} in {self.settings.mode} mode"
+        if hint is None:
+            return (f"{where}: use {setting('mode', 'low-memory')} (gradient checkpointing), "
+                    f"{setting('train_text_encoder', False)}, or a smaller {setting('resolution')}")
+        mode, _, quantize = hint.partition(" + ")
+        flags = setting("mode", mode) + (f" {setting('quantize', quantize.split()[0])}" if quantize else "")
+        return f"{where}: the memory model predicts {hint} fits this device: use {flags} (or a smaller {setting('resolution')})"
 
     def _hand_back_pipeline(self) -> None:
         """Leave the pipeline usable for plain inference after a run: eval mode, text encoders on

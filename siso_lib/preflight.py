@@ -146,22 +146,27 @@ def hub_is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def check_in_hub_cache(repo_id: str, filename: str, what: str, option: str,
+OFFLINE_FORBIDS = "HF_HUB_OFFLINE=1 forbids downloading"  # in check_in_hub_cache's message (siso-sweep looks for it)
+
+
+def check_in_hub_cache(repo_id: str, filename: str | tuple[str, ...], what: str, option: str,
                        cache_dir: str | None = None, revision: str | None = None) -> None:
     """With HF_HUB_OFFLINE=1, SISOInputError (one line) when hub model `repo_id` is not in the local hub
-    cache (its `filename` is not there): the loaders would only say so after torch and diffusers have
-    been imported (12-23 s). A cache lookup reads a few folders; nothing without HF_HUB_OFFLINE."""
+    cache (its `filename`, or none of several alternatives, is there): the loaders would only say so
+    after torch and diffusers have been imported (12-23 s). A cache lookup reads a few folders;
+    nothing without HF_HUB_OFFLINE."""
     if not hub_is_offline():
         return
     try:
         from huggingface_hub import constants, try_to_load_from_cache
     except ImportError:  # the loaders will say what is missing
         return
-    if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str):
+    names = (filename,) if isinstance(filename, str) else filename
+    if any(isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache_dir, revision=revision), str) for name in names):
         return
     raise SISOInputError(
-        f"{what} {repo_id!r} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE=1 "
-        f"forbids downloading it: download it where the hub is reachable (hf download {repo_id}), or give a local folder "
+        f"{what} {repo_id!r} is not in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}) and {OFFLINE_FORBIDS} "
+        f"it: download it where the hub is reachable (hf download {repo_id}), or give a local folder "
         f"as {setting(option)}"
     )
 

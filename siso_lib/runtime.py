@@ -6,21 +6,27 @@ benchmarks.
     low-memory  precision                 frozen         yes             embedded once, off the GPU
     reference   fp32 (the authors')       trainable      no              re-encoded every iteration
 
+    auto        the first of default, low-memory, default + int8 weights, low-memory + int8 weights
+                whose predicted peak (memory.py) fits the device's free memory; default on a CPU
+
 The LoRA itself is always fp32. `RuntimeSettings.resolve(config, device)` makes the choice once per
-run; run.json's `runtime` records it (what ran, not what was asked).
+run; run.json's `runtime` records it (what ran, not what was asked, and the memory plan behind auto).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import torch
 
-from . import cuda_graphs
+from . import cuda_graphs, memory
 from .config import SISOConfig
-from .devices import dtype_name, pick_dtype, synchronize
+from .devices import dtype_name, free_memory_bytes, pick_dtype, synchronize
 from .generators import get_family
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,19 +42,24 @@ class RuntimeSettings:
     compile_denoiser: bool  # torch.compile the UNet / transformer
     cuda_graphs: bool = False
     cuda_graphs_note: str | None = None  # why CUDA graphs are off, when they were asked for
+    mode: str = "default"  # what ran: default, low-memory or reference (auto resolved)
+    quantize: str = "none"  # the frozen denoiser weights: none, int8 or fp8
+    memory_plan: dict | None = None  # the prediction behind the mode (run.json's runtime.memory)
 
     @classmethod
-    def resolve(cls, config: SISOConfig, device: torch.device) -> "RuntimeSettings":
+    def resolve(cls, config: SISOConfig, device: torch.device, task: str = "generate") -> "RuntimeSettings":
         accelerator = device.type in ("cuda", "xpu", "meta")  # meta: the memory probe's simulated GPU
         family = get_family(config.family)
+        mode, quantize, plan = choose_mode(config, device, task)
         # the frozen text encoders' embeddings are the same every iteration: computed once, encoders off the GPU
         frozen_encoders = bool(family.frozen_text_encoder_names(config.train_text_encoder))
-        if config.mode == "reference":
+        if mode == "reference":
             # the authors' setup: fp32 unless a precision is given (their FLUX command passes
             # --mixed_precision bf16), gradients for the feature networks, nothing cached
             dtype = torch.float32 if config.precision == "auto" else pick_dtype(config.precision, device)
-            return cls(dtype, False, bool(config.gradient_checkpointing), False, False, False, config.compile)
-        checkpointing = config.mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
+            return cls(dtype, False, bool(config.gradient_checkpointing), False, False, False, config.compile,
+                       mode=mode, quantize=quantize, memory_plan=plan)
+        checkpointing = mode == "low-memory" if config.gradient_checkpointing is None else config.gradient_checkpointing
         settings = cls(
             dtype=pick_dtype(config.precision, device),
             freeze_feature_networks=True,
@@ -57,6 +68,9 @@ class RuntimeSettings:
             offload_text_encoders=accelerator and frozen_encoders,
             fused_adamw=device.type in ("cuda", "xpu"),
             compile_denoiser=config.compile,
+            mode=mode,
+            quantize=quantize,
+            memory_plan=plan,
         )
         if config.cuda_graphs:
             settings.cuda_graphs_note = (
@@ -79,7 +93,45 @@ class RuntimeSettings:
             "fused_adamw": self.fused_adamw,
             "compile_denoiser": self.compile_denoiser,
             "cuda_graphs": self.cuda_graphs,
+            "mode": self.mode,
+            "quantize": self.quantize,
+            "memory": self.memory_plan,
         }
+
+
+def choose_mode(config: SISOConfig, device: torch.device, task: str = "generate") -> tuple[str, str, dict | None]:
+    """(mode, quantize, plan): the config's own choice, or for mode auto the first of
+    memory.AUTO_ORDER predicted to fit the device's free memory (a CPU: default, as before).
+
+    quantize auto means "only if auto needs it"; an explicit int8 / fp8 with mode auto keeps the
+    quantization and lets auto choose between default and low-memory.
+    """
+    quantize = config.quantize
+    if config.mode != "auto":
+        return config.mode, "none" if quantize == "auto" else quantize, None
+    free = free_memory_bytes(device)
+    if free is None:  # a CPU (or the probe's meta device): nothing to plan for
+        return "default", "none" if quantize == "auto" else quantize, None
+    options = memory.plan(config.family, config.resolution, bool(config.train_text_encoder), task,
+                          config.rank, config.num_grad_steps, free_bytes=free)
+    allowed = [key for key in memory.AUTO_ORDER if quantize == "auto" or key[1] == quantize]
+    fitting = {(p.mode, p.quantize): p for p in options.predictions if p.needed_bytes <= free}
+    known = {(p.mode, p.quantize): p for p in options.predictions}
+    key = next((key for key in allowed if key in fitting), None)
+    gib = memory.GIB
+    if not known:
+        logger.info("mode auto: no memory prediction for %s %s; running default mode", config.family, task)
+        return "default", "none" if quantize == "auto" else quantize, {"free_gib": round(free / gib, 2), "choice": None}
+    if key is None:  # nothing fits: the smallest, and say so
+        key = min((k for k in allowed if k in known), key=lambda k: known[k].peak_bytes)
+        logger.warning("mode auto: nothing is predicted to fit %.1f GiB free (the smallest, %s, needs %.1f GiB): running it "
+                       "anyway; a smaller --resolution would help", free / gib, known[key].label, known[key].needed_bytes / gib)
+    else:
+        note = " (nothing unquantized fits)" if key[1] != "none" and quantize == "auto" else ""
+        logger.info("mode auto: %s%s, predicted peak %.1f GiB of %.1f GiB free", known[key].label, note,
+                    known[key].peak_bytes / gib, free / gib)
+    record = options.describe() | {"choice": known[key].describe()}
+    return key[0], key[1], record
 
 
 class PhaseTimer:

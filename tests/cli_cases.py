@@ -18,6 +18,8 @@ HEAVY_MODULES = ("torch", "diffusers", "transformers", "timm", "open_clip", "kor
 _SCRIPT = r'''
 import contextlib, importlib, io, json, sys
 cases, heavy_modules = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for blocked in json.loads(sys.argv[3]):
+    sys.modules[blocked] = None  # as if not installed: find_spec says None, import raises ImportError
 report = {}
 for name, (module, args) in cases.items():
     main = importlib.import_module(module).main
@@ -32,9 +34,11 @@ print(json.dumps({"report": report, "heavy": sorted(m for m in heavy_modules if 
 '''
 
 
-def run_cli_cases(cases: dict[str, tuple[str, list[str]]], cwd: str | Path, timeout: float = 120) -> tuple[dict[str, tuple[int, str]], list[str]]:
-    """cases: name -> (module, argv). Returns ({name: (exit code, stderr)}, heavy modules imported)."""
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(cases), json.dumps(HEAVY_MODULES)],
+def run_cli_cases(cases: dict[str, tuple[str, list[str]]], cwd: str | Path, timeout: float = 120,
+                  not_installed: tuple[str, ...] = ()) -> tuple[dict[str, tuple[int, str]], list[str]]:
+    """cases: name -> (module, argv); `not_installed`: modules the cases see as missing (e.g. papermill).
+    Returns ({name: (exit code, stderr)}, heavy modules imported)."""
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(cases), json.dumps(HEAVY_MODULES), json.dumps(not_installed)],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])

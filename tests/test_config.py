@@ -69,6 +69,7 @@ TEXT_VALUES = {
     "device": ("cpu", "cpu"),
     "precision": ("bf16", "bf16"),
     "mode": ("low-memory", "low-memory"),
+    "quantize": ("int8", "int8"),
     "gradient_checkpointing": ("yes", True),
     "compile": ("0", False),
     "cuda_graphs": ("False", False),
@@ -93,7 +94,7 @@ BAD_VALUES = {
     "adam_weight_decay": "-0.1", "adam_epsilon": "0", "max_grad_norm": "inf", "rank": "four", "lora_alpha": "-4",
     "train_text_encoder": "maybe", "dino_features_weight": "heavy", "ir_features_weight": "-1",
     "early_stopping_threshold_percentage": "-3", "early_stopping_max_count": "0", "device": "gpu", "precision": "fp8",
-    "mode": "turbo", "gradient_checkpointing": "sometimes", "compile": 2, "cuda_graphs": "on please",
+    "mode": "turbo", "quantize": "int4", "gradient_checkpointing": "sometimes", "compile": 2, "cuda_graphs": "on please",
     "save_on_improve": None, "pretrained_model_name_or_path": " ", "dino_model_name": "", "ir_features_path": 5,
     "pretrained_vae_model_name_or_path": 1, "revision": 2, "variant": [], "cache_dir": 3.5, "model_family": "sd3", "num_grad_steps": "-1", "guidance_scale": "-1", "max_sequence_length": "1000",
     "lora_layers": "to_q;rm -rf", "text_encoder_lr": "0", "adam_weight_decay_text_encoder": "-1",
@@ -218,7 +219,7 @@ def test_field_help_gives_the_valid_values_too():
 
     assert field_help(SISOConfig, "learning_rate") == "AdamW learning rate of the denoiser's LoRA; positive"
     assert field_help(SISOConfig, "resolution").endswith("; between 64 and 2048")
-    assert field_help(SISOConfig, "mode").endswith("; one of default, reference, low-memory")
+    assert field_help(SISOConfig, "mode").endswith("; one of auto, default, low-memory, reference")
     assert field_help(SISOConfig, "adam_beta1") == "AdamW beta1; between 0 and 1 (1 excluded)"
     assert field_help(SISOEditConfig, "box_threshold").endswith("; between 0 and 1")
     assert field_help(SISOConfig, "prompt") == "a simple prompt naming the subject's class"  # no rule: the text alone

@@ -121,7 +121,7 @@ def test_unseeded_ancestral_noise_changes_nothing_for_one_step(tiny_config, subj
 
 
 def _settings(**overrides) -> RuntimeSettings:
-    config = SISOConfig(**{"precision": "bf16", **overrides})
+    config = SISOConfig(**{"precision": "bf16", "mode": "default", **overrides})  # auto would ask the (absent) GPU
     return RuntimeSettings.resolve(config, torch.device("cuda"))
 
 

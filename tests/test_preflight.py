@@ -69,3 +69,56 @@ def test_the_commands_say_so_before_torch_loads(tmp_path, monkeypatch, subject_p
     assert "--pretrained_model_name_or_path" in stderr and len(stderr.strip().splitlines()) == 1
     assert report["DINO"][0] == 2 and "DINO model 'timm/vit_large_patch14_dinov2.lvd142m' is not in" in report["DINO"][1]
     assert not (tmp_path / "out").exists()
+
+
+def test_siso_eval_says_so_for_its_judges_before_torch_loads(tmp_path, monkeypatch, run_copy):
+    """The fresh-user trial: siso-eval with HF_HUB_OFFLINE=1 named a DINO or CLIP judge missing from
+    the cache only after loading torch (10-15 s), and then in the hub client's words."""
+    from cli_cases import run_cli_cases
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    run = str(run_copy)
+    cases = {
+        "DINO": ("siso_lib.cli.evaluate", [run, "--dino_model_name", "vit_small_patch16_224.dino"]),
+        "CLIP": ("siso_lib.cli.evaluate", [run, "--clip_model_name", "ViT-B-32"]),
+        "Grounding-DINO": ("siso_lib.cli.evaluate", [run, "--crop_subject"]),
+    }
+    report, heavy = run_cli_cases(cases, tmp_path)
+    assert heavy == []
+    repos = {"DINO": "timm/vit_small_patch16_224.dino", "CLIP": "timm/vit_base_patch32_clip_224.openai",
+             "Grounding-DINO": "IDEA-Research/grounding-dino-tiny"}
+    for name, (code, stderr) in report.items():
+        lines = stderr.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("siso-eval: error: "), (name, stderr)
+        assert f"'{repos[name]}' is not in the Hugging Face cache" in stderr and f"hf download {repos[name]}" in stderr, stderr
+    assert not (run_copy / "eval").exists()
+
+
+def test_a_sweep_of_hub_models_missing_from_the_cache_refuses_before_any_kernel(tmp_path, empty_hub_cache, capsys, subject_path):
+    """The fresh-user trial: `siso-sweep --set models=hub` with HF_HUB_OFFLINE=1 started a kernel per
+    run, and each failed after about 20 s in the same way."""
+    from siso_lib.cli.sweep import main
+
+    root = tmp_path / "sweeps"
+    assert main(["--set", "models=hub", "--grid", "rank=2,4", "--subjects", subject_path, "--output-root", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("siso-sweep: error: run rank-2"), err
+    assert "base model 'stabilityai/sdxl-turbo' is not in the Hugging Face cache" in err[0] and not root.exists()
+
+
+def test_a_sweep_with_eval_names_a_judge_missing_from_the_cache_before_any_kernel(tmp_path, empty_hub_cache, capsys, subject_path):
+    from siso_lib.cli.sweep import main
+
+    for repo, filename in (("stabilityai/sdxl-turbo", "model_index.json"), ("timm/vit_large_patch14_dinov2.lvd142m", "config.json")):
+        folder = empty_hub_cache / f"models--{repo.replace('/', '--')}"
+        (folder / "snapshots" / "abc").mkdir(parents=True)
+        (folder / "snapshots" / "abc" / filename).write_text("{}")
+        (folder / "refs").mkdir()
+        (folder / "refs" / "main").write_text("abc")
+    root = tmp_path / "sweeps"
+    argv = ["--set", "models=hub", "--grid", "rank=2,4", "--subjects", subject_path, "--output-root", str(root), "--eval"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("siso-sweep: error: --eval: DINO judge 'timm/vit_small_patch16_224.dino' is not in"), err
+    assert not root.exists()

@@ -151,6 +151,9 @@ def check_inputs(params: SISOParams, python_executable: str, script_path: str, d
     except ValueError as error:
         raise InputProblem(f"extra_args cannot be parsed ({error}): quote values with spaces") from error
     family = resolve_family(params.model_family, base)
+    if flavour == "upstream" and family not in ("sdxl", "flux"):
+        raise InputProblem(f"siso_script_path {script!r} is one of the authors' scripts, which exist for SDXL and FLUX.1 "
+                           f"only: leave siso_script_path empty for a {defaults.FAMILY_NAMES[family]} base model")
     resolved = dataclasses.replace(params, base_model_path=base, ir_features_path=ir, dino_model_name=dino)
     return python, script, flavour, with_recipe(resolved, family)
 

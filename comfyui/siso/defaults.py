@@ -4,7 +4,8 @@ That file is generated from siso_lib/config.py (and io/model_paths.py's family t
 comfyui/tools/make_defaults.py, and a test keeps it equal to them; the pack reads only it, since
 ComfyUI's Python need not have siso_lib.
 
-The node offers SDXL and FLUX (`NODE_FAMILIES`), the families ComfyUI core renders. The widgets
+The node offers SDXL, FLUX.1 and FLUX.2 klein (`NODE_FAMILIES`): ComfyUI core renders SDXL and FLUX.1
+(0.3.64, the tested release, has no FLUX.2 model; later releases have one). The widgets
 whose default differs per family (`RECIPE_WIDGETS`) show the SDXL recipe's value; left at it, a
 run takes its family's recipe value.
 """
@@ -40,8 +41,11 @@ PIPELINE_FAMILIES: dict[str, str] = DATA["pipeline_families"]
 HUB_ID_FAMILIES = tuple(tuple(pair) for pair in DATA["hub_id_families"])
 SINGLE_FILE: dict[str, Any] = DATA["single_file"]  # suffixes, the families' key markers, a whole checkpoint's parts
 
-NODE_FAMILIES = ("sdxl", "flux")  # what the node offers: the families ComfyUI core renders
-FAMILY_NAMES = {"sdxl": "SDXL", "flux": "FLUX.1", "sana": "Sana"}
+NODE_FAMILIES = ("sdxl", "flux", "flux2_klein")  # what the node offers (not Sana: ComfyUI core has no Sana model)
+FAMILY_NAMES = {"sdxl": "SDXL", "flux": "FLUX.1", "sana": "Sana", "flux2_klein": "FLUX.2 klein"}
+KOHYA_FAMILIES = ("sdxl",)  # ComfyUI applies these LoRAs fully only in Kohya keys; the others' diffusers file is the one
+# the class of comfy.model_base that renders a family (host.comfy_families() looks them up in the running ComfyUI)
+COMFY_MODEL_CLASSES = {"sdxl": "SDXL", "flux": "Flux", "flux2_klein": "Flux2"}
 # node widget -> SISOConfig field, for the widgets whose default is the family's recipe
 RECIPE_WIDGETS = {
     "base_model_path": "pretrained_model_name_or_path",

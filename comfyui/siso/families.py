@@ -17,6 +17,9 @@ from pathlib import Path
 from . import defaults
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+# FLUX.2's original (BFL/ComfyUI) layout: modulation shared by all blocks, where FLUX.1 has one per block
+FLUX2_MARKERS = ("double_stream_modulation_img.", "model.diffusion_model.double_stream_modulation_img.",
+                 "diffusion_model.double_stream_modulation_img.")
 
 
 class FamilyProblem(ValueError):
@@ -65,6 +68,10 @@ def checkpoint_keys(path: str) -> list[str]:
 def single_file_family(path: str) -> str:
     """The family of a whole single-file checkpoint (as siso_lib/io/single_file.py reads it), else FamilyProblem."""
     keys = checkpoint_keys(path)
+    if any(key.startswith(FLUX2_MARKERS) for key in keys):
+        raise FamilyProblem(f"base_model_path {path!r} is a FLUX.2 checkpoint in ComfyUI's single-file layout: SISO loads "
+                            f"FLUX.2 klein from a diffusers folder or a hub id only (e.g. "
+                            f"{defaults.recipe('flux2_klein')['pretrained_model_name_or_path']})")
     table = defaults.SINGLE_FILE
     family = next((fam for fam, markers in table["markers"].items() if any(m in key for key in keys for m in markers)), None)
     if family is None:
@@ -80,7 +87,7 @@ def single_file_family(path: str) -> str:
 
 
 def detect_family(base_model: str) -> str:
-    """'sdxl' or 'flux' for a base model (a resolved local folder, a single-file checkpoint or a hub id);
+    """'sdxl', 'flux' or 'flux2_klein' for a base model (a resolved local folder, a single-file checkpoint or a hub id);
     FamilyProblem (one line) for Sana, a pipeline SISO does not run, or part of a checkpoint."""
     names = defaults.FAMILY_NAMES
     if os.path.isfile(base_model):

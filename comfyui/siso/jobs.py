@@ -34,6 +34,13 @@ from .params import EditParams, SISOParams, recipe_notes
 from .progress import OutputReader
 
 NO_IR_NOTE = "no ir_features_path: optimised with DINO features only (the paper uses DINO + IR)"
+NO_COMFY_MODEL_NOTE = ("this ComfyUI has no {name} model (ComfyUI 0.3.64 has none; later releases have FLUX.2), so its "
+                       "LoraLoader cannot apply this LoRA here: use it with diffusers (load_lora_weights), or in a ComfyUI "
+                       "that renders {name}")
+FAMILY_FILE_NOTES = {
+    "flux": " (diffusers-format LoRA, which ComfyUI's LoraLoader reads as it is; no Kohya file)",
+    "flux2_klein": " (diffusers-format LoRA, no Kohya file; whether a ComfyUI with FLUX.2 maps all its keys is not checked)",
+}
 
 
 @dataclass
@@ -50,6 +57,7 @@ class JobRequest:
     siso_script_path: str = ""  # empty: the bundled siso-generate launcher
     search_dirs: dict[str, list[str]] = field(default_factory=dict)  # "ir"/"base_model"/"dino" -> folders for relative names
     env: dict[str, str] = field(default_factory=dict)  # variables the child gets besides ComfyUI's (host.child_environment)
+    comfy_families: tuple[str, ...] | None = None  # families the running ComfyUI has a model for (None: not known)
     terminate_grace_s: float = 10.0
     poll_interval_s: float = 0.1
 
@@ -72,7 +80,7 @@ class EditRequest:
 @dataclass
 class JobResult:
     status: str  # "Success", "Failed: <reason>" or "Cancelled"
-    lora_path: str = ""  # the file ComfyUI applies fully (SDXL: Kohya keys; FLUX: the diffusers file), after a success
+    lora_path: str = ""  # the file ComfyUI applies fully (SDXL: Kohya keys; FLUX.1, FLUX.2 klein: the diffusers file), after a success
     diffusers_path: str = ""
     kohya_path: str = ""
     run_dir: str = ""
@@ -85,7 +93,7 @@ class JobResult:
     notes: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)
     loras_root: str = ""
-    family: str = ""  # "sdxl" or "flux" once the inputs were checked
+    family: str = ""  # one of defaults.NODE_FAMILIES once the inputs were checked
 
     @property
     def ok(self) -> bool:
@@ -109,9 +117,7 @@ class JobResult:
             if self.lora_name:
                 lines.append(f"LoraLoader name: {self.lora_name}")
         if self.family:
-            lines.append(f"model family: {defaults.FAMILY_NAMES.get(self.family, self.family)}"
-                         + (" (diffusers-format LoRA, which ComfyUI's LoraLoader reads as it is; no Kohya file)"
-                            if self.family == "flux" else ""))
+            lines.append(f"model family: {defaults.FAMILY_NAMES.get(self.family, self.family)}" + FAMILY_FILE_NOTES.get(self.family, ""))
         if self.run_dir:
             what = " (diffusers-format LoRA, result.png, loss_curve.png, run.json)" if self.diffusers_path else ""
             lines.append(f"run folder{what}: {self.run_dir}")
@@ -151,6 +157,8 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
                                                        str(LAUNCHER), request.search_dirs)
         job.family = params.model_family
         job.notes.extend(recipe_notes(params))
+        if job.family not in (request.comfy_families or (job.family,)):
+            job.notes.append(NO_COMFY_MODEL_NOTE.format(name=defaults.FAMILY_NAMES[job.family]))
         if not request.python_executable.strip() and python == recorded_python():
             job.notes.append(f"python: {python} (the separate environment install.py --venv made)")
         folders = choose_folders(
@@ -171,8 +179,8 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
         job.progress, job.result = outcome.progress, outcome.result
         diffusers, kohya = find_lora_files(run_dir, outcome.result)
-        flux = params.model_family == "flux"
-        if flux:
+        diffusers_only = params.model_family not in defaults.KOHYA_FAMILIES  # FLUX.1, FLUX.2 klein: the diffusers file as it is
+        if diffusers_only:
             kohya = ""  # ComfyUI maps the diffusers FLUX keys itself; Kohya naming is SDXL's
         elif diffusers and not kohya:  # a script that writes only the diffusers file (the authors')
             kohya, note = upstream.add_kohya_copy(diffusers)
@@ -180,10 +188,10 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         image = outcome.result.get("result_image") or str(run_dir / "result.png")
         job.result_image = image if os.path.isfile(image) else ""
         succeeded = not outcome.cancelled and outcome.returncode == 0 and bool(kohya or diffusers)
-        comfy_file = diffusers if flux else kohya  # the file ComfyUI's LoraLoader applies fully
+        comfy_file = diffusers if diffusers_only else kohya  # the file ComfyUI's LoraLoader applies fully
         if succeeded and comfy_file and folders.split:
             try:
-                if flux:  # the diffusers file stays in the run folder too (run.json, load_lora_weights(folder))
+                if diffusers_only:  # the diffusers file stays in the run folder too (run.json, load_lora_weights(folder))
                     comfy_file = place_copy(comfy_file, folders.lora_dir)
                 else:
                     comfy_file = kohya = place_file(kohya, folders.lora_dir)

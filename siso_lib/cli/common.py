@@ -296,7 +296,9 @@ def quiet_libraries() -> None:
     """
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*torch_dtype.*")
-    for name in ("diffusers", "transformers", "timm", "huggingface_hub", "accelerate", "peft"):
+    # torch.utils._pytree: torch's deprecation notes about torchao's registrations ("<enum
+    # 'KernelPreference'> is an Enum subclass ...", two lines whenever diffusers imports torchao)
+    for name in ("diffusers", "transformers", "timm", "huggingface_hub", "accelerate", "peft", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
         import diffusers.utils.logging as diffusers_logging
@@ -356,6 +358,9 @@ def progress_lines_wanted(stream=None) -> bool:
         return True
 
 
+PREVIEW_SIZE = 512  # px, the longer side of a live preview
+
+
 class ProgressPrinter:
     """A SISO callback: a tqdm bar on stderr, the progress record on stdout behind `SISO_PROGRESS `
     (io/progress.py) when a program reads stdout (`progress_lines_wanted`), and the same record
@@ -367,13 +372,16 @@ class ProgressPrinter:
     Ctrl-C: the best LoRA so far and run.json are written (status "interrupted").
     """
 
-    def __init__(self, total: int, quiet: bool = False, progress_file: str | None = None):
+    def __init__(self, total: int, quiet: bool = False, progress_file: str | None = None, preview_file: str | None = None):
         self.total, self.quiet, self.bar = total, quiet, None
         self.log = ProgressLog(progress_file) if progress_file else None
         self.lines = progress_lines_wanted()
+        self.preview_file = preview_file
 
     def __call__(self, event: "StepEvent") -> None:
         record = progress_record(event)
+        if self.preview_file and self._write_preview(event):
+            record["preview"] = self.preview_file
         if self.lines:
             self._write(lambda: print(format_line(PROGRESS, record), flush=True), "stdout")
         if self.log is not None:
@@ -383,6 +391,22 @@ class ProgressPrinter:
         if LostContact.reason is not None and event.stop_reason is None:
             logger.info("ending the run after iteration %d: %s", event.step, LostContact.reason)
             raise Interrupted(LostContact.signum or SIGPIPE_NUMBER)
+
+    def _write_preview(self, event: "StepEvent") -> bool:
+        """This iteration's image, at most PREVIEW_SIZE px, written atomically to `preview_file` for
+        a program that shows the run live (the ComfyUI node). A preview that cannot be written is
+        skipped: it never ends the run."""
+        try:
+            from ..io.atomic import save_image
+            from ..io.images import tensor_to_pil
+
+            image = tensor_to_pil(event.image)
+            image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+            save_image(self.preview_file, image)
+            return True
+        except Exception as error:  # noqa: BLE001 - a disk full or a bad path must not cost the run
+            logger.debug("no preview for iteration %d: %s", event.step, error)
+            return False
 
     def _draw(self, event: "StepEvent") -> None:
         if self.bar is None:

@@ -12,7 +12,8 @@ The photos and the output folder are checked before anything is printed or writt
 given without --prompt gets a prompt from its file name ("coffee.png" -> "a photo of a
 coffee", guessed as siso-eval guesses a class). The runs use one torch thread
 (offline.single_thread_env), and the printed command says so (`OMP_NUM_THREADS=1 siso-generate
-...`), so that pasted it repeats the run exactly.
+...`), so that pasted on the same machine it repeats the run (the same losses with the same
+package versions).
 
 Exit codes are the command's it runs (siso-generate's, siso-edit's); with --notebook: 0 done,
 1 the notebook failed (its executed copy is kept as the log), 2 bad input or no papermill
@@ -177,13 +178,13 @@ def _run_notebook(parser: OneLineArgumentParser, args) -> int:
     """Notebook 01 headless on the offline default; says where everything went."""
     from ..notebooks.papermill import INPUT_ERRORS, SignalGuard, describe_error, execute_generate_notebook, notebook_route_problem
     from ..notebooks.setup import GENERATE_NOTEBOOK, NotebookParameterError, coerce_parameter
-    from ..offline import use_single_thread
-    from ..runner import fresh_run_dir
 
     problem = notebook_route_problem(GENERATE_NOTEBOOK)  # papermill, nbformat, ipykernel, a kernel: before any folder
     if problem is not None:
         print_error(PROG, problem)
         return 2
+    from ..offline import use_single_thread
+    from ..preflight import fresh_run_dir  # light: the kernel, not this process, loads torch
     parameters: dict[str, Any] = {
         "models": "offline",
         **({"model_family": args.model_family} if args.model_family else {}),

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("outputs")
     g.add_argument("--output_dir", default=None,
                    help="folder for every file of the edit (default: a fresh outputs/runs/<time>-edit-<subject>)")
-    add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file")
+    add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file preview_file")
 
     g = p.add_argument_group("edit")
     g.add_argument("--inversion_max_step", type=float, default=e.inversion_max_step,
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many iterations without such an improvement")
 
     g = p.add_argument_group("device, speed and memory")
-    add_options(g, shared, "device mixed_precision mode gradient_checkpointing allow_tf32")
+    add_options(g, shared, "device mixed_precision mode quantize gradient_checkpointing allow_tf32")
     add_options(p.add_argument_group("logging"), shared, "quiet debug")
     add_no_effect_options(p, EDIT_NO_EFFECT)
     return p
@@ -164,6 +164,7 @@ def _check_and_run(args: argparse.Namespace) -> int:
     warn_no_effect(args, EDIT_NO_EFFECT)
     warn_mask_options(args)
     check_progress_file(args.progress_file)
+    check_progress_file(args.preview_file, "--preview_file")
     config = edit_config_from_args(args)
     if not config.mask_path:  # the automatic mask's models: with HF_HUB_OFFLINE=1, in the hub cache
         for name, what in (("detector_model", "Grounding-DINO"), ("segmenter_model", "SAM")):
@@ -177,7 +178,7 @@ def _check_and_run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, prepared: PreparedEdit) -> int:
     from ..editing.runner import run_prepared_edit
 
-    printer = ProgressPrinter(prepared.run.config.num_train_epochs, args.quiet, args.progress_file)
+    printer = ProgressPrinter(prepared.run.config.num_train_epochs, args.quiet, args.progress_file, args.preview_file)
     try:
         outcome = run_prepared_edit(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch)
     finally:

@@ -121,7 +121,37 @@ def _check(args) -> tuple[list, list[str] | None]:
         check_local_dino(args.dino_model_name)
     if args.clip_model_name != "auto":
         check_clip_name(args.clip_model_name)
+    check_judges_in_hub_cache(infos[0].base_model, args.dino_model_name, args.clip_model_name, args.clip_pretrained,
+                              args.detector_model if args.crop_subject else None)
     return infos, templates or None
+
+
+# the hub repository of open_clip's pretrained CLIP weights (open_clip.get_pretrained_cfg(name, tag)["hf_hub"],
+# written here: open_clip imports torch) and the weight files open_clip looks for there
+CLIP_HUB_IDS = {("ViT-B-32", "openai"): "timm/vit_base_patch32_clip_224.openai"}
+CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def check_judges_in_hub_cache(base_model: str, dino: str = "auto", clip: str = "auto",
+                              clip_pretrained: str = DEFAULT_CLIP_PRETRAINED, detector: str | None = None) -> None:
+    """With HF_HUB_OFFLINE=1: the judges of a run of `base_model` that come from the hub (DINO, CLIP,
+    the `detector` of --crop_subject) are in the hub cache, said in one line before torch loads
+    (else 10-15 s later). siso-eval, and siso-sweep --eval before its runs."""
+    from ..io.model_paths import is_hub_id
+    from ..preflight import check_in_hub_cache, dino_hub_id, hub_is_offline
+
+    if not hub_is_offline():
+        return
+    dino, clip, _ = judge_names(base_model, dino, clip)
+    if dino_hub_id(dino):
+        check_in_hub_cache(dino_hub_id(dino), "config.json", "DINO judge", "dino_model_name")
+    if clip.startswith("hf-hub:"):
+        check_in_hub_cache(clip[len("hf-hub:"):], "open_clip_config.json", "CLIP judge", "clip_model_name")
+    elif (clip, clip_pretrained) in CLIP_HUB_IDS:
+        check_in_hub_cache(CLIP_HUB_IDS[clip, clip_pretrained], CLIP_WEIGHT_FILES,
+                           f"CLIP judge {clip} ({clip_pretrained}) from", "clip_model_name")
+    if detector and is_hub_id(detector):
+        check_in_hub_cache(detector, "config.json", "Grounding-DINO", "detector_model")
 
 
 # options that shape what is rendered: an edit run renders nothing (its edited photo is scored)

@@ -32,7 +32,7 @@ import sys
 from typing import Callable
 
 # only light modules here: --help and every input error answer before torch is imported
-from ..config import FAMILY_RECIPES, MODEL_FAMILIES, MODES, SISOConfig, field_help
+from ..config import FAMILY_RECIPES, MODEL_FAMILIES, MODES, QUANTIZE, SISOConfig, field_help
 from ..errors import FLAG_NAMES, SISOInputError
 from ..io.progress import RESULT, format_line
 from ..preflight import PreparedRun, preflight
@@ -99,6 +99,8 @@ def shared_options(d: SISOConfig) -> dict[str, dict]:
         "log_every_epoch": dict(action="store_true", help="also save every iteration's image as epoch_N.png"),
         "save_on_improve": dict(action="store_true", help=_help("save_on_improve")),
         "progress_file": dict(default=None, help="also append the SISO_PROGRESS JSON objects to this file"),
+        "preview_file": dict(default=None, help="write each iteration's image to this file (JPEG or PNG, at most 512 px) "
+                             "and name it in the progress records' \"preview\" (for programs that show the run live)"),
         "resolution": dict(type=int, default=d.resolution, help=_help("resolution")),
         "seed": dict(type=int, default=d.seed, help=_help("seed")),
         "num_train_epochs": dict(type=int, default=d.num_train_epochs, help=_help("num_train_epochs")),
@@ -118,6 +120,7 @@ def shared_options(d: SISOConfig) -> dict[str, dict]:
         "device": dict(default=d.device, help=_help("device")),
         "mixed_precision": dict(default=d.precision, choices=["auto", "no", "fp32", "fp16", "bf16"], help=_help("precision")),
         "mode": dict(default=d.mode, choices=MODES, help=_help("mode")),
+        "quantize": dict(default=d.quantize, choices=QUANTIZE, help=_help("quantize")),
         "gradient_checkpointing": dict(action=argparse.BooleanOptionalAction, default=None, help=_help("gradient_checkpointing")),
         "allow_tf32": dict(action="store_true", help="allow TF32 matmuls on NVIDIA GPUs"),
         "quiet": dict(action="store_true", help="no progress bar (the SISO_PROGRESS lines go to stdout when a program reads "
@@ -152,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Defaults marked 'recipe' are the authors' per model family.",
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--subject_image_path", required=True, help="the ONE photo of the subject")
+    g.add_argument("--subject_image_path", help="the ONE photo of the subject (required, except with --plan)")
     g.add_argument("--prompt", default=d.prompt, help="a simple prompt naming the subject's class")
     g.add_argument("--model_family", default="auto", choices=("auto", *MODEL_FAMILIES),
                    help="auto reads it from the base model (model_index.json or the hub id)")
@@ -164,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--output_dir", default=None, help="folder for result.png, loss_curve.png, run.json (default: a fresh outputs/runs/<time>-<subject>)")
     g.add_argument("--weights_output_dir", default=None, help="folder for the LoRA files (default: --output_dir)")
     g.add_argument("--save_weights", action="store_true", help="accepted for upstream compatibility: the LoRA is always saved")
-    add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file")
+    add_options(g, shared, "overwrite log_every_epoch save_on_improve progress_file preview_file")
 
     g = p.add_argument_group("generation")
     add_options(g, shared, "resolution")
@@ -205,7 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"stop after this many iterations without such an improvement (recipe: {recipe_help('early_stopping_max_count')})")
 
     g = p.add_argument_group("device, speed and memory")
-    add_options(g, shared, "device mixed_precision mode gradient_checkpointing")
+    add_options(g, shared, "device mixed_precision mode quantize gradient_checkpointing")
+    g.add_argument("--plan", action="store_true",
+                   help="print the predicted peak GPU memory of every mode for these settings and what --mode auto would "
+                   "choose, then exit (no model is loaded; docs/memory.md)")
+    g.add_argument("--gpu_memory_gib", type=float, default=None,
+                   help="with --plan: plan for this much free GPU memory instead of asking nvidia-smi")
     g.add_argument("--compile", action="store_true", help="torch.compile the denoiser (UNet or transformer; slow first step)")
     g.add_argument("--cuda_graphs", action=argparse.BooleanOptionalAction, default=None,
                    help="replay each iteration as one CUDA graph where supported (SDXL, default mode, bf16/fp32, 1 step); "
@@ -236,17 +244,20 @@ def config_from_args(args: argparse.Namespace, config_class: type[SISOConfig] = 
     return config_class(**values)
 
 
-def check_progress_file(path: str | None) -> None:
-    """--progress_file must be appendable; refused up front instead of failing at the first iteration."""
+def check_progress_file(path: str | None, flag: str = "--progress_file") -> None:
+    """--progress_file / --preview_file must be writable; refused up front instead of failing at the first iteration."""
     if not path:
         return
     import os
 
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise SISOInputError(f"--progress_file {path!r} is a folder: give a file name, e.g. progress.jsonl")
+        example = "progress.jsonl" if flag == "--progress_file" else "preview.jpg"
+        raise SISOInputError(f"{flag} {path!r} is a folder: give a file name, e.g. {example}")
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise SISOInputError(f"--progress_file {path!r} cannot be written (its folder is missing or not writable): choose another path")
+        raise SISOInputError(f"{flag} {path!r} cannot be written (its folder is missing or not writable): choose another path")
+    if flag == "--preview_file" and not path.lower().endswith((".jpg", ".jpeg", ".png")):
+        raise SISOInputError(f"{flag} {path!r} must end in .jpg, .jpeg or .png (the image format)")
 
 
 def warn_no_effect(args: argparse.Namespace, no_effect: dict = NO_EFFECT) -> None:
@@ -286,13 +297,44 @@ PROG = "siso-generate"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.plan:
+        return run_command(args, lambda: print_plan(args), prog=PROG)
+    if not args.subject_image_path:
+        parser.error("the following arguments are required: --subject_image_path")
     return run_command(args, lambda: _check_and_run(args), prog=PROG)
+
+
+def print_plan(args: argparse.Namespace) -> int:
+    """--plan: every mode's predicted peak for these settings and the device, and auto's choice
+    (memory.py; no torch, no model)."""
+    from ..memory import GIB, format_plan, nvidia_smi_free_bytes, plan
+
+    config = config_from_args(args)
+    config.validate()
+    if args.gpu_memory_gib is not None:
+        if args.gpu_memory_gib <= 0:
+            raise SISOInputError(f"--gpu_memory_gib {args.gpu_memory_gib:g} must be above 0 (the GPU's free memory in GiB)")
+        free, label = int(args.gpu_memory_gib * GIB), f"{args.gpu_memory_gib:g} GiB free, as given"
+    else:
+        index = int(config.device.split(":")[1]) if config.device.startswith("cuda:") else 0
+        free = nvidia_smi_free_bytes(index) if config.device in ("auto", "cuda") or config.device.startswith("cuda:") else None
+        label = (f"GPU {index}: {free / GIB:.1f} GiB free (nvidia-smi)" if free is not None
+                 else "no NVIDIA GPU found: give --gpu_memory_gib to see what fits")
+    task = "edit" if getattr(args, "task", "generate") == "edit" else "generate"
+    options = plan(config.family, config.resolution, bool(config.train_text_encoder), task, config.rank,
+                   config.num_grad_steps, free_bytes=free)
+    if not options.predictions:
+        raise SISOInputError(f"no memory measurements for {config.family} {task}: see docs/memory.md")
+    print(format_plan(options, config.family, config.resolution, label))
+    return 0
 
 
 def _check_and_run(args: argparse.Namespace) -> int:
     warn_no_effect(args)
     check_progress_file(args.progress_file)
+    check_progress_file(args.preview_file, "--preview_file")
     config = config_from_args(args)
     warn_family_options(args, config)
     # every check that needs no model, before the heavy imports below (seconds)
@@ -303,7 +345,10 @@ def _check_and_run(args: argparse.Namespace) -> int:
 def run_in_folder(prepared: PreparedRun, run: Callable[[], int], args: argparse.Namespace) -> int:
     """Load the libraries and `run()`; a Ctrl-C before the loop has written anything leaves no
     empty run folder behind (the loop itself ends cleanly and saves what it has)."""
+    from ..offline import use_single_thread_for
+
     try:
+        use_single_thread_for(prepared.config)  # the tiny offline models on the CPU: one torch thread
         prepare_libraries(args)
         return run()
     except KeyboardInterrupt:
@@ -314,7 +359,7 @@ def run_in_folder(prepared: PreparedRun, run: Callable[[], int], args: argparse.
 def _run(args: argparse.Namespace, prepared: PreparedRun) -> int:
     from ..runner import run_prepared
 
-    printer = ProgressPrinter(prepared.config.num_train_epochs, args.quiet, args.progress_file)
+    printer = ProgressPrinter(prepared.config.num_train_epochs, args.quiet, args.progress_file, args.preview_file)
     try:
         outcome = run_prepared(prepared, callbacks=[printer], log_every_epoch=args.log_every_epoch,
                                optimizer_hook=tell_cuda_graphs if args.cuda_graphs else None)

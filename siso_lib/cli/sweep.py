@@ -165,6 +165,32 @@ def ray_available() -> bool:
         return False
 
 
+def offline_hub_problem(sweep: Sweep, retry_failed: bool) -> str | None:
+    """With HF_HUB_OFFLINE=1: the first run to execute whose hub model is not in the hub cache, in one
+    line (None when there is none). Each run's kernel would find it only after loading torch, about
+    20 s a run, every run failing the same way; a --dry-run lists every run's problem."""
+    from ..preflight import OFFLINE_FORBIDS, hub_is_offline
+    from ..sweeps.spec import run_input_problem
+
+    if not hub_is_offline():
+        return None
+    for run in runs_to_execute(sweep, retry_failed):
+        problem = run_input_problem(run)
+        if problem is not None and OFFLINE_FORBIDS in problem:
+            return f"run {run.name}: {problem} (nothing ran; --dry-run lists every run's problems)"
+    if sweep.evaluation is not None:  # the runs of the real models are scored by judges from the hub
+        from ..errors import SISOInputError
+        from .evaluate import check_judges_in_hub_cache
+
+        for run in sweep.runs():
+            if run.params.get("models") == "hub":
+                try:
+                    check_judges_in_hub_cache(str(run.params.get("pretrained_model_name_or_path") or "stabilityai/sdxl-turbo"))
+                except SISOInputError as error:
+                    return f"--eval: {error} (nothing ran)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 every run completed (and, with --eval, was scored); 1 some run failed, or its
     evaluation did (recorded in results.csv: error, eval_error); 2 bad sweep; 130 / 143 interrupted
@@ -189,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if summary.failed else 0
     # the notebooks run here (or on a local Ray, the same Python): papermill and a kernel are needed
     # before any run folder or results.csv is written (a cluster's nodes bring their own)
+    if ray is None or ray.address is None:
+        problem = offline_hub_problem(sweep, not args.no_retry_failed)
+        if problem is not None:
+            print_error(PROG, problem)
+            return 2
     if (ray is None or ray.address is None) and runs_to_execute(sweep, not args.no_retry_failed):
         from ..notebooks.papermill import notebook_route_problem
 

@@ -96,6 +96,7 @@ class LoRAGenerator:
         variant: str | None = None,
         cache_dir: str | None = None,
         vae_name_or_path: str | None = None,
+        quantize: str = "none",
         **components: Any,
     ):
         """The family's pipeline on the CPU in `torch_dtype`; SISOInputError (one line) if it cannot be loaded.
@@ -103,7 +104,8 @@ class LoRAGenerator:
         `vae_name_or_path` loads a separate VAE (e.g. an fp16-safe one); `components` replace other
         parts of the folder, as in diffusers' `from_pretrained`. A whole single-file checkpoint
         (.safetensors) is loaded with `from_single_file` and a config shipped with siso-lab
-        (single_file.py), never from the hub.
+        (single_file.py), never from the hub. `quantize` int8 / fp8 loads the denoiser's weights
+        quantized (diffusers' TorchAoConfig; quantization.py), so they never exist in full precision.
         """
         check_local_base_model(name_or_path, cls.family)
         if vae_name_or_path:
@@ -119,6 +121,13 @@ class LoRAGenerator:
 
                 pipe = load_single_file(cls.pipeline_class(), name_or_path, cls.family, torch_dtype, **components)
             else:
+                if quantize != "none":
+                    from diffusers.quantizers import PipelineQuantizationConfig
+
+                    from ..quantization import diffusers_quantization_config
+
+                    components["quantization_config"] = PipelineQuantizationConfig(
+                        quant_mapping={cls.denoiser_name: diffusers_quantization_config(quantize)})
                 pipe = cls.pipeline_class().from_pretrained(
                     name_or_path, dtype=torch_dtype, revision=revision, variant=variant, cache_dir=cache_dir, **components
                 )

@@ -55,7 +55,7 @@ EDIT_KNOBS = (
     "prompt", "input_class", "pretrained_model_name_or_path", "dino_model_name", "ir_features_path", "resolution",
     "seed", "num_train_epochs", "learning_rate", "rank", "train_text_encoder", "dino_features_weight",
     "ir_features_weight", "bg_mse_loss_weight", "inversion_max_step", "early_stopping_threshold_percentage",
-    "early_stopping_max_count", "device", "precision", "mode",
+    "early_stopping_max_count", "device", "precision", "mode", "quantize",
 )
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(SISOEditConfig)}
 # the parameters cell of 04_edit_image.ipynb and the type each value is read as (a test keeps them equal)

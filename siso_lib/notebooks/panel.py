@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from ..config import MODES, PRECISIONS, SISOConfig
+from ..config import MODES, PRECISIONS, QUANTIZE, SISOConfig
 from ..cli.common import quiet_libraries
 from ..io.locations import runs_root as default_runs_root
 from ..io.locations import shipped
@@ -201,7 +201,10 @@ class SISOPanel:
                                              indent=False)
         self.device = W.Dropdown(options=_device_options(c.device), value=c.device, description="device", style=WIDE)
         self.precision = W.Dropdown(options=list(PRECISIONS), value=c.precision, description="precision", style=WIDE)
-        self.mode = W.Dropdown(options=list(MODES), value=c.mode, description="mode", style=WIDE)
+        self.mode = W.Dropdown(options=list(MODES), value=c.mode, description="mode", style=WIDE,
+                               tooltip="auto: the fastest mode predicted to fit the GPU's free memory (docs/memory.md)")
+        self.quantize = W.Dropdown(options=list(QUANTIZE), value=c.quantize, description="frozen weights", style=WIDE,
+                                   tooltip="int8 / fp8 frozen denoiser weights (the LoRA stays fp32); auto: only if nothing else fits")
         self.ir_features_path = W.Text(value=c.ir_features_path or "", description="IR checkpoint", style=WIDE,
                                        placeholder="ir_features.pth (empty: DINO only)", layout=W.Layout(width="95%"))
 
@@ -238,8 +241,8 @@ class SISOPanel:
                          self.num_inference_steps, self.seed)
         knobs_right = box("Loss and early stopping", self.dino_features_weight, self.ir_features_weight,
                           self.early_stopping_threshold_percentage, self.early_stopping_max_count, self.train_text_encoder)
-        advanced = W.Accordion(children=[W.VBox([self.device, self.precision, self.mode, self.ir_features_path])])
-        advanced.set_title(0, "Device, precision, IR checkpoint")
+        advanced = W.Accordion(children=[W.VBox([self.device, self.precision, self.mode, self.quantize, self.ir_features_path])])
+        advanced.set_title(0, "Device, precision, memory, IR checkpoint")
         advanced.selected_index = None
         controls = W.VBox([model_box, subject_box, W.HBox([knobs_left, knobs_right]), advanced])
         buttons = W.HBox([self.run_button, self.stop_button, self.progress], layout=W.Layout(align_items="center"))
@@ -269,7 +272,7 @@ class SISOPanel:
         "model_family", "prompt", "num_train_epochs", "learning_rate", "rank", "resolution", "num_inference_steps", "seed",
         "dino_features_weight",
         "ir_features_weight", "early_stopping_threshold_percentage", "early_stopping_max_count", "train_text_encoder",
-        "device", "precision", "mode", "ir_features_path",
+        "device", "precision", "mode", "quantize", "ir_features_path",
     )
 
     def config(self) -> SISOConfig:

@@ -13,7 +13,8 @@ The tiny Sana renders at its 512 px resolution bin (as SanaPipeline does) and is
 64 px, so its iterations are the slowest.
 
 A run of the tiny models on the CPU uses one torch thread (`single_thread_env`, the one place
-that decides it): siso-demo, the kernels siso-sweep starts, and notebook 01 run with
+that decides it): siso-demo, siso-generate and siso-edit on a tiny base model
+(`use_single_thread_for`), the kernels siso-sweep starts, and notebook 01 run with
 `models="offline"` (papermill, JupyterLab) all follow it.
 """
 
@@ -69,6 +70,31 @@ def use_single_thread(models: str | None, device: str | None = None) -> dict[str
         if torch is not None:
             torch.set_num_threads(int(env[THREADS_ENV]))
     return env
+
+
+def is_tiny_model(path: str | os.PathLike | None) -> bool:
+    """Whether `path` is one of the tiny offline models: the ASSETS.json beside it says "size": "tiny"."""
+    if not path:
+        return False
+    try:
+        manifest = json.loads((Path(path).parent / "ASSETS.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("size") == "tiny"
+
+
+def use_single_thread_for(config: SISOConfig) -> dict[str, str]:
+    """`use_single_thread` for a run of `config` (siso-generate, siso-edit): models "offline" when
+    its base model is a tiny offline one, its device resolved ("auto": the first accelerator, else
+    the CPU). Returns what was set."""
+    if not is_tiny_model(config.pretrained_model_name_or_path):
+        return {}
+    device = config.device
+    if device in (None, "", "auto"):
+        from ..devices import pick_device
+
+        device = pick_device("auto").type
+    return use_single_thread("offline", str(device).split(":")[0])
 
 
 def ensure_test_assets(directory: str | Path | None = None, families: tuple[str, ...] = ("sdxl",)) -> dict[str, str]:

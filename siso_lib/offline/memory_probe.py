@@ -27,6 +27,7 @@ hundred MiB together on an H200; `siso_lib.memory` adds them as its margin).
 
     python -m siso_lib.offline.memory_probe                      # every family, mode, text-encoder case
     python -m siso_lib.offline.memory_probe --families sdxl --resolutions 512 --no-write
+    python -m siso_lib.offline.memory_probe --bench-flow        # the measured SDXL cases, as measured
 
 Each case runs in its own process (a meta run leaves nothing behind, but import-time patches
 and peaks must not leak) and `siso_lib/memory_table.json` is rewritten after each case.
@@ -45,6 +46,7 @@ import weakref
 from pathlib import Path
 
 TABLE_PATH = Path(__file__).resolve().parent.parent / "memory_table.json"
+REPO = Path(__file__).resolve().parents[2]  # the checkout (the docs and the benchmark results live there)
 BLOCK = 512  # the caching allocator rounds every block up to a multiple of 512 bytes
 META = "meta"
 
@@ -232,9 +234,14 @@ def _timesteps_on_host(set_timesteps):
 
 # ---------------------------------------------------------------------------------------- one case
 def probe(family: str, mode: str, text_encoder_lora: bool, resolution: int, task: str = "generate",
-          size: str = "full", iterations: int = 2) -> dict:
+          size: str = "full", iterations: int = 2, flow: str = "cli") -> dict:
     """One run's device memory, in bytes: after setup, the setup peak, the iterations' peak, and
-    per component the weights it keeps on the device. `mode` is default, low-memory or reference."""
+    per component the weights it keeps on the device. `mode` is default, low-memory or reference.
+
+    flow "cli": the models are loaded on the host and moved by the optimiser, as every command
+    does. flow "bench": as benchmarks/bench_step.py measured them on a GPU, the pipeline built
+    straight on the device and the feature networks built there in fp32, then cast (a setup
+    spike a real run does not have); kept to check the model against those measurements."""
     import torch
 
     from ..config import SISOConfig, SISOEditConfig
@@ -263,7 +270,7 @@ def probe(family: str, mode: str, text_encoder_lora: bool, resolution: int, task
     simulator = SimulatedDevice()
     photo = torch.rand(1, 3, 512, 512)
     with simulator:
-        with simulator.host():
+        with simulator.host() if flow == "cli" else contextlib.nullcontext():
             pipe = builders[config.family](size, device=META, dtype=runtime.dtype)
             dino_model, _ = tiny_models.build_dino(size, device=META)
             dino = DinoFeatures(dino_model, preprocess_spec_for(dino_model))
@@ -286,7 +293,7 @@ def probe(family: str, mode: str, text_encoder_lora: bool, resolution: int, task
         peak = simulator.peak
     return {
         "family": config.family, "task": task, "mode": mode, "text_encoder_lora": bool(text_encoder_lora),
-        "resolution": resolution, "size": size, "dtype": str(runtime.dtype).removeprefix("torch."),
+        "resolution": resolution, "size": size, "flow": flow, "dtype": str(runtime.dtype).removeprefix("torch."),
         "num_inference_steps": config.num_inference_steps, "num_grad_steps": config.num_grad_steps,
         "rank": config.rank, "lora_parameters": sum(p.numel() for p in optimizer.params),
         "resident_bytes": resident, "setup_peak_bytes": setup_peak, "iteration_peak_bytes": peak,
@@ -315,10 +322,10 @@ def _edit_task(config, resolution: int):
 
 # ---------------------------------------------------------------------------------------- the table
 def cases(families: list[str], resolutions: list[int], modes: list[str]) -> list[dict]:
-    """Every case the table holds: each family's text-encoder choices, and SDXL editing."""
+    """Every case the table holds: each family's text-encoder choices, and SDXL editing in the default mode."""
     from ..config import NO_TEXT_ENCODER_LORA
 
-    found = []
+    found, edits = [], []
     for family in families:
         lora_choices = (False,) if family in NO_TEXT_ENCODER_LORA else (True, False)
         for resolution in resolutions:
@@ -326,13 +333,20 @@ def cases(families: list[str], resolutions: list[int], modes: list[str]) -> list
                 for text_encoder_lora in lora_choices:
                     found.append({"family": family, "task": "generate", "mode": mode,
                                   "text_encoder_lora": text_encoder_lora, "resolution": resolution})
-                if family == "sdxl":
-                    found.append({"family": family, "task": "edit", "mode": mode, "text_encoder_lora": False, "resolution": resolution})
-    return found
+                if family == "sdxl" and mode == "default":  # editing: SDXL only; its inversion makes a case ~10x slower
+                    edits.append({"family": family, "task": "edit", "mode": mode, "text_encoder_lora": False, "resolution": resolution})
+    return found + edits  # the slow ones last
+
+
+def bench_flow_cases() -> list[dict]:
+    """The six SDXL cases measured on an H200 (benchmarks/results/gpu-NVIDIA_H200.json), built as the benchmark built them."""
+    return [{"family": "sdxl", "task": "generate", "mode": mode, "text_encoder_lora": lora, "resolution": 512, "flow": "bench"}
+            for mode in ("default", "low-memory", "reference") for lora in (True, False)]
 
 
 def case_key(case: dict) -> str:
-    return f"{case['family']}/{case['task']}/{case['mode']}/te-{'on' if case['text_encoder_lora'] else 'off'}/{case['resolution']}"
+    key = f"{case['family']}/{case['task']}/{case['mode']}/te-{'on' if case['text_encoder_lora'] else 'off'}/{case['resolution']}"
+    return key + ("/bench-flow" if case.get("flow", "cli") == "bench" else "")
 
 
 def read_table(path: Path = TABLE_PATH) -> dict:
@@ -349,6 +363,40 @@ def run_case_in_subprocess(case: dict, size: str, timeout: float) -> dict:
     return json.loads(lines[-1][len("PROBE "):])
 
 
+def check_table_markdown() -> str:
+    """The measured SDXL peaks beside the model's prediction for them (docs/memory.md)."""
+    from .. import memory
+    measured = json.loads((REPO / "benchmarks" / "results" / "gpu-NVIDIA_H200.json").read_text())["cases"]
+    lines = ["| SDXL-Turbo, 512 px | text-encoder LoRA | measured GiB (H200) | predicted GiB | error |",
+             "| --- | --- | --- | --- | --- |"]
+    for case in measured:
+        predicted = memory.predict("sdxl", case["mode"], 512, case["text_encoder_lora"], flow="bench").peak_bytes / memory.GIB
+        lines.append(f"| {case['mode']} | {'on' if case['text_encoder_lora'] else 'off'} | {case['peak_gpu_gib']:.2f} | "
+                     f"{predicted:.2f} | {predicted / case['peak_gpu_gib'] - 1:+.1%} |")
+    return "\n".join(lines)
+
+
+def doc_blocks() -> dict[str, str]:
+    """Marker name -> the generated markdown between `<!-- NAME -->` and `<!-- /NAME -->`."""
+    from .. import memory
+
+    memory.read_table.cache_clear()
+    return {"memory-table:512": memory.markdown_table(512), "memory-table:1024": memory.markdown_table(1024),
+            "memory-check": check_table_markdown()}
+
+
+def fill_blocks(text: str, blocks: dict[str, str]) -> str:
+    import re
+
+    for name, body in blocks.items():
+        text = re.sub(rf"(<!-- {re.escape(name)} -->\n).*?(<!-- /{re.escape(name)} -->)",
+                      lambda m: m.group(1) + body + "\n" + m.group(2), text, flags=re.S)
+    return text
+
+
+DOCS_WITH_TABLES = ("README.md", "docs/memory.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..config import MODEL_FAMILIES
 
@@ -360,22 +408,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", default=str(TABLE_PATH))
     parser.add_argument("--no-write", action="store_true", help="print the cases, leave the table as it is")
     parser.add_argument("--missing", action="store_true", help="only the cases the table does not have yet")
+    parser.add_argument("--bench-flow", action="store_true",
+                        help="the six SDXL cases measured on a GPU, built as benchmarks/bench_step.py builds them")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the predicted tables in README.md and docs/memory.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.write_docs:
+        from ..io.atomic import write_text
+        blocks = doc_blocks()
+        for name in DOCS_WITH_TABLES:
+            path = REPO / name
+            write_text(path, fill_blocks(path.read_text(), blocks))
+        return 0
     from ..cli.common import quiet_libraries
 
     quiet_libraries()
     if args.worker:
         spec = json.loads(args.worker)
         print("PROBE " + json.dumps(probe(spec["family"], spec["mode"], spec["text_encoder_lora"], spec["resolution"],
-                                          spec["task"], spec["size"])), flush=True)
+                                          spec["task"], spec["size"], flow=spec.get("flow", "cli"))), flush=True)
         return 0
     from ..io.atomic import write_json
 
     table_path = Path(args.table)
     table = read_table(table_path)
     todo = cases(args.families.split(","), [int(r) for r in args.resolutions.split(",")], args.modes.split(","))
+    if args.bench_flow:
+        todo = bench_flow_cases()
     if args.missing:
         todo = [case for case in todo if case_key(case) not in table["cases"]]
     for index, case in enumerate(todo, 1):

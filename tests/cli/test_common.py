@@ -41,12 +41,21 @@ def test_the_cli_prints_progress_and_result_lines_only_where_a_program_reads_the
         "--subject_image_path", subject_path, "--pretrained_model_name_or_path", tiny_assets["sdxl"],
         "--dino_model_name", tiny_assets["dino"], "--ir_features_path", tiny_assets["ir"], "--resolution", "64",
         "--num_train_epochs", "2", "--device", "cpu", "--output_dir", str(tmp_path / "run"), "--quiet",
-        "--progress_file", str(progress),
+        "--progress_file", str(progress), "--preview_file", str(tmp_path / "preview.jpg"),
     ])
     assert code == 0, capsys.readouterr().err
     printed = out.getvalue()
     assert ("SISO_PROGRESS" in printed and "SISO_RESULT" in printed) is not terminal
-    assert len(progress.read_text().splitlines()) == 2  # the progress file is written either way
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    assert len(records) == 2  # the progress file is written either way
+    # the live preview: each record names the image of its iteration (ComfyUI shows it on the node)
+    assert all(record["preview"] == str(tmp_path / "preview.jpg") for record in records)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "preview.jpg").size == (64, 64)
+    # mode auto (the default) on a CPU: today's default mode, recorded as what ran
+    runtime = json.loads((tmp_path / "run" / "run.json").read_text())["runtime"]
+    assert (runtime["mode"], runtime["quantize"]) == ("default", "none")
     assert "CUDA graphs" not in capsys.readouterr().err  # not asked for, and no CUDA device: nothing said
 
 
@@ -61,6 +70,32 @@ def test_cuda_graphs_asked_for_on_a_cpu_say_why_they_are_off(tiny_assets, subjec
     assert code == 0
     assert "siso: CUDA graphs need a CUDA device (this run uses cpu): iterations run eagerly" in capsys.readouterr().err
     assert json.loads((tmp_path / "run" / "run.json").read_text())["runtime"]["cuda_graphs_note"].startswith("CUDA graphs need")
+
+
+@pytest.mark.slow
+def test_loading_the_libraries_after_quiet_libraries_prints_nothing():
+    """The fresh-user trial: every CPU run began with two `W... torch/utils/_pytree.py ... is an Enum
+    subclass` lines (torch about torchao, which diffusers imports) and "Unable to import torchao"."""
+    import subprocess
+
+    code = ("from siso_lib.cli.common import quiet_libraries; quiet_libraries(); "
+            "from diffusers import StableDiffusionXLPipeline; import peft, transformers")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+
+
+def test_a_preview_that_cannot_be_written_never_ends_the_run(tmp_path):
+    import torch
+
+    from siso_lib.optimizer import StepEvent
+
+    target = tmp_path / "preview.jpg"
+    target.mkdir()  # a folder where the file should go: saving fails
+    printer = ProgressPrinter(1, quiet=True, progress_file=str(tmp_path / "p.jsonl"), preview_file=str(target))
+    event = StepEvent(step=1, max_steps=1, losses={"total": -1.0}, is_best=True, best_step=1, best_loss=-1.0, patience_count=0,
+                      lr=1e-4, step_seconds=0.1, elapsed_seconds=0.1, image=torch.rand(1, 3, 64, 64))
+    printer(event)
+    assert "preview" not in json.loads((tmp_path / "p.jsonl").read_text())
 
 
 def test_every_command_reports_an_error_as_prog_error(tmp_path):

@@ -86,6 +86,25 @@ def test_without_papermill_the_notebook_demo_refuses_in_one_line_and_writes_noth
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_notebook_commands_without_papermill_answer_before_torch_loads(tmp_path):
+    """The fresh-user trial: `siso-demo --notebook` without papermill loaded torch (its warnings on
+    stderr, seconds) before the one line naming the fix; siso-sweep must answer as fast."""
+    from cli_cases import error_lines, run_cli_cases
+
+    cases = {
+        "demo": ("siso_lib.cli.demo", ["--notebook", "--assets_dir", str(tmp_path / "a")]),
+        "sweep": ("siso_lib.cli.sweep", ["--grid", "learning_rate=1e-3,2e-3", "--subjects", str(REPO / "data" / "cat.png"),
+                                         "--output-root", str(tmp_path / "sweeps")]),
+    }
+    report, heavy = run_cli_cases(cases, tmp_path, not_installed=("papermill",))
+    for name, (code, stderr) in report.items():
+        prog = "siso-demo" if name == "demo" else "siso-sweep"
+        assert code == 2 and stderr.splitlines() == error_lines(stderr, prog), (name, stderr)  # that line only
+        assert "needs papermill" in stderr and 'pip install -e ".[notebooks]"' in stderr, stderr
+    assert heavy == [], heavy
+    assert not (tmp_path / "a").exists() and not (tmp_path / "sweeps").exists() and not (tmp_path / "outputs").exists()
+
+
 def test_the_printed_command_repeats_the_run_with_its_thread_setting_and_the_photo_names_the_prompt(
         tiny_assets, tmp_path, monkeypatch, capsys):
     """The fresh-user trial: the by-hand command lacked the OMP_NUM_THREADS=1 the demo runs under
@@ -107,7 +126,8 @@ def test_the_printed_command_repeats_the_run_with_its_thread_setting_and_the_pho
 
     monkeypatch.setattr(generate, "main", fake("siso-generate"))
     monkeypatch.setattr(edit, "main", fake("siso-edit"))
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset")  # recorded, so that the test's end restores the caller's value
+    monkeypatch.delenv("OMP_NUM_THREADS")
     threads = torch.get_num_threads()
     try:
         coffee = str(REPO / "data" / "coffee.png")
@@ -136,3 +156,47 @@ def test_the_subject_is_guessed_from_the_file_name_as_siso_eval_guesses_a_class(
     assert subject_from_photo("data/coffee.png") == "coffee"
     assert subject_from_photo("/x/a photo of a dog.jpg") == "dog"
     assert subject_from_photo("IMG_1234.jpg") == "IMG" and subject_from_photo("1234.png") == "subject"
+
+
+def test_siso_generate_and_siso_edit_on_a_tiny_model_on_the_cpu_use_one_thread(tiny_assets, subject_path, tmp_path, monkeypatch):
+    """The fresh-user trial: the single-thread choice was the demo's and the sweep's only; the
+    offline siso-generate command of docs/command-line.md, pasted, ran 3-4x slower on a busy CPU.
+    One helper decides it (offline.single_thread_env); a hub model or the user's own setting is
+    left alone."""
+    import torch
+
+    from siso_lib.cli import edit, generate
+    from siso_lib.config import SISOConfig
+    from siso_lib.offline import is_tiny_model, use_single_thread_for
+
+    seen = []
+    record = lambda *args: seen.append((os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads())) or 0  # noqa: E731
+    monkeypatch.setattr(generate, "_run", record)
+    monkeypatch.setattr(edit, "_run", record)
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset")  # recorded, so that the test's end restores the caller's value
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    threads = torch.get_num_threads()
+    tiny = ["--subject_image_path", subject_path, "--pretrained_model_name_or_path", tiny_assets["sdxl"],
+            "--dino_model_name", tiny_assets["dino"], "--resolution", "64", "--device", "cpu"]
+    try:
+        for program, argv in (
+            (generate, [*tiny, "--output_dir", str(tmp_path / "g")]),
+            (edit, [*tiny, "--subject_class", "cat", "--input_image_path", str(REPO / "data" / "coffee.png"),
+                    "--input_class", "cup", "--detector_model", tiny_assets["grounding_dino"],
+                    "--segmenter_model", tiny_assets["sam"], "--output_dir", str(tmp_path / "e")]),
+        ):
+            torch.set_num_threads(2)
+            os.environ.pop("OMP_NUM_THREADS", None)
+            assert program.main(argv) == 0
+            assert seen[-1] == ("1", 1), program
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's own choice wins
+        assert generate.main([*tiny, "--output_dir", str(tmp_path / "g2")]) == 0
+        assert seen[-1] == ("2", 2)
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert is_tiny_model(tiny_assets["sdxl"]) and not is_tiny_model("stabilityai/sdxl-turbo")
+        assert use_single_thread_for(SISOConfig(device="cpu")) == {}  # the real SDXL-Turbo keeps torch's threads
+        assert use_single_thread_for(SISOConfig(pretrained_model_name_or_path=tiny_assets["sdxl"], device="cuda")) == {}
+        assert "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -59,3 +59,65 @@ def test_the_editing_python_example_runs_as_pasted(clone_like, capsys):
     exec(compile(code, "docs/editing.md", "exec"), {})
     printed = capsys.readouterr().out.split()
     assert printed[0].endswith("result.png") and Path(printed[0]).is_file() and printed[1].endswith("result_square.png")
+
+
+@pytest.mark.slow  # a whole demo (30 iterations) and an evaluation: minutes on a CPU
+def test_the_offline_evaluation_runs_as_pasted(clone_like, capsys):
+    """docs/evaluation.md's "Offline" block, siso-demo then siso-eval on its run, as pasted; only
+    the seeds are cut (an option added at the end)."""
+    import glob
+
+    from siso_lib.cli import demo, evaluate
+
+    text = (REPO / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text.split("## Offline", 1)[1], re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert [line.split()[0] for line in lines] == ["siso-demo", "siso-eval"], lines
+    assert demo.main(shlex.split(lines[0])[1:]) == 0, capsys.readouterr().err
+    runs = [word for pattern in shlex.split(lines[1])[1:] for word in sorted(glob.glob(pattern)) or [pattern]]  # as bash expands it
+    assert len(runs) == 1 and evaluate.main(runs + ["--seeds", "1"]) == 0, capsys.readouterr().err
+    assert (Path(runs[0]) / "eval" / "metrics.json").is_file()
+
+
+def test_the_offline_evaluation_python_example_runs_as_pasted(clone_like, capsys):
+    text = (REPO / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    section = text.split("## From Python", 1)[1]
+    code = [c for c in re.findall(r"```python\n(.*?)```", section, re.S) if "offline_config" in c][0]
+    assert "/path/to" not in code and "num_train_epochs=5" in code and "seeds=range(2)" in code
+    code = code.replace("num_train_epochs=5", "num_train_epochs=2").replace("seeds=range(2)", "seeds=range(1)")
+    exec(compile(code, "docs/evaluation.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()[-1]
+    assert printed.startswith("True {'dino': "), printed  # the tiny judges, and the delta's scores
+
+
+def test_every_claim_that_a_run_repeats_names_its_conditions():
+    """The fresh-user trial: "pasted it repeats the run exactly" held only on the same machine with
+    the same library versions (other versions or threads change the last digits). Every page and
+    the demo that say a run repeats say under which conditions."""
+    claims = re.compile(r"repeats the run|same losses|repeat a run|repeat the run", re.I)
+    texts = {path.name: path.read_text(encoding="utf-8") for path in [*(REPO / "docs").glob("*.md"), REPO / "README.md"]}
+    import siso_lib.cli.demo
+
+    texts["siso-demo's docstring"] = siso_lib.cli.demo.__doc__
+    for name, text in texts.items():
+        for paragraph in re.split(r"\n\s*\n", text):
+            if claims.search(paragraph) and "differences" not in name:
+                flat = " ".join(paragraph.split())
+                assert "exactly" not in flat, (name, flat)
+                assert "versions" in flat, (name, flat)
+
+
+def test_the_readmes_make_commands_are_the_makefiles():
+    """The fresh-user trial: the README's "Two commands" section listed three. The section's title
+    counts its commands, each is a Makefile target, and test-fast's pytest options are the ones said."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    title, section = re.search(r"^## (\w+) commands\n(.*?)(?=^## )", readme, re.S | re.M).groups()
+    commands = re.findall(r"^make ([\w-]+)", re.search(r"```bash\n(.*?)```", section, re.S).group(1), re.M)
+    numbers = {"One": 1, "Two": 2, "Three": 3, "Four": 4, "Five": 5}
+    assert numbers[title] == len(commands), (title, commands)
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    targets = dict(re.findall(r"^([\w-]+):[^\n]*\n\t([^\n]*)", makefile, re.M))
+    assert all(command in targets for command in commands), (commands, list(targets))
+    assert re.search(rf"^# {title} commands", makefile, re.M)  # the Makefile's own header says the same
+    said = re.search(r"`make test-fast` runs `pytest ([^`]*)`", section).group(1)
+    assert said in targets["test-fast"] and "--notebook" in targets["demo"] and "siso-demo --notebook" in section

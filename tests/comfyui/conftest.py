@@ -44,7 +44,7 @@ def model_folders(tmp_path):
 
     folders = {}
     for family, pipeline in (("sdxl", "StableDiffusionXLPipeline"), ("flux", "FluxPipeline"), ("sana", "SanaPipeline"),
-                             ("other", "StableDiffusion3Pipeline")):
+                             ("flux2_klein", "Flux2KleinPipeline"), ("other", "StableDiffusion3Pipeline")):
         folder = tmp_path / "models" / f"my-{family}"
         folder.mkdir(parents=True)
         (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))

@@ -124,7 +124,7 @@ def test_an_edit_with_a_painted_mask(workdirs, scene, painted, fake_edit, capsys
     assert pairs["--subject_image_path"] == f"{run_dir}/subject.png" and pairs["--mask"] == f"{run_dir}/mask_input.png"
     assert pairs["--prompt"] == "a photo of a cat" and pairs["--input_class"] == "cup" and pairs["--output_dir"] == run_dir
     assert (pairs["--bg_mse_loss_weight"], pairs["--inversion_max_step"], pairs["--learning_rate"]) == ("20.0", "0.5", "0.0003")
-    assert "--no-train_text_encoder" in argv and pairs["--mode"] == "default" and "--quiet" in argv
+    assert "--no-train_text_encoder" in argv and pairs["--mode"] == SISOEditConfig.mode and "--quiet" in argv
     assert pairs["--pretrained_model_name_or_path"] == "stabilityai/sdxl-turbo"
     # what siso-edit got: the scene and the subject channels-last, the mask scene-sized and binary
     seen = json.loads(open(f"{run_dir}/fake_inputs.json").read())

@@ -348,7 +348,7 @@ def test_recipe_widgets_default_to_the_sdxl_recipe_and_name_every_familys_value(
             tooltip = required[widget][1]["tooltip"]
             assert "family's recipe" in tooltip and defaults.recipe_text(field) in tooltip, widget
     assert "FLUX" in required["base_model_path"][1]["tooltip"] and "Sana is not offered" in required["base_model_path"][1]["tooltip"]
-    assert defaults.NODE_FAMILIES == ("sdxl", "flux")
+    assert defaults.NODE_FAMILIES == ("sdxl", "flux", "flux2_klein")
 
 
 def test_the_node_reads_the_family_as_siso_generate_does(model_folders):
@@ -356,7 +356,7 @@ def test_the_node_reads_the_family_as_siso_generate_does(model_folders):
     from siso_lib.io.model_paths import detect_family
 
     for name in (model_folders["sdxl"], model_folders["flux"], "stabilityai/sdxl-turbo", "black-forest-labs/FLUX.1-schnell",
-                 "someone/my-flux-finetune"):
+                 "someone/my-flux-finetune", model_folders["flux2_klein"], "black-forest-labs/FLUX.2-klein-4B"):
         assert families.detect_family(name) == detect_family(name), name
     for name in (model_folders["sana"], "Efficient-Large-Model/Sana_1600M_512px_diffusers"):
         assert detect_family(name) == "sana"

@@ -284,7 +284,7 @@ def test_command_works_with_the_real_siso_generate_parser():
     args = build_parser().parse_args(command[3:])
     assert args.subject_image_path == "/t/s.png" and args.weights_output_dir == "/w" and args.output_dir == "/o"
     assert args.num_train_epochs == 50 and args.learning_rate == 2e-4 and args.rank == 4 and args.train_text_encoder
-    assert args.quiet and args.mode == "default"
+    assert args.quiet and args.mode == SISOParams().mode
     upstream_command = commands.build_command("py", "s.py", "upstream", "/t/s.png", params, "/w", "/o")
     build_parser().parse_args(upstream_command[3:])  # the upstream list is a subset too
 

@@ -72,3 +72,25 @@ def test_siso_eval_on_an_edit_run_says_what_it_scores_and_warns_about_rendering_
     warned = [line for line in err.splitlines() if "ignoring --" in line]
     assert len(warned) == (2 if extra else 0), warned
     assert all("nothing is rendered" in line for line in warned)
+
+
+def test_an_edit_run_has_its_model_card_and_the_photo_at_the_scenes_size(edit_run):
+    """Item 17 for editing: the run folder is a Hub page as it is (README.md parsed by
+    huggingface_hub), tagged as an edit, its widget the edited photo, which has the scene's size."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(edit_run / "README.md")
+    assert {"lora", "siso", "siso-editing", "image-to-image"} <= set(card.data.tags)
+    assert "text-to-image" not in card.data.tags and card.data.pipeline_tag == "image-to-image"
+    assert card.data.instance_prompt == "a photo of a cat" and card.data.widget[0]["output"]["url"] == "result.png"
+    assert "**edit**" in card.text and "## Use" not in card.text  # no text-to-image usage for an edit's LoRA
+    assert Image.open(edit_run / "result_square.png").size == (64, 64)
+    # item 6a end to end: data/coffee.png at its size, every pixel outside the mask bit-identical to it
+    from siso_lib.editing.inputs import load_scene
+    from siso_lib.io.locations import example_photo
+
+    scene, _, _ = load_scene(example_photo("coffee.png"), 64)
+    result = np.asarray(Image.open(edit_run / "result.png").convert("RGB"))
+    keep = np.asarray(Image.open(edit_run.parent / "mask.png")) <= 127
+    assert result.shape == (400, 600, 3) and np.array_equal(result[keep], np.asarray(scene)[keep])
+    assert not np.array_equal(result[~keep], np.asarray(scene)[~keep])  # the region itself was edited

@@ -43,3 +43,34 @@ def test_the_authors_flux_and_sana_scripts_run_without_datasets(without_datasets
     scripts = ("siso_generation_flux.py", "siso_generation_sana.py")
     assert missing_packages(checkout, scripts, stubbed=("pytorch_lightning",)) == {}
     assert missing_packages(checkout, ("siso_generation_sdxl.py",)) == {"datasets": ["siso_generation_sdxl.py"]}
+
+
+def documented_parity() -> dict[str, float]:
+    """{family: the largest per-iteration loss difference docs/differences.md reports for it}."""
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "differences.md").read_text(encoding="utf-8")
+    section = text.split("## Parity", 1)[1].split("\n## ", 1)[0]
+    scripts = {"siso_generation_sdxl.py": "sdxl", "siso_generation_flux.py": "flux", "siso_generation_sana.py": "sana",
+               "siso_editing_sdxl.py": "edit"}
+    found = {}
+    for row in re.findall(r"^\| `(\w+\.py)` \|[^|]*\| ([^|]*)\|", section, re.M):
+        found[scripts[row[0]]] = max(float(number) for number in re.findall(r"\d\.\d+e-\d+", row[1]))
+    return found
+
+
+def test_each_tolerance_is_a_few_times_the_agreement_the_docs_report():
+    """The docs' parity table and the tests agree: each family's tolerance lies above what is
+    measured (so rounding passes) and within 10x of it (so a real fault does not)."""
+    documented = documented_parity()
+    assert set(documented) == {"sdxl", "flux", "sana", "edit"}
+    for family, measured in documented.items():
+        assert measured < TOLERANCES[family] <= 10 * measured, (family, measured, TOLERANCES[family])
+
+
+def test_the_parity_claim_says_what_sana_needs():
+    """The claim "equal on the same models, photo, seed and arguments" holds for Sana only when the
+    harness isolates the random numbers their model loading draws: said where the claim is made."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "differences.md").read_text(encoding="utf-8")
+    claim = text.split("## Parity", 1)[1].split("|", 1)[0]
+    assert "For Sana this holds only when" in claim and "fork_rng" in claim and "1.6e-3" in claim
