@@ -8,6 +8,7 @@ folder) without them, so the nodes also import and run in a plain Python for tes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -18,6 +19,7 @@ from .siso.child import Hooks
 from .siso.progress import format_progress
 
 CONSOLE_PREFIX = "[SISO]"
+logger = logging.getLogger(__name__)
 
 
 class SISOCancelled(Exception):
@@ -217,15 +219,33 @@ def progress_hooks(unique_id, total: int) -> Hooks:
     bar = utils.ProgressBar(total) if utils is not None else None
     cancel = threading.Event()
 
-    def update_bar(step: int, steps: int) -> None:
-        if bar is not None:
+    def update_bar(step: int, steps: int, preview=None) -> None:
+        if bar is None:
+            return
+        if preview is not None:
             try:
-                bar.update_absolute(step, steps)
-            except Exception:  # noqa: BLE001 - the hook raises when the user pressed Cancel
-                cancel.set()
+                bar.update_absolute(step, steps, preview)
+                return
+            except Exception as error:  # noqa: BLE001 - Cancel, or a preview ComfyUI could not take
+                if interrupted(error):
+                    cancel.set()
+                    return
+                logger.debug("live preview not sent: %s", error)
+        try:
+            bar.update_absolute(step, steps)
+        except Exception:  # noqa: BLE001 - the hook raises when the user pressed Cancel
+            cancel.set()
+
+    def interrupted(error: Exception) -> bool:
+        """The bar's hook raised for Cancel (else the update is retried without the preview)."""
+        if model_management is None:
+            return False
+        kind = getattr(model_management, "InterruptProcessingException", None)
+        return (isinstance(kind, type) and isinstance(error, kind)) or bool(model_management.processing_interrupted())
 
     def on_progress(record: dict) -> None:
-        update_bar(int(record.get("step", 0)), int(record.get("total", total) or total))
+        preview = live_preview(record) if bar is not None else None
+        update_bar(int(record.get("step", 0)), int(record.get("total", total) or total), preview)
         send_to_ui("siso.progress", {"node": unique_id, "text": format_progress(record)})
 
     def should_cancel() -> bool:
@@ -238,6 +258,16 @@ def progress_hooks(unique_id, total: int) -> Hooks:
 
     return Hooks(on_line=lambda stream, text: console(text), on_progress=on_progress, should_cancel=should_cancel,
                  on_start=on_start)
+
+
+def live_preview(record: dict):
+    """The preview ComfyUI's progress bar sends to the node ("JPEG", PIL image, max size) for a progress record
+    that names one (siso-generate/siso-edit --preview_file); None without one or when it cannot be read."""
+    path = record.get("preview")
+    if not isinstance(path, str) or not path:
+        return None
+    picture = images.read_preview(path)
+    return None if picture is None else ("JPEG", picture, images.PREVIEW_MAX_SIZE)
 
 
 def raise_cancelled(report: str, unique_id=None) -> None:

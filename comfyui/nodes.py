@@ -180,8 +180,9 @@ class SISOSubjectEdit(_SISORun):
     RETURN_TYPES = ("IMAGE", "STRING")
     RETURN_NAMES = ("edited_image", "status")
     OUTPUT_TOOLTIPS = (
-        "The edited scene (the best iteration's picture): the resolution x resolution square the edit works on "
-        "(the scene scaled to cover it, centre-cropped). When the edit failed or did not run: a picture labelled "
+        "The edited scene at the scene's own size: the best iteration's edit put back into the photo, only the masked "
+        "region changed (the run folder also keeps the resolution x resolution square, result_square.png). When the "
+        "edit failed or did not run: a picture labelled "
         "'SISO: no image' with the status on it (never the unedited scene).",
         "'Success', or 'Failed: <reason>' (or 'Idle: ...' when execute is False).",
     )

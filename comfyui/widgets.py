@@ -23,6 +23,7 @@ PYTHON_TOOLTIP = (
     "The Python that runs SISO (a separate process; siso-lab must be installed in its environment). Empty: the "
     "environment install.py --venv made (recorded in ComfyUI's user folder), else ComfyUI's own Python. Or the python "
     "of another environment, e.g. /path/siso-venv/bin/python.")
+MEMORY_NOTE = ". Out of memory: the node's status names the mode the memory model predicts would fit"
 PYTHON_WIDGET = ("STRING", {"default": "", "tooltip": PYTHON_TOOLTIP})
 
 
@@ -91,7 +92,8 @@ def generator_inputs(base_models: list[str]) -> dict:
             "dino_model_name": field_widget(g, "dino_model_name", DINO_NOTE),
             "device": field_widget(g, "device", " (bundled siso-generate only)"),
             "mixed_precision": field_widget(g, "mixed_precision"),
-            "mode": field_widget(g, "mode", " (bundled siso-generate only)"),
+            "mode": field_widget(g, "mode", MEMORY_NOTE + " (bundled siso-generate only)"),
+            "quantize": field_widget(g, "quantize", " (bundled siso-generate only)"),
             "python_executable": ("STRING", {"default": "", "tooltip": PYTHON_TOOLTIP + (
                 " With the authors' script in siso_script_path: the python of their environment.")}),
             "unique_subfolder": ("BOOLEAN", {"default": True, "tooltip": (
@@ -140,7 +142,8 @@ def edit_inputs(base_models: list[str]) -> dict:
             "dino_model_name": field_widget(e, "dino_model_name", DINO_NOTE),
             "device": field_widget(e, "device"),
             "mixed_precision": field_widget(e, "mixed_precision"),
-            "mode": field_widget(e, "mode"),
+            "mode": field_widget(e, "mode", MEMORY_NOTE),
+            "quantize": field_widget(e, "quantize"),
             "python_executable": PYTHON_WIDGET,
             "unload_models": ("BOOLEAN", {"default": True, "tooltip": "Unload ComfyUI's models from VRAM before SISO starts"}),
         },

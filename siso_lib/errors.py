@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 
@@ -63,3 +65,19 @@ def setting(name: str, value: object = None) -> str:
     if isinstance(value, bool):
         return flag if value else f"--no-{FLAG_NAMES.get(name, name)}"
     return flag if value is None else f"{flag} {value}"
+
+
+def check_file(path: "str | os.PathLike", what: str, fix: str, missing_fix: str | None = None,
+               error: type[SISOInputError] = SISOInputError) -> Path:
+    """`path` as a Path if it is an existing regular file; otherwise `error` with one line that says
+    which of the three it is: "<what> '<path>' does not exist: <missing_fix or fix>", "... is a
+    folder, not a file: <fix>" or "... is not a file: <fix>" (a device, a pipe). Every file input
+    (photos, masks, checkpoints, prompt and sweep files) is checked here, so they all say the same."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} {str(path)!r} does not exist: {missing_fix or fix}")
+    if path.is_dir():
+        raise error(f"{what} {str(path)!r} is a folder, not a file: {fix}")
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} is not a file: {fix}")
+    return path

@@ -158,14 +158,20 @@ def render(
     guidance_scale: float | None = None,
     resolution: int = 512,
     lora_scale: float | None = 1.0,
+    reference_images: Sequence[Image.Image] | None = None,
 ) -> list[list[Image.Image]]:
     """images[i][j] = prompts[i] with seeds[j]; lora_scale None or 0 renders the base model.
+
+    `reference_images` (FLUX.2 klein only): the pipeline's zero-shot reference mode, which draws
+    the subject of these photos with no optimisation (`Flux2KleinPipeline(image=[...])`).
 
     `num_inference_steps` and `guidance_scale` default to the pipeline family's recipe (SDXL-Turbo
     1 step / 0, FLUX.1-schnell 1 / 0, Sana 20 / 4.5, FLUX.2 klein 4 / 1); FLUX is usually rendered with 4 steps. The
     pipeline's adapter settings are restored afterwards, also on error.
     """
     family = family_of(pipe)
+    if reference_images is not None and family.family != "flux2_klein":
+        raise SISOInputError(f"reference images are FLUX.2 klein's zero-shot mode; {family.family} has none")
     recipe = FAMILY_RECIPES[family.family]
     num_inference_steps = num_inference_steps or recipe["num_inference_steps"]
     guidance_scale = recipe["guidance_scale"] if guidance_scale is None else guidance_scale
@@ -195,6 +201,7 @@ def render(
                         width=resolution,
                         generator=generator,
                         **extra,
+                        **({"image": list(reference_images)} if reference_images is not None else {}),
                     ).images[0]
                 )
             rows.append(row)

@@ -13,6 +13,7 @@ choice the table holds, at 512 and 1024 px:
 and the prediction for resolution s, rank r, grad steps g and frozen-weight quantization q is
 
     A(s)  = P(s) - R(s), linear in the pixel count s^2 between (and beyond) the two sizes
+            (a case measured at 512 px only: A(512) s^2 / 512^2)
     peak  = R(s) + A(s) * g / g0  +  16 B * N * (r / r0 - 1)  -  (W - W_q)
 
 16 B per LoRA parameter: fp32 value, gradient and AdamW's two moments. W_q is the size of the
@@ -102,55 +103,78 @@ def predict(family: str, mode: str, resolution: int, text_encoder_lora: bool = F
     flow "bench": the setup of benchmarks/bench_step.py (models built on the GPU, feature networks
     in fp32 first), measured for SDXL at 512 px only; it checks the model against those figures."""
     cases = read_table(table)
+    low = _case(cases, family, task, mode, text_encoder_lora, 512, flow)
     try:
-        low, high = (_case(cases, family, task, mode, text_encoder_lora, size, flow) for size in (512, 1024))
-        weight = (resolution**2 - 512**2) / (1024**2 - 512**2)
-    except NoPrediction:  # only the measured size itself, when the table has one of the two
-        low = high = _case(cases, family, task, mode, text_encoder_lora, resolution, flow)
-        weight = 0.0
+        high = _case(cases, family, task, mode, text_encoder_lora, 1024, flow)
+    except NoPrediction:  # measured at 512 px only: activations proportional to the pixel count
+        high = None
 
     def at_size(field: str) -> float:
-        return low[field] + (high[field] - low[field]) * weight
+        if high is None:
+            return low[field]
+        return low[field] + (high[field] - low[field]) * (resolution**2 - 512**2) / (1024**2 - 512**2)
 
     resident = at_size("resident_bytes")
     activations = max(at_size("setup_peak_bytes"), at_size("iteration_peak_bytes")) - resident
-    activations = max(activations, 0.0) * (num_grad_steps or low["num_grad_steps"]) / low["num_grad_steps"]
+    if high is None:
+        activations *= resolution**2 / 512**2
+    steps = low["num_inference_steps"]
+    grad_steps = num_grad_steps if num_grad_steps is not None else low["num_grad_steps"]
+    activations = max(activations, 0.0) * _through(grad_steps, steps) / _through(low["num_grad_steps"], steps)
     lora = BYTES_PER_LORA_PARAMETER * low["lora_parameters"] * ((rank or low["rank"]) / low["rank"] - 1)
     saved = low["denoiser_linear"]["weight_bytes"] - quantized_linear_bytes(low["denoiser_linear"], quantize)
     return Prediction(mode, quantize, int(resident + activations + lora - saved), int(resident + lora - saved))
 
 
+def _through(num_grad_steps: int, num_inference_steps: int) -> int:
+    """How many denoising steps carry gradients (0, or more than there are: all of them)."""
+    return num_inference_steps if not num_grad_steps or num_grad_steps > num_inference_steps else num_grad_steps
+
+
 @dataclass
 class Plan:
-    """Every mode's prediction, and the one `--mode auto` takes for `free_bytes` (None: unknown)."""
+    """Every mode's prediction, and the one `--mode auto` takes for `free_bytes` (None: unknown):
+    `choice`, the first of its order that fits, else `smallest` (run anyway, with a warning)."""
 
     predictions: list[Prediction]
     free_bytes: int | None
     choice: Prediction | None
+    smallest: Prediction | None = None
+
+    @property
+    def auto(self) -> Prediction | None:
+        return self.choice or self.smallest
 
     def describe(self) -> dict:
         return {
             "free_gib": None if self.free_bytes is None else round(self.free_bytes / GIB, 2),
             "margin": f"{MARGIN_FRACTION:.0%} + {MARGIN_BYTES / GIB:.2f} GiB",
-            "choice": None if self.choice is None else self.choice.describe(),
+            "fits": self.choice is not None,
+            "choice": None if self.auto is None else self.auto.describe(),
             "predictions": [prediction.describe() for prediction in self.predictions],
         }
 
 
 def plan(family: str, resolution: int, text_encoder_lora: bool = False, task: str = "generate", rank: int | None = None,
-         num_grad_steps: int | None = None, free_bytes: int | None = None, table: str = str(TABLE_PATH)) -> Plan:
-    """Predict every mode of PLAN_ORDER; choose the first of AUTO_ORDER that fits `free_bytes`."""
+         num_grad_steps: int | None = None, free_bytes: int | None = None, table: str = str(TABLE_PATH),
+         quantize: str = "auto") -> Plan:
+    """Predict every mode of PLAN_ORDER; choose the first of AUTO_ORDER that fits `free_bytes`
+    (`quantize` int8 / fp8 / none: only the options with that quantization; auto: any)."""
     predictions = []
-    for mode, quantize in PLAN_ORDER:
+    for mode, kind in PLAN_ORDER:
         try:
-            predictions.append(predict(family, mode, resolution, text_encoder_lora, task, quantize, rank, num_grad_steps, table))
+            predictions.append(predict(family, mode, resolution, text_encoder_lora, task, kind, rank, num_grad_steps, table))
         except NoPrediction:
             continue
-    choice = None
-    if free_bytes is not None:
-        fitting = {(p.mode, p.quantize): p for p in predictions if p.needed_bytes <= free_bytes}
-        choice = next((fitting[key] for key in AUTO_ORDER if key in fitting), None)
-    return Plan(predictions, free_bytes, choice)
+    known = {(p.mode, p.quantize): p for p in predictions}
+    order = [(mode, quantize if quantize != "auto" else kind) for mode, kind in AUTO_ORDER
+             if quantize == "auto" or kind == "none"]
+    allowed = [known[key] for key in dict.fromkeys(order) if key in known]
+    if free_bytes is None or not allowed:
+        return Plan(predictions, free_bytes, None)
+    choice = next((p for p in allowed if p.needed_bytes <= free_bytes), None)
+    smallest = None if choice else min(allowed, key=lambda p: p.peak_bytes)
+    return Plan(predictions, free_bytes, choice, smallest)
 
 
 def fitting_mode_hint(family: str, resolution: int, text_encoder_lora: bool, task: str, free_bytes: int | None,
@@ -187,9 +211,11 @@ def format_plan(options: Plan, family: str, resolution: int, device_label: str) 
     for p in options.predictions:
         fits = "" if options.free_bytes is None else ("  fits" if p.needed_bytes <= options.free_bytes else "  does not fit")
         lines.append(f"  {p.label:<26} {p.peak_bytes / GIB:6.1f} GiB   (needs {p.needed_bytes / GIB:5.1f} GiB){fits}")
-    if options.free_bytes is not None:
-        chosen = options.choice.label if options.choice else "nothing fits: try a smaller --resolution"
-        lines.append(f"--mode auto would run: {chosen}")
+    if options.choice is not None:
+        lines.append(f"--mode auto would run: {options.choice.label}")
+    elif options.smallest is not None:
+        lines.append(f"--mode auto would run: {options.smallest.label}, the smallest, with a warning: nothing is predicted "
+                     "to fit (a smaller --resolution helps)")
     return "\n".join(lines)
 
 

@@ -46,7 +46,7 @@ from .text import count
 logger = logging.getLogger(__name__)
 
 STOP_REASONS = {
-    "early_stopping": "{patience} in a row without a {threshold:g}% improvement{on} (early stopping{best})",
+    "early_stopping": "stopped early: {patience} without a {threshold:g} % improvement on the best loss{on}{best}",
     "max_steps": "reached the last iteration (num_train_epochs {max_steps})",
     "stopped": "stopped on request",
     "interrupted": "interrupted (Ctrl-C / SIGTERM)",
@@ -59,14 +59,16 @@ STOP_REASONS = {
 def describe_stop(reason: str, config: SISOConfig, result: "SISOResult | None" = None) -> str:
     """Why a run ended, in words. With the `result`, early stopping names the iteration the patience
     counted from, and says why a later iteration can still be the best (it improved by less than
-    the threshold): "7 iterations in a row without a 3% improvement on iteration 1's loss (early
-    stopping; iteration 8 is the best: it improved on it by less)"."""
+    the threshold): "stopped early: 7 iterations without a 3 % improvement on the best loss
+    (iteration 1's); the best image is iteration 8's, which improved on it by less than 3 %"."""
     reference = result.reference_step if result is not None else None
     best = result.best_step if result is not None else None
+    threshold = config.early_stopping_threshold_percentage
     return STOP_REASONS[reason].format(
-        threshold=config.early_stopping_threshold_percentage, patience=count(config.early_stopping_max_count, "iteration"),
-        max_steps=config.num_train_epochs, on=f" on iteration {reference}'s loss" if reference is not None else "",
-        best=f"; iteration {best} is the best: it improved on it by less" if reference is not None and best and best > reference else "",
+        threshold=threshold, patience=count(config.early_stopping_max_count, "iteration"),
+        max_steps=config.num_train_epochs, on=f" (iteration {reference}'s)" if reference is not None else "",
+        best=(f"; the best image is iteration {best}'s, which improved on it by less than {threshold:g} %"
+              if reference is not None and best and best > reference else ""),
     )
 
 
@@ -436,9 +438,9 @@ class SISOOptimizer:
         """One line after an out-of-memory: the slower mode the memory model predicts would fit."""
         free = free_memory_bytes(self.device)
         used = torch.cuda.memory_allocated(self.device) if self.device.type == "cuda" else 0
-        hint = memory.fitting_mode_hint(self.config.family, self.config.resolution, bool(self.config.train_text_encoder),
-                                        "generate" if self.task is None else "edit",
-                                        None if free is None else free + used, (self.settings.mode, self.settings.quantize))
+        hint = None if free is None else memory.fitting_mode_hint(  # free + what this run holds: the device without it
+            self.config.family, self.config.resolution, bool(self.config.train_text_encoder),
+            "generate" if self.task is None else "edit", free + used, (self.settings.mode, self.settings.quantize))
         where = f"out of memory at iteration {self.step_index + 1} in {self.settings.mode} mode"
         if hint is None:
             return (f"{where}: use {setting('mode', 'low-memory')} (gradient checkpointing), "

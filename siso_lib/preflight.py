@@ -190,23 +190,26 @@ def check_model_inputs(config: SISOConfig, only: "set[str] | frozenset[str] | No
 
     family = config.family
     base = config.pretrained_model_name_or_path
+    vae = config.pretrained_vae_model_name_or_path
+    hub: list[tuple] = []  # (id, file, what, option, cache_dir, revision): checked after every local path
     if wanted("pretrained_model_name_or_path"):
         check_local_base_model(base, family)
         if is_hub_id(base):
-            check_in_hub_cache(base, "model_index.json", "base model", "pretrained_model_name_or_path",
-                               config.cache_dir, config.revision)
-    vae = config.pretrained_vae_model_name_or_path
+            hub.append((base, "model_index.json", "base model", "pretrained_model_name_or_path", config.cache_dir, config.revision))
     if vae and wanted("pretrained_vae_model_name_or_path"):
         check_local_vae(vae, FAMILY_VAE_CLASSES[family])
         if is_hub_id(vae):
-            check_in_hub_cache(vae, "config.json", "VAE", "pretrained_vae_model_name_or_path", config.cache_dir)
+            hub.append((vae, "config.json", "VAE", "pretrained_vae_model_name_or_path", config.cache_dir, None))
     if config.dino_features_weight > 0 and wanted("dino_model_name"):
         check_local_dino(config.dino_model_name)
         hub_id = dino_hub_id(config.dino_model_name)
         if hub_id:
-            check_in_hub_cache(hub_id, "config.json", "DINO model", "dino_model_name")
+            hub.append((hub_id, "config.json", "DINO model", "dino_model_name", None, None))
     if config.ir_features_path and config.ir_features_weight > 0 and wanted("ir_features_path"):
         check_ir_checkpoint_path(config.ir_features_path)
+    # the hub cache last: the user's own mistyped path is named before a default model missing from the cache
+    for repo_id, filename, what, option, cache_dir, revision in hub:
+        check_in_hub_cache(repo_id, filename, what, option, cache_dir, revision)
 
 
 def check_inputs(

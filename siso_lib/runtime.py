@@ -113,25 +113,18 @@ def choose_mode(config: SISOConfig, device: torch.device, task: str = "generate"
     if free is None:  # a CPU (or the probe's meta device): nothing to plan for
         return "default", "none" if quantize == "auto" else quantize, None
     options = memory.plan(config.family, config.resolution, bool(config.train_text_encoder), task,
-                          config.rank, config.num_grad_steps, free_bytes=free)
-    allowed = [key for key in memory.AUTO_ORDER if quantize == "auto" or key[1] == quantize]
-    fitting = {(p.mode, p.quantize): p for p in options.predictions if p.needed_bytes <= free}
-    known = {(p.mode, p.quantize): p for p in options.predictions}
-    key = next((key for key in allowed if key in fitting), None)
-    gib = memory.GIB
-    if not known:
+                          config.rank, config.num_grad_steps, free_bytes=free, quantize=quantize)
+    chosen, gib = options.auto, memory.GIB
+    if chosen is None:
         logger.info("mode auto: no memory prediction for %s %s; running default mode", config.family, task)
         return "default", "none" if quantize == "auto" else quantize, {"free_gib": round(free / gib, 2), "choice": None}
-    if key is None:  # nothing fits: the smallest, and say so
-        key = min((k for k in allowed if k in known), key=lambda k: known[k].peak_bytes)
+    if options.choice is None:
         logger.warning("mode auto: nothing is predicted to fit %.1f GiB free (the smallest, %s, needs %.1f GiB): running it "
-                       "anyway; a smaller --resolution would help", free / gib, known[key].label, known[key].needed_bytes / gib)
+                       "anyway; a smaller --resolution would help", free / gib, chosen.label, chosen.needed_bytes / gib)
     else:
-        note = " (nothing unquantized fits)" if key[1] != "none" and quantize == "auto" else ""
-        logger.info("mode auto: %s%s, predicted peak %.1f GiB of %.1f GiB free", known[key].label, note,
-                    known[key].peak_bytes / gib, free / gib)
-    record = options.describe() | {"choice": known[key].describe()}
-    return key[0], key[1], record
+        note = " (nothing unquantized fits)" if chosen.quantize != "none" and quantize == "auto" else ""
+        logger.info("mode auto: %s%s, predicted peak %.1f GiB of %.1f GiB free", chosen.label, note, chosen.peak_bytes / gib, free / gib)
+    return chosen.mode, chosen.quantize, options.describe()
 
 
 class PhaseTimer:

@@ -44,4 +44,6 @@ def test_the_readme_example_runs(tiny_assets, tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {"assets": tiny_assets})
     printed = capsys.readouterr().out
     assert "iteration 1" in printed and "iteration 3" in printed
-    assert list((tmp_path / "outputs" / "runs").glob("*-cat/pytorch_lora_weights.safetensors")) and (tmp_path / "grid.png").is_file()
+    assert list((tmp_path / "outputs" / "runs").glob("*-cat/pytorch_lora_weights.safetensors"))
+    # the grid goes into the run's folder, not the current one (in a clone it showed up untracked)
+    assert list((tmp_path / "outputs" / "runs").glob("*-cat/grid.png")) and not (tmp_path / "grid.png").exists()

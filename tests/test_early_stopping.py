@@ -70,8 +70,8 @@ def test_the_stop_reason_names_the_iteration_the_patience_counts_from():
     config = SISOConfig(num_train_epochs=50)
     result = SISOResult(best_step=8, best_losses={}, best_lora={}, best_image=None, stop_reason="early_stopping", reference_step=1)
     text = describe_stop("early_stopping", config, result)
-    assert text == ("7 iterations in a row without a 3% improvement on iteration 1's loss "
-                    "(early stopping; iteration 8 is the best: it improved on it by less)")
+    assert text == ("stopped early: 7 iterations without a 3 % improvement on the best loss (iteration 1's); "
+                    "the best image is iteration 8's, which improved on it by less than 3 %")
     assert describe_stop("early_stopping", config.replace(early_stopping_max_count=1)) == \
-        "1 iteration in a row without a 3% improvement (early stopping)"
+        "stopped early: 1 iteration without a 3 % improvement on the best loss"
     assert describe_stop("max_steps", config) == "reached the last iteration (num_train_epochs 50)"

@@ -41,9 +41,10 @@ def optimisation_arguments(params: SISOParams | EditParams) -> list[str]:
 
 
 def build_command(python: str, script: str, flavour: str, image_path: str, params: SISOParams, weights_dir: str,
-                  output_dir: str) -> list[str]:
+                  output_dir: str, preview_file: str = "") -> list[str]:
     """The generator's argv; the authors' scripts get only their arguments. Recipe fields still None are
-    filled from the family's recipe (check_inputs has done it for a job)."""
+    filled from the family's recipe (check_inputs has done it for a job). `preview_file`: where siso-generate
+    writes each iteration's image for the node to show (siso-lab only)."""
     params = with_recipe(params)
     command = [
         python, "-u", script,
@@ -66,15 +67,16 @@ def build_command(python: str, script: str, flavour: str, image_path: str, param
     if flavour == "siso-lab":
         command.append("--train_text_encoder" if params.train_text_encoder else "--no-train_text_encoder")
         command += ["--device", params.device or "auto", "--mixed_precision", params.mixed_precision or "auto"]
-        command += ["--mode", params.mode or "default", "--quiet"]
+        command += ["--mode", params.mode or "auto", "--quantize", params.quantize or "auto", "--quiet"]
+        command += ["--preview_file", preview_file] if preview_file else []
     else:
         command += upstream.arguments(bool(params.train_text_encoder), params.mixed_precision)
     return command + extra(params.extra_args)
 
 
 def build_edit_command(python: str, script: str, scene: str, subject: str, mask: str | None, params: EditParams,
-                       resolved: SISOParams, output_dir: str) -> list[str]:
-    """siso-edit's argv (`resolved`: the checked model paths)."""
+                       resolved: SISOParams, output_dir: str, preview_file: str = "") -> list[str]:
+    """siso-edit's argv (`resolved`: the checked model paths; `preview_file`: each iteration's image, for the node)."""
     command = [
         python, "-u", script,
         "--input_image_path", scene,
@@ -89,7 +91,8 @@ def build_edit_command(python: str, script: str, scene: str, subject: str, mask:
         "--train_text_encoder" if params.train_text_encoder else "--no-train_text_encoder",
         "--device", params.device or "auto",
         "--mixed_precision", params.mixed_precision or "auto",
-        "--mode", params.mode or "default",
+        "--mode", params.mode or "auto",
+        "--quantize", params.quantize or "auto",
         "--quiet",
     ]
     if resolved.ir_features_path:
@@ -98,4 +101,6 @@ def build_edit_command(python: str, script: str, scene: str, subject: str, mask:
         command += ["--input_class", params.input_class.strip()]
     if mask:
         command += ["--mask", mask]
+    if preview_file:
+        command += ["--preview_file", preview_file]
     return command + extra(params.extra_args)

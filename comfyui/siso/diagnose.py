@@ -1,7 +1,8 @@
 """Why a run failed, in one line without 'Failed: ', from its exit code, SISO_RESULT and stderr.
 
 siso-lab's commands say it themselves: the SISO_RESULT's stop reason (out of memory, a
-non-finite loss, ...) and their one `error:` line are trusted first. The regexes over stderr
+non-finite loss, ...) and their one `error:` line are trusted first; after an out-of-memory that
+line is the status as it is (it names the mode the memory model predicts would fit). The regexes over stderr
 are for what those cannot say: a crash before their main ran (a module missing in the SISO
 environment), a process killed by a signal, and the authors' scripts, which print tracebacks.
 """
@@ -32,6 +33,10 @@ def diagnose(returncode: int | None, stderr_lines: list[str], result: dict | Non
     result = result or {}
     lines = [line for line in stderr_lines if line.strip()]
     error = str(result["error"]) if result.get("error") else ""
+    if flavour == "siso-lab":  # out of memory: its own line names the mode the memory model predicts would fit
+        said = error or own_error(lines)
+        if said and (result.get("stop_reason") == "out_of_memory" or "out of memory" in said.lower()):
+            return said
     if flavour == "siso-lab" and result:  # its main ran to the end and said how the run went
         return stopped(result, lines) or own_error(lines) or error or crashed(returncode, lines)
     return (stopped(result, lines) or missing_module(lines, python, flavour) or own_error(lines) or _file_not_found(lines)

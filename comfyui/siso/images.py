@@ -7,11 +7,13 @@ PIL and torch are imported where used, so the checks of a run that cannot start 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .folders import MASK_NAME
 from .messages import InputProblem
 
+logger = logging.getLogger(__name__)
 MASK_THRESHOLD = 0.5  # an edit MASK value above this marks the region to edit
 
 
@@ -163,6 +165,24 @@ def load_image_tensor(path: str):
 
 
 NO_IMAGE_SIZE = (512, 288)  # (width, height) of the picture an image output gets when a run has none
+
+
+PREVIEW_MAX_SIZE = 512  # px: the longer side of a live preview on the node (ComfyUI's own default preview size)
+
+
+def read_preview(path: str):
+    """The live preview the child wrote (an RGB PIL image, read whole, so the file may be replaced at once),
+    or None when it cannot be read: a preview never ends a run (logged at debug only)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        picture.load()
+        return picture
+    except Exception as error:  # noqa: BLE001 - missing, half-written or corrupt: skip this preview
+        logger.debug("no live preview from %r: %s", path, error)
+        return None
 
 
 def _font(size: int):

@@ -33,6 +33,7 @@ from .pack import EDIT_LAUNCHER, LAUNCHER, recorded_python
 from .params import EditParams, SISOParams, recipe_notes
 from .progress import OutputReader
 
+PREVIEW_NAME = "preview.jpg"  # in the run folder while it runs: each iteration's image (--preview_file), shown on the node
 NO_IR_NOTE = "no ir_features_path: optimised with DINO features only (the paper uses DINO + IR)"
 NO_COMFY_MODEL_NOTE = ("this ComfyUI has no {name} model (ComfyUI 0.3.64 has none; later releases have FLUX.2), so its "
                        "LoraLoader cannot apply this LoRA here: use it with diffusers (load_lora_weights), or in a ComfyUI "
@@ -141,6 +142,15 @@ class EditJobResult(JobResult):
         return lines
 
 
+def remove_preview(run_dir: Path) -> None:
+    """The live preview is the node's alone (the run's own pictures are result.png and the rest): gone after the run."""
+    for path in [run_dir / PREVIEW_NAME, *run_dir.glob(f".{PREVIEW_NAME}.*.partial")]:  # and a write the child left
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
 def _cancelled(job: JobResult, seconds: float, killed: bool) -> None:
     job.status = "Cancelled"
     job.notes.insert(0, f"cancelled after {seconds:.1f} s" + (", SIGKILL needed" if killed else ""))
@@ -172,7 +182,8 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
         job.notes.extend(images.image_to_png(request.image, image_path, request.mask))
         if not params.ir_features_path:
             job.notes.append(NO_IR_NOTE)
-        job.command = build_command(python, script, flavour, image_path, params, str(run_dir), str(run_dir))
+        preview = str(run_dir / PREVIEW_NAME) if flavour == "siso-lab" else ""  # the authors' scripts write none
+        job.command = build_command(python, script, flavour, image_path, params, str(run_dir), str(run_dir), preview)
         reader = upstream.TqdmReader if flavour == "upstream" else OutputReader
         outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s, reader,
                          env=request.env)
@@ -221,6 +232,8 @@ def run_job(request: JobRequest, hooks: Hooks | None = None) -> JobResult:
     except InputProblem as problem:
         job.status = failed(str(problem))
     finally:
+        if folders is not None:
+            remove_preview(folders.run_dir)
         if folders is not None and discard_if_only_inputs(folders.run_dir, (SUBJECT_NAME,), folders.created):
             job.run_dir = ""
         job.seconds = time.monotonic() - started
@@ -267,7 +280,8 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
             job.notes.extend(mask_notes)
         if not resolved.ir_features_path:
             job.notes.append(NO_IR_NOTE)
-        job.command = build_edit_command(python, script, scene, subject, mask, params, resolved, str(run_dir))
+        job.command = build_edit_command(python, script, scene, subject, mask, params, resolved, str(run_dir),
+                                         str(run_dir / PREVIEW_NAME))
         outcome = launch(job.command, python, str(run_dir), hooks, request.terminate_grace_s, request.poll_interval_s,
                          env=request.env)
         job.returncode, job.cancelled = outcome.returncode, outcome.cancelled
@@ -291,6 +305,8 @@ def run_edit_job(request: EditRequest, hooks: Hooks | None = None) -> EditJobRes
     except InputProblem as problem:
         job.status = failed(str(problem))
     finally:
+        if run_dir is not None:
+            remove_preview(run_dir)
         if run_dir is not None and discard_if_only_inputs(run_dir, (SCENE_NAME, SUBJECT_NAME, MASK_NAME), True):
             job.run_dir = ""
         job.seconds = time.monotonic() - started

@@ -45,6 +45,7 @@ class SISOParams:
     device: str = _D["device"]
     mixed_precision: str = _D["precision"]
     mode: str = _D["mode"]
+    quantize: str = _D["quantize"]
     extra_args: str = ""
     from_recipe: tuple[str, ...] = ()  # filled by with_recipe: the fields that took the family's recipe
 
@@ -73,6 +74,7 @@ class EditParams:
     device: str = _E["device"]
     mixed_precision: str = _E["precision"]
     mode: str = _E["mode"]
+    quantize: str = _E["quantize"]
     extra_args: str = ""
 
 

@@ -132,22 +132,43 @@ def main(argv: list[str] | None = None) -> int:
     return _run_command(args)
 
 
-def _run_command(args) -> int:
-    from ..offline import OFFLINE_OVERRIDES, ensure_test_assets
+def demo_command(args, assets: dict[str, str]) -> list[str]:
+    """The arguments of the siso-generate (or, `args.task` "edit", siso-edit) run the demo makes, in
+    the order docs/command-line.md and docs/editing.md show them (a test compares them)."""
+    from ..offline import OFFLINE_OVERRIDES
 
-    assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
-    command = [
-        "--subject_image_path", args.subject_image_path,
+    if args.task == "edit":
+        # the subject named as the authors' editing command does (--subject_class), or by the prompt given
+        naming = ["--subject_class", args.subject_class] if args.prompt == class_prompt(args.subject_class) else ["--prompt", args.prompt]
+        command = [
+            "--input_image_path", args.input_image_path or str(example_photo("coffee.png")),
+            "--subject_image_path", args.subject_image_path, *naming,
+            "--input_class", args.input_class or DEFAULT_SCENE_CLASS,
+            "--detector_model", assets["grounding_dino"], "--segmenter_model", assets["sam"],
+        ]
+    else:
+        command = ["--subject_image_path", args.subject_image_path, "--prompt", args.prompt]
+    command += [
         "--pretrained_model_name_or_path", assets[args.model_family],
         "--dino_model_name", assets["dino"],
         "--ir_features_path", assets["ir"],
     ]
     for key, value in OFFLINE_OVERRIDES.items():
         command += [f"--{key}", str(value)]
+    if args.task != "edit":
+        command += ["--model_family", args.model_family]
     if args.output_dir:
         command += ["--output_dir", args.output_dir]
     if args.overwrite:
         command += ["--overwrite"]
+    return command
+
+
+def _run_command(args) -> int:
+    from ..offline import ensure_test_assets
+
+    assets = ensure_test_assets(args.assets_dir, families=(args.model_family,))
+    command = demo_command(args, assets)
     print("siso-demo: tiny random-weight models: this proves the pipeline works, not the picture quality", file=sys.stderr)
     say_prompt(args)
     print(f"siso-demo: tiny {args.model_family} model: {assets[args.model_family]} (DINO {assets['dino']}, IR {assets['ir']})", file=sys.stderr)
@@ -155,23 +176,30 @@ def _run_command(args) -> int:
         from .edit import main as edit_main
 
         print(f"siso-demo: tiny Grounding-DINO {assets['grounding_dino']}, SAM {assets['sam']} (the automatic mask)", file=sys.stderr)
-        # the subject named as the authors' editing command does (--subject_class), or by the prompt given
-        naming = ["--subject_class", args.subject_class] if args.prompt == class_prompt(args.subject_class) else ["--prompt", args.prompt]
-        command += [
-            "--input_image_path", args.input_image_path or str(example_photo("coffee.png")),
-            "--input_class", args.input_class or DEFAULT_SCENE_CLASS, *naming,
-            "--detector_model", assets["grounding_dino"], "--segmenter_model", assets["sam"],
-        ]
         print(f"siso-demo: the same run by hand: {by_hand('siso-edit', command)}", file=sys.stderr)
         return edit_main(command)
     from .generate import main as generate_main
 
-    command += ["--prompt", args.prompt, "--model_family", args.model_family]
     print(f"siso-demo: the same run by hand: {by_hand('siso-generate', command)}", file=sys.stderr)
+    before = run_folders()
     code = generate_main(command)
     if code == 0:
-        print("siso-demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversities): siso-eval <the run folder above>", file=sys.stderr)
+        folder = args.output_dir or new_run_folder(before)
+        where = shlex.quote(os.path.abspath(folder)) if folder else "<the run folder above>"
+        print(f"siso-demo: score the LoRA (DINO, CLIP-I, CLIP-T, IR, diversities): siso-eval {where}", file=sys.stderr)
     return code
+
+
+def run_folders() -> set[Path]:
+    """The run folders under outputs/runs now (to find the one a run adds)."""
+    root = runs_root()
+    return set(root.iterdir()) if root.is_dir() else set()
+
+
+def new_run_folder(before: set[Path]) -> Path | None:
+    """The newest run folder (with a run.json) that is not in `before`; None if there is none."""
+    added = [folder for folder in run_folders() - before if (folder / "run.json").is_file()]
+    return max(added, key=lambda folder: folder.stat().st_mtime, default=None)
 
 
 def _run_notebook(parser: OneLineArgumentParser, args) -> int:

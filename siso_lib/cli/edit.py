@@ -31,8 +31,6 @@ import sys
 # only light modules here: --help and every input error answer before torch is imported
 from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, MIN_INVERSION_STEP, SISOEditConfig, class_prompt
 from ..errors import SISOInputError
-from ..io.model_paths import is_hub_id
-from ..preflight import check_in_hub_cache
 from .common import OneLineArgumentParser, ProgressPrinter, record_interruption, run_command
 from .generate import (
     NO_EFFECT,
@@ -166,11 +164,7 @@ def _check_and_run(args: argparse.Namespace) -> int:
     check_progress_file(args.progress_file)
     check_progress_file(args.preview_file, "--preview_file")
     config = edit_config_from_args(args)
-    if not config.mask_path:  # the automatic mask's models: with HF_HUB_OFFLINE=1, in the hub cache
-        for name, what in (("detector_model", "Grounding-DINO"), ("segmenter_model", "SAM")):
-            if is_hub_id(getattr(config, name)):
-                check_in_hub_cache(getattr(config, name), "config.json", what, name)
-    # every check that needs no model, before the heavy imports below (seconds)
+    # every check (the automatic mask's hub models, with HF_HUB_OFFLINE=1, after every local path) that needs no model, before the heavy imports below (seconds)
     prepared = edit_preflight(config, args.subject_image_path, args.output_dir, overwrite=args.overwrite)
     return run_in_folder(prepared.run, lambda: _run(args, prepared), args)
 

@@ -50,6 +50,9 @@ def build_parser() -> OneLineArgumentParser:
     render.add_argument("--resolution", type=int, default=None)
     render.add_argument("--lora_scale", type=float, default=1.0)
     render.add_argument("--no_base", action="store_true", help="skip the images without the LoRA (no delta)")
+    render.add_argument("--baseline", choices=("none", "reference"), default="none",
+                        help="reference: also render FLUX.2 klein's zero-shot reference mode (the subject photo as its reference "
+                        "image, no LoRA, same prompts and seeds) and score it beside the LoRA (klein runs only)")
     judges = parser.add_argument_group("judges")
     judges.add_argument("--dino_model_name", default="auto",
                         help="timm name or local timm folder (auto: vit_small_patch16_224.dino; a tiny offline run's own tiny DINO)")
@@ -75,6 +78,7 @@ def _check(args) -> tuple[list, list[str] | None]:
     from ..io.model_paths import check_clip_name, check_ir_checkpoint_path, check_local_base_model, check_local_dino, is_hub_id
     from ..preflight import check_in_hub_cache
     from ..evaluation.edit_scores import edit_files
+    from ..evaluation.evaluate import check_reference_baseline
     from ..evaluation.reports import check_output_dir, is_edit_run, read_run, subject_photo_path
 
     if args.output_dir and len(args.runs) > 1:
@@ -100,14 +104,17 @@ def _check(args) -> tuple[list, list[str] | None]:
     edits = [info for info in infos if is_edit_run(info)]
     if edits:
         warn_rendering_options(args, edits)
+    hub_bases = []
     for info in infos:
         if info in edits:
             edit_files(info)  # its edited photo, scene and mask are what is scored
         else:
+            if args.baseline == "reference":
+                check_reference_baseline(info.model_family)
             base = args.pretrained_model_name_or_path or info.base_model
             check_local_base_model(base, info.model_family)
-            if is_hub_id(base):  # with HF_HUB_OFFLINE=1: in the hub cache, said before torch loads
-                check_in_hub_cache(base, "model_index.json", "base model", "pretrained_model_name_or_path")
+            if is_hub_id(base):
+                hub_bases.append(base)
         subject_photo_path(info, args.subject_image_path)
         if not args.no_ir:
             path = args.ir_features_path or info.run.get("parameters", {}).get("ir_features_path")
@@ -121,6 +128,9 @@ def _check(args) -> tuple[list, list[str] | None]:
         check_local_dino(args.dino_model_name)
     if args.clip_model_name != "auto":
         check_clip_name(args.clip_model_name)
+    # the hub models last: a mistyped local path is named before a default model missing from the cache
+    for base in dict.fromkeys(hub_bases):  # with HF_HUB_OFFLINE=1: in the hub cache, said before torch loads
+        check_in_hub_cache(base, "model_index.json", "base model", "pretrained_model_name_or_path")
     check_judges_in_hub_cache(infos[0].base_model, args.dino_model_name, args.clip_model_name, args.clip_pretrained,
                               args.detector_model if args.crop_subject else None)
     return infos, templates or None
@@ -156,7 +166,7 @@ def check_judges_in_hub_cache(base_model: str, dino: str = "auto", clip: str = "
 
 # options that shape what is rendered: an edit run renders nothing (its edited photo is scored)
 RENDERING_OPTIONS = ("prompt_file", "prompt_templates", "class_name", "seeds", "pretrained_model_name_or_path",
-                     "num_inference_steps", "guidance_scale", "resolution", "lora_scale", "no_base", "crop_subject")
+                     "num_inference_steps", "guidance_scale", "resolution", "lora_scale", "no_base", "baseline", "crop_subject")
 
 
 def warn_rendering_options(args, edits: list) -> None:
@@ -196,6 +206,7 @@ def _evaluate(args, infos, templates) -> int:
         num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale, resolution=args.resolution,
         lora_scale=args.lora_scale, with_base=not args.no_base, crop_subject=args.crop_subject, box_threshold=args.box_threshold,
         subject_image_path=args.subject_image_path, base_model=args.pretrained_model_name_or_path,
+        baseline=None if args.baseline == "none" else args.baseline,
     )
     for info in infos:
         judges.set_ir(None if args.no_ir else args.ir_features_path or info.run["parameters"]["ir_features_path"])
@@ -215,6 +226,7 @@ def _evaluate(args, infos, templates) -> int:
 
 
 VARIANT_LABELS = {"lora": "with LoRA:", "base": "base model:", "delta": "LoRA - base:",
+                  "reference": "klein reference mode (baseline):", "delta_reference": "LoRA - reference mode:",
                   "edited": "edited photo:", "scene": "scene before:"}
 EDIT_VARIANT_LABELS = {**VARIANT_LABELS, "delta": "edited - scene:"}
 # the two diversities are named so that neither is read as the other (evaluation/evaluate.py)
@@ -229,7 +241,7 @@ def format_summary(summary: dict) -> str:
     labels = EDIT_VARIANT_LABELS if "edited" in summary else VARIANT_LABELS
     parts = []
     for variant, values in summary.items():
-        shown = " ".join(f"{METRIC_LABELS.get(k, k)} {_number(v, variant == 'delta')}" for k, v in values.items() if v is not None)
+        shown = " ".join(f"{METRIC_LABELS.get(k, k)} {_number(v, variant.startswith('delta'))}" for k, v in values.items() if v is not None)
         parts.append(f"{labels[variant]} {shown}")
     return "; ".join(parts)
 

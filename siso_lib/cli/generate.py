@@ -324,10 +324,16 @@ def print_plan(args: argparse.Namespace) -> int:
                  else "no NVIDIA GPU found: give --gpu_memory_gib to see what fits")
     task = "edit" if getattr(args, "task", "generate") == "edit" else "generate"
     options = plan(config.family, config.resolution, bool(config.train_text_encoder), task, config.rank,
-                   config.num_grad_steps, free_bytes=free)
+                   config.num_grad_steps, free_bytes=free, quantize=config.quantize)
     if not options.predictions:
         raise SISOInputError(f"no memory measurements for {config.family} {task}: see docs/memory.md")
     print(format_plan(options, config.family, config.resolution, label))
+    if config.mode != "auto":  # what was asked for, beside what auto would do
+        quantize = "none" if config.quantize == "auto" else config.quantize
+        asked = next((p for p in options.predictions if (p.mode, p.quantize) == (config.mode, quantize)), None)
+        if asked is not None:
+            verdict = "" if free is None else ("; fits" if asked.needed_bytes <= free else "; does NOT fit")
+            print(f"--mode {asked.label} (asked for): {asked.peak_bytes / GIB:.1f} GiB predicted{verdict}")
     return 0
 
 
@@ -401,7 +407,8 @@ def report(result, artifacts, optimizer, labelled: list[tuple[str, str]] | None 
     reason = optimizer.describe_stop(result.stop_reason, result)
     best = result.describe_best()
     losses = ", ".join(f"{k} {v:.4f}" for k, v in result.best_losses.items())
-    print(f"siso: stopped: {reason}; best {best} ({losses})", file=sys.stderr)
+    stopped = reason if reason.startswith("stopped") else f"stopped: {reason}"  # "stopped early: ..." says it already
+    print(f"siso: {stopped}; best {best} ({losses})", file=sys.stderr)
     if not optimizer.uses_ir:
         print("siso: NOTE: optimised with DINO features only (no --ir_features_path)", file=sys.stderr)
     for label, path in labelled if labelled is not None else artifacts.labelled():

@@ -13,7 +13,8 @@ The rule (stated in `siso-edit --help` and docs/editing.md), chosen so that a us
    pixels are such, the file is a photo, not a mask, and is refused; from 2 % on it is warned about.
 
 The edit works on the scene's centre square: a painted region that reaches outside it is warned
-about with the share that stays unchanged, and one wholly outside is refused. Every mask's share
+about with the share that stays unchanged, and one wholly outside is refused. A mask file that covers
+more than half of the square is warned about as perhaps inverted (the run goes on). Every mask's share
 of the square and of the whole scene is recorded and printed. PIL and numpy only: `siso-edit`
 checks its mask before torch is imported.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import SISOInputError
+from ..errors import SISOInputError, check_file
 from ..io.images import high_bit_depth_to_8bit
 from .geometry import centre_square_box, resize_and_center_crop
 
@@ -37,6 +38,12 @@ COLOURED_SPREAD = 32  # a pixel whose channels differ by more than this is colou
 WARN_AMBIGUOUS = 0.02  # share of neither-black-nor-white pixels from which a mask is warned about
 MAX_AMBIGUOUS = 0.25  # ... and above which it is refused as "a photo, not a mask"
 WARN_LOST = 0.01  # share of the painted region outside the centre square from which that is warned about
+LIKELY_INVERTED = 0.5  # share of the edit's square above which a mask file is warned about as perhaps inverted
+INVERTED_FIX = {
+    "grey": "white marks where the subject goes, black what to keep; if the region is black on white, invert the mask",
+    "alpha": "opaque marks where the subject goes, transparent what to keep; a mask in the inpainting convention "
+             "(transparent = region) needs its transparency inverted",
+}
 FIX = "paint the region white (or opaque) on black (or transparent), at the scene photo's size"
 
 
@@ -85,8 +92,7 @@ def load_mask(
     unreadable file, another size, a photo instead of a mask, or a region empty or everywhere."""
     path = Path(path).absolute()
     shown_size = tuple(shown_size or scene_size)
-    if not path.is_file():
-        raise SISOInputError(f"mask {str(path)!r} does not exist: give a PNG of the scene's size, white where the subject goes")
+    check_file(path, "mask", "give a PNG of the scene's size, white where the subject goes")
     try:
         with Image.open(path) as opened:
             opened.load()
@@ -118,6 +124,9 @@ def load_mask(
         note = " (its transparency is the same everywhere, so its grey level counts)"
     mask = scene_mask(np.asarray(region) > MASK_THRESHOLD, resolution, f"mask {str(path)!r}", note)
     mask.info.update(source=str(path), path=str(path), rule=rule, ambiguous_fraction=round(ambiguous, 4))
+    if mask.info["covered_fraction"] > LIKELY_INVERTED:
+        warnings.append(f"the mask covers {100 * mask.info['covered_fraction']:.1f} % of the edit's square, so it may be inverted: "
+                        + INVERTED_FIX[rule])
     mask.warnings[:0] = warnings
     return mask
 
@@ -137,9 +146,10 @@ def scene_mask(full: np.ndarray, resolution: int, source: str = "the mask", note
     lost = 1.0 - inside / painted if painted else 0.0
     share = float(square.mean())
     if share == 0.0:
-        where = (f": all of it lies outside the centre square the edit works on (x {left}-{right}, y {top}-{bottom} of "
-                 f"{width}x{height}); paint it inside that square") if painted else ""
-        raise SISOInputError(f"{source} is empty{where or ' (no white pixel in the centre square the edit uses)'}{note}: "
+        if painted:
+            raise SISOInputError(f"{source} is empty where the edit works{note}: all of its region lies outside the centre square "
+                                 f"(x {left}-{right}, y {top}-{bottom} of {width}x{height}); paint the region inside that square")
+        raise SISOInputError(f"{source} is empty (no white pixel in the centre square the edit uses){note}: "
                              "paint the subject's region white")
     if share == 1.0:
         raise SISOInputError(f"{source} covers the whole picture{note}: nothing of the scene would be kept; leave the background black")

@@ -41,8 +41,8 @@ from typing import Callable
 from ..io.atomic import save_image
 from ..config import DEFAULT_BOX_THRESHOLD, DEFAULT_DETECTOR, DEFAULT_SEGMENTER, SISOEditConfig
 from ..errors import SISOInputError
-from ..io.model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder
-from ..preflight import PreparedRun, preflight
+from ..io.model_paths import DETECTOR_FOLDER_LAYOUT, SEGMENTER_FOLDER_LAYOUT, check_local_transformers_folder, is_hub_id
+from ..preflight import PreparedRun, check_in_hub_cache, check_inputs, prepare_output_dirs
 from .inputs import load_scene, overlay
 from .masks import SceneMask, load_mask, mask_image, square_mask
 
@@ -70,6 +70,13 @@ class MaskModels:
         check_local_transformers_folder(models.detector, "Grounding-DINO model", DETECTOR_FOLDER_LAYOUT, DEFAULT_DETECTOR)
         check_local_transformers_folder(models.segmenter, "SAM model", SEGMENTER_FOLDER_LAYOUT, DEFAULT_SEGMENTER)
         return models
+
+    def check_in_hub_cache(self) -> None:
+        """With HF_HUB_OFFLINE=1: a hub id among the models is in the local hub cache (one line, no torch).
+        Run after every local path is checked, so a mistyped folder is named before a default model."""
+        for name, what, option in ((self.detector, "Grounding-DINO", "detector_model"), (self.segmenter, "SAM", "segmenter_model")):
+            if is_hub_id(name):
+                check_in_hub_cache(name, "config.json", what, option)
 
 
 @dataclass
@@ -136,8 +143,11 @@ def edit_preflight(
         mask = load_mask(config.mask_path, photo.size, config.resolution, tuple(scene_info["shown_size"]))
     else:
         models = MaskModels.from_config(config)
-    run = preflight(config, subject_image_path, output_dir, weights_dir, overwrite, label=f"edit-{Path(subject_image_path).stem}")
-    return PreparedEdit(run, scene, scene_info, mask, models, photo)
+    config, subject = check_inputs(config, subject_image_path)  # the subject photo, the model paths (as preflight)
+    if models is not None:
+        models.check_in_hub_cache()  # after every local path: a mistyped folder is named first
+    out, weights, created = prepare_output_dirs(output_dir, weights_dir, overwrite, f"edit-{Path(subject_image_path).stem}")
+    return PreparedEdit(PreparedRun(config, subject, out, weights, created), scene, scene_info, mask, models, photo)
 
 
 def automatic_mask(scene, input_class: str, device: str, models: MaskModels = MaskModels(), scene_name: str | None = None,

@@ -14,6 +14,11 @@ above the base model's, and one that still follows the prompts keeps clip_t near
 two diversities measure different things (variety across seeds; distance from the photo, higher =
 less copying) and carry different names so that neither is compared with the other's numbers.
 
+`baseline="reference"` (FLUX.2 klein runs): the same prompts and seeds are also rendered by klein's
+zero-shot reference mode, the subject photo as its reference image and no LoRA (the question a
+klein user asks: is SISO better than no optimisation at all?), scored as variant "reference" with
+"delta_reference" = lora - reference.
+
 An edit run (run.json `task` "edit") is not a text-to-image LoRA: `Evaluator.evaluate` scores its
 edited photo instead (edit_scores.py).
 
@@ -44,8 +49,10 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from ..io.atomic import replace_folder, save_image, write_json
+from ..io.model_paths import family_title
 from ..io.run_record import now_iso
 from ..errors import SISOInputError, setting
+from ..text import count
 from .prompts import evaluation_prompts, guess_class_name
 from .reports import (  # noqa: F401  (EVAL_DIR ... subject_photo_path: also imported from here)
     EVAL_DIR, METRICS_FILE, EvalReport, attach_to_run_json, check_output_dir, is_edit_run, read_run, subject_photo,
@@ -61,6 +68,10 @@ SEED_DIVERSITY_DEFINITION = ("ours: mean over seed pairs of 1 - cos(DINO feature
 PAPER_DIVERSITY_DEFINITION = ("the paper's Table 2 'diversity': mean squared difference of RGB values in [0, 1] between the image and "
                               "the subject photo (its centre square at the image's size); higher = less copying of the photo")
 DEFAULT_NUM_SEEDS = 4
+REFERENCE = "reference"  # the baseline variant: klein draws the subject from the photo, no LoRA, no optimisation
+REFERENCE_BASELINE = ("FLUX.2 klein's zero-shot reference mode: Flux2KleinPipeline(image=[subject photo], prompt) with the "
+                      "LoRA disabled, same prompts and seeds; summary['reference'] are its scores, summary['delta_reference'] "
+                      "= lora - reference (on tiny random-weight models this checks the plumbing only)")
 
 
 @dataclass
@@ -79,6 +90,7 @@ class EvalSettings:
     box_threshold: float = 0.3  # Grounding-DINO's, for crop_subject (the authors' value)
     subject_image_path: str | None = None  # None: the photo run.json names
     base_model: str | None = None  # None: the base model the LoRA names (for a moved local folder)
+    baseline: str | None = None  # "reference": FLUX.2 klein's zero-shot reference mode, from the subject photo
 
 
 class Evaluator:
@@ -163,19 +175,28 @@ class Evaluator:
             guidance = float(info.metadata.get("guidance_scale", info.recipe.guidance_scale))
         resolution = settings.resolution or info.resolution
 
-        say(f"rendering {len(prompts)} prompts x {len(seeds)} seeds with{' and without' if settings.with_base else ''} the LoRA")
+        say(f"rendering {count(len(prompts), 'prompt')} x {count(len(seeds), 'seed')} with{' and without' if settings.with_base else ''} the LoRA")
         base_model = settings.base_model or info.base_model
         pipe = self.pipeline(base_model, info.model_family, info.path)
         variants = {"lora": settings.lora_scale} | ({"base": 0.0} if settings.with_base else {})
+        if settings.baseline == "reference":
+            check_reference_baseline(info.model_family)
+            variants[REFERENCE] = 0.0
+            say("the baseline: FLUX.2 klein's zero-shot reference mode from the subject photo, without the LoRA")
+        photo = Image.open(subject_path).convert("RGB")
         images = {}
         for variant, scale in variants.items():
-            rows = render(pipe, prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, resolution=resolution, lora_scale=scale)
+            references = [photo] if variant == REFERENCE else None
+            rows = render(pipe, prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, resolution=resolution,
+                          lora_scale=scale, reference_images=references)
             for i, row in enumerate(rows):
                 for seed, image in zip(seeds, row):
                     images[(i, seed, variant)] = image
         say("scoring")
         crop = settings.box_threshold if settings.crop_subject else None
-        record = self.score(images, prompts, seeds, Image.open(subject_path).convert("RGB"), class_name, crop)
+        record = self.score(images, prompts, seeds, photo, class_name, crop)
+        if REFERENCE in variants:
+            record["baseline"] = REFERENCE_BASELINE
         record.update(
             run=str(info.folder.absolute()),
             lora=str(info.path.absolute()),
@@ -245,9 +266,10 @@ class Evaluator:
             variant: _rounded({name: mean(p[variant].get(name) for p in per_prompt) for name in METRICS if name in per_prompt[0][variant]})
             for variant in variants
         }
-        if "base" in summary:
-            summary["delta"] = _rounded({name: summary["lora"][name] - summary["base"][name]
-                                         for name in summary["lora"] if summary["lora"][name] is not None and summary["base"].get(name) is not None})
+        for other, name in (("base", "delta"), (REFERENCE, "delta_" + REFERENCE)):
+            if other in summary:
+                summary[name] = _rounded({metric: summary["lora"][metric] - summary[other][metric] for metric in summary["lora"]
+                                          if summary["lora"][metric] is not None and summary[other].get(metric) is not None})
         return {
             "summary": summary,
             "judges": dict(self.judges.names) | ({"detector": self.detector.model.name_or_path} if crop_subject else {}),
@@ -276,6 +298,13 @@ class Evaluator:
         detections = self.detector.detect(images, class_name, box_threshold=threshold)
         cropped = [crop_to_box(image, found.box) if found else image for image, found in zip(images, detections)]
         return cropped, [found is not None for found in detections]
+
+
+def check_reference_baseline(model_family: str) -> None:
+    """The zero-shot baseline exists for FLUX.2 klein only (its pipeline takes reference images)."""
+    if model_family != "flux2_klein":
+        raise SISOInputError(f"the reference baseline is FLUX.2 klein's zero-shot reference mode; this is {family_title(model_family)} run: "
+                             "drop the baseline")
 
 
 def image_name(key: tuple[int, int, str]) -> str:

@@ -2,7 +2,8 @@
 
     [subject photo]  summary: LoRA and base means
     prompt 0 (seed diversity LoRA / base)
-    [base seed 0] [base seed 1] ...  |  [LoRA seed 0] [LoRA seed 1] ...   (as notebook 02: base left)
+    [base seed 0] [base seed 1] ...  |  [LoRA seed 0] [LoRA seed 1] ...   (as notebook 02: base left;
+                                                                           klein's reference-mode baseline between)
      DINO .48 IR .53                      (two lines of scores under each picture)
      CLIP-I .70 CLIP-T .31
     prompt 1 ...
@@ -13,6 +14,8 @@ Pictures are shown at least `MIN_CELL` px wide (tiny test models render 64 px) s
 from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
+
+from ..text import count
 
 MIN_CELL = 176
 GAP = 16
@@ -45,7 +48,7 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     """metrics.json's `record` and the rendered `images` {(prompt, seed, variant): PIL} as one picture."""
     font = ImageFont.load_default(size=12)
     seeds, prompts = record["seeds"], record["prompts"]
-    variants = [v for v in ("base", "lora") if any(key[2] == v for key in images)]
+    variants = [v for v in ("base", "reference", "lora") if any(key[2] == v for key in images)]
     cell = max(MIN_CELL, record["render"]["resolution"])
     row_height = TEXT_LINE + cell + 2 * TEXT_LINE + GAP // 2
     width = max(len(seeds) * cell * len(variants) + GAP * (len(variants) - 1), 3 * cell)
@@ -54,14 +57,14 @@ def score_grid(record: dict, images: dict, subject: Image.Image) -> Image.Image:
     draw = ImageDraw.Draw(canvas)
 
     canvas.paste(_fit(subject, cell), (0, 0))
-    lines = [f"subject photo; class {record['class_name']!r}; {len(prompts)} prompts x {len(seeds)} seeds"]
+    lines = [f"subject photo; class {record['class_name']!r}; {count(len(prompts), 'prompt')} x {count(len(seeds), 'seed')}"]
     for variant in variants:
         means = record["summary"][variant]
         lines.append(f"{variant}: " + "  ".join(f"{label} {_score(means.get(name))}" for name, label in SUMMARY_LABELS if name in means))
     for n, line in enumerate(lines):
         draw.text((cell + GAP, 8 + n * TEXT_LINE), line, fill="black", font=font)
     for v, variant in enumerate(variants):  # a label above each half
-        title = "WITHOUT the LoRA (base model)" if variant == "base" else "WITH the LoRA"
+        title = {"base": "WITHOUT the LoRA (base model)", "reference": "klein REFERENCE MODE (photo, no LoRA)"}.get(variant, "WITH the LoRA")
         draw.text((v * (len(seeds) * cell + GAP), header - TEXT_LINE), title, fill="black", font=ImageFont.load_default(size=13))
 
     scores = {(row["prompt_index"], row["seed"], row["variant"]): row for row in record["images"]}

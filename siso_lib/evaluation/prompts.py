@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import SISOInputError, setting
+from ..errors import SISOInputError, check_file, setting
 
 # written for this project: places, styles and settings that differ from the training prompt, so
 # that CLIP-T measures whether the LoRA still follows the text, plus the plain photo for identity
@@ -66,10 +66,7 @@ def guess_class_name(prompt: str) -> str:
 def read_prompt_file(path: str | os.PathLike) -> list[str]:
     """Templates from a prompt file (format in the module docstring); SISOInputError if none."""
     path = Path(path)
-    if path.is_dir():
-        raise SISOInputError(f"prompt file {str(path)!r} is a folder: give a text file with one prompt per line")
-    if not path.is_file():
-        raise SISOInputError(f"prompt file {str(path)!r} does not exist: give a text file with one prompt per line")
+    check_file(path, "prompt file", "give a text file with one prompt per line")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import SISOInputError, setting
+from ..errors import SISOInputError, check_file, setting
 
 EVAL_DIR = "eval"
 METRICS_FILE = "metrics.json"
@@ -38,9 +38,9 @@ def subject_photo_path(info, given: str | None = None) -> Path:
     if not path:
         why = "has no run.json" if info.record is None else "names no subject photo in its run.json"
         raise SISOInputError(f"run {str(info.folder)!r} {why}: pass {setting('subject_image_path')} (the photo the LoRA was optimised on)")
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise SISOInputError(f"subject photo {path!r} of run {str(info.folder)!r} does not exist any more: pass {setting('subject_image_path')}")
-    return Path(path)
+    return check_file(path, "subject photo", "give the path of a PNG/JPEG/WebP photo")
 
 
 def subject_photo(info, given: str | None = None) -> Path:

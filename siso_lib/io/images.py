@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import SISOInputError, error_summary, setting
+from ..errors import SISOInputError, check_file, error_summary, setting
 
 if TYPE_CHECKING:
     import torch
@@ -213,10 +213,7 @@ def load_subject_image(
     """
     reduce_above = MAX_DECODE_PIXELS if scene else DOWNSCALE_ABOVE_PIXELS
     path = Path(os.path.abspath(path))
-    if not path.exists():
-        raise SISOInputError(f"{what} {str(path)!r} does not exist: check the path ({setting(option)})")
-    if not path.is_file():
-        raise SISOInputError(f"{what} {str(path)!r} is not a file: give the path of a PNG/JPEG/WebP photo")
+    check_file(path, what, "give the path of a PNG/JPEG/WebP photo", f"check the path ({setting(option)})")
     if path.stat().st_size == 0:
         raise SISOInputError(f"{what} {str(path)!r} is empty (0 bytes): give a real photo")
     try:

@@ -29,7 +29,7 @@ from safetensors import safe_open
 
 from .atomic import atomic_path
 from .kohya import to_kohya
-from ..errors import SISOInputError, error_summary
+from ..errors import SISOInputError, check_file, error_summary
 
 if TYPE_CHECKING:  # torch is imported where tensors are made, so that the file names above stay cheap to import
     import torch
@@ -158,6 +158,4 @@ def resolve_lora_path(path: str | os.PathLike) -> Path:
             if (path / name).is_file():
                 return path / name
         raise SISOInputError(f"no {DIFFUSERS_WEIGHT_NAME} in {str(path)!r}: give the LoRA file or its folder")
-    if not path.is_file():
-        raise SISOInputError(f"LoRA {str(path)!r} does not exist: give the LoRA file or its run folder")
-    return path
+    return check_file(path, "LoRA", "give the LoRA file or its run folder")

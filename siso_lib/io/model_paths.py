@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import SISOInputError, setting
+from ..errors import SISOInputError, check_file, setting
 from .single_file import WHOLE_CHECKPOINT_PARTS, check_single_file, is_single_file, single_file_family
 
 LOCAL_DIR_PREFIX = "local-dir:"  # timm's spelling of a local model folder
@@ -63,6 +63,13 @@ FAMILY_COMPONENTS = {
 SDXL_COMPONENTS = FAMILY_COMPONENTS["sdxl"]
 FAMILY_VAE_CLASSES = {"sdxl": "AutoencoderKL", "flux": "AutoencoderKL", "sana": "AutoencoderDC", "flux2_klein": "AutoencoderKLFlux2"}
 FAMILY_TITLES = {"sdxl": "SDXL", "flux": "FLUX", "sana": "Sana", "flux2_klein": "FLUX.2 klein"}  # in messages
+FAMILY_ARTICLES = {"sdxl": "an"}  # "an SDXL pipeline", "a FLUX pipeline"
+
+
+def family_title(family: str, article: bool = True) -> str:
+    """A family as messages name it: "an SDXL", "a FLUX.2 klein" (`article` False: "SDXL")."""
+    title = FAMILY_TITLES.get(family, family)
+    return f"{FAMILY_ARTICLES.get(family, 'a')} {title}" if article else title
 # diffusers pipeline class (model_index.json's _class_name) -> family
 PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",
@@ -147,7 +154,7 @@ def check_model_folder(path: Path, family: str = "sdxl") -> None:
     named = components.get("_class_name")
     if named in PIPELINE_FAMILIES and PIPELINE_FAMILIES[named] != family:
         raise SISOInputError(
-            f"base model {str(path)!r} is a {PIPELINE_FAMILIES[named]} pipeline ({named}), not {family}: "
+            f"base model {str(path)!r} is {family_title(PIPELINE_FAMILIES[named])} pipeline ({named}), not {family_title(family, False)}: "
             f"use {setting('model_family', PIPELINE_FAMILIES[named])} or auto"
         )
     expected = FAMILY_COMPONENTS[family]
@@ -155,7 +162,7 @@ def check_model_folder(path: Path, family: str = "sdxl") -> None:
     if missing:
         raise SISOInputError(
             f"base model {str(path)!r} is not {FAMILY_TITLES.get(family, family)}-shaped (it has no "
-            f"{', '.join(missing)}): give a {family} diffusers folder, or the right {setting('model_family')}"
+            f"{', '.join(missing)}): give {family_title(family)} diffusers folder, or the right {setting('model_family')}"
         )
     absent = [name for name in expected if not (path / name).is_dir()]
     if absent:
@@ -269,14 +276,13 @@ def check_local_dino(name: str) -> None:
 
 def check_ir_checkpoint_path(path: str | os.PathLike) -> Path:
     """Refuse a missing, empty or non-file IR checkpoint path without reading it."""
-    path = Path(path)
-    if not path.exists():
-        raise SISOInputError(
-            f"IR checkpoint {str(path)!r} does not exist: download ir_features.pth (Kaggle dataset "
-            f"louieshao/guieweights0732) and pass its path, or leave out {setting('ir_features_path')} to use DINO only"
-        )
-    if not path.is_file() or path.stat().st_size == 0:
-        raise SISOInputError(f"IR checkpoint {str(path)!r} is empty or not a file: re-download ir_features.pth")
+    path = check_file(
+        path, "IR checkpoint", "give the path of the ir_features.pth file itself (Kaggle dataset louieshao/guieweights0732)",
+        f"download ir_features.pth (Kaggle dataset louieshao/guieweights0732) and pass its path, or leave out "
+        f"{setting('ir_features_path')} to use DINO only",
+    )
+    if path.stat().st_size == 0:
+        raise SISOInputError(f"IR checkpoint {str(path)!r} is empty (0 bytes): the download was cut off; re-download ir_features.pth")
     try:
         with open(path, "rb") as handle:
             head = handle.read(16)

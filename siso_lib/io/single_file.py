@@ -96,9 +96,12 @@ def single_file_family(path: str | os.PathLike) -> str:
 
 def check_single_file(path: str | os.PathLike, family: str) -> None:
     """A single-file base model must be a whole checkpoint of `family`."""
+    from .model_paths import family_title
+
     found = single_file_family(path)
     if found != family:
         raise SISOInputError(
-            f"base model {str(path)!r} is a {FAMILY_WORDS[found]} checkpoint, not {family}: use "
+            f"base model {str(path)!r} is {'an' if found == 'sdxl' else 'a'} {FAMILY_WORDS[found]} checkpoint, "
+            f"not {family_title(family, False)}: use "
             f"{setting('model_family', found)} or auto"
         )

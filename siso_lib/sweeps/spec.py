@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SISOInputError
+from ..errors import SISOInputError, check_file
 from ..io.locations import sweeps_root
 from ..io.model_paths import absolute_if_local
 from ..notebooks.setup import (
@@ -185,8 +185,7 @@ def build_sweep(
     if subjects:
         grid["subject_image_path"] = list(subjects)
     notebook = Path(notebook) if notebook else GENERATE_NOTEBOOK
-    if not notebook.is_file():
-        raise SweepError(f"notebook {str(notebook)!r} does not exist")
+    check_file(notebook, "notebook", "give a notebook (.ipynb) with a parameters cell", error=SweepError)
     sweepable = [name for name in notebook_parameters(notebook) if name not in RESERVED]  # the names a typo is matched against
     for where, keys in (("grid", grid), ("fixed", fixed)):
         for key in keys:
@@ -207,8 +206,9 @@ def build_sweep(
     fixed = absolute_paths(fixed)
     grid = {key: [absolute_paths({key: value})[key] for value in values] for key, values in grid.items()}
     for photo in [fixed.get("subject_image_path"), *grid.get("subject_image_path", [])]:
-        if isinstance(photo, str) and photo and not Path(photo).is_file():
-            raise SweepError(f"subject photo {photo!r} does not exist: check the path (relative paths start from the current folder, or a sweep file's folder)")
+        if isinstance(photo, str) and photo:
+            check_file(photo, "subject photo", "give the path of a PNG/JPEG/WebP photo", "check the path (relative paths start "
+                       "from the current folder, or a sweep file's folder)", error=SweepError)
     both = sorted(set(grid) & set(fixed))
     if both:
         raise SweepError(f"{', '.join(both)} is both swept and fixed: keep one")
@@ -221,6 +221,15 @@ def build_sweep(
     for run in sweep.runs():
         check_values(run.params)
     return sweep
+
+
+def read_as_text(text: str) -> Any:
+    """YAML or JSON with every value kept as the text the user wrote (BaseLoader resolves no types):
+    each value gets its parameter's type later (`typed`), so 1984 stays the prompt "1984" and 1e-4
+    becomes a number. The one rule for sweep files and --grid NAME=[JSON list] alike."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml.BaseLoader)
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
@@ -237,12 +246,9 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"sweep file {str(path)!r} does not exist: give a YAML or JSON file (name, grid, fixed, subjects)")
+    check_file(path, "sweep file", "give a YAML or JSON file (name, grid, fixed, subjects)", error=SweepError)
     try:
-        # every value is read as the text written in the file (BaseLoader resolves no types): each
-        # gets its parameter's type later, so a quoted "1984" stays a prompt and 1e-4 is a number
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader) or {}
+        data = read_as_text(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise SweepError(f"cannot read sweep file {str(path)!r}: {error}") from error
     if not isinstance(data, dict):
@@ -320,11 +326,16 @@ def parse_grid_option(text: str) -> tuple[str, list]:
         raise SweepError(f"--grid {text!r}: write NAME=V1,V2,... (or NAME=[JSON list])")
     values = values.strip()
     if values.startswith("["):
+        import yaml
+
         try:
-            parsed = json.loads(values)
-        except ValueError as error:
-            raise SweepError(f"--grid {text!r}: not a JSON list ({error})") from error
-        return key.strip(), list(parsed)
+            parsed = read_as_text(values)  # as a sweep file's values: the text written ([1984] -> "1984")
+        except yaml.YAMLError as error:
+            problem = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise SweepError(f"--grid {text!r}: not a JSON list ({problem})") from error
+        if not isinstance(parsed, list):
+            raise SweepError(f"--grid {text!r}: not a JSON list: write NAME=[\"V1\", \"V2\"]")
+        return key.strip(), parsed
     return key.strip(), [v.strip() for v in values.split(",") if v.strip()]
 
 

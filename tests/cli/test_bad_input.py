@@ -379,6 +379,23 @@ def test_out_of_memory_stops_and_keeps_the_best(tiny_config, subject_path, tmp_p
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
 
 
+def test_out_of_memory_names_the_mode_the_memory_model_predicts_would_fit(tiny_config, subject_path, tmp_path, monkeypatch):
+    """On a (pretended) 12 GiB GPU, SDXL's default mode ran out: low-memory is predicted to fit."""
+    from siso_lib import optimizer
+    from siso_lib.generators.sdxl import SDXLGenerator
+
+    def oom(_image):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+    inject(monkeypatch, SDXLGenerator, "forward", 2, oom)
+    monkeypatch.setattr(optimizer, "free_memory_bytes", lambda device: 12 * 2**30)
+    outcome = run_siso(tiny_config(num_train_epochs=5, resolution=512, early_stopping_threshold_percentage=0), subject_path,
+                       output_dir=str(tmp_path))
+    assert outcome.result.stop_reason == "out_of_memory" and (tmp_path / DIFFUSERS_WEIGHT_NAME).is_file()
+    assert outcome.result.error == ("out of memory at iteration 2 in default mode: the memory model predicts low-memory "
+                                    "fits this device: use mode='low-memory' (or a smaller resolution)")
+
+
 def test_run_json_is_enough_to_repeat_a_run(tiny_config, subject_path, tmp_path):
     first = run_siso(tiny_config(num_train_epochs=4), subject_path, output_dir=str(tmp_path)).result
     record = json.loads((tmp_path / "run.json").read_text())

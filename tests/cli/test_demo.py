@@ -200,3 +200,52 @@ def test_siso_generate_and_siso_edit_on_a_tiny_model_on_the_cpu_use_one_thread(t
         assert "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def doc_command(doc: str, program: str) -> list[str]:
+    """The words of the offline `program` command in docs/`doc` (continuation lines joined)."""
+    import shlex
+
+    text = (REPO / "docs" / doc).read_text(encoding="utf-8").replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if f" {program} --" in line and "$A/sdxl" in line)
+    return shlex.split(line)
+
+
+@pytest.mark.parametrize("task, doc", [("generate", "command-line.md"), ("edit", "editing.md")])
+def test_the_docs_offline_command_is_what_the_demo_prints(task, doc, monkeypatch):
+    """The fresh-user trial: docs/command-line.md's command, "what siso-demo prints", lacked the
+    demo's --early_stopping_threshold_percentage 0.05 and stopped at iteration 8."""
+    import argparse
+    import shlex
+
+    from siso_lib.cli.demo import by_hand, demo_command
+
+    assets = {"sdxl": "$A/sdxl", "dino": "$A/dino", "ir": "$A/ir_features.pth", "grounding_dino": "$A/grounding-dino", "sam": "$A/sam"}
+    args = argparse.Namespace(task=task, subject_image_path="data/cat.png", prompt="a photo of a cat", subject_class="cat",
+                              input_image_path="data/coffee.png", input_class=None, model_family="sdxl",
+                              output_dir=None, overwrite=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the demo runs the tiny models
+    program = "siso-generate" if task == "generate" else "siso-edit"
+    assert shlex.split(by_hand(program, demo_command(args, assets))) == doc_command(doc, program)
+
+
+def test_after_a_run_the_demo_names_the_run_folder_to_score(tmp_path, monkeypatch, capsys):
+    """The fresh-user trial: the demo printed `siso-eval <the run folder above>` literally."""
+    from siso_lib import offline
+    from siso_lib.cli import demo, generate
+
+    monkeypatch.setenv("SISO_OUTPUT_ROOT", str(tmp_path / "outputs"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    made = tmp_path / "outputs" / "runs" / "20260101-000000-cat"
+
+    def fake_generate(argv):  # what siso-generate leaves: a fresh run folder with its run.json
+        made.mkdir(parents=True)
+        (made / "run.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(offline, "ensure_test_assets", lambda *a, **k: {"sdxl": "s", "dino": "d", "ir": "i"})
+    monkeypatch.setattr(generate, "main", fake_generate)
+    (tmp_path / "outputs" / "runs" / "older").mkdir(parents=True)
+    assert demo.main(["--assets_dir", str(tmp_path / "assets")]) == 0
+    err = capsys.readouterr().err
+    assert err.rstrip().splitlines()[-1].endswith(f": siso-eval {made}"), err

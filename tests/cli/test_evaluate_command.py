@@ -56,6 +56,7 @@ def test_bad_input_is_one_line_exit_2_before_torch(run_copy, tmp_path):
         "a folder of runs": [str(run_copy.parent)],
         "moved subject photo": [str(moved)],
         "prompt file is a folder": [run, "--prompts", str(tmp_path)],
+        "reference baseline on an SDXL run": [run, "--baseline", "reference"],
     }
     started = time.perf_counter()
     report, heavy = run_cli_cases({name: ("siso_lib.cli.evaluate", args) for name, args in cases.items()}, cwd=REPO)

@@ -45,10 +45,11 @@ def test_upstream_documented_command_runs_unchanged(tiny_assets, subject_path, t
     assert record["parameters"]["resolution"] == 512 and record["parameters"]["train_text_encoder"] is True
     assert record["status"] == "completed" and record["stop_reason"] in ("early_stopping", "max_steps")
     # the fresh-user trial: "stopped: no 3.0% improvement for 7 steps; best iteration 8 of 8" read as a contradiction
-    stopped = next(line for line in proc.stderr.splitlines() if line.startswith("siso: stopped: "))
-    assert stopped.startswith(f"siso: stopped: {record['stop_description']}; best iteration {record['best_step']} of ")
+    stopped = next(line for line in proc.stderr.splitlines() if line.startswith("siso: stopped"))
+    shown = record["stop_description"] if record["stop_description"].startswith("stopped") else f"stopped: {record['stop_description']}"
+    assert stopped.startswith(f"siso: {shown}; best iteration {record['best_step']} of ")
     if record["stop_reason"] == "early_stopping":
-        assert "7 iterations in a row without a 3% improvement on iteration " in stopped
+        assert "stopped early: 7 iterations without a 3 % improvement on the best loss (iteration " in stopped
     assert "CUDA graphs" not in proc.stderr  # a CPU run that did not ask for them hears nothing about them
     assert record["runtime"]["cuda_graphs_note"].startswith("CUDA graphs need a CUDA device")  # run.json keeps it
     progress = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SISO_PROGRESS ")]

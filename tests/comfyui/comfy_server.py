@@ -6,12 +6,15 @@ siso-lab's Python, ComfyUI runs in its own (SISO_COMFYUI_PYTHON).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -97,6 +100,82 @@ class ComfyServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class Listener(threading.Thread):
+    """ComfyUI's websocket (/ws?clientId=...) as the frontend opens it, read in a thread (standard library only):
+    `messages` is a list of (seconds since start, kind, data): ("json", {"type", "data"}) for a text message,
+    ("binary", (event type, payload bytes)) for a binary one (1: PREVIEW_IMAGE, 4: PREVIEW_IMAGE_WITH_METADATA)."""
+
+    def __init__(self, url: str, client_id: str = "siso-test"):
+        super().__init__(daemon=True, name="comfy-ws-listener")
+        host, port = url.split("//", 1)[1].split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the websocket closed during the handshake")
+            head += chunk
+        head, self.buffer = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"no websocket: {head[:200]!r}")
+        self.sock.settimeout(0.5)
+        self.messages: list[tuple[float, str, object]] = []
+        self.started = time.monotonic()
+        self.stopping = False
+
+    def _read(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                if self.stopping:
+                    raise ConnectionError("stopped") from None
+                continue
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def run(self) -> None:
+        try:
+            while True:
+                first, second = self._read(2)
+                opcode, length = first & 0x0F, second & 0x7F
+                if length == 126:
+                    length = struct.unpack(">H", self._read(2))[0]
+                elif length == 127:
+                    length = struct.unpack(">Q", self._read(8))[0]
+                mask = self._read(4) if second & 0x80 else b""
+                payload = self._read(length)
+                if mask:
+                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                at = time.monotonic() - self.started
+                if opcode == 1:
+                    self.messages.append((at, "json", json.loads(payload)))
+                elif opcode == 2:
+                    self.messages.append((at, "binary", (struct.unpack(">I", payload[:4])[0], payload[4:])))
+                elif opcode == 8:
+                    return
+        except (ConnectionError, OSError, ValueError):
+            return
+
+    def send_json(self, message: dict) -> None:
+        """One text message to ComfyUI (masked, as a client must), e.g. the frontend's feature flags."""
+        payload, mask = json.dumps(message).encode(), os.urandom(4)
+        header = bytes([0x81]) + (bytes([0x80 | len(payload)]) if len(payload) < 126 else
+                                  bytes([0x80 | 126]) + struct.pack(">H", len(payload)))
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def close(self) -> None:
+        self.stopping = True
+        self.join(timeout=5)
+        self.sock.close()
 
 
 def install_pack(base: Path, copy: bool = False) -> Path:

@@ -148,8 +148,31 @@ def test_every_mask_states_its_shares_and_what_lies_outside_the_square(tmp_path)
     assert mask.describe().startswith("left.png (white = subject) covers 12.") and "(16.7 % of the scene)" in mask.describe()
     inside = scene_mask(stored_rectangle(400, 600, (200, 100, 400, 300)) > 0, 64)
     assert inside.warnings == [] and inside.info["outside_square_fraction"] == 0
-    with pytest.raises(SISOInputError, match=r"all of it lies outside the centre square the edit works on \(x 100-500"):
+    with pytest.raises(SISOInputError, match=r"all of its region lies outside the centre square \(x 100-500") as outside:
         scene_mask(stored_rectangle(400, 600, (0, 0, 90, 400)) > 0, 64)
+    # the fresh-user trial: "...; paint it inside that square: paint the subject's region white" gave two fixes
+    assert str(outside.value).count("paint") == 1 and str(outside.value).endswith("paint the region inside that square")
+    with pytest.raises(SISOInputError, match=r"is empty \(no white pixel .*\): paint the subject's region white$"):
+        scene_mask(np.zeros((400, 600), dtype=bool), 64)
+
+
+@pytest.mark.parametrize("case", ["black region on white", "transparent region (inpainting convention)", "the right way"])
+def test_a_mask_covering_more_than_half_of_the_square_is_warned_about_as_perhaps_inverted(tmp_path, case):
+    """The fresh-user trial: an inverted mask ran silently, printing only "covers 90.6 % of the edit's square"."""
+    region = stored_rectangle(100, 100, (30, 30, 70, 70))  # 16 % of the square
+    if case == "black region on white":
+        Image.fromarray(255 - region).save(tmp_path / "mask.png")
+    elif case.startswith("transparent"):
+        rgba(np.zeros((100, 100, 3)), 255 - region).save(tmp_path / "mask.png")
+    else:
+        Image.fromarray(region).save(tmp_path / "mask.png")
+    mask = load_mask(tmp_path / "mask.png", (100, 100), 64)  # warned, not refused: the run goes on
+    inverted = [w for w in mask.warnings if "may be inverted" in w]
+    if case == "the right way":
+        assert inverted == []
+        return
+    assert len(inverted) == 1 and "\n" not in inverted[0] and inverted[0].startswith("the mask covers 83.5 % of the edit")
+    assert ("invert the mask" if mask.info["rule"] == "grey" else "transparency inverted") in inverted[0]
 
 
 def test_a_reduced_scene_takes_the_mask_of_its_shown_size(tmp_path, monkeypatch):

@@ -118,3 +118,40 @@ def test_a_moved_subject_photo_is_named(evaluator, run_copy, tmp_path):
     assert report.record["subject_image"] == str(photo)
     assert report.summary["lora"]["seed_diversity"] is None  # one seed: no seed diversity
     assert report.summary["lora"]["paper_diversity_mse"] > 0  # the paper's needs no second seed
+
+
+def test_a_klein_run_is_scored_beside_kleins_zero_shot_reference_mode(evaluator, tiny_config, subject_path, tmp_path):
+    """The baseline a klein user asks about: the subject photo as klein's reference image, no LoRA.
+    On tiny random-weight models this checks the plumbing only."""
+    from siso_lib.runner import run_siso
+
+    run_siso(tiny_config(model_family="flux2_klein", num_train_epochs=2), subject_path, output_dir=str(tmp_path / "run"))
+    report = evaluator.evaluate(tmp_path / "run", EvalSettings(templates=("a photo of a {class}",), seeds=(0, 1), baseline="reference"))
+    record = report.record
+    assert set(record["summary"]) == {"lora", "base", "reference", "delta", "delta_reference"}
+    assert "zero-shot reference mode" in record["baseline"]
+    assert record["summary"]["delta_reference"]["dino"] == pytest.approx(
+        record["summary"]["lora"]["dino"] - record["summary"]["reference"]["dino"], abs=2e-6)
+    reference = [row for row in record["images"] if row["variant"] == "reference"]
+    assert len(reference) == 2 and all((tmp_path / "run" / "eval" / row["file"]).is_file() for row in reference)
+    # the reference image changes what klein draws: not the base model's picture
+    base, ref = report.images[(0, 0, "base")], report.images[(0, 0, "reference")]
+    assert np.abs(np.asarray(base, dtype=float) - np.asarray(ref, dtype=float)).max() > 0
+
+
+def test_the_reference_baseline_is_for_klein_runs_only(evaluator, run_copy):
+    with pytest.raises(SISOInputError, match="reference baseline is FLUX.2 klein's zero-shot reference mode; this is an SDXL run"):
+        evaluator.evaluate(run_copy, EvalSettings(templates=("a photo of a {class}",), seeds=(0,), baseline="reference"))
+
+
+def test_the_progress_line_counts_in_words(evaluator, run_copy, monkeypatch):
+    """The fresh-user trial: "rendering 8 prompts x 1 seeds"."""
+    said = []
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(evaluator, "pipeline", stop)
+    with pytest.raises(RuntimeError, match="stop before loading"):
+        evaluator.evaluate(run_copy, EvalSettings(templates=("a photo of a {class}",), seeds=(0,)), progress=said.append)
+    assert said[0].startswith("rendering 1 prompt x 1 seed with"), said

@@ -47,7 +47,7 @@ def test_the_recipe_follows_a_new_family_but_keeps_what_the_user_set():
 
 
 def test_a_folder_of_one_family_given_as_another_is_refused(family_assets):
-    with pytest.raises(SISOInputError, match="is a flux pipeline .*use model_family=.flux. or auto"):
+    with pytest.raises(SISOInputError, match="is a FLUX pipeline .*, not SDXL: use model_family=.flux. or auto"):
         from siso_lib.preflight import check_model_inputs
 
         check_model_inputs(SISOConfig(model_family="sdxl", pretrained_model_name_or_path=family_assets["flux"]))
@@ -66,7 +66,7 @@ def test_the_cli_names_a_family_mismatch_before_loading_anything(family_assets, 
         "--pretrained_model_name_or_path", family_assets["flux"], "--output_dir", str(tmp_path / "out"),
     ])
     error = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and error[-1].startswith("siso-generate: error: base model") and "is a flux pipeline" in error[-1]
+    assert code == 2 and error[-1].startswith("siso-generate: error: base model") and "is a FLUX pipeline" in error[-1]
     assert not (tmp_path / "out").exists()
 
 

@@ -81,7 +81,7 @@ def test_partial_and_foreign_files_are_refused_in_one_line(tmp_path):
         with pytest.raises(SISOInputError, match=words) as caught:
             check_local_base_model(str(path), "sdxl")
         assert "\n" not in str(caught.value)
-    with pytest.raises(SISOInputError, match="is a FLUX.1 checkpoint, not sdxl"):
+    with pytest.raises(SISOInputError, match="is a FLUX.1 checkpoint, not SDXL"):
         check_local_base_model(str(flux_whole), "sdxl")
 
 

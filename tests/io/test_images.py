@@ -81,7 +81,7 @@ def test_huge_jpeg_is_decoded_at_reduced_size(tmp_path):
     "make, message",
     [
         (lambda p: None, "does not exist"),
-        (lambda p: p.mkdir(), "is not a file"),
+        (lambda p: p.mkdir(), "is a folder, not a file"),
         (lambda p: p.write_bytes(b""), "empty \\(0 bytes\\)"),
         (lambda p: p.write_text("this is not a picture"), "not an image file"),
         (lambda p: p.write_bytes(png_claiming(12000, 12000)), "12000x12000 pixels, too large to decode safely"),

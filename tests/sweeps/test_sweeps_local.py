@@ -199,6 +199,9 @@ def test_grid_names_files_and_typos(tmp_path):
     assert parse_grid_option("rank=4,8") == ("rank", ["4", "8"])
     assert parse_grid_option("learning_rate=1e-4,2e-4") == ("learning_rate", ["1e-4", "2e-4"])
     assert parse_grid_option('prompt=["a cat, smiling", "a cat"]') == ("prompt", ["a cat, smiling", "a cat"])
+    assert parse_grid_option("prompt=[1984, 2.50, 1e-4]") == ("prompt", ["1984", "2.50", "1e-4"])  # the text written
+    with pytest.raises(SweepError, match=r"^--grid 'rank=\[4,': not a JSON list \("):
+        parse_grid_option("rank=[4,")
     one = run_name({"rank": 4}, {"rank": 4, "models": "hub"})
     assert one.startswith("rank-4__") and one == run_name({"rank": 4}, {"rank": 4, "models": "hub"})
     assert one != run_name({"rank": 4}, {"rank": 4, "models": "offline"})  # fixed values are part of a run
@@ -219,18 +222,20 @@ def test_grid_names_files_and_typos(tmp_path):
     assert main(["--grid", "rnak=1,2", "--output-root", str(tmp_path)]) == 2
 
 
-@pytest.mark.parametrize("source", ["grid option", "set option", "json list", "yaml quoted", "yaml plain", "json file"])
+@pytest.mark.parametrize("source", ["grid option", "set option", "json list", "json list unquoted", "yaml quoted", "yaml plain",
+                                    "json file", "json file unquoted"])
 def test_a_text_parameter_keeps_the_text_written(tmp_path, source):
     """Field report: `--grid prompt=1984,2001`, `--set prompt=007` and `prompt: ["1984"]` in a sweep
     file were turned into numbers, then refused as "prompt must be text"."""
     texts = {"grid option": ["--grid", "prompt=1984,007"], "set option": ["--set", "prompt=007", "--grid", "rank=4"],
-             "json list": ["--grid", 'prompt=["1984", "007"]']}
+             "json list": ["--grid", 'prompt=["1984", "007"]'], "json list unquoted": ["--grid", "prompt=[1984, 007]"]}
     if source in texts:
         sweep = sweep_from_args(build_parser().parse_args([*texts[source], "--output-root", str(tmp_path)]))
     else:
-        spec = tmp_path / ("s.json" if source == "json file" else "s.yaml")
+        spec = tmp_path / ("s.json" if source.startswith("json file") else "s.yaml")
         spec.write_text({"yaml quoted": 'grid: {prompt: ["1984", "007"]}\n', "yaml plain": "grid: {prompt: [1984, 007]}\n",
-                         "json file": '{"grid": {"prompt": ["1984", "007"]}}'}[source])
+                         "json file": '{"grid": {"prompt": ["1984", "007"]}}',
+                         "json file unquoted": '{"grid": {"prompt": [1984, 007]}}'}[source])
         sweep = sweep_from_args(build_parser().parse_args([str(spec), "--output-root", str(tmp_path)]))
     prompts = [run.params["prompt"] for run in sweep.runs()]
     assert prompts == (["007"] if source == "set option" else ["1984", "007"])

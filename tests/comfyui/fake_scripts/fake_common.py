@@ -23,6 +23,7 @@ def parse(strict_upstream: bool = False):
     parser.add_argument("--train_text_encoder", action="store_true")
     if strict_upstream:
         return parser.parse_args()
+    parser.add_argument("--preview_file")  # siso-lab's own (the authors' scripts have none)
     args, _ = parser.parse_known_args()
     return args
 
@@ -45,6 +46,28 @@ def record_argv():
 def progress(step, total, loss):
     record = {"step": step, "total": total, "loss": loss, "dino": loss / 2, "ir": loss / 2,
               "best_step": step, "best_loss": loss, "patience": 0, "seconds": 0.01, "elapsed": 0.01 * step}
+    print("SISO_PROGRESS " + json.dumps(record), flush=True)
+
+
+def preview_progress(step, total, loss, args, broken=""):
+    """A progress record with a live preview, as siso-lab's ProgressPrinter writes it: the iteration's image
+    (a colour per step) saved to --preview_file, then named in the record ("preview"). `broken`: "missing" names
+    a file that does not exist, "corrupt" a file that is no image."""
+    record = {"step": step, "total": total, "loss": loss, "dino": loss / 2, "ir": loss / 2,
+              "best_step": step, "best_loss": loss, "patience": 0, "seconds": 0.01, "elapsed": 0.01 * step}
+    path = args.preview_file
+    if path:
+        if broken == "missing":
+            path += ".missing.jpg"
+        elif broken == "corrupt":
+            with open(path, "wb") as handle:
+                handle.write(b"\xff\xd8\xff not a JPEG after all")
+        else:
+            from PIL import Image
+
+            Image.new("RGB", (64, 48), (40 * step, 100, 200)).save(path + ".partial.jpg")
+            os.replace(path + ".partial.jpg", path)
+        record["preview"] = path
     print("SISO_PROGRESS " + json.dumps(record), flush=True)
 
 

@@ -1,4 +1,4 @@
-"""Fake siso_lib siso-edit: progress lines with the background term, result.png, before_after.png and mask.png
+"""Fake siso_lib siso-edit: progress lines with the background term (and a live preview with --preview_file), result.png, before_after.png and mask.png
 in --output_dir, a description of the inputs it got (fake_inputs.json), SISO_RESULT, exit 0."""
 import argparse
 import json
@@ -12,7 +12,7 @@ from fake_common import record_argv, record_pid
 
 parser = argparse.ArgumentParser()
 for name in ("input_image_path", "subject_image_path", "mask", "output_dir", "num_train_epochs", "resolution", "prompt",
-             "input_class"):
+             "input_class", "preview_file"):
     parser.add_argument(f"--{name}")
 args, _ = parser.parse_known_args()
 record_pid()
@@ -21,6 +21,11 @@ total, size = int(args.num_train_epochs), int(args.resolution)
 for step in range(1, min(total, 3) + 1):
     record = {"step": step, "total": total, "loss": -1.0 - step / 10, "dino": -0.6, "ir": -0.6, "background": 0.02 / step,
               "best_step": step, "best_loss": -1.0 - step / 10, "patience": 0, "seconds": 0.01, "elapsed": 0.01 * step}
+    if args.preview_file:  # a live preview, as siso-lab's ProgressPrinter writes it
+        partial = args.preview_file + ".partial" + os.path.splitext(args.preview_file)[1]
+        Image.new("RGB", (32, 32), (40 * step, 100, 200)).save(partial)
+        os.replace(partial, args.preview_file)
+        record["preview"] = args.preview_file
     print("SISO_PROGRESS " + json.dumps(record), flush=True)
 print("siso: a log line on stderr", file=sys.stderr, flush=True)
 out = args.output_dir
