@@ -82,38 +82,6 @@ def test_a_photo_folder_in_a_sweep_dry_run_is_named_a_folder(tmp_path, capsys):
     assert code == 2 and f"subject photo {str(REPO / 'data')!r} is a folder, not a file: {PHOTO}" in err, err
 
 
-@pytest.fixture
-def empty_hub_cache(tmp_path, monkeypatch):
-    """HF_HUB_OFFLINE=1 and a hub cache without any model: every default hub model is missing."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    return tmp_path
-
-
-def test_a_mistyped_model_folder_is_named_before_a_default_hub_model(empty_hub_cache, subject_path):
-    from siso_lib.config import SISOConfig
-    from siso_lib.preflight import check_model_inputs
-
-    with pytest.raises(SISOInputError, match=r"^DINO model folder .*nope' does not exist"):
-        check_model_inputs(SISOConfig(dino_model_name=str(empty_hub_cache / "nope")))  # the default base model is not cached
-    with pytest.raises(SISOInputError, match=r"^base model 'stabilityai/sdxl-turbo' is not in the Hugging Face cache"):
-        check_model_inputs(SISOConfig())  # ... which is then said
-
-
-def test_siso_edit_names_the_users_detector_folder_before_the_default_sam(empty_hub_cache, subject_path, capsys):
-    from siso_lib.cli.edit import main
-
-    nope = empty_hub_cache / "nope"
-    code = main(["--input_image_path", str(REPO / "data" / "coffee.png"), "--subject_image_path", subject_path,
-                 "--subject_class", "cat", "--input_class", "cup", "--detector_model", str(nope),
-                 "--output_dir", str(empty_hub_cache / "out")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith(f"siso-edit: error: Grounding-DINO model {str(nope)!r} does not exist"), err
-    assert not (empty_hub_cache / "out").exists()
-
-
 def test_a_pipeline_of_another_family_is_named_by_its_title(tmp_path):
     """The fresh-user trial: "... is a sdxl pipeline"."""
     from siso_lib.evaluation.evaluate import check_reference_baseline

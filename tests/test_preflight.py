@@ -122,3 +122,30 @@ def test_a_sweep_with_eval_names_a_judge_missing_from_the_cache_before_any_kerne
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("siso-sweep: error: --eval: DINO judge 'timm/vit_small_patch16_224.dino' is not in"), err
     assert not root.exists()
+
+
+def test_a_mistyped_model_folder_is_named_before_a_default_hub_model(empty_hub_cache, tmp_path):
+    """The fresh-user trial: a mistyped local folder was reported after a default hub model missing from the cache."""
+    from siso_lib.config import SISOConfig
+    from siso_lib.preflight import check_model_inputs
+
+    with pytest.raises(SISOInputError, match=r"^DINO model folder .*nope' does not exist"):
+        check_model_inputs(SISOConfig(dino_model_name=str(tmp_path / "nope")))  # the default base model is not cached
+    with pytest.raises(SISOInputError, match=r"^base model 'stabilityai/sdxl-turbo' is not in the Hugging Face cache"):
+        check_model_inputs(SISOConfig())  # ... which is then said
+
+
+def test_siso_edit_names_the_users_detector_folder_before_the_default_sam(empty_hub_cache, tmp_path, subject_path, capsys):
+    """The fresh-user trial: `--detector_model outputs/test-assets/nope` was reported after the default SAM."""
+    from pathlib import Path
+
+    from siso_lib.cli.edit import main
+
+    nope = tmp_path / "nope"
+    data = Path(__file__).resolve().parents[1] / "data"
+    code = main(["--input_image_path", str(data / "coffee.png"), "--subject_image_path", subject_path,
+                 "--subject_class", "cat", "--input_class", "cup", "--detector_model", str(nope),
+                 "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"siso-edit: error: Grounding-DINO model {str(nope)!r} does not exist"), err
+    assert not (tmp_path / "out").exists()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SISOInputError, check_file, setting
+from ..text import FAMILY_TITLES, family_title  # noqa: F401  (messages import them from here too)
 from .single_file import WHOLE_CHECKPOINT_PARTS, check_single_file, is_single_file, single_file_family
 
 LOCAL_DIR_PREFIX = "local-dir:"  # timm's spelling of a local model folder
@@ -62,14 +63,6 @@ FAMILY_COMPONENTS = {
 }
 SDXL_COMPONENTS = FAMILY_COMPONENTS["sdxl"]
 FAMILY_VAE_CLASSES = {"sdxl": "AutoencoderKL", "flux": "AutoencoderKL", "sana": "AutoencoderDC", "flux2_klein": "AutoencoderKLFlux2"}
-FAMILY_TITLES = {"sdxl": "SDXL", "flux": "FLUX", "sana": "Sana", "flux2_klein": "FLUX.2 klein"}  # in messages
-FAMILY_ARTICLES = {"sdxl": "an"}  # "an SDXL pipeline", "a FLUX pipeline"
-
-
-def family_title(family: str, article: bool = True) -> str:
-    """A family as messages name it: "an SDXL", "a FLUX.2 klein" (`article` False: "SDXL")."""
-    title = FAMILY_TITLES.get(family, family)
-    return f"{FAMILY_ARTICLES.get(family, 'a')} {title}" if article else title
 # diffusers pipeline class (model_index.json's _class_name) -> family
 PIPELINE_FAMILIES = {
     "StableDiffusionXLPipeline": "sdxl", "StableDiffusionXLImg2ImgPipeline": "sdxl",

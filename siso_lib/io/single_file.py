@@ -96,7 +96,7 @@ def single_file_family(path: str | os.PathLike) -> str:
 
 def check_single_file(path: str | os.PathLike, family: str) -> None:
     """A single-file base model must be a whole checkpoint of `family`."""
-    from .model_paths import family_title
+    from ..text import family_title
 
     found = single_file_family(path)
     if found != family:

@@ -23,8 +23,9 @@ def offline_block(page: str) -> str:
 def command_of(block: str, program: str) -> list[str]:
     """The `program ...` command of a bash block (continuation lines joined, $A expanded as bash would)."""
     joined = re.sub(r"\\\n\s*", " ", block)
-    line = next(line for line in joined.splitlines() if line.startswith(program + " "))
-    return shlex.split(line.replace("$A", "outputs/test-assets"))[1:]
+    words = next(shlex.split(line.replace("$A", "outputs/test-assets")) for line in joined.splitlines()
+                 if program in line.split())
+    return words[words.index(program) + 1:]  # after any VAR=value prefix (OMP_NUM_THREADS=1)
 
 
 @pytest.fixture
