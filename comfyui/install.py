@@ -124,10 +124,12 @@ def requirement(source: str | None) -> tuple[list[str], str]:
 
 NETWORK = re.compile(r"NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|"
                      r"Name or service not known|Network is unreachable|Max retries exceeded|ConnectTimeout|"
-                     r"Read timed out|Could not fetch URL|getaddrinfo failed|No route to host|SSLError", re.IGNORECASE)
+                     r"Read timed out|Could not fetch URL|getaddrinfo failed|No route to host|SSLError|"
+                     r"Could not resolve host|Couldn't resolve host|unable to access|Connection refused|Connection timed out",
+                     re.IGNORECASE)
 MISSING = re.compile(r"\b404\b|Not Found|does not appear to be a Python project|neither 'setup.py' nor 'pyproject.toml'|"
                      r"No such file or directory|is not a valid wheel filename|BadZipFile|not a zip file|"
-                     r"Invalid wheel filename", re.IGNORECASE)
+                     r"Invalid wheel filename|Repository not found|repository '[^']*' not found", re.IGNORECASE)
 NOT_ON_INDEX = re.compile(r"No matching distribution found for ([^\s]+)")
 CONFLICT = re.compile(r"ResolutionImpossible|conflicting dependencies|Cannot install", re.IGNORECASE)
 

@@ -211,12 +211,28 @@ def format_plan(options: Plan, family: str, resolution: int, device_label: str) 
     for p in options.predictions:
         fits = "" if options.free_bytes is None else ("  fits" if p.needed_bytes <= options.free_bytes else "  does not fit")
         lines.append(f"  {p.label:<26} {p.peak_bytes / GIB:6.1f} GiB   (needs {p.needed_bytes / GIB:5.1f} GiB){fits}")
+    if resolution > 1024:
+        lines.append("  (above 1024 px, the largest size measured: extrapolated linearly in the pixel count)")
     if options.choice is not None:
         lines.append(f"--mode auto would run: {options.choice.label}")
     elif options.smallest is not None:
-        lines.append(f"--mode auto would run: {options.smallest.label}, the smallest, with a warning: nothing is predicted "
-                     "to fit (a smaller --resolution helps)")
+        lines.append(f"--mode auto would run: {options.smallest.label}, the smallest, with a warning: nothing allowed is "
+                     f"predicted to fit{_what_helps(options, family, resolution)}")
     return "\n".join(lines)
+
+
+def _what_helps(options: Plan, family: str, resolution: int) -> str:
+    """What would make a run fit when nothing allowed does: quantized weights, if --quantize none
+    ruled them out and they fit; a smaller resolution, if it lowers this family's peak."""
+    fitting = [p for p in options.predictions if options.free_bytes is not None and p.needed_bytes <= options.free_bytes]
+    if any(p.quantize != "none" for p in fitting) and options.smallest.quantize == "none":
+        return " (quantized weights would: --quantize auto or int8)"
+    smallest = options.smallest
+    try:
+        smaller = predict(family, smallest.mode, max(resolution // 2, 256), quantize=smallest.quantize).peak_bytes
+    except NoPrediction:
+        return ""
+    return " (a smaller --resolution would help)" if smaller < smallest.peak_bytes else ""
 
 
 FAMILY_NAMES = {"sdxl": "SDXL-Turbo", "flux": "FLUX.1-schnell", "sana": "Sana 1600M", "flux2_klein": "FLUX.2 [klein] 4B"}

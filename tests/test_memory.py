@@ -114,3 +114,15 @@ def test_the_readme_and_docs_tables_are_the_models_predictions():
         text = (ROOT / name).read_text()
         assert "<!-- memory-table:512 -->" in text
         assert fill_blocks(text, blocks) == text, f"{name}: run python -m siso_lib.offline.memory_probe --write-docs"
+
+
+def test_the_plan_says_what_would_help_only_where_it_would():
+    """The fresh-user trial: Sana (its 512 px model renders at 512 whatever the size) was told a
+    smaller resolution helps; with --quantize none the quantized options that fit went unmentioned."""
+    sana = memory.format_plan(memory.plan("sana", 256, free_bytes=8 * memory.GIB), "sana", 256, "8 GiB")
+    assert "nothing allowed is predicted to fit" in sana and "resolution" not in sana.splitlines()[-1]
+    flux = memory.plan("flux", 512, free_bytes=24 * memory.GIB, quantize="none")
+    assert (flux.auto.mode, flux.auto.quantize) == ("low-memory", "none") and flux.choice is None
+    assert "--quantize auto or int8" in memory.format_plan(flux, "flux", 512, "24 GiB")
+    big = memory.format_plan(memory.plan("flux2_klein", 2048, free_bytes=24 * memory.GIB), "flux2_klein", 2048, "24 GiB")
+    assert "extrapolated" in big and "a smaller --resolution would help" in big

@@ -110,7 +110,10 @@ def _check(args) -> tuple[list, list[str] | None]:
             edit_files(info)  # its edited photo, scene and mask are what is scored
         else:
             if args.baseline == "reference":
-                check_reference_baseline(info.model_family)
+                try:
+                    check_reference_baseline(info.model_family)
+                except SISOInputError as error:  # name the run: several may be given
+                    raise SISOInputError(f"run {str(info.folder)!r}: {error}") from None
             base = args.pretrained_model_name_or_path or info.base_model
             check_local_base_model(base, info.model_family)
             if is_hub_id(base):

@@ -327,13 +327,19 @@ def print_plan(args: argparse.Namespace) -> int:
                    config.num_grad_steps, free_bytes=free, quantize=config.quantize)
     if not options.predictions:
         raise SISOInputError(f"no memory measurements for {config.family} {task}: see docs/memory.md")
-    print(format_plan(options, config.family, config.resolution, label))
+    lines = [format_plan(options, config.family, config.resolution, label)]
     if config.mode != "auto":  # what was asked for, beside what auto would do
         quantize = "none" if config.quantize == "auto" else config.quantize
         asked = next((p for p in options.predictions if (p.mode, p.quantize) == (config.mode, quantize)), None)
         if asked is not None:
             verdict = "" if free is None else ("; fits" if asked.needed_bytes <= free else "; does NOT fit")
-            print(f"--mode {asked.label} (asked for): {asked.peak_bytes / GIB:.1f} GiB predicted{verdict}")
+            lines.append(f"--mode {asked.label} (asked for): {asked.peak_bytes / GIB:.1f} GiB predicted{verdict}")
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `siso-generate --plan | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -40,6 +40,14 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SNAPSHOT = re.compile(r"models--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
 
 
+# how ComfyUI users apply the LoRA, per family (io/lora.py writes the Kohya copy for SDXL only)
+COMFYUI_USE = {
+    "sdxl": "In ComfyUI load `siso_lora_kohya.safetensors` with a LoRA loader.",
+    "flux": "In ComfyUI load `pytorch_lora_weights.safetensors` with a LoRA loader (it reads these keys as they are).",
+    "sana": "ComfyUI's core has no Sana model, so its LoRA loaders cannot apply this file; use diffusers as above.",
+    "flux2_klein": "ComfyUI 0.3.64 has no FLUX.2 model, so its LoRA loader cannot apply this file; use diffusers as above.",
+}
+
 def hub_id_of(name_or_path: str) -> str | None:
     """The hub repository id of a base model: the id itself, or the one a hub-cache snapshot
     folder is named after; None for a plain local folder."""
@@ -84,12 +92,12 @@ def card_text(config, result, task: str = "generate", image_name: str | None = N
 import torch
 from diffusers import DiffusionPipeline
 
-pipe = DiffusionPipeline.from_pretrained({base!r}, torch_dtype=torch.float16).to("cuda")
+pipe = DiffusionPipeline.from_pretrained({base!r}, torch_dtype=torch.{"float16" if config.family == "sdxl" else "bfloat16"}).to("cuda")
 pipe.load_lora_weights("<this folder or repository>")
 image = pipe({config.prompt!r}, num_inference_steps={config.num_inference_steps}, guidance_scale={config.guidance_scale}).images[0]
 ```
 
-In ComfyUI load `siso_lora_kohya.safetensors` with a LoRA loader.
+{COMFYUI_USE[config.family]}
 """)
     body = f"""
 # SISO LoRA: {config.prompt}
@@ -104,7 +112,7 @@ and IR features and step the LoRA.
 * Prompt: `{config.prompt}`
 * Resolution {config.resolution}, seed {config.seed}, LoRA rank {config.rank}
 * Iterations run: {result.steps_run}; best iteration: {result.best_step}; its losses: {losses or 'none'}
-* Files: `pytorch_lora_weights.safetensors` (diffusers), `siso_lora_kohya.safetensors` (Kohya / ComfyUI keys)
+* Files: `pytorch_lora_weights.safetensors` (diffusers){", `siso_lora_kohya.safetensors` (Kohya / ComfyUI keys)" if config.family == "sdxl" else ""}
 {usage}
 ## Licence
 

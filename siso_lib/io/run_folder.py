@@ -32,6 +32,7 @@ from .run_record import LOSS_PLOT, RESULT_IMAGE, RUN_JSON, now_iso
 
 VERSIONED_PACKAGES = (
     "torch", "diffusers", "transformers", "peft", "accelerate", "timm", "open_clip_torch", "kornia", "safetensors",
+    "torchao",
 )
 
 def package_versions() -> dict[str, str]:

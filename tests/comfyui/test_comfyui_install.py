@@ -195,3 +195,21 @@ def test_a_separate_environment_is_recorded_in_comfyuis_user_folder_and_the_node
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"set the node's python_executable to {python}, or run this again with --user-dir" in done.stdout
+
+
+@pytest.mark.parametrize("output, meaning", [
+    ("fatal: unable to access 'https://example.invalid/siso-lab.git/': Could not resolve host: example.invalid", "network"),
+    ("ERROR: HTTPSConnectionPool: Max retries exceeded (Failed to establish a new connection)", "network"),
+    ("remote: Repository not found.\nfatal: repository 'https://github.com/x/y.git/' not found", "missing"),
+    ("ERROR: ResolutionImpossible: conflicting dependencies", "conflict"),
+])
+def test_a_failed_pip_run_is_named_by_its_cause(output, meaning):
+    """The fresh-user trial: an unreachable git+ source was reported as a package conflict (exit 3)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("siso_pack_install", PACK / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    line, separate_environment_helps = install.pip_failure(output, "the source")
+    expected = {"network": "could not reach the network", "missing": "was not found", "conflict": "cannot install siso-lab here"}
+    assert expected[meaning] in line and separate_environment_helps == (meaning == "conflict")

@@ -54,3 +54,14 @@ def test_a_hub_cache_folder_names_its_repository_and_a_users_readme_is_kept(tmp_
     (tmp_path / "README.md").write_text("# my notes\n")
     assert write_model_card(tmp_path, config_for("stabilityai/sdxl-turbo"), RESULT) is None
     assert (tmp_path / "README.md").read_text() == "# my notes\n" and "kept the README.md" in caplog.text
+
+
+@pytest.mark.parametrize("family, base", [("sdxl", "stabilityai/sdxl-turbo"), ("flux", "black-forest-labs/FLUX.1-schnell"),
+                                          ("sana", "Efficient-Large-Model/Sana_1600M_512px_diffusers"),
+                                          ("flux2_klein", "black-forest-labs/FLUX.2-klein-4B")])
+def test_a_card_names_only_the_files_its_family_writes_and_how_comfyui_takes_them(tmp_path, family, base):
+    """The fresh-user trial: a klein card named a Kohya file that only SDXL runs write, and ComfyUI use."""
+    text = ModelCard.load(write_model_card(tmp_path, config_for(base, model_family=family), RESULT)).text
+    assert ("siso_lora_kohya.safetensors" in text) == (family == "sdxl")
+    assert ("cannot apply this file" in text) == (family in ("sana", "flux2_klein"))
+    assert ("torch.float16" in text) == (family == "sdxl")  # the FLUX-like families run in bf16
