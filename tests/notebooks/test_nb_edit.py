@@ -150,8 +150,11 @@ def test_the_notebook_headless_writes_the_edited_image_and_a_clean_report(edit_n
     assert record["task"] == "edit" and record["status"] == "completed" and record["steps_run"] == ITERATIONS
     assert record["scene_prompt"] == "a photo of a cup" and record["mask"]["source"] == str(out / BOX_MASK_NAME)
     assert record["parameters"]["resolution"] == OFFLINE_OVERRIDES["resolution"] and "background" in record["history"][0]
-    with Image.open(out / "result.png") as result:
-        assert result.size == (OFFLINE_OVERRIDES["resolution"],) * 2
+    # the edited photo at the scene's own size; the square the edit worked on beside it
+    with Image.open(out / "result.png") as result, Image.open(record["parameters"]["input_image_path"]) as photo:
+        assert result.size == photo.size
+    with Image.open(out / "result_square.png") as square:
+        assert square.size == (OFFLINE_OVERRIDES["resolution"],) * 2
     # the inputs figure, the live figure, the before/after strip and the final figure; no widget, no error
     assert_clean_report(executed, min_images=4)
     text = "".join(o.get("text", "") for o in outputs_of(executed) if o["output_type"] == "stream")
