@@ -92,7 +92,8 @@ def card_text(config, result, task: str = "generate", image_name: str | None = N
 import torch
 from diffusers import DiffusionPipeline
 
-pipe = DiffusionPipeline.from_pretrained({base!r}, torch_dtype=torch.{"float16" if config.family == "sdxl" else "bfloat16"}).to("cuda")
+pipe = DiffusionPipeline.from_pretrained({base!r}, torch_dtype=torch.{"float16" if config.family == "sdxl" else "bfloat16"})
+pipe.to(torch.accelerator.current_accelerator(check_available=True) or "cpu")  # CUDA, XPU or MPS, else the CPU
 pipe.load_lora_weights("<this folder or repository>")
 image = pipe({config.prompt!r}, num_inference_steps={config.num_inference_steps}, guidance_scale={config.guidance_scale}).images[0]
 ```
