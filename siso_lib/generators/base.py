@@ -53,6 +53,7 @@ class LoRAGenerator:
     family: ClassVar[str]
     pipeline_class_name: ClassVar[str]  # the diffusers pipeline class that loads the family's folders
     denoiser_name: ClassVar[str] = "transformer"  # the pipeline attribute that carries the main LoRA
+    denoiser_class_name: ClassVar[str | None] = None  # its diffusers class, checked by check_pipeline (None: no check)
     text_encoder_names: ClassVar[tuple[str, ...]] = ()  # every text encoder of the pipeline
     lora_text_encoder_names: ClassVar[tuple[str, ...]] = ()  # those that get a LoRA with train_text_encoder
     text_encoder_lora_targets: ClassVar[tuple[str, ...]] = TEXT_ENCODER_LORA_TARGETS
@@ -150,7 +151,14 @@ class LoRAGenerator:
 
     @classmethod
     def check_pipeline(cls, pipe, name_or_path: str) -> None:
-        """Raise SISOInputError when a loaded pipeline is not of this family's shape."""
+        """Raise SISOInputError when a loaded pipeline is not of this family's shape: by default,
+        when its denoiser is not a `denoiser_class_name` (None: no check)."""
+        denoiser = getattr(pipe, cls.denoiser_name, None)
+        if cls.denoiser_class_name and type(denoiser).__name__ != cls.denoiser_class_name:
+            from ..text import family_title
+
+            raise SISOInputError(f"base model {name_or_path!r} has no {family_title(cls.family, article=False)} "
+                                 f"{cls.denoiser_name}: SISO's {cls.family} family needs a {cls.pipeline_class_name} folder")
 
     # ------------------------------------------------------------------ LoRA
     @classmethod

@@ -30,7 +30,6 @@ import torch
 from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
 from ..config import FAMILY_RECIPES
-from ..errors import SISOInputError
 from .base import LoRAGenerator, grad_step_flags
 
 
@@ -57,6 +56,7 @@ class FluxGenerator(LoRAGenerator):
     family = "flux"
     pipeline_class_name = "FluxPipeline"
     denoiser_name = "transformer"
+    denoiser_class_name = "FluxTransformer2DModel"
     text_encoder_names = ("text_encoder", "text_encoder_2")  # CLIP-L, T5-XXL
     lora_text_encoder_names = ("text_encoder",)  # the authors train CLIP-L only
     default_model = FAMILY_RECIPES["flux"]["pretrained_model_name_or_path"]
@@ -76,10 +76,6 @@ class FluxGenerator(LoRAGenerator):
         self.guidance_scale = guidance_scale
         self.max_sequence_length = max_sequence_length
 
-    @classmethod
-    def check_pipeline(cls, pipe, name_or_path: str) -> None:
-        if type(pipe.transformer).__name__ != "FluxTransformer2DModel":
-            raise SISOInputError(f"base model {name_or_path!r} has no FLUX transformer: SISO's flux family needs a FluxPipeline folder")
 
     # ------------------------------------------------------------------ prompt
     def encode_t5(self, prompt: str) -> torch.Tensor:

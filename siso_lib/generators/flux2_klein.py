@@ -31,7 +31,6 @@ import torch
 from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
 
 from ..config import FAMILY_RECIPES
-from ..errors import SISOInputError
 from .base import LoRAGenerator, grad_step_flags
 
 TEXT_ENCODER_OUT_LAYERS = (9, 18, 27)  # the Qwen3 hidden states the pipeline stacks (its default)
@@ -61,6 +60,7 @@ class Flux2KleinGenerator(LoRAGenerator):
     family = "flux2_klein"
     pipeline_class_name = "Flux2KleinPipeline"
     denoiser_name = "transformer"
+    denoiser_class_name = "Flux2Transformer2DModel"
     text_encoder_names = ("text_encoder",)  # Qwen3: frozen, no LoRA
     lora_text_encoder_names = ()
     default_model = FAMILY_RECIPES["flux2_klein"]["pretrained_model_name_or_path"]
@@ -80,11 +80,6 @@ class Flux2KleinGenerator(LoRAGenerator):
         self.guidance_scale = guidance_scale
         self.max_sequence_length = max_sequence_length
 
-    @classmethod
-    def check_pipeline(cls, pipe, name_or_path: str) -> None:
-        if type(pipe.transformer).__name__ != "Flux2Transformer2DModel":
-            raise SISOInputError(f"base model {name_or_path!r} has no FLUX.2 transformer: the flux2_klein family needs a "
-                                 "Flux2KleinPipeline folder")
 
     @property
     def guided(self) -> bool:

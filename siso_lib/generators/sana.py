@@ -58,6 +58,7 @@ class SanaGenerator(LoRAGenerator):
     family = "sana"
     pipeline_class_name = "SanaPipeline"
     denoiser_name = "transformer"
+    denoiser_class_name = "SanaTransformer2DModel"
     text_encoder_names = ("text_encoder",)  # Gemma-2, never trained
     lora_text_encoder_names = ()
     default_model = FAMILY_RECIPES["sana"]["pretrained_model_name_or_path"]
@@ -83,10 +84,6 @@ class SanaGenerator(LoRAGenerator):
         self.instruction = pipeline_instruction()
         self._noise: torch.Generator | None = None
 
-    @classmethod
-    def check_pipeline(cls, pipe, name_or_path: str) -> None:
-        if type(pipe.transformer).__name__ != "SanaTransformer2DModel":
-            raise SISOInputError(f"base model {name_or_path!r} has no Sana transformer: SISO's sana family needs a SanaPipeline folder")
 
     @property
     def guided(self) -> bool:
